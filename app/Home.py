@@ -1,0 +1,73 @@
+"""CURE Studio — home page: the dataset, the default model and the default forget request.
+
+UI only: everything it shows comes from ``cure_core``. Run with ``cure app`` (or ``make app``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pandas as pd
+import streamlit as st
+
+from cure_core.errors import CureError
+from cure_core.jobs import BackgroundJob
+from cure_core.workspace import Workspace
+
+st.set_page_config(page_title="CURE Studio", layout="wide")
+
+
+@st.cache_resource(show_spinner="Loading MovieLens-100K ...")
+def workspace() -> Workspace:
+    ws = Workspace(data=os.environ.get("CURE_DATA") or None)
+    ws.samples  # noqa: B018 - load now, once, for every session
+    return ws
+
+
+@st.cache_resource
+def default_models_job(_ws: Workspace) -> BackgroundJob:
+    """One shared background run that loads or trains Original and Retrain of the default request."""
+    request = _ws.default_request()
+    return BackgroundJob("default-models", lambda progress: _ws.ensure_models(request, progress=progress, quiet=True))
+
+
+st.title("CURE Studio")
+st.caption("Circuit-aware unlearning for LLM-based recommenders — MovieLens-100K, a GPT-2 recommender trained here, and the Retrain reference.")
+
+try:
+    ws = workspace()
+    summary = ws.summary()
+    request = ws.default_request()
+    sets = ws.sets(request)
+except CureError as err:
+    st.error(str(err))
+    st.stop()
+
+left, right = st.columns(2)
+with left:
+    st.subheader("Dataset")
+    st.dataframe(pd.DataFrame({"value": [str(v) for v in summary.values()]}, index=list(summary.keys())), width="stretch")
+with right:
+    st.subheader("Default forget request")
+    st.markdown(f"**{request.id}** — {request.kind}-level, {request.description}")
+    st.dataframe(pd.DataFrame({"samples": sets.sizes()}), width="stretch")
+
+st.subheader("Models")
+job = default_models_job(ws)
+if not job.finished:
+    st.info("Training the default model and its Retrain reference (first launch only; cached afterwards).")
+    st.progress(job.fraction, text=f"{job.fraction:.0%} — {job.info.get('loss', '')}")
+    time.sleep(2)
+    st.rerun()
+elif job.error:
+    st.error(job.error)
+else:
+    original, retrain = job.result
+    rows = []
+    for name, rec in (("Original", original), ("Retrain", retrain)):
+        meta = rec.meta
+        rows.append({"model": name, "parameters": meta["n_params"], "train samples": meta["train_samples"], "best epoch": meta["best_epoch"], "train seconds": meta["train_seconds"], **{k: round(v, 4) for k, v in meta["metrics"].items()}})
+    st.dataframe(pd.DataFrame(rows).set_index("model"), width="stretch")
+    recipe = original.meta["recipe"]
+    st.caption(f"{recipe['arch']}: {recipe['n_layer']} layers, {recipe['n_head']} heads, d_model {recipe['d_model']}, item-mode vocabulary with a user token.")

@@ -1,0 +1,192 @@
+"""The ``cure`` command line. Every user error prints one line and exits with status 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from cure_core.errors import CureError
+
+APP_ENTRY = Path(__file__).resolve().parent.parent / "app" / "Home.py"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except CureError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; cached entries are written atomically, nothing partial was kept", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cure", description="CURE Studio: circuit-aware unlearning for LLM recommenders")
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    def command(name: str, func, help_text: str) -> argparse.ArgumentParser:  # noqa: ANN001
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--data", default=None, help="GroupLens ml-100k folder/zip or RecBole atomic files (default: MovieLens-100K)")
+        p.set_defaults(func=func)
+        return p
+
+    command("data", _cmd_data, "print the dataset summary (users, items, samples per split, positive rates)")
+
+    p = command("train", _cmd_train, "train the default recommender (or a request's Retrain) and print its metrics")
+    p.add_argument("--retrain", metavar="REQUEST_ID", help="train the Retrain reference of this request instead")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    p.add_argument("--force", action="store_true", help="retrain even if the model is cached (the old one is replaced only on success)")
+
+    p = command("forget", _cmd_forget, "create a forget request and print its sets")
+    who = p.add_mutually_exclusive_group()
+    who.add_argument("--users", help="share of users, e.g. 5%% or 0.05 (default 5%%)")
+    who.add_argument("--user-ids", help="comma-separated user ids")
+    who.add_argument("--genre", help="every sample with a movie of this genre")
+    who.add_argument("--items", help="comma-separated item ids")
+    who.add_argument("--interactions", help="comma-separated USER:ITEM ratings")
+    p.add_argument("--scope", choices=["target", "target_or_history"], default="target_or_history", help="item requests: match the target only, or the history too")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = command("evaluate", _cmd_evaluate, "evaluate a model on a forget request next to Retrain (trains what is missing)")
+    p.add_argument("--request", default=None, help="request id (default: 5%% of users, seed 0)")
+    p.add_argument("--model", default="original", help="'original', 'retrain' or a model folder")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = command("app", _cmd_app, "start the Streamlit app")
+    p.add_argument("--port", type=int, default=8501)
+    return parser
+
+
+def _workspace(args: argparse.Namespace):  # noqa: ANN202 - imported lazily: torch is slow to import
+    from cure_core.workspace import Workspace
+
+    return Workspace(data=args.data)
+
+
+def _cmd_data(args: argparse.Namespace) -> None:
+    ws = _workspace(args)
+    for key, value in ws.summary().items():
+        print(f"{key:>24}: {value}")
+    print(f"{'user ids':>24}: {ws.samples.user_ids[0]} .. {ws.samples.user_ids[-1]}")
+    print(f"{'genres':>24}: {', '.join(ws.dataset.genres)}")
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    from cure_core.baselines import baseline_aucs
+    from cure_core.requests import load_request
+
+    ws = _workspace(args)
+    request = load_request(args.retrain) if args.retrain else None
+    role = "retrain" if request else "original"
+    rec = None if args.force else ws.load_model(role, request)
+    if rec is None:
+        rec = ws.train_model(role, request, threads=args.threads)
+    else:
+        print(f"cached: {rec.path}")
+    meta = rec.meta
+    print(f"model: {rec.path}")
+    print(f"parameters: {meta['n_params']:,}  training: {meta['train_seconds']:.0f}s on {meta['threads']} thread(s), best epoch {meta['best_epoch']}")
+    print("curve (AUC against training time; the checkpoint is the best validation epoch):")
+    for row in meta["curve"]:
+        print(f"  epoch {row['epoch']:>2}  {row['seconds']:>6.0f}s  loss {row['train_loss']:.4f}  valid AUC {row['valid_auc']:.4f}  test AUC {row['test_auc']:.4f}")
+    sets = ws.train_sets(role, request)
+    print(f"test AUC {meta['metrics']['test_auc']:.4f}  ACC {meta['metrics']['test_acc']:.4f}  LogLoss {meta['metrics']['test_logloss']:.4f}")
+    for name, auc in baseline_aucs(ws.samples, sets.train, sets.test).items():
+        print(f"  baseline {name:<26} test AUC {auc:.4f}")
+
+
+def _cmd_forget(args: argparse.Namespace) -> None:
+    from cure_core.requests import interaction_request, item_request, save_request, user_request
+
+    ws = _workspace(args)
+    if args.user_ids:
+        request = user_request(ws.dataset, ws.samples, user_ids=_split_list(args.user_ids))
+    elif args.genre:
+        request = item_request(ws.dataset, ws.samples, genre=args.genre, scope=args.scope)
+    elif args.items:
+        request = item_request(ws.dataset, ws.samples, item_ids=_split_list(args.items), scope=args.scope)
+    elif args.interactions:
+        pairs = []
+        for pair in _split_list(args.interactions):
+            if pair.count(":") != 1:
+                raise CureError(f"interaction {pair!r} is not USER:ITEM", "write ratings as USER:ITEM, e.g. 196:242")
+            user, item = pair.split(":")
+            pairs.append((user, item))
+        request = interaction_request(ws.dataset, ws.samples, pairs)
+    else:
+        request = user_request(ws.dataset, ws.samples, fraction=_fraction(args.users or "5%"), seed=args.seed)
+    sets = ws.sets(request)
+    save_request(request)
+    print(f"request {request.id}: {request.kind}-level, {request.description}")
+    for name, size in sets.sizes().items():
+        print(f"  {name:>8}: {size:>6} samples")
+    print(f"next: cure train --retrain {request.id}   |   cure evaluate --request {request.id}")
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    from cure_core.evaluate import compare_to_retrain
+    from cure_core.model.store import load_recommender
+    from cure_core.requests import load_request
+
+    ws = _workspace(args)
+    request = load_request(args.request) if args.request else ws.default_request()
+    original, retrain = ws.ensure_models(request, quiet=args.json)
+    if args.model == "original":
+        rec = original
+    elif args.model == "retrain":
+        rec = retrain
+    else:
+        rec = load_recommender(Path(args.model), ws.samples, ws.titles)
+    report = compare_to_retrain(rec, retrain, request, ws.samples, ws.sets(request), name=args.model)
+    if args.json:
+        print(json.dumps(_jsonable(report), indent=2))
+        return
+    print(f"request {request.id} ({request.description}); sets: {report['sizes']}")
+    print(f"{'':>22}{args.model:>12}{'Retrain':>12}")
+    rows = [("test AUC", "test", "auc"), ("test LogLoss", "test", "logloss"), ("forget AUC", "forget", "auc"), ("forget ACC", "forget", "acc"), ("forget LogLoss", "forget", "logloss"), ("retain AUC", "retain", "auc")]
+    for label, split, key in rows:
+        print(f"{label:>22}{report['model'][split][key]:>12.4f}{report['retrain'][split][key]:>12.4f}")
+    for attack, auc in report["model"].get("mia", {}).items():
+        print(f"{'MIA AUC ' + attack:>22}{auc:>12.4f}{report['retrain']['mia'][attack]:>12.4f}   PrivLeak {report['privleak'][attack]:+.1f}%")
+    print(f"{'JSD to Retrain':>22}{report['jsd_to_retrain']:>12.5f}")
+    print(f"{'L2 to Retrain':>22}{report['l2_to_retrain']:>12.5f}")
+
+
+def _cmd_app(args: argparse.Namespace) -> int:
+    cmd = [sys.executable, "-m", "streamlit", "run", str(APP_ENTRY), "--server.port", str(args.port), "--browser.gatherUsageStats", "false"]
+    env = dict(os.environ, **({"CURE_DATA": args.data} if args.data else {}))
+    return subprocess.call(cmd, env=env)
+
+
+def _split_list(raw: str) -> list[str]:
+    return [part.strip() for part in raw.split(",") if part.strip()]
+
+
+def _fraction(raw: str) -> float:
+    try:
+        value = float(raw.rstrip("%")) / (100 if raw.endswith("%") else 1)
+    except ValueError:
+        raise CureError(f"--users {raw!r} is not a share", "write it as 5% or 0.05") from None
+    return value
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if hasattr(obj, "item"):
+        return obj.item()
+    return obj
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""Long work run in a background thread with progress, result, error and cancellation.
+
+The app keeps one :class:`BackgroundJob` per piece of work (training the default models, say)
+so that the page keeps answering and several browser sessions share one run instead of
+starting their own.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from cure_core.errors import CureError
+from cure_core.progress import ProgressFn
+
+
+class JobCancelled(CureError):
+    def __init__(self) -> None:
+        super().__init__("the run was cancelled", "start it again when you want it")
+
+
+class BackgroundJob:
+    """Runs ``work(progress)`` once in a daemon thread; ``progress(done, total, info)`` updates state."""
+
+    def __init__(self, name: str, work: Callable[[ProgressFn], Any]) -> None:
+        self.name = name
+        self._work = work
+        self._lock = threading.Lock()
+        self._cancel = threading.Event()
+        self.done_steps, self.total_steps, self.info = 0, 0, {}
+        self.result: Any = None
+        self.error: str | None = None
+        self.started_at = time.time()
+        self.finished = False
+        self._thread = threading.Thread(target=self._run, name=f"cure-{name}", daemon=True)
+        self._thread.start()
+
+    @property
+    def fraction(self) -> float:
+        with self._lock:
+            return self.done_steps / self.total_steps if self.total_steps else 0.0
+
+    def cancel(self) -> None:
+        """Ask the work to stop at its next progress report."""
+        self._cancel.set()
+
+    def _progress(self, done: int, total: int, info: dict[str, Any]) -> None:
+        if self._cancel.is_set():
+            raise JobCancelled()
+        with self._lock:
+            self.done_steps, self.total_steps, self.info = done, total, dict(info)
+
+    def _run(self) -> None:
+        try:
+            self.result = self._work(self._progress)
+        except CureError as err:
+            self.error = str(err)
+        except Exception as err:  # noqa: BLE001 - shown in the page instead of killing the thread silently
+            self.error = f"{type(err).__name__}: {err}"
+            traceback.print_exc()
+        finally:
+            self.finished = True

@@ -1,0 +1,44 @@
+"""The training recipe: architecture and optimisation settings, part of every model's key."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from transformers import GPT2Config, LlamaConfig, PretrainedConfig
+
+
+class Recipe(BaseModel):
+    """Settings of a from-scratch item-mode recommender. Defaults are the project's default model."""
+
+    arch: Literal["gpt2", "llama"] = "gpt2"
+    n_layer: int = Field(4, ge=1, le=24)
+    n_head: int = Field(4, ge=1, le=32)
+    d_model: int = Field(128, ge=8)
+    d_mlp: int = Field(512, ge=8)
+    dropout: float = Field(0.1, ge=0, lt=1)
+    user_dropout: float = Field(0.1, ge=0, lt=1, description="share of training prompts whose user token is replaced by <unk_user>")
+    lr: float = Field(2e-3, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    batch_size: int = Field(128, ge=1)
+    max_epochs: int = Field(12, ge=1)
+    patience: int = Field(3, ge=1, description="epochs without a better validation AUC before stopping")
+    max_minutes: float = Field(10.0, gt=0, description="wall-clock budget; training stops after the epoch that crosses it")
+    seed: int = 0
+
+    def hf_config(self, vocab_size: int, n_positions: int) -> PretrainedConfig:
+        """The Hugging Face config of this architecture (pre-LayerNorm, no grouped-query attention)."""
+        if self.d_model % self.n_head:
+            raise ValueError(f"d_model={self.d_model} is not divisible by n_head={self.n_head}")
+        if self.arch == "gpt2":
+            return GPT2Config(
+                vocab_size=vocab_size, n_positions=n_positions, n_embd=self.d_model, n_layer=self.n_layer,
+                n_head=self.n_head, n_inner=self.d_mlp, resid_pdrop=self.dropout, embd_pdrop=self.dropout,
+                attn_pdrop=self.dropout, bos_token_id=0, eos_token_id=0, pad_token_id=0, tie_word_embeddings=True,
+            )  # fmt: skip
+        return LlamaConfig(
+            vocab_size=vocab_size, max_position_embeddings=n_positions, hidden_size=self.d_model,
+            intermediate_size=self.d_mlp, num_hidden_layers=self.n_layer, num_attention_heads=self.n_head,
+            num_key_value_heads=self.n_head, attention_dropout=self.dropout, bos_token_id=0, eos_token_id=0,
+            pad_token_id=0, tie_word_embeddings=True,
+        )  # fmt: skip

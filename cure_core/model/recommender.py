@@ -1,0 +1,105 @@
+"""A causal LM used as a Yes/No recommender, with batched scoring at the answer position."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import PreTrainedModel
+
+from cure_core.data.samples import Samples
+from cure_core.prompts import EncodedBatch, PromptEncoder
+
+
+@dataclass
+class Predictions:
+    """Per-sample outputs at the answer position (all ``[n]`` float arrays).
+
+    ``margin`` = logit(Yes) − logit(No), the score of method.md §1. ``logp_yes``/``logp_no`` are
+    log-probabilities over the *whole* vocabulary (what the LM loss sees); ``logp_mean`` and
+    ``logp_std`` are the mean and std of log p over the vocabulary under p, which Min-K%++
+    uses to z-normalise a token's log-probability.
+    """
+
+    margin: np.ndarray
+    logp_yes: np.ndarray
+    logp_no: np.ndarray
+    logp_mean: np.ndarray
+    logp_std: np.ndarray
+
+    @property
+    def p_yes(self) -> np.ndarray:
+        """P(Yes) with the softmax taken over the two answers."""
+        return 1.0 / (1.0 + np.exp(-self.margin))
+
+    def answer_logp(self, labels: np.ndarray) -> np.ndarray:
+        """Log-probability (full vocabulary) of the true answer."""
+        return np.where(labels == 1, self.logp_yes, self.logp_no)
+
+
+@dataclass
+class Recommender:
+    """An HF causal LM, the prompt format it reads, and which users it was trained on.
+
+    ``known_users`` (user codes) decides who is written with their own user token; everyone
+    else is ``<unk_user>``. ``None`` means every user is known (text mode).
+    """
+
+    model: PreTrainedModel
+    encoder: PromptEncoder
+    known_users: np.ndarray | None
+    meta: dict = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def user_known(self, samples: Samples, idx: np.ndarray) -> np.ndarray | None:
+        return None if self.known_users is None else np.isin(samples.user[idx], self.known_users)
+
+    def encode(self, samples: Samples, idx: np.ndarray, user_known: np.ndarray | None = None) -> EncodedBatch:
+        known = self.user_known(samples, idx) if user_known is None else user_known
+        return self.encoder.encode(samples, idx, known)
+
+    def last_logits(self, batch: EncodedBatch) -> torch.Tensor:
+        """Full-vocabulary logits at the last (answer) position, ``[n, vocab]``.
+
+        Runs the trunk and applies the unembedding to the last position only, which is most of
+        the cost saved in training with a large item vocabulary.
+        """
+        ids = batch.input_ids.to(self.device)
+        kwargs: dict[str, torch.Tensor] = {}
+        if batch.attention_mask is not None:
+            mask = batch.attention_mask.to(self.device)
+            kwargs = {"attention_mask": mask, "position_ids": (mask.cumsum(-1) - 1).clamp(min=0)}
+        hidden = self.model.base_model(input_ids=ids, **kwargs).last_hidden_state[:, -1]
+        return self.model.get_output_embeddings()(hidden)
+
+    def answer_logits(self, batch: EncodedBatch) -> torch.Tensor:
+        """``[n, 2]`` logits of (Yes, No)."""
+        logits = self.last_logits(batch)
+        return logits[:, [self.encoder.yes_id, self.encoder.no_id]]
+
+    @torch.no_grad()
+    def predict(self, samples: Samples, idx: np.ndarray, batch_size: int = 1024) -> Predictions:
+        """Score samples ``idx`` in eval mode (the model's train/eval state is restored after)."""
+        was_training = self.model.training
+        self.model.eval()
+        parts: dict[str, list[np.ndarray]] = {k: [] for k in ("margin", "logp_yes", "logp_no", "logp_mean", "logp_std")}
+        try:
+            for start in range(0, len(idx), batch_size):
+                logits = self.last_logits(self.encode(samples, idx[start : start + batch_size])).float()
+                logp = torch.log_softmax(logits, dim=-1)
+                p = logp.exp()
+                mean = (p * logp).sum(-1)
+                std = ((p * logp.square()).sum(-1) - mean.square()).clamp(min=1e-12).sqrt()
+                yes, no = logits[:, self.encoder.yes_id], logits[:, self.encoder.no_id]
+                for key, value in (("margin", yes - no), ("logp_yes", logp[:, self.encoder.yes_id]), ("logp_no", logp[:, self.encoder.no_id]), ("logp_mean", mean), ("logp_std", std)):
+                    parts[key].append(value.cpu().numpy())
+        finally:
+            self.model.train(was_training)
+        empty = np.zeros(0, dtype=np.float32)
+        return Predictions(**{k: np.concatenate(v) if v else empty for k, v in parts.items()})

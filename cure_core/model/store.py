@@ -1,0 +1,106 @@
+"""Saving and loading checkpoints: safetensors weights, vocabulary and metadata in one folder.
+
+A model folder (``cache/models/<key>/``) holds ``model.safetensors`` and ``config.json`` (Hugging
+Face format, loadable by ``TransformerBridge.boot_transformers``), ``vocab.json`` (item mode) and
+``meta.json`` (data hash, split, recipe, metrics, the users it knows, the weights' sha256).
+Weights are only ever read with safetensors — never pickle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from cure_core.cache import atomic_directory
+from cure_core.data.samples import Samples
+from cure_core.errors import CureError
+from cure_core.model.recommender import Recommender
+from cure_core.prompts import ItemModeEncoder, ItemVocab, TextModeEncoder
+
+WEIGHTS = "model.safetensors"
+
+
+class CorruptModelError(CureError):
+    """A model folder that cannot be read back; cache entries with this error are rebuilt."""
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save_recommender(rec: Recommender, folder: Path, samples: Samples, meta: dict[str, Any]) -> None:
+    """Write the model folder atomically (a crash leaves the previous folder, if any)."""
+    if not isinstance(rec.encoder, ItemModeEncoder):
+        raise CureError("only item-mode models trained here can be saved to the cache", "save a text-mode checkpoint with Hugging Face's save_pretrained")
+    with atomic_directory(folder) as tmp:
+        rec.model.save_pretrained(tmp, safe_serialization=True)
+        (tmp / "vocab.json").write_text(json.dumps(rec.encoder.vocab.tokens))
+        known = [samples.user_ids[u] for u in rec.known_users] if rec.known_users is not None else None
+        full_meta = {**meta, "known_users": known, "weights_sha256": file_sha256(tmp / WEIGHTS), "mode": "item"}
+        (tmp / "meta.json").write_text(json.dumps(full_meta, indent=2, sort_keys=True))
+    rec.meta, rec.path = full_meta, folder
+
+
+def load_recommender(folder: Path, samples: Samples, titles: dict[str, str] | None = None) -> Recommender:
+    """Load a cache model folder (item mode) or a local Hugging Face checkpoint (text mode)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CureError(f"no model folder at {folder}", "train one with `cure train`, or give the folder of a saved checkpoint")
+    if (folder / "vocab.json").exists():
+        return _load_item_model(folder, samples)
+    return load_text_model(folder, samples, titles or {})
+
+
+def _load_item_model(folder: Path, samples: Samples) -> Recommender:
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+        tokens = json.loads((folder / "vocab.json").read_text())
+        if file_sha256(folder / WEIGHTS) != meta["weights_sha256"]:
+            raise ValueError("weights do not match the checksum in meta.json")
+        model = AutoModelForCausalLM.from_pretrained(folder, use_safetensors=True, local_files_only=True)
+    except (OSError, ValueError, KeyError, json.JSONDecodeError) as err:
+        raise CorruptModelError(f"model folder {folder} is unreadable ({str(err).splitlines()[0][:160]})", "delete the folder; cached models are retrained on next use") from None
+    vocab = ItemVocab(tokens)
+    if model.get_input_embeddings().num_embeddings != len(vocab):
+        raise CorruptModelError(f"model folder {folder}: embedding size differs from vocab.json", "delete the folder so the model is retrained")
+    encoder = ItemModeEncoder(vocab, samples)
+    known = meta.get("known_users")
+    known_codes = samples.user_codes(known) if known is not None else None
+    model.eval()
+    return Recommender(model=model, encoder=encoder, known_users=known_codes, meta=meta, path=folder)
+
+
+def load_text_model(folder: Path, samples: Samples, titles: dict[str, str]) -> Recommender:
+    """A local pretrained causal LM with its own tokenizer, prompted in words (text mode)."""
+    if not (folder / "config.json").exists():
+        raise CureError(f"{folder} has no config.json", "give a folder written by Hugging Face's save_pretrained (config, weights, tokenizer)")
+    if not any(folder.glob("*.safetensors")):
+        raise CureError(f"{folder} has no .safetensors weights", "re-save the checkpoint with save_pretrained(..., safe_serialization=True); pickle weights are not loaded")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(folder, use_safetensors=True, local_files_only=True)
+    except (OSError, ValueError) as err:
+        raise CureError(f"cannot load the checkpoint at {folder} ({str(err).splitlines()[0][:160]})", "the folder needs config.json, *.safetensors and tokenizer files") from None
+    model.eval()
+    meta = {"mode": "text", "source": str(folder)}
+    return Recommender(model=model, encoder=TextModeEncoder(tokenizer, samples, titles), known_users=None, meta=meta, path=folder)
+
+
+def load_bridge(folder: Path, device: str | None = None):  # noqa: ANN201 - TransformerBridge, imported lazily (slow import)
+    """The checkpoint as a TransformerLens 4.x ``TransformerBridge``, offline."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformer_lens.model_bridge import TransformerBridge
+
+    bridge = TransformerBridge.boot_transformers(str(folder), device=device or "cpu")
+    bridge.eval()
+    return bridge
+
