@@ -32,7 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cure", description="CURE Studio: circuit-aware unlearning for LLM recommenders")
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    def command(name: str, func, help_text: str) -> argparse.ArgumentParser:  # noqa: ANN001
+    def command(name: str, func, help_text: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("--data", default=None, help="GroupLens ml-100k folder/zip or RecBole atomic files (default: MovieLens-100K)")
         p.set_defaults(func=func)
@@ -65,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _workspace(args: argparse.Namespace):  # noqa: ANN202 - imported lazily: torch is slow to import
+def _workspace(args: argparse.Namespace):
     from cure_core.workspace import Workspace
 
     return Workspace(data=args.data)

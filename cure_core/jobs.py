@@ -58,7 +58,7 @@ class BackgroundJob:
             self.result = self._work(self._progress)
         except CureError as err:
             self.error = str(err)
-        except Exception as err:  # noqa: BLE001 - shown in the page instead of killing the thread silently
+        except Exception as err:  # shown in the page rather than dying silently in the thread
             self.error = f"{type(err).__name__}: {err}"
             traceback.print_exc()
         finally:

@@ -28,7 +28,7 @@ def utility(labels: np.ndarray, preds: Predictions) -> dict[str, float | None]:
         "auc": safe_auc(labels, preds.margin),
         "acc": float(accuracy_score(labels, p > 0.5)),
         "logloss": float(log_loss(labels, p, labels=[0, 1])),
-        "n": int(len(labels)),
+        "n": len(labels),
     }
 
 

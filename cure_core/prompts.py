@@ -18,6 +18,8 @@ from typing import Protocol
 
 import numpy as np
 import torch
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast
 
 from cure_core.data.samples import Samples
 from cure_core.errors import CureError
@@ -61,6 +63,14 @@ class ItemVocab:
     def __len__(self) -> int:
         return len(self.tokens)
 
+    def to_hf_tokenizer(self) -> PreTrainedTokenizerFast:
+        """A whitespace word-level tokenizer over this vocabulary, saved beside the weights so
+        tools that expect a tokenizer (TransformerLens' bridge, ``to_str_tokens``) read prompts
+        like ``u:196 i:242 <like> ... <ask>``."""
+        tokenizer = Tokenizer(models.WordLevel(self.index, unk_token=UNK_ITEM))
+        tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+        return PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token=UNK_ITEM, pad_token=PAD, bos_token=PAD, eos_token=PAD)
+
     def check_covers(self, samples: Samples) -> None:
         """A model can only read data whose users and items it has tokens for."""
         missing_items = [i for i in samples.item_ids if f"i:{i}" not in self.index]
@@ -101,7 +111,7 @@ class ItemModeEncoder:
 class TextModeEncoder:
     """Encodes samples as words for a checkpoint with its own tokenizer (left padded)."""
 
-    def __init__(self, tokenizer, samples: Samples, titles: dict[str, str]) -> None:  # noqa: ANN001 - any HF tokenizer
+    def __init__(self, tokenizer, samples: Samples, titles: dict[str, str]) -> None:
         self.tokenizer = tokenizer
         self.titles = titles
         self.yes_id = self._single_token(" Yes")
@@ -117,14 +127,14 @@ class TextModeEncoder:
     def prompt(self, samples: Samples, i: int, user_known: bool = True) -> str:
         name = lambda code: self.titles.get(samples.item_ids[code], samples.item_ids[code])  # noqa: E731
         history = "; ".join(
-            f"{name(item)}: {'liked' if like else 'disliked'}" for item, like in zip(samples.history[i], samples.history_likes[i])
+            f"{name(item)}: {'liked' if like else 'disliked'}" for item, like in zip(samples.history[i], samples.history_likes[i], strict=False)
         )
         who = f"User {samples.user_ids[samples.user[i]]}" if user_known else "A new user"
         return f"{who} rated: {history}. Will the user like {name(samples.target[i])}? Answer:"
 
     def encode(self, samples: Samples, idx: np.ndarray, user_known: np.ndarray | None = None) -> EncodedBatch:
         known = np.ones(len(idx), bool) if user_known is None else user_known
-        rows = [self.tokenizer.encode(self.prompt(samples, i, k), add_special_tokens=False) for i, k in zip(idx, known)]
+        rows = [self.tokenizer.encode(self.prompt(samples, i, k), add_special_tokens=False) for i, k in zip(idx, known, strict=False)]
         width = max(len(r) for r in rows)
         ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)

@@ -56,7 +56,7 @@ class RequestSets:
     forget_users: np.ndarray  # user codes removed from the model's known users (user-level only)
 
     def sizes(self) -> dict[str, int]:
-        return {name: int(len(getattr(self, name))) for name in ("forget", "retain", "valid", "test", "holdout")}
+        return {name: len(getattr(self, name)) for name in ("forget", "retain", "valid", "test", "holdout")}
 
 
 def trainable_users(samples: Samples) -> np.ndarray:
@@ -78,7 +78,7 @@ def user_request(dataset: RatingsDataset, samples: Samples, fraction: float | No
         fraction = DEFAULT_USER_FRACTION if fraction is None else fraction
         if not 0 < fraction < 1:
             raise CureError(f"forget fraction {fraction} is outside (0, 1)", "give a share of users such as 5% or 0.05")
-        n = max(1, int(round(fraction * len(pool))))
+        n = max(1, round(fraction * len(pool)))
         chosen = np.sort(np.random.default_rng(seed).choice(pool, size=n, replace=False))
         description = f"{fraction:.0%} of users ({n}), seed {seed}"
     if len(chosen) >= len(pool):
@@ -154,7 +154,7 @@ def _covered(request: ForgetRequest, samples: Samples) -> np.ndarray:
     rows = {(u, i) for u, i in request.interactions}
     user_raw = np.array(samples.user_ids, dtype=object)[samples.user]
     item_raw = np.array(samples.item_ids, dtype=object)[samples.target]
-    return np.fromiter(((u, i) in rows for u, i in zip(user_raw, item_raw)), dtype=bool, count=len(samples))
+    return np.fromiter(((u, i) in rows for u, i in zip(user_raw, item_raw, strict=False)), dtype=bool, count=len(samples))
 
 
 def save_request(request: ForgetRequest) -> str:

@@ -133,7 +133,7 @@ class Workspace:
             "data_hash": self.dataset.content_hash,
             "split": self.split.model_dump(),
             "recipe": self.recipe.model_dump(),
-            "train_samples": int(len(sets.train)),
+            "train_samples": len(sets.train),
             "n_params": int(sum(p.numel() for p in rec.model.parameters())),
             "train_seconds": round(seconds, 1),
             "threads": threads or previous_threads,
@@ -192,7 +192,7 @@ class Workspace:
         return {"data": self.data_source, "split": self.split, "recipe": self.recipe, "dataset": dataset}
 
 
-def _train_job(spec: dict[str, object], role: Role, request: ForgetRequest | None, queue, quiet: bool, position: int) -> None:  # noqa: ANN001 - a Manager queue proxy
+def _train_job(spec: dict[str, object], role: Role, request: ForgetRequest | None, queue, quiet: bool, position: int) -> None:
     """Worker: rebuild the workspace in a fresh process and train one model on one thread."""
     ws = Workspace(data=spec["data"], split=spec["split"], recipe=spec["recipe"], dataset=spec["dataset"])  # type: ignore[arg-type]
     ws.train_model(role, request, progress=lambda d, t, info: queue.put((position, d, t, info)), threads=1, quiet=quiet, position=position)

@@ -9,7 +9,7 @@ from cure_core.data import build_samples, make_synthetic
 from cure_core.model.recipe import Recipe
 from cure_core.workspace import Workspace
 
-TINY_RECIPE = Recipe(n_layer=2, n_head=2, d_model=32, d_mlp=64, max_epochs=4, batch_size=64, lr=3e-3, patience=4)
+TINY_RECIPE = Recipe(n_layer=2, n_head=2, d_model=32, d_mlp=64, max_epochs=3, batch_size=32, lr=3e-3, patience=3)
 
 
 @pytest.fixture(autouse=True)
@@ -26,7 +26,7 @@ def isolated_cache(tmp_path_factory, monkeypatch):
 
 @pytest.fixture(scope="session")
 def synthetic():
-    return make_synthetic(n_users=60, n_items=80, seed=0)
+    return make_synthetic(n_users=100, n_items=40, seed=0)
 
 
 @pytest.fixture(scope="session")

@@ -56,7 +56,7 @@ def test_history_is_the_previous_k_ratings(synthetic, synthetic_samples):
 def test_holdout_users_are_seeded_and_excluded(synthetic):
     a, b = build_samples(synthetic, SplitConfig(seed=1)), build_samples(synthetic, SplitConfig(seed=1))
     np.testing.assert_array_equal(a.holdout_users, b.holdout_users)
-    assert len(a.holdout_users) == round(0.05 * 60)
+    assert len(a.holdout_users) == round(0.05 * 100)
     assert not np.isin(a.user[a.index(Samples.TRAIN)], a.holdout_users).any()
 
 
@@ -94,7 +94,7 @@ def test_missing_or_unknown_paths(tmp_path):
     with pytest.raises(CureError, match="does not exist"):
         load_dataset(tmp_path / "nope")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(CureError, match="neither u.data"):
+    with pytest.raises(CureError, match=r"neither u\.data"):
         load_dataset(tmp_path / "empty")
 
 

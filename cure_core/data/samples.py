@@ -129,7 +129,7 @@ def build_samples(dataset: RatingsDataset, config: SplitConfig | None = None) ->
         raise CureError(f"{dataset.name}: no user has more than {k + 2} ratings", f"use a smaller history length than {k} or a denser dataset")
     users_present = np.unique(np.concatenate(parts["user"]))
     rng = np.random.default_rng(config.seed)
-    n_holdout = int(round(config.holdout_user_frac * len(users_present)))
+    n_holdout = round(config.holdout_user_frac * len(users_present))
     holdout = np.sort(rng.choice(users_present, size=n_holdout, replace=False)) if n_holdout else np.array([], dtype=np.int64)
     return Samples(
         user_ids=list(user_ids),
@@ -155,12 +155,12 @@ def summarize(dataset: RatingsDataset, samples: Samples) -> dict[str, object]:
         "data_hash": dataset.content_hash,
         "users": int(dataset.ratings["user"].nunique()),
         "items": int(dataset.ratings["item"].nunique()),
-        "ratings": int(len(dataset.ratings)),
+        "ratings": len(dataset.ratings),
         "like_rate_all_ratings": round(float((dataset.ratings["rating"] > LIKE_THRESHOLD).mean()), 4),
         "history_len": samples.config.history_len,
-        "users_with_samples": int(len(np.unique(samples.user))),
-        "holdout_users": int(len(samples.holdout_users)),
-        "samples": int(len(samples)),
+        "users_with_samples": len(np.unique(samples.user)),
+        "holdout_users": len(samples.holdout_users),
+        "samples": len(samples),
     }
     for name, code in (("train", Samples.TRAIN), ("valid", Samples.VALID), ("test", Samples.TEST)):
         mask = (samples.split == code) & ~holdout

@@ -24,15 +24,15 @@ def make_synthetic(
     genre_names = [f"Genre{g}" for g in range(n_genres)]
     item_genre = rng.integers(0, n_genres, size=n_items)
     quality = rng.normal(0, 1, size=n_items)
-    taste = rng.normal(0, 1.5, size=(n_users, n_genres))
+    taste = rng.normal(0, 2.0, size=(n_users, n_genres))
     rows = []
     for u in range(n_users):
         n = int(rng.integers(ratings_per_user[0], ratings_per_user[1] + 1))
         items = rng.choice(n_items, size=min(n, n_items), replace=False)
-        score = taste[u, item_genre[items]] + quality[items] + rng.normal(0, 0.5, size=len(items))
+        score = taste[u, item_genre[items]] + quality[items] + rng.normal(0, 0.3, size=len(items))
         stars = np.clip(np.round(3.5 + score), 1, 5)
         times = 1_000_000 + u * 10 + np.sort(rng.choice(10_000_000, size=len(items), replace=False))
-        rows += [(str(u + 1), str(i + 1), float(s), int(t)) for i, s, t in zip(items, stars, times)]
+        rows += [(str(u + 1), str(i + 1), float(s), int(t)) for i, s, t in zip(items, stars, times, strict=False)]
     ratings = pd.DataFrame(rows, columns=["user", "item", "rating", "timestamp"])
     items = pd.DataFrame(
         {

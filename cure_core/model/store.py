@@ -43,6 +43,7 @@ def save_recommender(rec: Recommender, folder: Path, samples: Samples, meta: dic
         raise CureError("only item-mode models trained here can be saved to the cache", "save a text-mode checkpoint with Hugging Face's save_pretrained")
     with atomic_directory(folder) as tmp:
         rec.model.save_pretrained(tmp, safe_serialization=True)
+        rec.encoder.vocab.to_hf_tokenizer().save_pretrained(tmp)
         (tmp / "vocab.json").write_text(json.dumps(rec.encoder.vocab.tokens))
         known = [samples.user_ids[u] for u in rec.known_users] if rec.known_users is not None else None
         full_meta = {**meta, "known_users": known, "weights_sha256": file_sha256(tmp / WEIGHTS), "mode": "item"}
@@ -95,7 +96,7 @@ def load_text_model(folder: Path, samples: Samples, titles: dict[str, str]) -> R
     return Recommender(model=model, encoder=TextModeEncoder(tokenizer, samples, titles), known_users=None, meta=meta, path=folder)
 
 
-def load_bridge(folder: Path, device: str | None = None):  # noqa: ANN201 - TransformerBridge, imported lazily (slow import)
+def load_bridge(folder: Path, device: str | None = None):
     """The checkpoint as a TransformerLens 4.x ``TransformerBridge``, offline."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformer_lens.model_bridge import TransformerBridge

@@ -1,0 +1,120 @@
+import os
+
+import numpy as np
+import pytest
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+from cure_core.data import make_synthetic
+from cure_core.data.samples import Samples, build_samples
+from cure_core.errors import CureError
+from cure_core.metrics import utility
+from cure_core.model.recipe import Recipe
+from cure_core.model.store import CorruptModelError, load_bridge, load_recommender
+from cure_core.prompts import UNK_USER
+from cure_core.workspace import Workspace
+from tests.conftest import TINY_RECIPE
+
+
+@pytest.fixture
+def trained(tiny_ws):
+    return tiny_ws, tiny_ws.original(quiet=True)
+
+
+def test_tiny_model_learns_planted_preferences(trained):
+    ws, rec = trained
+    test = ws.samples.index(Samples.TEST)
+    assert utility(ws.samples.label[test], rec.predict(ws.samples, test))["auc"] > 0.62
+    assert rec.meta["curve"][-1]["train_loss"] < rec.meta["curve"][0]["train_loss"]
+
+
+def test_training_is_seeded(synthetic):
+    a = Workspace(dataset=synthetic, recipe=TINY_RECIPE.model_copy(update={"max_epochs": 1})).original(quiet=True)
+    b = Workspace(dataset=synthetic, recipe=TINY_RECIPE.model_copy(update={"max_epochs": 1})).train_model("original", quiet=True)
+    for (name, pa), pb in zip(a.model.named_parameters(), b.model.parameters(), strict=False):
+        assert torch.equal(pa, pb), name
+
+
+def test_cache_round_trip_gives_identical_predictions(trained):
+    ws, rec = trained
+    again = Workspace(dataset=ws.dataset, recipe=TINY_RECIPE).load_model("original")
+    assert again is not None and again.path == rec.path
+    idx = np.arange(50)
+    np.testing.assert_allclose(rec.predict(ws.samples, idx).margin, again.predict(ws.samples, idx).margin, atol=1e-6)
+    assert set(os.listdir(rec.path)) >= {"model.safetensors", "config.json", "vocab.json", "meta.json"}
+
+
+def test_corrupt_cache_entry_is_rebuilt(trained, capsys):
+    ws, rec = trained
+    weights = rec.path / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(CorruptModelError, match="unreadable"):
+        load_recommender(rec.path, ws.samples)
+    assert ws.load_model("original") is None
+    assert "retraining" in capsys.readouterr().err
+    assert ws.original(quiet=True).path == rec.path
+
+
+def test_vocabulary_mismatch_is_a_clear_error(trained):
+    _, rec = trained
+    bigger = build_samples(make_synthetic(n_users=120, n_items=60, seed=1))
+    with pytest.raises(CureError, match="vocabulary lacks"):
+        load_recommender(rec.path, bigger)
+
+
+def test_unknown_users_get_the_fallback_token(trained):
+    ws, rec = trained
+    s = ws.samples
+    holdout_sample = np.flatnonzero(np.isin(s.user, s.holdout_users))[:3]
+    ids = rec.encode(s, holdout_sample).input_ids
+    assert (ids[:, 0] == rec.encoder.vocab.index[UNK_USER]).all()
+    known_sample = s.index(Samples.TRAIN)[:3]
+    assert (rec.encode(s, known_sample).input_ids[:, 0] != rec.encoder.vocab.index[UNK_USER]).all()
+    assert rec.encode(s, known_sample).input_ids.shape[1] == 2 * s.config.history_len + 3
+
+
+def test_checkpoint_loads_in_transformer_bridge(trained):
+    ws, rec = trained
+    bridge = load_bridge(rec.path)
+    ids = rec.encode(ws.samples, np.arange(8)).input_ids
+    with torch.no_grad():
+        ours = rec.model(ids).logits
+        theirs = bridge(ids, return_type="logits")
+    torch.testing.assert_close(theirs, ours, atol=1e-4, rtol=1e-4)
+
+
+def test_llama_architecture_trains_and_boots(synthetic):
+    recipe = Recipe(arch="llama", n_layer=1, n_head=2, d_model=16, d_mlp=32, max_epochs=1, batch_size=64)
+    ws = Workspace(dataset=synthetic, recipe=recipe)
+    rec = ws.original(quiet=True)
+    assert rec.model.config.model_type == "llama"
+    ids = rec.encode(ws.samples, np.arange(4)).input_ids
+    with torch.no_grad():
+        torch.testing.assert_close(load_bridge(rec.path)(ids, return_type="logits"), rec.model(ids).logits, atol=1e-4, rtol=1e-4)
+
+
+def test_text_mode_checkpoint_through_the_same_api(tmp_path, synthetic, synthetic_samples):
+    s = synthetic_samples
+    titles = synthetic.titles()
+    words = {w for t in titles.values() for w in t.replace("(", " ").replace(")", " ").split()}
+    words |= set(["User", "A", "new", "user", "rated", ":", ";", ".", "liked", "disliked", "Will", "the", "like", "?", "Answer", "Yes", "No"]) | {str(u) for u in s.user_ids}
+    vocab = {"[PAD]": 0, "[UNK]": 1, **{w: i + 2 for i, w in enumerate(sorted(words))}}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
+    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]").save_pretrained(tmp_path)
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(vocab), n_positions=256, n_embd=16, n_layer=1, n_head=2)).save_pretrained(tmp_path)
+    rec = load_recommender(tmp_path, s, titles)
+    assert rec.meta["mode"] == "text"
+    prompt = rec.encoder.prompt(s, 0)
+    assert "Synthetic Movie" in prompt and prompt.endswith("Answer:")
+    preds = rec.predict(s, np.arange(10))
+    assert preds.margin.shape == (10,) and np.isfinite(preds.margin).all()
+
+
+def test_text_mode_refuses_pickle_weights(tmp_path, synthetic_samples):
+    GPT2LMHeadModel(GPT2Config(vocab_size=10, n_positions=8, n_embd=8, n_layer=1, n_head=1)).save_pretrained(tmp_path, safe_serialization=False)
+    for f in tmp_path.glob("*.safetensors"):
+        f.unlink()
+    with pytest.raises(CureError, match=r"no \.safetensors"):
+        load_recommender(tmp_path, synthetic_samples)
