@@ -21,7 +21,7 @@ class Recipe(BaseModel):
     lr: float = Field(2e-3, gt=0)
     weight_decay: float = Field(0.01, ge=0)
     batch_size: int = Field(128, ge=1)
-    max_epochs: int = Field(12, ge=1)
+    max_epochs: int = Field(5, ge=1)
     patience: int = Field(3, ge=1, description="epochs without a better validation AUC before stopping")
     max_minutes: float = Field(10.0, gt=0, description="wall-clock budget; training stops after the epoch that crosses it")
     seed: int = 0
