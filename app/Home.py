@@ -6,13 +6,14 @@ UI only: everything it shows comes from ``cure_core``. Run with ``cure app`` (or
 from __future__ import annotations
 
 import os
-import time
 
 import pandas as pd
 import streamlit as st
 
 from cure_core.errors import CureError
+from cure_core.evaluate import compare_to_retrain
 from cure_core.jobs import BackgroundJob
+from cure_core.requests import load_request
 from cure_core.workspace import Workspace
 
 st.set_page_config(page_title="CURE Studio", layout="wide")
@@ -30,6 +31,17 @@ def default_models_job(_ws: Workspace) -> BackgroundJob:
     """One shared background run that loads or trains Original and Retrain of the default request."""
     request = _ws.default_request()
     return BackgroundJob("default-models", lambda progress: _ws.ensure_models(request, progress=progress, quiet=True))
+
+
+@st.cache_data(show_spinner="Evaluating Original and Retrain ...")
+def gap_table(_ws: Workspace, request_id: str) -> pd.DataFrame:
+    request = load_request(request_id)
+    report = compare_to_retrain(_ws.original(quiet=True), _ws.retrain(request, quiet=True), request, _ws.samples, _ws.sets(request), name="Original")
+    rows = {
+        "test AUC": ("test", "auc"), "forget AUC": ("forget", "auc"), "forget LogLoss": ("forget", "logloss"),
+        **{f"MIA AUC ({attack})": ("mia", attack) for attack in report["model"]["mia"]},
+    }  # fmt: skip
+    return pd.DataFrame({name: {"Original": report["model"][a][b], "Retrain": report["retrain"][a][b]} for name, (a, b) in rows.items()}).T
 
 
 st.title("CURE Studio")
@@ -55,11 +67,21 @@ with right:
 
 st.subheader("Models")
 job = default_models_job(ws)
+
+
+@st.fragment(run_every=2)
+def training_progress() -> None:
+    """Polls the shared training job; a full rerun shows the models once it has finished."""
+    if job.finished:
+        st.rerun()
+    info = job.info
+    detail = f"epoch {info['epoch']}, loss {info['loss']:.4f}" if "loss" in info else "starting"
+    st.progress(job.fraction, text=f"{job.fraction:.0%} — {detail}")
+
+
 if not job.finished:
-    st.info("Training the default model and its Retrain reference (first launch only; cached afterwards).")
-    st.progress(job.fraction, text=f"{job.fraction:.0%} — {job.info.get('loss', '')}")
-    time.sleep(2)
-    st.rerun()
+    st.info("Training the default model and its Retrain reference side by side (first launch only; cached afterwards). The page stays usable.")
+    training_progress()
 elif job.error:
     st.error(job.error)
 else:
@@ -69,5 +91,8 @@ else:
         meta = rec.meta
         rows.append({"model": name, "parameters": meta["n_params"], "train samples": meta["train_samples"], "best epoch": meta["best_epoch"], "train seconds": meta["train_seconds"], **{k: round(v, 4) for k, v in meta["metrics"].items()}})
     st.dataframe(pd.DataFrame(rows).set_index("model"), width="stretch")
+    st.subheader("Memorization gap on the default request")
+    st.caption("Unlearning only means something if Original is measurably better on the forget set than Retrain, which never saw it. Membership inference: forget samples (members) vs holdout users' samples (non-members); 0.5 = no signal.")
+    st.dataframe(gap_table(ws, request.id), width="stretch")
     recipe = original.meta["recipe"]
     st.caption(f"{recipe['arch']}: {recipe['n_layer']} layers, {recipe['n_head']} heads, d_model {recipe['d_model']}, item-mode vocabulary with a user token.")

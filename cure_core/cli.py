@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--retrain", metavar="REQUEST_ID", help="train the Retrain reference of this request instead")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     p.add_argument("--force", action="store_true", help="retrain even if the model is cached (the old one is replaced only on success)")
+    # Used by Workspace.ensure_models when it trains Original and Retrain side by side.
+    p.add_argument("--progress-file", help=argparse.SUPPRESS)
+    p.add_argument("--recipe-json", help=argparse.SUPPRESS)
+    p.add_argument("--split-json", help=argparse.SUPPRESS)
 
     p = command("forget", _cmd_forget, "create a forget request and print its sets")
     who = p.add_mutually_exclusive_group()
@@ -66,9 +71,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _workspace(args: argparse.Namespace):
+    from cure_core.data import SplitConfig
+    from cure_core.model.recipe import Recipe
     from cure_core.workspace import Workspace
 
-    return Workspace(data=args.data)
+    recipe = Recipe.model_validate_json(args.recipe_json) if getattr(args, "recipe_json", None) else None
+    split = SplitConfig.model_validate_json(args.split_json) if getattr(args, "split_json", None) else None
+    return Workspace(data=args.data, split=split, recipe=recipe)
 
 
 def _cmd_data(args: argparse.Namespace) -> None:
@@ -88,7 +97,8 @@ def _cmd_train(args: argparse.Namespace) -> None:
     role = "retrain" if request else "original"
     rec = None if args.force else ws.load_model(role, request)
     if rec is None:
-        rec = ws.train_model(role, request, threads=args.threads)
+        progress = _progress_file_writer(Path(args.progress_file)) if args.progress_file else None
+        rec = ws.train_model(role, request, threads=args.threads, progress=progress)
     else:
         print(f"cached: {rec.path}")
     meta = rec.meta
@@ -164,6 +174,21 @@ def _cmd_app(args: argparse.Namespace) -> int:
     cmd = [sys.executable, "-m", "streamlit", "run", str(APP_ENTRY), "--server.port", str(args.port), "--browser.gatherUsageStats", "false"]
     env = dict(os.environ, **({"CURE_DATA": args.data} if args.data else {}))
     return subprocess.call(cmd, env=env)
+
+
+def _progress_file_writer(path: Path):
+    """Write progress as JSON (atomically, at most twice a second) for a parent process to poll."""
+    from cure_core.cache import atomic_write_json
+
+    last = [0.0]
+
+    def write(done: int, total: int, info: dict[str, Any]) -> None:
+        now = time.monotonic()
+        if now - last[0] > 0.5 or done == total:
+            last[0] = now
+            atomic_write_json(path, {"done": done, "total": total, "info": info})
+
+    return write
 
 
 def _split_list(raw: str) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 import traceback
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +21,17 @@ from cure_core.progress import ProgressFn
 class JobCancelled(CureError):
     def __init__(self) -> None:
         super().__init__("the run was cancelled", "start it again when you want it")
+
+
+_LIVE_JOBS: weakref.WeakSet[BackgroundJob] = weakref.WeakSet()
+
+
+def cancel_all(timeout: float = 30.0) -> None:
+    """Cancel every running job and wait for each to stop (used at shutdown and by tests)."""
+    for job in list(_LIVE_JOBS):
+        job.cancel()
+    for job in list(_LIVE_JOBS):
+        job.join(timeout)
 
 
 class BackgroundJob:
@@ -36,12 +48,16 @@ class BackgroundJob:
         self.started_at = time.time()
         self.finished = False
         self._thread = threading.Thread(target=self._run, name=f"cure-{name}", daemon=True)
+        _LIVE_JOBS.add(self)
         self._thread.start()
 
     @property
     def fraction(self) -> float:
         with self._lock:
             return self.done_steps / self.total_steps if self.total_steps else 0.0
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
 
     def cancel(self) -> None:
         """Ask the work to stop at its next progress report."""

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing as mp
 import shutil
+import subprocess
 import sys
+import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from functools import cached_property
 from pathlib import Path
-from queue import Empty
 from typing import Literal
 
 import numpy as np
@@ -41,9 +40,11 @@ class Workspace:
     """Lazily loaded dataset + samples, and the Original/Retrain models for its requests."""
 
     def __init__(self, data: str | Path | None = None, split: SplitConfig | None = None, recipe: Recipe | None = None, dataset: RatingsDataset | None = None) -> None:
+        """``data``: a path or ``None`` for MovieLens-100K; ``dataset``: data already in memory."""
         self.data_source = None if data is None else str(data)
         self.split = split or SplitConfig()
         self.recipe = recipe or Recipe()
+        self._given_dataset = dataset  # in-memory data cannot be handed to worker processes
         if dataset is not None:
             self.__dict__["dataset"] = dataset
 
@@ -163,7 +164,7 @@ class Workspace:
         """
         original, retrain = self.load_model("original"), self.load_model("retrain", request)
         missing: list[Role] = [r for r, m in (("original", original), ("retrain", retrain)) if m is None]
-        if len(missing) == 2 and torch.get_num_threads() > 1:
+        if len(missing) == 2 and torch.get_num_threads() > 1 and self._given_dataset is None:
             self._train_in_parallel(request, progress, quiet)
         else:
             for role in missing:
@@ -171,28 +172,48 @@ class Workspace:
         return self.model("original"), self.model("retrain", request)
 
     def _train_in_parallel(self, request: ForgetRequest, progress: ProgressFn | None, quiet: bool) -> None:
-        ctx = mp.get_context("spawn")
-        with ctx.Manager() as manager, ProcessPoolExecutor(max_workers=2, mp_context=ctx) as pool:
-            queue = manager.Queue()
-            jobs = [pool.submit(_train_job, self._spec(), role, request if role == "retrain" else None, queue, quiet, pos) for pos, role in enumerate(("original", "retrain"))]
-            state: dict[int, tuple[int, int]] = {}
-            while not all(job.done() for job in jobs) or not queue.empty():
-                try:
-                    pos, done, total, info = queue.get(timeout=0.5)
-                except Empty:
-                    continue
-                state[pos] = (done, total)
-                if progress is not None:
-                    progress(sum(d for d, _ in state.values()), sum(t for _, t in state.values()), {**info, "job": pos})
-            for job in jobs:
-                job.result()  # re-raise a worker's error here
+        """Two ``cure train --threads 1`` subprocesses; progress comes back through small JSON files.
 
-    def _spec(self) -> dict[str, object]:
-        dataset = self.__dict__.get("dataset") if self.data_source is None and self.dataset.name != "ml-100k" else None
-        return {"data": self.data_source, "split": self.split, "recipe": self.recipe, "dataset": dataset}
+        Subprocesses (not multiprocessing) so that nothing re-imports the caller's main module —
+        a Streamlit script would otherwise start again in each worker. On any error or
+        cancellation both workers are terminated; cache writes are atomic, so nothing partial stays.
+        """
+        save_request(request)
+        with tempfile.TemporaryDirectory(prefix="cure-train-") as tmp:
+            workers = []
+            for pos, role in enumerate(("original", "retrain")):
+                progress_file = Path(tmp) / f"{role}.json"
+                cmd = [sys.executable, "-m", "cure_core.cli", "train", "--threads", "1", "--progress-file", str(progress_file), "--recipe-json", self.recipe.model_dump_json(), "--split-json", self.split.model_dump_json()]
+                cmd += ["--data", self.data_source] if self.data_source else []
+                cmd += ["--retrain", request.id] if role == "retrain" else []
+                log = open(Path(tmp) / f"{role}.log", "w+")  # noqa: SIM115 - closed below, after the worker exits
+                workers.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT if quiet else None), progress_file, log, pos))
+            try:
+                while True:
+                    running = any(proc.poll() is None for proc, *_ in workers)
+                    if progress is not None:
+                        states = [_read_progress(f) for _, f, _, _ in workers]
+                        progress(sum(s[0] for s in states), sum(s[1] for s in states), states[0][2])
+                    if not running:
+                        break
+                    time.sleep(0.5)
+            except BaseException:
+                for proc, *_ in workers:
+                    proc.terminate()
+                raise
+            finally:
+                for proc, _, log, _ in workers:
+                    proc.wait()
+                    log.seek(0)
+                    tail = log.read()[-600:]
+                    log.close()
+                    if proc.returncode not in (0, None, -15):
+                        raise CureError(f"a training worker failed (exit {proc.returncode}): {tail.strip().splitlines()[-1] if tail.strip() else 'no output'}", "run `cure train` directly to see the full log")
 
 
-def _train_job(spec: dict[str, object], role: Role, request: ForgetRequest | None, queue, quiet: bool, position: int) -> None:
-    """Worker: rebuild the workspace in a fresh process and train one model on one thread."""
-    ws = Workspace(data=spec["data"], split=spec["split"], recipe=spec["recipe"], dataset=spec["dataset"])  # type: ignore[arg-type]
-    ws.train_model(role, request, progress=lambda d, t, info: queue.put((position, d, t, info)), threads=1, quiet=quiet, position=position)
+def _read_progress(path: Path) -> tuple[int, int, dict]:
+    try:
+        state = json.loads(path.read_text())
+        return int(state["done"]), int(state["total"]), state.get("info", {})
+    except (OSError, ValueError, KeyError):
+        return 0, 0, {}

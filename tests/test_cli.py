@@ -38,7 +38,7 @@ def test_data_summary(capsys, data_dir):
     ],
 )
 def test_bad_input_is_one_line_with_a_fix(capsys, data_dir, argv, message):
-    code, out, err = run(capsys, *argv, "--data", data_dir)
+    code, _, err = run(capsys, *argv, "--data", data_dir)
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and "fix:" in lines[0], err

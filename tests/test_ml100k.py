@@ -50,8 +50,7 @@ def test_childrens_genre_request(ws):
 
 def test_short_training_beats_item_popularity(ws):
     """One epoch of a small model beats the item like-rate baseline on test."""
-    small = Workspace(recipe=Recipe(n_layer=2, n_head=2, d_model=64, d_mlp=128, max_epochs=1, batch_size=256, lr=3e-3))
-    small.__dict__["dataset"], small.__dict__["samples"] = ws.dataset, ws.samples
+    small = Workspace(recipe=Recipe(n_layer=2, n_head=2, d_model=64, d_mlp=128, max_epochs=1, batch_size=256, lr=3e-3), dataset=ws.dataset)
     rec = small.original(quiet=True)
     s = ws.samples
     baselines = baseline_aucs(s, s.index(Samples.TRAIN), s.index(Samples.TEST))

@@ -118,3 +118,19 @@ def test_text_mode_refuses_pickle_weights(tmp_path, synthetic_samples):
         f.unlink()
     with pytest.raises(CureError, match=r"no \.safetensors"):
         load_recommender(tmp_path, synthetic_samples)
+
+
+def test_original_and_retrain_train_side_by_side(tmp_path, synthetic, monkeypatch):
+    """With more than one thread, ensure_models runs two `cure train` workers and reports progress."""
+    from cure_core.requests import user_request
+    from tests.test_data import write_grouplens
+
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    ws = Workspace(data=write_grouplens(tmp_path / "ml", synthetic), recipe=TINY_RECIPE)
+    request = user_request(ws.dataset, ws.samples, fraction=0.1, seed=2)
+    seen = []
+    original, retrain = ws.ensure_models(request, progress=lambda done, total, info: seen.append((done, total)), quiet=True)
+    assert original.meta["role"] == "original" and retrain.meta["role"] == "retrain"
+    assert retrain.meta["train_samples"] == len(ws.sets(request).retain)
+    assert not np.isin(ws.samples.user_codes(request.users), retrain.known_users).any()
+    assert seen and seen[-1][0] == seen[-1][1] > 0

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from transformers import AutoModelForCausalLM
 
 from cure_core.data.samples import Samples
@@ -44,6 +45,9 @@ def train_item_model(
 ) -> tuple[Recommender, list[dict[str, float]]]:
     """Train with AdamW and a cosine schedule; keep the epoch with the best *validation* AUC.
 
+    With ``recipe.ema_decay`` > 0 an exponential moving average of the weights is kept
+    (``torch.optim.swa_utils``); it is what is evaluated each epoch and saved.
+
     Returns the model (best epoch restored) and the learning curve: one row per epoch with wall
     seconds, train loss, validation AUC and test AUC. Test AUC is recorded for the curve only;
     nothing is chosen on it.
@@ -54,6 +58,8 @@ def train_item_model(
     seq_len = 2 * samples.config.history_len + 3
     model = AutoModelForCausalLM.from_config(recipe.hf_config(len(vocab), seq_len))
     rec = Recommender(model=model, encoder=encoder, known_users=sets.known_users)
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(recipe.ema_decay)) if recipe.ema_decay else None
+    scored = Recommender(model=ema.module, encoder=encoder, known_users=sets.known_users) if ema else rec
     rng = np.random.default_rng(recipe.seed)
     steps_per_epoch = math.ceil(len(sets.train) / recipe.batch_size)
     total_steps = steps_per_epoch * recipe.max_epochs
@@ -82,16 +88,18 @@ def train_item_model(
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                 optimizer.step()
                 schedule.step()
+                if ema is not None:
+                    ema.update_parameters(model)
                 losses.append(loss.item())
                 bar.update(1, epoch=epoch + 1, loss=float(np.mean(losses[-50:])))
-            valid_auc = utility(samples.label[sets.valid], rec.predict(samples, sets.valid))["auc"] or 0.0
-            test_auc = utility(samples.label[sets.test], rec.predict(samples, sets.test))["auc"] or 0.0
+            valid_auc = utility(samples.label[sets.valid], scored.predict(samples, sets.valid))["auc"] or 0.0
+            test_auc = utility(samples.label[sets.test], scored.predict(samples, sets.test))["auc"] or 0.0
             elapsed = time.perf_counter() - start
             curve.append({"epoch": epoch + 1, "seconds": round(elapsed, 1), "train_loss": float(np.mean(losses)), "valid_auc": valid_auc, "test_auc": test_auc})
             if bar.bar is not None:
                 bar.bar.write(f"[{desc}] epoch {epoch + 1}: {elapsed:.0f}s loss {np.mean(losses):.4f} valid AUC {valid_auc:.4f} test AUC {test_auc:.4f}")
             if valid_auc > best_auc:
-                best_auc, best_state, stale = valid_auc, {k: v.detach().clone() for k, v in model.state_dict().items()}, 0
+                best_auc, best_state, stale = valid_auc, {k: v.detach().clone() for k, v in scored.model.state_dict().items()}, 0
             else:
                 stale += 1
             if stale >= recipe.patience or elapsed > recipe.max_minutes * 60:
