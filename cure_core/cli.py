@@ -9,9 +9,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cure_core.errors import CureError
+
+if TYPE_CHECKING:  # imported lazily at run time: torch is slow to import
+    from cure_core.progress import ProgressFn
+    from cure_core.workspace import Workspace
 
 APP_ENTRY = Path(__file__).resolve().parent.parent / "app" / "Home.py"
 
@@ -70,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _workspace(args: argparse.Namespace):
+def _workspace(args: argparse.Namespace) -> Workspace:
     from cure_core.data import SplitConfig
     from cure_core.model.recipe import Recipe
     from cure_core.workspace import Workspace
@@ -176,7 +180,7 @@ def _cmd_app(args: argparse.Namespace) -> int:
     return subprocess.call(cmd, env=env)
 
 
-def _progress_file_writer(path: Path):
+def _progress_file_writer(path: Path) -> ProgressFn:
     """Write progress as JSON (atomically, at most twice a second) for a parent process to poll."""
     from cure_core.cache import atomic_write_json
 

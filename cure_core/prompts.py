@@ -19,7 +19,7 @@ from typing import Protocol
 import numpy as np
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from cure_core.data.samples import Samples
 from cure_core.errors import CureError
@@ -111,7 +111,7 @@ class ItemModeEncoder:
 class TextModeEncoder:
     """Encodes samples as words for a checkpoint with its own tokenizer (left padded)."""
 
-    def __init__(self, tokenizer, samples: Samples, titles: dict[str, str]) -> None:
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, titles: dict[str, str]) -> None:
         self.tokenizer = tokenizer
         self.titles = titles
         self.yes_id = self._single_token(" Yes")

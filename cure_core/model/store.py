@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -21,6 +21,9 @@ from cure_core.data.samples import Samples
 from cure_core.errors import CureError
 from cure_core.model.recommender import Recommender
 from cure_core.prompts import ItemModeEncoder, ItemVocab, TextModeEncoder
+
+if TYPE_CHECKING:  # transformer_lens is slow to import; loaded only when a bridge is asked for
+    from transformer_lens.model_bridge import TransformerBridge
 
 WEIGHTS = "model.safetensors"
 
@@ -58,7 +61,7 @@ def load_recommender(folder: Path, samples: Samples, titles: dict[str, str] | No
         raise CureError(f"no model folder at {folder}", "train one with `cure train`, or give the folder of a saved checkpoint")
     if (folder / "vocab.json").exists():
         return _load_item_model(folder, samples)
-    return load_text_model(folder, samples, titles or {})
+    return load_text_model(folder, titles or {})
 
 
 def _load_item_model(folder: Path, samples: Samples) -> Recommender:
@@ -80,7 +83,7 @@ def _load_item_model(folder: Path, samples: Samples) -> Recommender:
     return Recommender(model=model, encoder=encoder, known_users=known_codes, meta=meta, path=folder)
 
 
-def load_text_model(folder: Path, samples: Samples, titles: dict[str, str]) -> Recommender:
+def load_text_model(folder: Path, titles: dict[str, str]) -> Recommender:
     """A local pretrained causal LM with its own tokenizer, prompted in words (text mode)."""
     if not (folder / "config.json").exists():
         raise CureError(f"{folder} has no config.json", "give a folder written by Hugging Face's save_pretrained (config, weights, tokenizer)")
@@ -93,10 +96,10 @@ def load_text_model(folder: Path, samples: Samples, titles: dict[str, str]) -> R
         raise CureError(f"cannot load the checkpoint at {folder} ({str(err).splitlines()[0][:160]})", "the folder needs config.json, *.safetensors and tokenizer files") from None
     model.eval()
     meta = {"mode": "text", "source": str(folder)}
-    return Recommender(model=model, encoder=TextModeEncoder(tokenizer, samples, titles), known_users=None, meta=meta, path=folder)
+    return Recommender(model=model, encoder=TextModeEncoder(tokenizer, titles), known_users=None, meta=meta, path=folder)
 
 
-def load_bridge(folder: Path, device: str | None = None):
+def load_bridge(folder: Path, device: str | None = None) -> TransformerBridge:
     """The checkpoint as a TransformerLens 4.x ``TransformerBridge``, offline."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformer_lens.model_bridge import TransformerBridge
