@@ -22,7 +22,7 @@ st.set_page_config(page_title="CURE Studio", layout="wide")
 @st.cache_resource(show_spinner="Loading MovieLens-100K ...")
 def workspace() -> Workspace:
     ws = Workspace(data=os.environ.get("CURE_DATA") or None)
-    ws.samples  # noqa: B018 - load now, once, for every session
+    _ = ws.samples  # build the samples now, once, for every session
     return ws
 
 
@@ -41,7 +41,9 @@ def gap_table(_ws: Workspace, request_id: str) -> pd.DataFrame:
         "test AUC": ("test", "auc"), "forget AUC": ("forget", "auc"), "forget LogLoss": ("forget", "logloss"),
         **{f"MIA AUC ({attack})": ("mia", attack) for attack in report["model"]["mia"]},
     }  # fmt: skip
-    return pd.DataFrame({name: {"Original": report["model"][a][b], "Retrain": report["retrain"][a][b]} for name, (a, b) in rows.items()}).T
+    table = pd.DataFrame({name: {"Original": report["model"][a][b], "Retrain": report["retrain"][a][b]} for name, (a, b) in rows.items()}).T
+    table["Original − Retrain"] = table["Original"] - table["Retrain"]
+    return table
 
 
 st.title("CURE Studio")
