@@ -1,0 +1,1 @@
+"""Circuit discovery, model-agnostic: graph, attribution, circuits, faithfulness, export."""
