@@ -1,0 +1,1 @@
+"""Trained recommenders: recipe, training loop, scoring and the checkpoint store."""
