@@ -13,7 +13,8 @@ import streamlit as st
 from cure_core.errors import CureError
 from cure_core.evaluate import compare_to_retrain
 from cure_core.jobs import BackgroundJob
-from cure_core.requests import load_request
+from cure_core.model.recommender import Recommender
+from cure_core.requests import ForgetRequest
 from cure_core.workspace import Workspace
 
 st.set_page_config(page_title="CURE Studio", layout="wide")
@@ -34,9 +35,9 @@ def default_models_job(_ws: Workspace) -> BackgroundJob:
 
 
 @st.cache_data(show_spinner="Evaluating Original and Retrain ...")
-def gap_table(_ws: Workspace, request_id: str) -> pd.DataFrame:
-    request = load_request(request_id)
-    report = compare_to_retrain(_ws.original(quiet=True), _ws.retrain(request, quiet=True), request, _ws.samples, _ws.sets(request), name="Original")
+def gap_table(_ws: Workspace, _original: Recommender, _retrain: Recommender, _request: ForgetRequest, request_id: str) -> pd.DataFrame:
+    """Original vs Retrain on the request; cached per request id (the models are the job's)."""
+    report = compare_to_retrain(_original, _retrain, _request, _ws.samples, _ws.sets(_request), name="Original")
     rows = {
         "test AUC": ("test", "auc"), "forget AUC": ("forget", "auc"), "forget LogLoss": ("forget", "logloss"),
         **{f"MIA AUC ({attack})": ("mia", attack) for attack in report["model"]["mia"]},
@@ -95,6 +96,6 @@ else:
     st.dataframe(pd.DataFrame(rows).set_index("model"), width="stretch")
     st.subheader("Memorization gap on the default request")
     st.caption("Unlearning only means something if Original is measurably better on the forget set than Retrain, which never saw it. Membership inference: forget samples (members) vs holdout users' samples (non-members); 0.5 = no signal.")
-    st.dataframe(gap_table(ws, request.id), width="stretch")
+    st.dataframe(gap_table(ws, original, retrain, request, request.id), width="stretch")
     recipe = original.meta["recipe"]
     st.caption(f"{recipe['arch']}: {recipe['n_layer']} layers, {recipe['n_head']} heads, d_model {recipe['d_model']}, item-mode vocabulary with a user token.")

@@ -127,14 +127,14 @@ class TextModeEncoder:
     def prompt(self, samples: Samples, i: int, user_known: bool = True) -> str:
         name = lambda code: self.titles.get(samples.item_ids[code], samples.item_ids[code])  # noqa: E731
         history = "; ".join(
-            f"{name(item)}: {'liked' if like else 'disliked'}" for item, like in zip(samples.history[i], samples.history_likes[i], strict=False)
+            f"{name(item)}: {'liked' if like else 'disliked'}" for item, like in zip(samples.history[i], samples.history_likes[i], strict=True)
         )
         who = f"User {samples.user_ids[samples.user[i]]}" if user_known else "A new user"
         return f"{who} rated: {history}. Will the user like {name(samples.target[i])}? Answer:"
 
     def encode(self, samples: Samples, idx: np.ndarray, user_known: np.ndarray | None = None) -> EncodedBatch:
         known = np.ones(len(idx), bool) if user_known is None else user_known
-        rows = [self.tokenizer.encode(self.prompt(samples, i, k), add_special_tokens=False) for i, k in zip(idx, known, strict=False)]
+        rows = [self.tokenizer.encode(self.prompt(samples, i, k), add_special_tokens=False) for i, k in zip(idx, known, strict=True)]
         width = max(len(r) for r in rows)
         ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)

@@ -154,7 +154,7 @@ def _covered(request: ForgetRequest, samples: Samples) -> np.ndarray:
     rows = {(u, i) for u, i in request.interactions}
     user_raw = np.array(samples.user_ids, dtype=object)[samples.user]
     item_raw = np.array(samples.item_ids, dtype=object)[samples.target]
-    return np.fromiter(((u, i) in rows for u, i in zip(user_raw, item_raw, strict=False)), dtype=bool, count=len(samples))
+    return np.fromiter(((u, i) in rows for u, i in zip(user_raw, item_raw, strict=True)), dtype=bool, count=len(samples))
 
 
 def save_request(request: ForgetRequest) -> str:

@@ -162,14 +162,15 @@ class Workspace:
         Two single-thread processes are faster here than one two-thread process. ``progress``
         gets the sum of both jobs' steps.
         """
-        original, retrain = self.load_model("original"), self.load_model("retrain", request)
-        missing: list[Role] = [r for r, m in (("original", original), ("retrain", retrain)) if m is None]
+        models: dict[Role, Recommender | None] = {"original": self.load_model("original"), "retrain": self.load_model("retrain", request)}
+        missing = [role for role, model in models.items() if model is None]
         if len(missing) == 2 and torch.get_num_threads() > 1 and self._given_dataset is None:
             self._train_in_parallel(request, progress, quiet)
+            models = {"original": self.model("original"), "retrain": self.model("retrain", request)}
         else:
             for role in missing:
-                self.train_model(role, request if role == "retrain" else None, progress=progress, quiet=quiet)
-        return self.model("original"), self.model("retrain", request)
+                models[role] = self.train_model(role, request if role == "retrain" else None, progress=progress, quiet=quiet)
+        return models["original"], models["retrain"]  # type: ignore[return-value]
 
     def _train_in_parallel(self, request: ForgetRequest, progress: ProgressFn | None, quiet: bool) -> None:
         """Two ``cure train --threads 1`` subprocesses; progress comes back through small JSON files.
@@ -181,34 +182,37 @@ class Workspace:
         save_request(request)
         with tempfile.TemporaryDirectory(prefix="cure-train-") as tmp:
             workers = []
-            for pos, role in enumerate(("original", "retrain")):
+            for role in ("original", "retrain"):
                 progress_file = Path(tmp) / f"{role}.json"
                 cmd = [sys.executable, "-m", "cure_core.cli", "train", "--threads", "1", "--progress-file", str(progress_file), "--recipe-json", self.recipe.model_dump_json(), "--split-json", self.split.model_dump_json()]
                 cmd += ["--data", self.data_source] if self.data_source else []
                 cmd += ["--retrain", request.id] if role == "retrain" else []
                 log = open(Path(tmp) / f"{role}.log", "w+")  # noqa: SIM115 - closed below, after the worker exits
-                workers.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT if quiet else None), progress_file, log, pos))
+                workers.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT if quiet else None), progress_file, log))
             try:
                 while True:
-                    running = any(proc.poll() is None for proc, *_ in workers)
+                    running = any(proc.poll() is None for proc, _, _ in workers)
                     if progress is not None:
-                        states = [_read_progress(f) for _, f, _, _ in workers]
+                        states = [_read_progress(f) for _, f, _ in workers]
                         progress(sum(s[0] for s in states), sum(s[1] for s in states), states[0][2])
                     if not running:
                         break
                     time.sleep(0.5)
             except BaseException:
-                for proc, *_ in workers:
+                for proc, _, _ in workers:
                     proc.terminate()
                 raise
             finally:
-                for proc, _, log, _ in workers:
+                failures = []
+                for proc, _, log in workers:
                     proc.wait()
                     log.seek(0)
-                    tail = log.read()[-600:]
+                    tail = log.read().strip()
                     log.close()
-                    if proc.returncode not in (0, None, -15):
-                        raise CureError(f"a training worker failed (exit {proc.returncode}): {tail.strip().splitlines()[-1] if tail.strip() else 'no output'}", "run `cure train` directly to see the full log")
+                    if proc.returncode not in (0, -15):  # -15: terminated by us on cancel
+                        failures.append(f"exit {proc.returncode}: {tail.splitlines()[-1] if tail else 'no output'}")
+            if failures:
+                raise CureError(f"a training worker failed ({'; '.join(failures)})", "run `cure train` directly to see the full log")
 
 
 def _read_progress(path: Path) -> tuple[int, int, dict]:

@@ -32,7 +32,7 @@ def test_tiny_model_learns_planted_preferences(trained):
 def test_training_is_seeded(synthetic):
     a = Workspace(dataset=synthetic, recipe=TINY_RECIPE.model_copy(update={"max_epochs": 1})).original(quiet=True)
     b = Workspace(dataset=synthetic, recipe=TINY_RECIPE.model_copy(update={"max_epochs": 1})).train_model("original", quiet=True)
-    for (name, pa), pb in zip(a.model.named_parameters(), b.model.parameters(), strict=False):
+    for (name, pa), pb in zip(a.model.named_parameters(), b.model.parameters(), strict=True):
         assert torch.equal(pa, pb), name
 
 

@@ -113,7 +113,7 @@ def _read_grouplens(base: dict[str, str], opener: Opener, name: str) -> RatingsD
             "item": raw_items[0],
             "title": [t for t, _ in titles_years],
             "year": [y for _, y in titles_years],
-            "genres": ["|".join(g for g, f in zip(GROUPLENS_GENRES, row, strict=False) if f and g != "unknown") for row in flags],
+            "genres": ["|".join(g for g, f in zip(GROUPLENS_GENRES, row, strict=True) if f and g != "unknown") for row in flags],
         }
     )
     users = None

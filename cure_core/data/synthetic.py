@@ -32,7 +32,7 @@ def make_synthetic(
         score = taste[u, item_genre[items]] + quality[items] + rng.normal(0, 0.3, size=len(items))
         stars = np.clip(np.round(3.5 + score), 1, 5)
         times = 1_000_000 + u * 10 + np.sort(rng.choice(10_000_000, size=len(items), replace=False))
-        rows += [(str(u + 1), str(i + 1), float(s), int(t)) for i, s, t in zip(items, stars, times, strict=False)]
+        rows += [(str(u + 1), str(i + 1), float(s), int(t)) for i, s, t in zip(items, stars, times, strict=True)]
     ratings = pd.DataFrame(rows, columns=["user", "item", "rating", "timestamp"])
     items = pd.DataFrame(
         {
