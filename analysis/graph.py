@@ -104,6 +104,30 @@ class GraphShape:
             stages += [2 * layer + 1] * (3 * self.n_heads) + [2 * layer + 2]
         return np.array([*stages, 2 * self.n_layers + 1])
 
+    @cached_property
+    def dst_module(self) -> np.ndarray:
+        """``[n_dst]``: the source index of the module each destination belongs to (a head's
+        q/k/v inputs → the head, an MLP input → the MLP); ``-1`` for ``logits``."""
+        owners = []
+        for layer in range(self.n_layers):
+            owners += [self.head_src(layer, h) for _ in QKV for h in range(self.n_heads)] + [self.mlp_src(layer)]
+        return np.array([*owners, -1])
+
+    @cached_property
+    def dst_qkv(self) -> list[str]:
+        """``[n_dst]``: ``q``/``k``/``v`` for head inputs, ``""`` for MLPs and logits."""
+        tags = []
+        for _ in range(self.n_layers):
+            tags += [x for x in QKV for _ in range(self.n_heads)] + [""]
+        return [*tags, ""]
+
+    def module_layer_head(self, src: int) -> tuple[int | None, int | None]:
+        """(layer, head) of a module: head None for MLPs, both None for ``input``."""
+        if src == 0:
+            return None, None
+        layer, offset = divmod(src - 1, self.n_heads + 1)
+        return layer, (offset if offset < self.n_heads else None)
+
     def real_edge_mask(self) -> np.ndarray:
         """``[n_src, n_dst]`` bool: True where the source is written before the destination reads."""
         return self.src_stage[:, None] < self.dst_stage[None, :]

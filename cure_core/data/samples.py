@@ -8,7 +8,7 @@ samples are the non-members of membership inference and the fallback-user check.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -67,6 +67,11 @@ class Samples:
         if not include_holdout:
             mask &= ~self.is_holdout_user
         return np.flatnonzero(mask)
+
+    def take(self, idx: np.ndarray) -> Samples:
+        """The samples ``idx`` as their own ``Samples`` (same users, items and config)."""
+        per_sample = ("user", "history", "history_likes", "target", "label", "timestamp", "rating_row", "split")
+        return replace(self, **{name: getattr(self, name)[idx] for name in per_sample})
 
     def user_codes(self, raw_ids: list[str]) -> np.ndarray:
         """Integer codes of raw user ids; unknown ids raise a CureError naming them."""

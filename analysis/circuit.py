@@ -1,0 +1,152 @@
+"""Circuits: sets of edges chosen from attribution scores, pruned to input→logits paths.
+
+A :class:`Circuit` is a boolean ``[n_src, n_dst]`` edge mask over a :class:`GraphShape`.
+Selection rules (method.md §5) rank edges by |score|: top-n, threshold, cumulative share of
+the total |score|, and greedy growth from the logits (an edge may join only when its
+destination's module is already in the circuit).
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from analysis.graph import GraphShape
+
+Selection = Literal["top-n", "threshold", "share", "greedy"]
+SELECTIONS: tuple[Selection, ...] = ("top-n", "threshold", "share", "greedy")
+
+
+@dataclass(frozen=True)
+class Circuit:
+    shape: GraphShape
+    edges: np.ndarray  # [n_src, n_dst] bool
+
+    @property
+    def n_edges(self) -> int:
+        return int(self.edges.sum())
+
+    def edge_names(self) -> list[str]:
+        return [self.shape.edge_name(s, t) for s, t in zip(*np.nonzero(self.edges), strict=True)]
+
+    def nodes(self) -> set[str]:
+        """Modules touched by an edge, by name (``input``, ``a0.h1``, ``m2``, ``logits``)."""
+        src, dst = np.nonzero(self.edges)
+        owners = self.shape.dst_module[dst]
+        names = {self.shape.src_names[s] for s in src} | {self.shape.src_names[o] for o in owners if o >= 0}
+        return names | ({"logits"} if (owners < 0).any() else set())
+
+    @classmethod
+    def full(cls, shape: GraphShape) -> Circuit:
+        return cls(shape, shape.real_edge_mask())
+
+    @classmethod
+    def empty(cls, shape: GraphShape) -> Circuit:
+        return cls(shape, np.zeros((shape.n_src, shape.n_dst), dtype=bool))
+
+    @classmethod
+    def from_edge_names(cls, shape: GraphShape, names: list[str]) -> Circuit:
+        edges = np.zeros((shape.n_src, shape.n_dst), dtype=bool)
+        for name in names:
+            edges[shape.parse_edge(name)] = True
+        return cls(shape, edges)
+
+
+def _ranked(shape: GraphShape, scores: np.ndarray) -> np.ndarray:
+    """Flat indices of the real edges by decreasing |score| (ties broken by index, stable)."""
+    magnitude = np.where(shape.real_edge_mask(), np.abs(scores), -1.0).ravel()
+    order = np.argsort(-magnitude, kind="stable")
+    return order[: shape.n_edges]
+
+
+def _from_flat(shape: GraphShape, flat: np.ndarray) -> Circuit:
+    edges = np.zeros(shape.n_src * shape.n_dst, dtype=bool)
+    edges[flat] = True
+    return Circuit(shape, edges.reshape(shape.n_src, shape.n_dst))
+
+
+def top_n(shape: GraphShape, scores: np.ndarray, n: int) -> Circuit:
+    return _from_flat(shape, _ranked(shape, scores)[: max(0, n)])
+
+
+def by_threshold(shape: GraphShape, scores: np.ndarray, threshold: float) -> Circuit:
+    return Circuit(shape, shape.real_edge_mask() & (np.abs(scores) >= threshold))
+
+
+def by_share(shape: GraphShape, scores: np.ndarray, share: float) -> Circuit:
+    """The fewest top edges whose |scores| add up to ``share`` of the total |score|."""
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"share must lie in [0, 1], got {share}")
+    ranked = _ranked(shape, scores)
+    magnitude = np.abs(scores).ravel()[ranked]
+    total = magnitude.sum()
+    if share == 0.0 or total == 0.0:
+        return Circuit.empty(shape)
+    n = int(np.searchsorted(np.cumsum(magnitude), share * total * (1 - 1e-12)) + 1)
+    return _from_flat(shape, ranked[:n])
+
+
+def greedy(shape: GraphShape, scores: np.ndarray, n: int) -> Circuit:
+    """Grow from the logits: repeatedly add the highest-|score| edge whose destination module
+    is already in the circuit, so every edge lies on a path to the logits."""
+    real = shape.real_edge_mask()
+    dst_of_module: dict[int, np.ndarray] = {m: np.flatnonzero(shape.dst_module == m) for m in range(1, shape.n_src)}
+    heap: list[tuple[float, int, int]] = []
+
+    def open_destinations(dsts: np.ndarray) -> None:
+        for t in dsts:
+            for s in np.flatnonzero(real[:, t]):
+                heapq.heappush(heap, (-abs(float(scores[s, t])), int(s), int(t)))
+
+    edges = np.zeros_like(real)
+    in_circuit = np.zeros(shape.n_src, dtype=bool)
+    open_destinations(np.array([shape.logits_dst]))
+    while heap and edges.sum() < n:
+        _, s, t = heapq.heappop(heap)
+        if edges[s, t]:
+            continue
+        edges[s, t] = True
+        if s > 0 and not in_circuit[s]:
+            in_circuit[s] = True
+            open_destinations(dst_of_module[s])
+    return Circuit(shape, edges)
+
+
+def prune(circuit: Circuit) -> Circuit:
+    """Keep only edges on a path from ``input`` to ``logits`` inside the circuit.
+
+    Source indices are in computation order, so one forward sweep finds the modules reachable
+    from the input and one backward sweep those that reach the logits.
+    """
+    shape, edges = circuit.shape, circuit.edges
+    owner = shape.dst_module
+    from_input = np.zeros(shape.n_src, dtype=bool)
+    from_input[0] = True
+    for module in range(1, shape.n_src):
+        incoming = edges[:, owner == module]
+        from_input[module] = bool((incoming.any(axis=1) & from_input).any())
+    to_logits = np.zeros(shape.n_src, dtype=bool)
+    dst_reaches = owner < 0  # the logits destination itself
+    for module in range(shape.n_src - 1, -1, -1):
+        to_logits[module] = bool((edges[module] & dst_reaches).any())
+        dst_reaches = (owner < 0) | np.where(owner >= 0, to_logits[np.maximum(owner, 0)], False)
+    keep = edges & from_input[:, None] & dst_reaches[None, :]
+    return Circuit(shape, keep)
+
+
+def select(shape: GraphShape, scores: np.ndarray, how: Selection, value: float, prune_dangling: bool = True) -> Circuit:
+    """One entry point for the four selection rules; ``value`` is n, a threshold or a share."""
+    if how == "top-n":
+        circuit = top_n(shape, scores, int(value))
+    elif how == "threshold":
+        circuit = by_threshold(shape, scores, float(value))
+    elif how == "share":
+        circuit = by_share(shape, scores, float(value))
+    elif how == "greedy":
+        circuit = greedy(shape, scores, int(value))
+    else:
+        raise ValueError(f"unknown selection {how!r} — use one of {', '.join(SELECTIONS)}")
+    return prune(circuit) if prune_dangling else circuit

@@ -1,0 +1,51 @@
+"""Forget vs retain: differential scores and circuit overlap (method.md §4–§5).
+
+Two attributions on different prompt sets can differ in overall size (a set whose corruption
+moves the metric more gets larger scores everywhere), so differences are taken between scores
+normalised by each set's total |score|: a module that carries a larger *share* of one set's
+behaviour than of the other's stands out, a uniformly louder set does not.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from analysis.attribution import Attribution
+from analysis.circuit import Circuit
+
+
+def normalised(scores: np.ndarray) -> np.ndarray:
+    """Scores divided by their total magnitude (all zeros stay zeros)."""
+    total = np.abs(scores).sum()
+    return scores / total if total > 0 else scores
+
+
+def differential_edges(forget: Attribution, retain: Attribution) -> np.ndarray:
+    """``[n_src, n_dst]`` normalised forget score minus normalised retain score."""
+    _check_same_graph(forget, retain)
+    return normalised(forget.scores) - normalised(retain.scores)
+
+
+def differential_nodes(forget: Attribution, retain: Attribution) -> np.ndarray:
+    """``[n_src]`` normalised forget node score minus normalised retain node score."""
+    _check_same_graph(forget, retain)
+    return normalised(forget.node_scores) - normalised(retain.node_scores)
+
+
+def jaccard(a: set, b: set) -> float:
+    """|a ∩ b| / |a ∪ b|; two empty sets are identical (1.0)."""
+    union = a | b
+    return len(a & b) / len(union) if union else 1.0
+
+
+def overlap(first: Circuit, second: Circuit) -> dict[str, float]:
+    """Jaccard similarity of the two circuits' edges and of their nodes."""
+    return {
+        "edges_jaccard": jaccard(set(first.edge_names()), set(second.edge_names())),
+        "nodes_jaccard": jaccard(first.nodes(), second.nodes()),
+    }
+
+
+def _check_same_graph(first: Attribution, second: Attribution) -> None:
+    if first.shape != second.shape:
+        raise ValueError(f"cannot compare attributions of different models ({first.shape} vs {second.shape})")

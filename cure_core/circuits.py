@@ -1,0 +1,218 @@
+"""Circuit discovery on the recommender: prompts of a request's sets, cached attributions,
+circuits with faithfulness measured on held-out prompts, forget vs retain.
+
+The attribution engine itself is model-agnostic (``analysis``); this module supplies what is
+specific to the recommender: which samples, which corruption, which metric, and the cache.
+
+Each set's samples are drawn once with the settings' seed and split in two disjoint parts:
+``n_prompts`` for attribution (which ranks the edges) and ``n_eval`` for faithfulness (which
+judges the circuit chosen from that ranking), so F is never measured on the prompts that
+chose the circuit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import sys
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, Field
+
+from analysis.attribution import Attribution, Method, attribute
+from analysis.circuit import Circuit, Selection, select
+from analysis.faithfulness import Faithfulness, curve_sizes, faithfulness_curve
+from analysis.graph import GraphShape
+from analysis.prompts import LogitDiff, PromptBatch
+from cure_core.cache import atomic_write_bytes, cache_dir
+from cure_core.corruptions import corrupt
+from cure_core.data.samples import Samples
+from cure_core.errors import CureError
+from cure_core.model.recommender import Recommender
+from cure_core.progress import Progress, ProgressFn
+from cure_core.requests import ForgetRequest, RequestSets
+
+SetName = Literal["forget", "retain"]
+SET_NAMES: tuple[SetName, ...] = ("forget", "retain")
+
+
+class AttributionSettings(BaseModel):
+    """Everything that changes an attribution result (part of its cache key)."""
+
+    method: Method = "eap-ig"
+    steps: int = Field(5, ge=1, le=200)
+    corruption: Literal["history", "target", "user"] = "history"
+    metric: Literal["margin", "signed"] = "margin"
+    n_prompts: int = Field(512, ge=1)
+    n_eval: int = Field(256, ge=1)
+    batch_size: int = Field(32, ge=1)
+    seed: int = 0
+
+    def key(self) -> str:
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:12]
+
+
+def split_prompts(indices: np.ndarray, settings: AttributionSettings) -> tuple[np.ndarray, np.ndarray]:
+    """Disjoint (attribution, evaluation) samples of one set; a set smaller than
+    ``n_prompts + n_eval`` is split two to one."""
+    rng = np.random.default_rng(settings.seed)
+    drawn = rng.permutation(indices)
+    if len(drawn) < 2:
+        raise CureError(f"the set has {len(drawn)} sample(s)", "circuit discovery needs at least 2 samples per set; choose a larger request")
+    if len(drawn) < settings.n_prompts + settings.n_eval:
+        cut = max(1, round(len(drawn) * 2 / 3))
+        return np.sort(drawn[:cut]), np.sort(drawn[cut:])
+    return np.sort(drawn[: settings.n_prompts]), np.sort(drawn[settings.n_prompts : settings.n_prompts + settings.n_eval])
+
+
+def prompt_batches(rec: Recommender, samples: Samples, idx: np.ndarray, request: ForgetRequest, settings: AttributionSettings) -> list[PromptBatch]:
+    """Clean/corrupted token-id pairs of samples ``idx`` in batches (seeded)."""
+    rng = np.random.default_rng(settings.seed + 1)
+    known = rec.user_known(samples, idx)
+    clean = rec.encode(samples, idx)
+    bad = corrupt(settings.corruption, samples, idx, known, request, rng)
+    corrupted = rec.encoder.encode(bad.samples, np.arange(len(idx)), bad.user_known if bad.user_known is not None else known)
+    if clean.attention_mask is not None:
+        raise CureError("circuit discovery needs an item-mode model (fixed-length prompts)", "use a model trained here (`cure train`); text-mode prompts change length under corruption")
+    weight = torch.ones(len(idx)) if settings.metric == "margin" else torch.from_numpy(2.0 * samples.label[idx] - 1).float()
+    size = settings.batch_size
+    return [PromptBatch(clean.input_ids[i : i + size], corrupted.input_ids[i : i + size], weight[i : i + size]) for i in range(0, len(idx), size)]
+
+
+def answer_metric(rec: Recommender) -> LogitDiff:
+    return LogitDiff(rec.encoder.yes_id, rec.encoder.no_id)
+
+
+# --- cache ----------------------------------------------------------------------------------
+
+
+def attribution_path(rec: Recommender, request: ForgetRequest, set_name: str, settings: AttributionSettings) -> Path:
+    """``cache/attributions/<weights>/<request>/<set>-<settings>.npz``: keyed by the model's
+    weights, the data (inside the request id), the request, the set and every setting."""
+    weights = str(rec.meta.get("weights_sha256", "unknown"))[:12]
+    return cache_dir("attributions", weights, request.id) / f"{set_name}-{settings.key()}.npz"
+
+
+def save_attribution(result: Attribution, path: Path) -> None:
+    buffer = io.BytesIO()
+    np.savez_compressed(
+        buffer,
+        scores=result.scores,
+        batch_scores=result.batch_scores,
+        metric_clean=result.metric_clean,
+        metric_corrupt=result.metric_corrupt,
+        header=np.array(json.dumps({"n_layers": result.shape.n_layers, "n_heads": result.shape.n_heads, "method": result.method, "steps": result.steps, "settings": result.settings})),
+    )
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_attribution(path: Path) -> Attribution | None:
+    """The cached result, or ``None`` when missing; a corrupt file is deleted and reported."""
+    if not path.exists():
+        return None
+    try:
+        with np.load(path) as data:
+            header = json.loads(str(data["header"]))
+            return Attribution(
+                shape=GraphShape(header["n_layers"], header["n_heads"]),
+                method=header["method"],
+                steps=header["steps"],
+                scores=data["scores"],
+                batch_scores=data["batch_scores"],
+                metric_clean=data["metric_clean"],
+                metric_corrupt=data["metric_corrupt"],
+                settings=header["settings"],
+            )
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as err:
+        print(f"warning: cached attribution {path.name} is unreadable ({err}); recomputing it", file=sys.stderr)
+        path.unlink(missing_ok=True)
+        return None
+
+
+# --- running --------------------------------------------------------------------------------
+
+
+@dataclass
+class CircuitContext:
+    """The model, its bridge, the request and the sets: what every circuit computation needs."""
+
+    rec: Recommender
+    bridge: Any
+    samples: Samples
+    request: ForgetRequest
+    sets: RequestSets
+
+    def set_indices(self, set_name: str) -> np.ndarray:
+        if set_name not in SET_NAMES:
+            raise CureError(f"unknown set {set_name!r}", f"use one of: {', '.join(SET_NAMES)}")
+        return getattr(self.sets, set_name)
+
+    def batches(self, set_name: str, settings: AttributionSettings, part: Literal["attribution", "eval"]) -> list[PromptBatch]:
+        attribution_idx, eval_idx = split_prompts(self.set_indices(set_name), settings)
+        idx = attribution_idx if part == "attribution" else eval_idx
+        return prompt_batches(self.rec, self.samples, idx, self.request, settings)
+
+
+def get_attribution(ctx: CircuitContext, set_name: str, settings: AttributionSettings, progress: ProgressFn | None = None, quiet: bool = False, force: bool = False) -> Attribution:
+    """Cached attribution of one set, computed (with a progress bar) when missing."""
+    path = attribution_path(ctx.rec, ctx.request, set_name, settings)
+    cached = None if force else load_attribution(path)
+    if cached is not None:
+        return cached
+    batches = ctx.batches(set_name, settings, "attribution")
+    bar = Progress(sum(len(b) for b in batches), f"{settings.method} on {set_name}", progress, quiet)
+    try:
+        result = attribute(
+            ctx.bridge,
+            batches,
+            answer_metric(ctx.rec),
+            settings.method,
+            settings.steps,
+            settings={"set": set_name, "request": ctx.request.id, **settings.model_dump()},
+            progress=lambda done: bar.update(done - bar.done),
+        )
+    finally:
+        bar.close()
+    save_attribution(result, path)
+    return result
+
+
+@dataclass
+class CircuitResult:
+    """A selected circuit of one set with its exact faithfulness on held-out prompts."""
+
+    set_name: str
+    circuit: Circuit
+    faithfulness: Faithfulness
+    curve: list[tuple[int, Faithfulness]]  # (requested size, F of the pruned top-n circuit)
+
+
+def find_circuit(
+    ctx: CircuitContext,
+    attribution: Attribution,
+    set_name: str,
+    settings: AttributionSettings,
+    how: Selection = "top-n",
+    value: float = 100,
+    curve_points: int = 12,
+    progress: ProgressFn | None = None,
+    quiet: bool = False,
+) -> CircuitResult:
+    """Select a circuit from ``attribution`` and measure it and a size curve on eval prompts."""
+    shape = attribution.shape
+    circuit = select(shape, attribution.scores, how, value)
+    sizes = curve_sizes(shape.n_edges, curve_points) if curve_points else []
+    circuits = [circuit] + [select(shape, attribution.scores, "top-n", n) for n in sizes]
+    batches = ctx.batches(set_name, settings, "eval")
+    bar = Progress(sum(len(b) for b in batches), f"faithfulness on {set_name}", progress, quiet)
+    try:
+        values = faithfulness_curve(ctx.bridge, batches, answer_metric(ctx.rec), circuits, progress=lambda done: bar.update(done - bar.done))
+    finally:
+        bar.close()
+    return CircuitResult(set_name, circuit, values[0], list(zip(sizes, values[1:], strict=True)))

@@ -1,0 +1,116 @@
+"""Circuit selection, pruning, overlap and export round trips (pure numpy, no model)."""
+
+from __future__ import annotations
+
+import json
+
+import networkx as nx
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.circuit import Circuit, by_share, by_threshold, greedy, prune, select, top_n
+from analysis.compare import jaccard, normalised, overlap
+from analysis.export import CircuitDocument, document, export, read_json, to_circuit, to_networkx
+from analysis.graph import GraphShape
+
+SHAPE = GraphShape(3, 2)
+
+
+def _scores(seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(SHAPE.n_src, SHAPE.n_dst)) * SHAPE.real_edge_mask()
+
+
+def test_top_n_threshold_and_share_pick_the_largest_edges():
+    scores = _scores()
+    magnitude = np.sort(np.abs(scores[SHAPE.real_edge_mask()]))[::-1]
+    assert top_n(SHAPE, scores, 7).n_edges == 7
+    assert np.abs(scores[top_n(SHAPE, scores, 7).edges]).min() == pytest.approx(magnitude[6])
+    assert by_threshold(SHAPE, scores, magnitude[9]).n_edges == 10
+    share = by_share(SHAPE, scores, 0.5)
+    kept = np.abs(scores[share.edges]).sum()
+    assert kept >= 0.5 * magnitude.sum() and kept - magnitude[share.n_edges - 1] < 0.5 * magnitude.sum()
+    assert by_share(SHAPE, scores, 1.0).n_edges == SHAPE.n_edges
+
+
+def test_greedy_circuits_are_connected_to_the_logits():
+    circuit = greedy(SHAPE, _scores(), 12)
+    assert circuit.n_edges == 12
+    assert prune(circuit).n_edges <= 12
+    # every edge's destination module is the logits or a module with an outgoing edge
+    src, dst = np.nonzero(circuit.edges)
+    for t in dst:
+        owner = SHAPE.dst_module[t]
+        assert owner < 0 or circuit.edges[owner].any()
+
+
+def test_prune_keeps_only_input_to_logits_paths():
+    edges = np.zeros((SHAPE.n_src, SHAPE.n_dst), bool)
+    chain = ["input->a0.h1<v>", "a0.h1->m1", "m1->logits"]
+    dangling = ["a1.h0->logits", "input->m2"]  # a1.h0 has no input; m2 reaches nothing
+    for name in chain + dangling:
+        edges[SHAPE.parse_edge(name)] = True
+    pruned = prune(Circuit(SHAPE, edges))
+    assert sorted(pruned.edge_names()) == sorted(chain)
+    assert pruned.nodes() == {"input", "a0.h1", "m1", "logits"}
+    assert prune(Circuit.full(SHAPE)).n_edges == SHAPE.n_edges
+
+
+def test_select_refuses_unknown_rules():
+    with pytest.raises(ValueError, match="top-n"):
+        select(SHAPE, _scores(), "random", 3)  # type: ignore[arg-type]
+
+
+def test_overlap_and_normalisation():
+    a, b = top_n(SHAPE, _scores(0), 20), top_n(SHAPE, _scores(1), 20)
+    assert overlap(a, a) == {"edges_jaccard": 1.0, "nodes_jaccard": 1.0}
+    expected = len(set(a.edge_names()) & set(b.edge_names())) / len(set(a.edge_names()) | set(b.edge_names()))
+    assert overlap(a, b)["edges_jaccard"] == pytest.approx(expected)
+    assert jaccard(set(), set()) == 1.0
+    assert np.abs(normalised(_scores())).sum() == pytest.approx(1.0)
+
+
+def _doc() -> CircuitDocument:
+    forget, retain = _scores(0), _scores(1)
+    circuit = select(SHAPE, forget, "top-n", 25)
+    return document(circuit, {"forget": forget, "retain": retain}, {"forget": forget.sum(1), "retain": retain.sum(1)}, "forget", {"method": "eap-ig"})
+
+
+def test_json_round_trip_is_exact(tmp_path):
+    doc = _doc()
+    export(doc, "json", tmp_path / "c.json")
+    assert json.loads((tmp_path / "c.json").read_text())["schema"] == "cure-studio/circuit"
+    again = read_json(tmp_path / "c.json")
+    circuit, scores = to_circuit(again)
+    original, _ = to_circuit(doc)
+    assert np.array_equal(circuit.edges, original.edges)
+    np.testing.assert_allclose(scores["retain"][circuit.edges], _scores(1)[circuit.edges])
+    assert again.settings == {"method": "eap-ig"}
+
+
+def test_newer_schema_versions_are_refused(tmp_path):
+    payload = json.loads(_doc().model_dump_json(by_alias=True))
+    payload["version"] = 99
+    (tmp_path / "new.json").write_text(json.dumps(payload))
+    with pytest.raises(ValueError, match="upgrade"):
+        read_json(tmp_path / "new.json")
+
+
+def test_networkx_graphml_and_csv(tmp_path):
+    doc = _doc()
+    graph = to_networkx(doc)
+    assert isinstance(graph, nx.DiGraph)
+    assert set(graph.nodes) == {n.name for n in doc.nodes}
+    for _, attrs in graph.nodes(data=True):
+        assert {"kind", "layer", "head", "score_forget", "score_retain"} <= set(attrs) or attrs["kind"] == "logits"
+    total = sum(d["score"] for _, _, d in graph.edges(data=True))
+    assert total == pytest.approx(sum(e.scores["forget"] for e in doc.edges))
+    for _, _, attrs in graph.edges(data=True):
+        assert attrs["sign"] == np.sign(attrs["score"])
+    export(doc, "graphml", tmp_path / "c.graphml")
+    assert set(nx.read_graphml(tmp_path / "c.graphml").nodes) == set(graph.nodes)
+    export(doc, "csv", tmp_path / "c.csv")
+    table = pd.read_csv(tmp_path / "c.csv", keep_default_na=False)
+    assert len(table) == len(doc.edges)
+    assert {"source", "target", "qkv", "score", "sign", "score_forget", "score_retain"} <= set(table.columns)
