@@ -128,7 +128,7 @@ def edge_table(doc: CircuitDocument) -> pd.DataFrame:
     for e in doc.edges:
         score = e.scores.get(doc.primary, 0.0)
         rows.append({"source": e.source, "target": e.target, "qkv": e.qkv, "score": score, "sign": int(np.sign(score)), **{f"score_{k}": v for k, v in e.scores.items()}})
-    return pd.DataFrame(rows, columns=["source", "target", "qkv", "score", "sign"] + sorted({f"score_{k}" for e in doc.edges for k in e.scores}))
+    return pd.DataFrame(rows, columns=["source", "target", "qkv", "score", "sign", *sorted({f"score_{k}" for e in doc.edges for k in e.scores})])
 
 
 def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:

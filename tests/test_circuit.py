@@ -39,7 +39,7 @@ def test_greedy_circuits_are_connected_to_the_logits():
     assert circuit.n_edges == 12
     assert prune(circuit).n_edges <= 12
     # every edge's destination module is the logits or a module with an outgoing edge
-    src, dst = np.nonzero(circuit.edges)
+    _src, dst = np.nonzero(circuit.edges)
     for t in dst:
         owner = SHAPE.dst_module[t]
         assert owner < 0 or circuit.edges[owner].any()
