@@ -19,7 +19,7 @@ import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -27,6 +27,7 @@ from pydantic import BaseModel, Field
 
 from analysis.attribution import Attribution, Method, attribute
 from analysis.circuit import Circuit, Selection, select
+from analysis.export import CircuitDocument, document
 from analysis.faithfulness import Faithfulness, curve_sizes, faithfulness_curve
 from analysis.graph import GraphShape
 from analysis.prompts import LogitDiff, PromptBatch
@@ -38,6 +39,9 @@ from cure_core.model.recommender import Recommender
 from cure_core.progress import Progress, ProgressFn
 from cure_core.requests import ForgetRequest, RequestSets
 
+if TYPE_CHECKING:
+    from cure_core.workspace import Workspace
+
 SetName = Literal["forget", "retain"]
 SET_NAMES: tuple[SetName, ...] = ("forget", "retain")
 
@@ -48,7 +52,7 @@ class AttributionSettings(BaseModel):
     method: Method = "eap-ig"
     steps: int = Field(5, ge=1, le=200)
     corruption: Literal["history", "target", "user"] = "history"
-    metric: Literal["margin", "signed"] = "margin"
+    metric: Literal["margin", "signed"] = "signed"
     n_prompts: int = Field(512, ge=1)
     n_eval: int = Field(256, ge=1)
     batch_size: int = Field(32, ge=1)
@@ -216,3 +220,25 @@ def find_circuit(
     finally:
         bar.close()
     return CircuitResult(set_name, circuit, values[0], list(zip(sizes, values[1:], strict=True)))
+
+
+def circuit_context(ws: Workspace, request: ForgetRequest, device: str | None = None) -> CircuitContext:
+    """The Original model of ``ws`` (trained if missing) with its bridge, ready for ``request``.
+
+    The bridge runs on CUDA when present, else on CPU."""
+    from cure_core.model.store import load_bridge
+
+    rec = ws.original()
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return CircuitContext(rec=rec, bridge=load_bridge(rec.path, device), samples=ws.samples, request=request, sets=ws.sets(request))
+
+
+def circuit_document(result: CircuitResult, attributions: dict[str, Attribution], settings: AttributionSettings, how: str, value: float) -> CircuitDocument:
+    """The export document of one set's circuit, with every set's scores on its edges."""
+    return document(
+        result.circuit,
+        {name: a.scores for name, a in attributions.items()},
+        {name: a.node_scores for name, a in attributions.items()},
+        primary=result.set_name,
+        settings={**settings.model_dump(), "selection": how, "selection_value": value, "faithfulness": result.faithfulness.value},
+    )

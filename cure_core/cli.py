@@ -69,9 +69,138 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="original", help="'original', 'retrain' or a model folder")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
+    p = command("attribute", _cmd_attribute, "edge attribution (EAP or EAP-IG) of the default model on a request's forget or retain set")
+    _attribution_args(p, default_set="forget")
+    p.add_argument("--top", type=int, default=15, help="edges and modules to print")
+
+    p = command("circuit", _cmd_circuit, "select circuits, measure their exact faithfulness on held-out prompts, compare forget and retain, export")
+    _attribution_args(p, default_set="both")
+    rule = p.add_mutually_exclusive_group()
+    rule.add_argument("--top-n", type=int, help="keep the N edges of largest |score| (default 100)")
+    rule.add_argument("--threshold", type=float, help="keep edges with |score| at least this")
+    rule.add_argument("--share", type=float, help="keep the fewest top edges holding this share of the total |score| (0-1)")
+    rule.add_argument("--greedy", type=int, metavar="N", help="grow N edges greedily from the logits")
+    p.add_argument("--curve-points", type=int, default=12, help="sizes on the faithfulness curve (0: no curve)")
+    p.add_argument("--export", nargs=2, metavar=("FORMAT", "PATH"), help="write the circuit as json, graphml or csv (with --set both, one file per set: PATH gets -forget/-retain)")
+
     p = command("app", _cmd_app, "start the Streamlit app")
     p.add_argument("--port", type=int, default=8501)
     return parser
+
+
+def _attribution_args(p: argparse.ArgumentParser, default_set: str) -> None:
+    p.add_argument("--request", default=None, help="request id (default: 5%% of users, seed 0)")
+    sets = ["forget", "retain"] + (["both"] if default_set == "both" else [])
+    p.add_argument("--set", dest="set_name", choices=sets, default=default_set, help=f"which set of the request (default {default_set})")
+    p.add_argument("--method", choices=["eap", "eap-ig"], default="eap-ig")
+    p.add_argument("--steps", type=int, default=5, help="EAP-IG interpolation steps (default 5)")
+    p.add_argument("--corruption", choices=["history", "target", "user"], default="history", help="history: another user's history; target: another item; user: the unknown-user token")
+    p.add_argument("--metric", choices=["margin", "signed"], default="signed", help="signed (default): logit(Yes) - logit(No) times +1/-1 by label, so clean prompts score high; margin: unsigned")
+    p.add_argument("--prompts", type=int, default=512, help="prompts per set for attribution (default 512)")
+    p.add_argument("--eval-prompts", type=int, default=256, help="other prompts of the set for faithfulness (default 256)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true", help="recompute even if cached")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _attribution_settings(args: argparse.Namespace):
+    from pydantic import ValidationError
+
+    from cure_core.circuits import AttributionSettings
+
+    try:
+        return AttributionSettings(
+            method=args.method, steps=args.steps, corruption=args.corruption, metric=args.metric, n_prompts=args.prompts, n_eval=args.eval_prompts, batch_size=args.batch_size, seed=args.seed
+        )
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise CureError(f"invalid setting {first['loc'][0]}: {first['msg']}", "see `cure attribute --help` for the allowed values") from None
+
+
+def _circuit_setup(args: argparse.Namespace):
+    from cure_core.circuits import circuit_context
+    from cure_core.requests import load_request
+
+    ws = _workspace(args)
+    settings = _attribution_settings(args)
+    request = load_request(args.request) if args.request else ws.default_request()
+    return circuit_context(ws, request), settings
+
+
+def _cmd_attribute(args: argparse.Namespace) -> None:
+    from cure_core.circuits import attribution_path, get_attribution
+
+    ctx, settings = _circuit_setup(args)
+    result = get_attribution(ctx, args.set_name, settings, quiet=args.json, force=args.force)
+    shape = result.shape
+    nodes = sorted(range(shape.n_src), key=lambda i: -abs(result.node_scores[i]))[: args.top]
+    if args.json:
+        print(json.dumps({
+            "request": ctx.request.id, "set": args.set_name, "settings": settings.model_dump(), "n_prompts": result.n_prompts,
+            "metric_clean": float(result.metric_clean.mean()), "metric_corrupt": float(result.metric_corrupt.mean()),
+            "top_edges": result.top_edges(args.top), "node_scores": {shape.src_names[i]: float(result.node_scores[i]) for i in range(shape.n_src)},
+        }, indent=2))
+        return
+    print(f"request {ctx.request.id} ({ctx.request.description}), {args.set_name} set: {result.n_prompts} prompts, {settings.method}"
+          + (f" ({settings.steps} steps)" if settings.method == "eap-ig" else "") + f", corruption {settings.corruption}, metric {settings.metric}")
+    print(f"metric mean: clean {result.metric_clean.mean():+.4f}, corrupted {result.metric_corrupt.mean():+.4f} (total effect {result.total_effect:+.4f})")
+    print(f"scores: Δ = corrupt − clean; {shape.n_edges} edges. Top {args.top} by |score|:")
+    for name, score in result.top_edges(args.top):
+        print(f"  {score:+.5f}  {name}")
+    print("modules by |node score| (sum of outgoing edges):")
+    for i in nodes:
+        print(f"  {result.node_scores[i]:+.5f}  {shape.src_names[i]}")
+    print(f"cached: {attribution_path(ctx.rec, ctx.request, args.set_name, settings)}")
+
+
+def _cmd_circuit(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from analysis.compare import differential_nodes, overlap
+    from analysis.export import FORMATS, export
+    from cure_core.circuits import SET_NAMES, circuit_document, find_circuit, get_attribution
+
+    if args.export and args.export[0] not in FORMATS:
+        raise CureError(f"unknown export format {args.export[0]!r}", f"use one of: {', '.join(FORMATS)}")
+    how, value = ("threshold", args.threshold) if args.threshold is not None else ("share", args.share) if args.share is not None else ("greedy", args.greedy) if args.greedy is not None else ("top-n", args.top_n or 100)
+    ctx, settings = _circuit_setup(args)
+    set_names = list(SET_NAMES) if args.set_name == "both" else [args.set_name]
+    attributions = {name: get_attribution(ctx, name, settings, quiet=args.json, force=args.force) for name in SET_NAMES if name in set_names or args.set_name == "both"}
+    results = {name: find_circuit(ctx, attributions[name], name, settings, how, value, args.curve_points, quiet=args.json) for name in set_names}
+    report: dict[str, Any] = {"request": ctx.request.id, "settings": settings.model_dump(), "selection": {"rule": how, "value": value}, "sets": {}}
+    for name, res in results.items():
+        report["sets"][name] = {
+            "edges": res.circuit.n_edges, "nodes": len(res.circuit.nodes()), "faithfulness": res.faithfulness.value,
+            "metric_clean": res.faithfulness.metric_clean, "metric_corrupt": res.faithfulness.metric_corrupt, "metric_circuit": res.faithfulness.metric_circuit,
+            "curve": [{"top_n": n, "edges_after_pruning": f.n_edges, "faithfulness": f.value} for n, f in res.curve],
+        }
+    if len(results) == 2:
+        report["overlap"] = overlap(results["forget"].circuit, results["retain"].circuit)
+        diff = differential_nodes(attributions["forget"], attributions["retain"])
+        shape = attributions["forget"].shape
+        report["differential_nodes"] = {shape.src_names[i]: float(diff[i]) for i in np.argsort(-np.abs(diff))}
+    exported = []
+    if args.export:
+        fmt, path = args.export[0], Path(args.export[1])
+        for name, res in results.items():
+            target = path if len(results) == 1 else path.with_name(f"{path.stem}-{name}{path.suffix}")
+            export(circuit_document(res, attributions, settings, how, value), fmt, target)
+            exported.append(str(target))
+        report["exported"] = exported
+    if args.json:
+        print(json.dumps(_jsonable(report), indent=2))
+        return
+    print(f"request {ctx.request.id}; {settings.method}, corruption {settings.corruption}; selection {how} {value}; faithfulness on {settings.n_eval} held-out prompts per set")
+    for name, row in report["sets"].items():
+        print(f"{name:>7} circuit: {row['edges']} edges, {row['nodes']} nodes, F = {row['faithfulness']:.3f}  (m clean {row['metric_clean']:+.4f}, corrupt {row['metric_corrupt']:+.4f}, circuit {row['metric_circuit']:+.4f})")
+        print("         curve (top-n → edges after pruning: F): " + ", ".join(f"{c['top_n']}→{c['edges_after_pruning']}: {c['faithfulness']:.2f}" for c in row["curve"]))
+    if "overlap" in report:
+        print(f"overlap of forget and retain circuits: edges Jaccard {report['overlap']['edges_jaccard']:.3f}, nodes Jaccard {report['overlap']['nodes_jaccard']:.3f}")
+        top = list(report["differential_nodes"].items())[:8]
+        print("largest forget−retain differences of normalised node scores: " + ", ".join(f"{k} {v:+.4f}" for k, v in top))
+    for target in exported:
+        print(f"exported: {target}")
 
 
 def _workspace(args: argparse.Namespace) -> Workspace:
