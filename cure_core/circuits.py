@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import sys
 import zipfile
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from analysis.faithfulness import Faithfulness, curve_sizes, faithfulness_curve
 from analysis.graph import GraphShape
 from analysis.prompts import LogitDiff, PromptBatch
 from cure_core.cache import atomic_write_bytes, cache_dir
+from cure_core.controls import control_set
 from cure_core.corruptions import corrupt
 from cure_core.data.samples import Samples
 from cure_core.errors import CureError
@@ -153,9 +155,13 @@ class CircuitContext:
     sets: RequestSets
 
     def set_indices(self, set_name: str) -> np.ndarray:
-        if set_name not in SET_NAMES:
-            raise CureError(f"unknown set {set_name!r}", f"use one of: {', '.join(SET_NAMES)}")
-        return getattr(self.sets, set_name)
+        """``forget``, ``retain``, or ``control``/``control-N``: matched control draw N (0)."""
+        if set_name in SET_NAMES:
+            return getattr(self.sets, set_name)
+        match = re.fullmatch(r"control(?:-(\d+))?", set_name)
+        if match is None:
+            raise CureError(f"unknown set {set_name!r}", "use forget, retain, or control-N (a matched control draw, e.g. control-0)")
+        return control_set(self.request, self.samples, self.sets, int(match[1] or 0))
 
     def batches(self, set_name: str, settings: AttributionSettings, part: Literal["attribution", "eval"]) -> list[PromptBatch]:
         attribution_idx, eval_idx = split_prompts(self.set_indices(set_name), settings)

@@ -81,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     rule.add_argument("--share", type=float, help="keep the fewest top edges holding this share of the total |score| (0-1)")
     rule.add_argument("--greedy", type=int, metavar="N", help="grow N edges greedily from the logits")
     p.add_argument("--curve-points", type=int, default=12, help="sizes on the faithfulness curve (0: no curve)")
-    p.add_argument("--export", nargs=2, metavar=("FORMAT", "PATH"), help="write the circuit as json, graphml or csv (with --set both, one file per set: PATH gets -forget/-retain)")
+    p.add_argument("--export", nargs=2, metavar=("FORMAT", "PATH"), help="write the circuit as json, graphml or csv (with --set both, one file per set: PATH gets -forget/-retain/-control-0)")
 
     p = command("app", _cmd_app, "start the Streamlit app")
     p.add_argument("--port", type=int, default=8501)
@@ -90,8 +90,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _attribution_args(p: argparse.ArgumentParser, default_set: str) -> None:
     p.add_argument("--request", default=None, help="request id (default: 5%% of users, seed 0)")
-    sets = ["forget", "retain"] + (["both"] if default_set == "both" else [])
-    p.add_argument("--set", dest="set_name", choices=sets, default=default_set, help=f"which set of the request (default {default_set})")
+    both = " or 'both' (forget and retain, with the matched control draw 0 as noise floor)" if default_set == "both" else ""
+    p.add_argument("--set", dest="set_name", default=default_set, help=f"forget, retain, control-N (matched control draw N){both}; default {default_set}")
     p.add_argument("--method", choices=["eap", "eap-ig"], default="eap-ig")
     p.add_argument("--steps", type=int, default=5, help="EAP-IG interpolation steps (default 5)")
     p.add_argument("--corruption", choices=["history", "target", "user"], default="history", help="history: another user's history; target: another item; user: the unknown-user token")
@@ -159,27 +159,28 @@ def _cmd_circuit(args: argparse.Namespace) -> None:
 
     from analysis.compare import differential_nodes, overlap
     from analysis.export import FORMATS, export
-    from cure_core.circuits import SET_NAMES, circuit_document, find_circuit, get_attribution
+    from cure_core.circuits import circuit_document, find_circuit, get_attribution
 
     if args.export and args.export[0] not in FORMATS:
         raise CureError(f"unknown export format {args.export[0]!r}", f"use one of: {', '.join(FORMATS)}")
     how, value = ("threshold", args.threshold) if args.threshold is not None else ("share", args.share) if args.share is not None else ("greedy", args.greedy) if args.greedy is not None else ("top-n", args.top_n or 100)
     ctx, settings = _circuit_setup(args)
-    set_names = list(SET_NAMES) if args.set_name == "both" else [args.set_name]
-    attributions = {name: get_attribution(ctx, name, settings, quiet=args.json, force=args.force) for name in SET_NAMES if name in set_names or args.set_name == "both"}
+    set_names = ["forget", "retain", "control-0"] if args.set_name == "both" else [args.set_name]
+    attributions = {name: get_attribution(ctx, name, settings, quiet=args.json, force=args.force) for name in set_names}
     results = {name: find_circuit(ctx, attributions[name], name, settings, how, value, args.curve_points, quiet=args.json) for name in set_names}
     report: dict[str, Any] = {"request": ctx.request.id, "settings": settings.model_dump(), "selection": {"rule": how, "value": value}, "sets": {}}
     for name, res in results.items():
         report["sets"][name] = {
-            "edges": res.circuit.n_edges, "nodes": len(res.circuit.nodes()), "faithfulness": res.faithfulness.value,
+            "prompts": attributions[name].n_prompts, "edges": res.circuit.n_edges, "nodes": len(res.circuit.nodes()), "faithfulness": res.faithfulness.value,
             "metric_clean": res.faithfulness.metric_clean, "metric_corrupt": res.faithfulness.metric_corrupt, "metric_circuit": res.faithfulness.metric_circuit,
             "curve": [{"top_n": n, "edges_after_pruning": f.n_edges, "faithfulness": f.value} for n, f in res.curve],
         }
-    if len(results) == 2:
-        report["overlap"] = overlap(results["forget"].circuit, results["retain"].circuit)
-        diff = differential_nodes(attributions["forget"], attributions["retain"])
+    if args.set_name == "both":
         shape = attributions["forget"].shape
-        report["differential_nodes"] = {shape.src_names[i]: float(diff[i]) for i in np.argsort(-np.abs(diff))}
+        diff = differential_nodes(attributions["forget"], attributions["retain"])
+        floor = differential_nodes(attributions["control-0"], attributions["retain"])
+        report["overlap"] = {"forget_vs_retain": overlap(results["forget"].circuit, results["retain"].circuit), "control_vs_retain": overlap(results["control-0"].circuit, results["retain"].circuit)}
+        report["differential_nodes"] = {shape.src_names[i]: {"forget_minus_retain": float(diff[i]), "control_minus_retain": float(floor[i])} for i in np.argsort(-np.abs(diff))}
     exported = []
     if args.export:
         fmt, path = args.export[0], Path(args.export[1])
@@ -196,9 +197,11 @@ def _cmd_circuit(args: argparse.Namespace) -> None:
         print(f"{name:>7} circuit: {row['edges']} edges, {row['nodes']} nodes, F = {row['faithfulness']:.3f}  (m clean {row['metric_clean']:+.4f}, corrupt {row['metric_corrupt']:+.4f}, circuit {row['metric_circuit']:+.4f})")
         print("         curve (top-n → edges after pruning: F): " + ", ".join(f"{c['top_n']}→{c['edges_after_pruning']}: {c['faithfulness']:.2f}" for c in row["curve"]))
     if "overlap" in report:
-        print(f"overlap of forget and retain circuits: edges Jaccard {report['overlap']['edges_jaccard']:.3f}, nodes Jaccard {report['overlap']['nodes_jaccard']:.3f}")
+        for pair, label in (("forget_vs_retain", "forget vs retain"), ("control_vs_retain", "control vs retain (noise floor)")):
+            o = report["overlap"][pair]
+            print(f"overlap {label:<32} edges Jaccard {o['edges_jaccard']:.3f}, nodes Jaccard {o['nodes_jaccard']:.3f}")
         top = list(report["differential_nodes"].items())[:8]
-        print("largest forget−retain differences of normalised node scores: " + ", ".join(f"{k} {v:+.4f}" for k, v in top))
+        print("normalised node score, forget − retain [control − retain]: " + ", ".join(f"{k} {v['forget_minus_retain']:+.4f} [{v['control_minus_retain']:+.4f}]" for k, v in top))
     for target in exported:
         print(f"exported: {target}")
 

@@ -13,15 +13,21 @@ from cure_core.corruptions import corrupt
 from cure_core.data import Samples
 from cure_core.errors import CureError
 from cure_core.requests import item_request
+from cure_core.workspace import Workspace
 from tests.conftest import TINY_RECIPE
 from tests.test_data import write_grouplens
 
 QUICK = AttributionSettings(n_prompts=48, n_eval=32, batch_size=16)
 
 
-@pytest.fixture
-def ctx(tiny_ws):
-    return circuit_context(tiny_ws, tiny_ws.default_request(), device="cpu")
+@pytest.fixture(scope="module")
+def ctx(synthetic, tmp_path_factory):
+    """The tiny model, trained once for this module in its own cache (tests still write their
+    attributions to their own isolated caches)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CURE_CACHE", str(tmp_path_factory.mktemp("circuits-cache")))
+        ws = Workspace(dataset=synthetic, recipe=TINY_RECIPE)
+        return circuit_context(ws, ws.default_request(), device="cpu")
 
 
 def test_history_swap_keeps_user_and_target_and_takes_another_users_history(synthetic_samples, tiny_ws):
@@ -105,7 +111,8 @@ def test_cli_attribute_and_circuit_export(capsys, tmp_path, synthetic, monkeypat
     out = capsys.readouterr().out
     assert "forget circuit" in out and "retain circuit" in out and "Jaccard" in out
     circuit, scores = to_circuit(read_json(tmp_path / "c-forget.json"))
-    assert 0 < circuit.n_edges <= 20 and set(scores) == {"forget", "retain"}
+    assert 0 < circuit.n_edges <= 20 and set(scores) == {"forget", "retain", "control-0"}
+    assert "noise floor" in out and (tmp_path / "c-control-0.json").exists()
     assert cli.main(["circuit", "--set", "retain", "--share", "0.5", "--curve-points", "0", "--export", "csv", str(tmp_path / "r.csv"), *small]) == 0
     assert len(pd.read_csv(tmp_path / "r.csv")) > 0
 
@@ -122,3 +129,22 @@ def test_cli_bad_input(capsys, argv, message):
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and "fix:" in err and "Traceback" not in err
+
+
+def test_control_sets_match_the_request_and_are_disjoint(tiny_ws, synthetic):
+    from cure_core.controls import control_set
+
+    samples = tiny_ws.samples
+    request = tiny_ws.default_request()
+    sets = tiny_ws.sets(request)
+    draws = [control_set(request, samples, sets, draw) for draw in range(3)]
+    users = [set(np.unique(samples.user[d])) for d in draws]
+    assert all(len(u) == len(sets.forget_users) for u in users)
+    assert not (users[0] & users[1]) and not (users[1] & users[2])
+    assert all(np.isin(d, sets.retain).all() for d in draws)
+    genre = item_request(synthetic, samples, item_ids=samples.item_ids[:4], scope="target")
+    genre_sets = tiny_ws.sets(genre)
+    control = control_set(genre, samples, genre_sets, 0)
+    assert len(np.unique(samples.target[control])) == 4 and not np.isin(samples.target[control], np.arange(4)).any()
+    with pytest.raises(CureError, match="control draw"):
+        control_set(request, samples, sets, draw=10_000)

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from cure_core.baselines import baseline_aucs
+from cure_core.circuits import AttributionSettings, circuit_context, find_circuit, get_attribution
 from cure_core.data import Samples
 from cure_core.model.recipe import Recipe
 from cure_core.requests import item_request, request_sets, trainable_users
@@ -48,10 +49,30 @@ def test_childrens_genre_request(ws):
     assert not np.isin(ws.samples.target[sets.retain], childrens).any()
 
 
-def test_short_training_beats_item_popularity(ws):
-    """One epoch of a small model beats the item like-rate baseline on test."""
+@pytest.fixture(scope="module")
+def small_ws(ws):
+    """A small model trained for one epoch (shared by the tests below)."""
     small = Workspace(recipe=Recipe(n_layer=2, n_head=2, d_model=64, d_mlp=128, max_epochs=1, batch_size=256, lr=3e-3), dataset=ws.dataset)
-    rec = small.original(quiet=True)
+    small.original(quiet=True)
+    return small
+
+
+def test_short_training_beats_item_popularity(ws, small_ws):
+    """One epoch of a small model beats the item like-rate baseline on test."""
+    rec = small_ws.original(quiet=True)
     s = ws.samples
     baselines = baseline_aucs(s, s.index(Samples.TRAIN), s.index(Samples.TEST))
     assert rec.meta["metrics"]["test_auc"] > baselines["item_like_rate"] + 0.02
+
+
+@pytest.mark.parametrize("corruption", ["history", "target"])
+def test_circuits_on_the_default_request(small_ws, corruption):
+    """On real data the corruption makes answers less correct, and the circuits' exact
+    faithfulness runs from 0 (nothing kept) to 1 (everything kept) on held-out prompts."""
+    settings = AttributionSettings(corruption=corruption, n_prompts=64, n_eval=64)
+    ctx = circuit_context(small_ws, small_ws.default_request(), device="cpu")
+    forget = get_attribution(ctx, "forget", settings, quiet=True)
+    assert forget.total_effect < 0
+    result = find_circuit(ctx, forget, "forget", settings, "top-n", 40, curve_points=5, quiet=True)
+    assert result.faithfulness.gap > 0
+    assert result.curve[0][1].value == pytest.approx(0.0, abs=1e-4) and result.curve[-1][1].value == pytest.approx(1.0, abs=1e-4)
