@@ -83,18 +83,40 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--curve-points", type=int, default=12, help="sizes on the faithfulness curve (0: no curve)")
     p.add_argument("--export", nargs=2, metavar=("FORMAT", "PATH"), help="write the circuit as json, graphml or csv (with --set both, one file per set: PATH gets -forget/-retain/-control-0)")
 
+    p = command("groups", _cmd_groups, "group modules into forget-specific, retain-specific, task-shared and outside, against matched-control noise")
+    _attribution_args(p, default_set="forget", corruption_default=None)
+    _group_args(p)
+    p.add_argument("--csv", metavar="PATH", help="write the module table as CSV")
+
+    p = command("unlearn", _cmd_unlearn, "unlearn a request with one method on a copy of the model; report next to Original and Retrain")
+    _unlearn_args(p)
+    p.add_argument("--request", default=None, help="request id (default: 5%% of users, seed 0)")
+    p.add_argument("--method", required=True, help="ga, graddiff, npo, e2urec, pcgrad, sago or cure")
+    p.add_argument("--strength", type=float, default=None, help="Adam learning rate (default: the middle of the method's sweep grid)")
+    p.add_argument("--force", action="store_true", help="recompute even if this run is cached")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    p = command("compare", _cmd_compare, "run methods over their strength grids; write a Markdown/CSV table and a Plotly HTML Pareto plot")
+    _unlearn_args(p)
+    p.add_argument("--request", default=None, help="request id (default: 5%% of users, seed 0)")
+    p.add_argument("--methods", default="all", help="comma-separated methods or 'all'")
+    p.add_argument("--strengths", default=None, help="comma-separated strengths for every method (default: each method's grid)")
+    p.add_argument("--out", default="compare", help="output folder (default ./compare)")
+
     p = command("app", _cmd_app, "start the Streamlit app")
     p.add_argument("--port", type=int, default=8501)
     return parser
 
 
-def _attribution_args(p: argparse.ArgumentParser, default_set: str) -> None:
+def _attribution_args(p: argparse.ArgumentParser, default_set: str, corruption_default: str | None = "history") -> None:
     p.add_argument("--request", default=None, help="request id (default: 5%% of users, seed 0)")
-    both = " or 'both' (forget and retain, with the matched control draw 0 as noise floor)" if default_set == "both" else ""
-    p.add_argument("--set", dest="set_name", default=default_set, help=f"forget, retain, control-N (matched control draw N){both}; default {default_set}")
+    if corruption_default is not None:
+        both = " or 'both' (forget and retain, with the matched control draw 0 as noise floor)" if default_set == "both" else ""
+        p.add_argument("--set", dest="set_name", default=default_set, help=f"forget, retain, control-N (matched control draw N){both}; default {default_set}")
     p.add_argument("--method", choices=["eap", "eap-ig"], default="eap-ig")
     p.add_argument("--steps", type=int, default=5, help="EAP-IG interpolation steps (default 5)")
-    p.add_argument("--corruption", choices=["history", "target", "user"], default="history", help="history: another user's history; target: another item; user: the unknown-user token")
+    default_note = "default history" if corruption_default else "default: target for item requests, history otherwise"
+    p.add_argument("--corruption", choices=["history", "target", "user"], default=corruption_default, help=f"history: another user's history; target: another item; user: the unknown-user token ({default_note})")
     p.add_argument("--metric", choices=["margin", "signed"], default="signed", help="signed (default): logit(Yes) - logit(No) times +1/-1 by label, so clean prompts score high; margin: unsigned")
     p.add_argument("--prompts", type=int, default=512, help="prompts per set for attribution (default 512)")
     p.add_argument("--eval-prompts", type=int, default=256, help="other prompts of the set for faithfulness (default 256)")
@@ -102,6 +124,50 @@ def _attribution_args(p: argparse.ArgumentParser, default_set: str) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="recompute even if cached")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _group_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threshold-rule", choices=["share", "quantile", "absolute"], default="share", help="how 'in a set's circuit' is decided (default share)")
+    p.add_argument("--threshold", type=float, default=0.8, help="share of importance, quantile, or absolute importance (default 0.8)")
+    p.add_argument("--draws", type=int, default=5, help="matched control draws for the noise floor (default 5)")
+    p.add_argument("--no-embeddings", action="store_true", help="group heads and MLPs only, not user/item embedding rows")
+
+
+def _unlearn_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--steps", type=int, default=60)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--retain-weight", type=float, default=1.0, help="α, weight of the retain gradient")
+    p.add_argument("--retain-loss", choices=["nll", "kl"], default="nll", help="GradDiff and the combining methods: retain NLL or KL to the original")
+    p.add_argument("--forget-loss", choices=["npo", "ga", "teacher"], default="npo", help="pcgrad, sago, cure: the forget objective")
+    p.add_argument("--retain-rule", choices=["retain_update", "frozen"], default="retain_update", help="cure: what retain-specific modules do")
+    p.add_argument("--shared-rule", choices=["pcgrad", "sago"], default="pcgrad", help="cure: how task-shared modules combine g_f and g_r")
+    p.add_argument("--corruption", choices=["history", "target", "user"], default=None, help="cure: corruption for the groups (default: target for item requests, history otherwise)")
+    p.add_argument("--threshold", type=float, default=0.8, help="cure: group threshold (share of importance)")
+
+
+def _unlearn_config(args: argparse.Namespace, method: str, strength: float):
+    from pydantic import ValidationError
+
+    from cure_core.unlearning.methods import METHODS, UnlearnConfig
+
+    if method not in METHODS:
+        raise CureError(f"unknown unlearning method {method!r}", f"use one of: {', '.join(METHODS)}")
+    try:
+        return UnlearnConfig(
+            method=method, strength=strength, steps=args.steps, batch_size=args.batch_size, seed=args.seed, retain_weight=args.retain_weight,
+            retain_loss=args.retain_loss, forget_loss=args.forget_loss, retain_rule=args.retain_rule, shared_rule=args.shared_rule,
+        )
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise CureError(f"invalid setting {first['loc'][0]}: {first['msg']}", "see `cure unlearn --help`") from None
+
+
+def _cure_group_inputs(args: argparse.Namespace, request):
+    from cure_core.circuits import AttributionSettings
+    from cure_core.groups import GroupSettings, default_corruption
+
+    return AttributionSettings(corruption=args.corruption or default_corruption(request)), GroupSettings(threshold=args.threshold)
 
 
 def _attribution_settings(args: argparse.Namespace):
@@ -120,11 +186,14 @@ def _attribution_settings(args: argparse.Namespace):
 
 def _circuit_setup(args: argparse.Namespace):
     from cure_core.circuits import circuit_context
+    from cure_core.groups import default_corruption
     from cure_core.requests import load_request
 
     ws = _workspace(args)
-    settings = _attribution_settings(args)
     request = load_request(args.request) if args.request else ws.default_request()
+    if args.corruption is None:
+        args.corruption = default_corruption(request)
+    settings = _attribution_settings(args)
     return circuit_context(ws, request), settings
 
 
@@ -204,6 +273,108 @@ def _cmd_circuit(args: argparse.Namespace) -> None:
         print("normalised node score, forget − retain [control − retain]: " + ", ".join(f"{k} {v['forget_minus_retain']:+.4f} [{v['control_minus_retain']:+.4f}]" for k, v in top))
     for target in exported:
         print(f"exported: {target}")
+
+
+def _cmd_groups(args: argparse.Namespace) -> None:
+    from pydantic import ValidationError
+
+    from cure_core.groups import GroupSettings, groups_for_request
+
+    ctx, settings = _circuit_setup(args)
+    try:
+        group_settings = GroupSettings(threshold_rule=args.threshold_rule, threshold=args.threshold, null_draws=args.draws, embedding_rows=not args.no_embeddings)
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise CureError(f"invalid setting {first['loc'][0]}: {first['msg']}", "see `cure groups --help`") from None
+    groups = groups_for_request(ctx, settings, group_settings, quiet=args.json)
+    if args.csv:
+        from cure_core.cache import atomic_write_bytes
+
+        atomic_write_bytes(Path(args.csv), groups.table.to_csv(index=False).encode())
+    if args.json:
+        print(json.dumps(_jsonable({"request": ctx.request.id, "settings": {**settings.model_dump(), **group_settings.model_dump()}, "separability": groups.separability,
+                                    "sizes": groups.sizes().to_dict(), "modules": groups.table.to_dict(orient="records"), "warnings": groups.warnings}), indent=2, default=str))
+        return
+    sep = groups.separability
+    print(f"request {ctx.request.id} ({ctx.request.description}); {settings.method}, corruption {settings.corruption}, {sep['control_draws']} matched control draws")
+    print(f"separability: log-ratio spread forget {sep['spread_forget']:.3f} vs control {sep['spread_control_mean']:.3f} ± {sep['spread_control_std']:.3f}"
+          f" → ratio {sep['separability']:.2f} ({'beyond' if sep['separability'] > 1 + 2 * sep['spread_control_std'] / max(sep['spread_control_mean'], 1e-12) else 'within'} noise); "
+          f"{sep['significant_modules']} heads/MLPs beyond their null")
+    table = groups.table[groups.table["kind"].isin(["head", "mlp"])]
+    print(table[["module", "importance_forget", "importance_retain", "difference", "null", "significant", "group"]].to_string(index=False, float_format=lambda x: f"{x:.4f}"))
+    rows = groups.table[~groups.table["kind"].isin(["head", "mlp"])]
+    if len(rows):
+        print(f"embedding rows: {len(rows)} forget-specific ({', '.join(rows['module'].head(8))}{' …' if len(rows) > 8 else ''})")
+    print("group sizes by kind (module kinds used: " + ", ".join(groups.kinds) + "):")
+    print(groups.sizes().to_string())
+    for note in groups.warnings:
+        print(f"warning: {note}")
+    if args.csv:
+        print(f"written: {args.csv}")
+
+
+def _print_run(report: dict[str, Any]) -> None:
+    print(f"run {report['run']}: {report['method']} strength {report['strength']:g}, {report['seconds']:.1f}s, {report['params_updated']:,} of {report['params_total']:,} parameters updated, peak {report['peak_memory_mib']:.0f} MiB ({report['peak_memory_kind']})")
+    print(f"{'':>22}{report['method']:>12}{'Retrain':>12}")
+    rows = [("test AUC", "test", "auc"), ("test ACC", "test", "acc"), ("test LogLoss", "test", "logloss"), ("forget AUC", "forget", "auc"), ("forget ACC", "forget", "acc")]
+    for label, split, key in rows:
+        print(f"{label:>22}{report['model'][split][key]:>12.4f}{report['retrain'][split][key]:>12.4f}")
+    for attack, auc in report["model"].get("mia", {}).items():
+        print(f"{'MIA AUC ' + attack:>22}{auc:>12.4f}{report['retrain']['mia'][attack]:>12.4f}   PrivLeak {report['privleak'].get(attack, float('nan')):+.1f}%")
+    print(f"{'JSD to Retrain':>22}{report['jsd_to_retrain']:>12.5f}")
+    print(f"{'L2 to Retrain':>22}{report['l2_to_retrain']:>12.5f}")
+    for note in report.get("group_warnings", []):
+        print(f"warning: {note}")
+
+
+def _cmd_unlearn(args: argparse.Namespace) -> None:
+    from cure_core.requests import load_request
+    from cure_core.unlearning.runs import default_strength, get_run
+
+    ws = _workspace(args)
+    request = load_request(args.request) if args.request else ws.default_request()
+    config = _unlearn_config(args, args.method, args.strength if args.strength is not None else default_strength(args.method))
+    attribution, group_settings = _cure_group_inputs(args, request)
+    report = get_run(ws, request, config, attribution, group_settings, quiet=args.json, force=args.force)
+    if args.json:
+        print(json.dumps(_jsonable(report), indent=2, default=str))
+        return
+    _print_run(report)
+
+
+def _cmd_compare(args: argparse.Namespace) -> None:
+    from cure_core.evaluate import compare_to_retrain
+    from cure_core.requests import load_request
+    from cure_core.unlearning.compare import comparison_table, pareto_figure, reference_rows
+    from cure_core.unlearning.methods import METHODS
+    from cure_core.unlearning.runs import DEFAULT_STRENGTHS, get_run
+
+    ws = _workspace(args)
+    request = load_request(args.request) if args.request else ws.default_request()
+    methods = list(METHODS) if args.methods == "all" else _split_list(args.methods)
+    strengths = [float(x) for x in _split_list(args.strengths)] if args.strengths else None
+    attribution, group_settings = _cure_group_inputs(args, request)
+    reports = []
+    for method in methods:
+        for strength in strengths or DEFAULT_STRENGTHS.get(method, [1e-4]):
+            config = _unlearn_config(args, method, strength)
+            report = get_run(ws, request, config, attribution, group_settings)
+            reports.append(report)
+            print(f"{method:>9} strength {strength:<8g} test AUC {report['test_auc']:.4f}  forget AUC {report['forget_auc']:.4f}  JSD {report['jsd_to_retrain']:.5f}  {report['seconds']:.1f}s")
+    original, retrain = ws.ensure_models(request, quiet=True)
+    base = compare_to_retrain(original, retrain, request, ws.samples, ws.sets(request), name="original")
+    refs = reference_rows(base, original.meta.get("train_seconds"), retrain.meta.get("train_seconds"))
+    table = comparison_table(reports, refs)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    from cure_core.cache import atomic_write_bytes
+
+    atomic_write_bytes(out / "comparison.csv", table.to_csv(index=False).encode())
+    atomic_write_bytes(out / "comparison.md", table.to_markdown(index=False, floatfmt=".4g").encode())
+    fig = pareto_figure(reports, refs, f"Forget/retain trade-off on {request.id} ({request.description})")
+    atomic_write_bytes(out / "pareto.html", fig.to_html(include_plotlyjs=True, full_html=True).encode())
+    print(table.to_markdown(index=False, floatfmt=".4g"))
+    print(f"written: {out / 'comparison.md'}, {out / 'comparison.csv'}, {out / 'pareto.html'}")
 
 
 def _workspace(args: argparse.Namespace) -> Workspace:

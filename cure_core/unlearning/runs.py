@@ -1,0 +1,145 @@
+"""Finished unlearning runs: evaluated next to Original and Retrain, saved under ``cache/runs``.
+
+``cache/runs/<id>/`` holds ``model/`` (the unlearned checkpoint, same format as any cached
+model), ``report.json`` (every method.md §8 metric, cost and settings) and ``history.json``
+(the per-step curve). The id hashes the original weights, the request and the config, so
+a run with the same inputs is found again instead of recomputed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from cure_core.cache import atomic_write_json, cache_dir
+from cure_core.circuits import AttributionSettings, circuit_context
+from cure_core.data.samples import Samples
+from cure_core.evaluate import compare_to_retrain
+from cure_core.groups import GroupSettings, default_corruption, groups_for_request
+from cure_core.model.recommender import Recommender
+from cure_core.model.store import save_recommender
+from cure_core.progress import Progress, ProgressFn
+from cure_core.requests import ForgetRequest, RequestSets
+from cure_core.unlearning.methods import METHODS, UnlearnConfig
+from cure_core.unlearning.runner import StepCallback, UnlearnResult, unlearn
+
+if TYPE_CHECKING:
+    from cure_core.workspace import Workspace
+
+
+def run_id(original: Recommender, request: ForgetRequest, config_json: str, groups_key: str = "") -> str:
+    spec = json.dumps({"weights": original.meta.get("weights_sha256"), "request": request.id, "config": json.loads(config_json), "groups": groups_key}, sort_keys=True)
+    return f"{json.loads(config_json)['method']}-{hashlib.sha256(spec.encode()).hexdigest()[:10]}"
+
+
+def run_dir(run: str) -> Path:
+    return cache_dir("runs") / run
+
+
+def evaluate_run(result: UnlearnResult, retrain: Recommender, request: ForgetRequest, samples: Samples, sets: RequestSets) -> dict[str, Any]:
+    """method.md §8 next to Retrain, plus cost (wall time, parameters updated, peak memory)."""
+    report = compare_to_retrain(result.model, retrain, request, samples, sets, name=result.config.method)
+    report.update(
+        {
+            "method": result.config.method,
+            "strength": result.config.strength,
+            "config": result.config.model_dump(),
+            "seconds": result.seconds,
+            "params_updated": result.params_updated,
+            "params_total": result.params_total,
+            "peak_memory_mib": result.peak_memory_mib,
+            "peak_memory_kind": "CUDA max allocated" if torch.cuda.is_available() else "process peak RSS",
+            "groups_used": result.groups_used,
+            "versions": {"torch": torch.__version__, "python": platform.python_version()},
+        }
+    )
+    return report
+
+
+def save_run(run: str, result: UnlearnResult, report: dict[str, Any], samples: Samples) -> Path:
+    """Write checkpoint, report and history atomically (the report last: it marks completion)."""
+    folder = run_dir(run)
+    meta = {"run": run, "method": result.config.method, "request": report["request"], "metrics": {"test_auc": report["test_auc"], "forget_auc": report["forget_auc"]}}
+    save_recommender(result.model, folder / "model", samples, meta)
+    atomic_write_json(folder / "history.json", result.history)
+    atomic_write_json(folder / "report.json", {**report, "run": run})
+    return folder
+
+
+def load_report(run: str) -> dict[str, Any] | None:
+    """A finished run's report, or ``None`` (missing or unreadable: it will be recomputed)."""
+    path = run_dir(run) / "report.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+DEFAULT_STRENGTHS: dict[str, list[float]] = {
+    "ga": [1e-5, 3e-5, 1e-4],
+    "graddiff": [3e-5, 1e-4, 3e-4],
+    "npo": [3e-5, 1e-4, 3e-4],
+    "e2urec": [3e-4, 1e-3, 3e-3],
+    "pcgrad": [3e-5, 1e-4, 3e-4],
+    "sago": [3e-5, 1e-4, 3e-4],
+    "cure": [1e-4, 3e-4, 1e-3],
+}
+"""The sweep grid of each method's strength (Adam learning rate); the middle one is the default."""
+
+
+def default_strength(method: str) -> float:
+    grid = DEFAULT_STRENGTHS.get(method)
+    return grid[len(grid) // 2] if grid else 1e-4
+
+
+def get_run(
+    ws: Workspace,
+    request: ForgetRequest,
+    config: UnlearnConfig,
+    attribution: AttributionSettings | None = None,
+    group_settings: GroupSettings | None = None,
+    progress: ProgressFn | None = None,
+    callback: StepCallback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    quiet: bool = False,
+    force: bool = False,
+) -> dict[str, Any]:
+    """The report of a run, from ``cache/runs`` or computed (Retrain and groups first if needed)."""
+    original, retrain = ws.ensure_models(request, quiet=quiet)
+    sets = ws.sets(request)
+    groups = None
+    groups_key = ""
+    if config.method in METHODS and METHODS[config.method].needs_groups:
+        attribution = attribution or AttributionSettings(corruption=default_corruption(request))
+        group_settings = group_settings or GroupSettings()
+        groups_key = attribution.model_dump_json() + group_settings.model_dump_json()
+    run = run_id(original, request, config.model_dump_json(), groups_key)
+    cached = None if force else load_report(run)
+    if cached is not None:
+        return cached
+    if groups_key:
+        ctx = circuit_context(ws, request)
+        groups = groups_for_request(ctx, attribution, group_settings, quiet=quiet)  # type: ignore[arg-type]
+    bar = Progress(config.steps, f"{config.method} (strength {config.strength:g})", progress, quiet)
+
+    def on_step(row: dict[str, Any]) -> None:
+        bar.update(1, forget_loss=row["forget_loss"])
+        if callback is not None:
+            callback(row)
+
+    try:
+        result = unlearn(original, ws.samples, sets, request, config, groups, on_step, should_stop)
+    finally:
+        bar.close()
+    report = evaluate_run(result, retrain, request, ws.samples, sets)
+    if groups is not None:
+        report["group_warnings"] = groups.warnings
+        report["separability"] = groups.separability
+    save_run(run, result, report, ws.samples)
+    return {**report, "run": run}
