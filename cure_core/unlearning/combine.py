@@ -20,9 +20,9 @@ def pcgrad(g_f: torch.Tensor, g_r: torch.Tensor, forget_weight: float = 1.0, ret
 
 
 def sago(g_f: torch.Tensor, g_r: torch.Tensor, forget_weight: float = 1.0, retain_weight: float = 1.0) -> torch.Tensor:
-    """SAGO (arXiv 2604.14808), per element: α·g_r where the signs of g_f and g_r disagree,
-    γ·g_f elsewhere."""
-    conflict = torch.sign(g_f) != torch.sign(g_r)
+    """SAGO (arXiv 2604.14808), per element: α·g_r where g_f and g_r have opposite signs,
+    γ·g_f elsewhere (an element where either is zero is no conflict)."""
+    conflict = torch.sign(g_f) * torch.sign(g_r) < 0
     return torch.where(conflict, retain_weight * g_r, forget_weight * g_f)
 
 
