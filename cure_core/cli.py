@@ -142,6 +142,7 @@ def _unlearn_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--forget-loss", choices=["npo", "ga", "teacher"], default="npo", help="pcgrad, sago, cure: the forget objective")
     p.add_argument("--retain-rule", choices=["retain_update", "frozen"], default="retain_update", help="cure: what retain-specific modules do")
     p.add_argument("--shared-rule", choices=["pcgrad", "sago"], default="pcgrad", help="cure: how task-shared modules combine g_f and g_r")
+    p.add_argument("--row-rule", choices=["update", "reset"], default="update", help="cure: forget-specific embedding rows take the forget update, or are reset to what Retrain reads (<unk_user>)")
     p.add_argument("--corruption", choices=["history", "target", "user"], default=None, help="cure: corruption for the groups (default: target for item requests, history otherwise)")
     p.add_argument("--threshold", type=float, default=0.8, help="cure: group threshold (share of importance)")
 
@@ -156,7 +157,7 @@ def _unlearn_config(args: argparse.Namespace, method: str, strength: float):
     try:
         return UnlearnConfig(
             method=method, strength=strength, steps=args.steps, batch_size=args.batch_size, seed=args.seed, retain_weight=args.retain_weight,
-            retain_loss=args.retain_loss, forget_loss=args.forget_loss, retain_rule=args.retain_rule, shared_rule=args.shared_rule,
+            retain_loss=args.retain_loss, forget_loss=args.forget_loss, retain_rule=args.retain_rule, shared_rule=args.shared_rule, row_rule=args.row_rule,
         )
     except ValidationError as err:
         first = err.errors()[0]

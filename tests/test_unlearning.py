@@ -214,3 +214,20 @@ def test_runs_are_cached(setup, monkeypatch):
 
     monkeypatch.setattr("cure_core.unlearning.runs.unlearn", fail)
     assert get_run(ws, request, config, quiet=True)["jsd_to_retrain"] == first["jsd_to_retrain"]
+
+
+def test_cure_row_reset_makes_forgotten_users_read_as_unknown(setup):
+    """With only the forgotten users' rows in the forget group and the reset rule, the model
+    answers their prompts exactly as the original answers an unknown user."""
+    ws, request, original, _ = setup
+    sets = ws.sets(request)
+    rows = [f"u:{u}" for u in request.users]
+    table = pd.DataFrame({"module": rows, "kind": "user row", "group": "forget-specific"})
+    groups = ModuleGroups(table=table, separability={}, settings=GroupSettings(), warnings=[])
+    config = UnlearnConfig(method="cure", strength=1e-3, steps=2, batch_size=16, probe_size=16, row_rule="reset")
+    result = unlearn(original, ws.samples, sets, request, config, groups)
+    idx = sets.forget[:100]
+    unknown = original.last_logits(original.encode(ws.samples, idx, np.zeros(len(idx), bool))).detach()
+    expected = (unknown[:, original.encoder.yes_id] - unknown[:, original.encoder.no_id]).numpy()
+    np.testing.assert_allclose(result.model.predict(ws.samples, idx).margin, expected, atol=1e-5)
+    assert result.params_updated == len(rows) * original.model.config.n_embd

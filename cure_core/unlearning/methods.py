@@ -16,7 +16,8 @@ pcgrad     ``forget_loss`` (NPO, GA or teacher KL)      PCGrad over all paramete
 sago       ``forget_loss``                              SAGO over all parameters
 cure       ``forget_loss``                              per module group: forget-specific g_f;
                                                         retain-specific α·g_r or frozen; task-shared
-                                                        PCGrad or SAGO; outside frozen
+                                                        PCGrad or SAGO; outside frozen; forget-
+                                                        specific embedding rows updated or reset
 ========== ============================================ ==============================================
 
 E2URec-style is an approximation, stated plainly: E2URec trains LoRA adapters against a
@@ -54,6 +55,9 @@ class UnlearnConfig(BaseModel):
     npo_beta: float = Field(0.1, gt=0)
     retain_rule: Literal["retain_update", "frozen"] = "retain_update"
     shared_rule: Literal["pcgrad", "sago"] = "pcgrad"
+    row_rule: Literal["update", "reset"] = Field(
+        "update", description="cure: forget-specific embedding rows take the forget update, or are reset once (user rows to <unk_user>, item rows to the mean item row) and then frozen"
+    )
     probe_every: int = Field(10, ge=1)
     probe_size: int = Field(256, ge=8)
 

@@ -27,6 +27,7 @@ from cure_core.jobs import JobCancelled
 from cure_core.metrics import utility
 from cure_core.model.recommender import Recommender
 from cure_core.modules import parameter_mask
+from cure_core.prompts import UNK_USER
 from cure_core.requests import ForgetRequest, RequestSets
 from cure_core.unlearning.combine import cosine
 from cure_core.unlearning.methods import METHODS, Batch, GroupMasks, UnlearnConfig, forget_objective, needs_teacher, retain_objective
@@ -66,6 +67,21 @@ def _group_masks(model: torch.nn.Module, groups: ModuleGroups, vocab_index: dict
     return GroupMasks(**flat), sizes
 
 
+@torch.no_grad()
+def _reset_rows(model: torch.nn.Module, groups: ModuleGroups, encoder: Any, names: list[str]) -> torch.Tensor:
+    """Reset forget-specific embedding rows to what Retrain would read instead — a user row to
+    the ``<unk_user>`` row, an item row to the mean item row — and return their flat mask."""
+    vocab = encoder.vocab
+    weight = model.get_input_embeddings().weight
+    item_rows = [i for t, i in vocab.index.items() if t.startswith("i:")]
+    rows = [m for m in groups.members("forget-specific") if m.startswith(("u:", "i:"))]
+    for module in rows:
+        row = vocab.index[module]
+        weight[row] = weight[vocab.index[UNK_USER]] if module.startswith("u:") else weight[item_rows].mean(0)
+    masks = parameter_mask(model, rows, vocab.index)
+    return torch.cat([masks[n].reshape(-1) for n in names])
+
+
 def unlearn(
     original: Recommender,
     samples: Samples,
@@ -96,12 +112,18 @@ def unlearn(
         p.requires_grad_(True)
     vocab_index = getattr(getattr(original.encoder, "vocab", None), "index", None)
     masks, groups_used = _group_masks(model, groups, vocab_index, names) if spec.needs_groups and groups is not None else (None, {})
-    if masks is not None and not (masks.forget.any() or masks.shared.any()):
+    if masks is not None and config.row_rule == "reset" and groups is not None:
+        reset = _reset_rows(model, groups, original.encoder, names)
+        masks.forget &= ~reset
+        touched_by_reset = reset
+    else:
+        touched_by_reset = None
+    if masks is not None and not (masks.forget.any() or masks.shared.any() or (touched_by_reset is not None and touched_by_reset.any())):
         raise CureError("the module groups leave nothing for the forget update (no forget-specific and no task-shared module)", "lower the group threshold or use another corruption (`cure groups --help`)")
     optimizer = torch.optim.Adam(params, lr=config.strength)
     probe_rng = np.random.default_rng(config.seed + 1)
     probes = {name: np.sort(probe_rng.choice(idx, size=min(config.probe_size, len(idx)), replace=False)) for name, idx in (("forget", sets.forget), ("test", sets.test)) if len(idx)}
-    touched = torch.zeros(sum(p.numel() for p in params), dtype=torch.bool)
+    touched = touched_by_reset.clone() if touched_by_reset is not None else torch.zeros(sum(p.numel() for p in params), dtype=torch.bool)
     history: list[dict[str, Any]] = []
     start = time.perf_counter()
 
