@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -42,8 +43,8 @@ def compare_to_retrain(rec: Recommender, retrain: Recommender, request: ForgetRe
     ``retrain_mia_auc`` ...) are the headline numbers; ``model``/``retrain`` hold everything.
     """
     preds = set_predictions(rec, samples, sets)
-    ref_preds = set_predictions(retrain, samples, sets)
-    ours, ref = model_report(rec, samples, preds), model_report(retrain, samples, ref_preds)
+    ref_preds, ref = _reference(retrain, request, samples, sets)
+    ours = model_report(rec, samples, preds)
     out: dict[str, Any] = {
         "name": name,
         "request": request.id,
@@ -70,6 +71,23 @@ def compare_to_retrain(rec: Recommender, retrain: Recommender, request: ForgetRe
         out["retrain_mia_auc"] = ref["mia"][PRIMARY_MIA]
         out["privleak"] = {a: privleak(ours["mia"][a], ref["mia"][a]) for a in ours["mia"] if ours["mia"][a] is not None and ref["mia"][a] is not None}
     return out
+
+
+_REFERENCES: dict[tuple[str, str, str], tuple[dict[str, tuple[np.ndarray, Predictions]], dict[str, Any]]] = {}
+
+
+def _reference(retrain: Recommender, request: ForgetRequest, samples: Samples, sets: RequestSets) -> tuple[dict[str, tuple[np.ndarray, Predictions]], dict[str, Any]]:
+    """Retrain's predictions and report, computed once per process for a saved Retrain (runs
+    and sweeps compare many models with the same reference)."""
+    weights = str(retrain.meta.get("weights_sha256", ""))
+    key = (weights, request.id, json.dumps(sets.sizes(), sort_keys=True))
+    if not weights or key not in _REFERENCES:
+        preds = set_predictions(retrain, samples, sets)
+        value = (preds, model_report(retrain, samples, preds))
+        if not weights:
+            return value
+        _REFERENCES[key] = value
+    return _REFERENCES[key]
 
 
 def _prompt_bytes(rec: Recommender, samples: Samples, idx: np.ndarray) -> list[bytes]:
