@@ -203,13 +203,13 @@ def default_corruption(request: ForgetRequest) -> str:
 
 
 def groups_for_request(
-    ctx: CircuitContext, attribution: AttributionSettings, settings: GroupSettings, progress: ProgressFn | None = None, quiet: bool = False
+    ctx: CircuitContext, attribution: AttributionSettings, settings: GroupSettings, progress: ProgressFn | None = None, quiet: bool = False, force: bool = False
 ) -> ModuleGroups:
     """Attribute the forget, retain and ``null_draws`` control sets (cached) and group."""
     names = ["forget", "retain"] + [f"control-{k}" for k in range(settings.null_draws)]
     results = {}
     for i, name in enumerate(names):
-        results[name] = get_attribution(ctx, name, attribution, quiet=quiet)
+        results[name] = get_attribution(ctx, name, attribution, quiet=quiet, force=force)
         if progress is not None:
             progress(i + 1, len(names), {"set": name})
     usage = None

@@ -231,3 +231,18 @@ def test_cure_row_reset_makes_forgotten_users_read_as_unknown(setup):
     expected = (unknown[:, original.encoder.yes_id] - unknown[:, original.encoder.no_id]).numpy()
     np.testing.assert_allclose(result.model.predict(ws.samples, idx).margin, expected, atol=1e-5)
     assert result.params_updated == len(rows) * original.model.config.n_embd
+
+
+def test_cli_groups_prints_the_table_separability_and_sizes(capsys, tmp_path, synthetic, monkeypatch):
+    monkeypatch.setattr("cure_core.workspace.Recipe", lambda: TINY_RECIPE)
+    data = str(write_grouplens(tmp_path / "ml", synthetic))
+    argv = ["groups", "--prompts", "32", "--eval-prompts", "8", "--batch-size", "16", "--draws", "3", "--csv", str(tmp_path / "g.csv"), "--data", data]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "separability" in out and "3 matched control draws" in out and "group sizes" in out
+    table = pd.read_csv(tmp_path / "g.csv")
+    assert {"module", "importance_forget", "importance_retain", "null", "group"} <= set(table.columns)
+    assert set(table["group"]) <= {"forget-specific", "retain-specific", "task-shared", "outside"}
+    assert (table["module"].str.startswith("u:") & (table["group"] == "forget-specific")).sum() == 5  # the forgotten users' rows
+    assert cli.main(["groups", "--threshold", "-1", "--data", data]) == 2
+    assert "invalid setting threshold" in capsys.readouterr().err
