@@ -5,33 +5,17 @@ UI only: everything it shows comes from ``cure_core``. Run with ``cure app`` (or
 
 from __future__ import annotations
 
-import os
-
 import pandas as pd
 import streamlit as st
+from state import default_models_job, workspace
 
 from cure_core.errors import CureError
 from cure_core.evaluate import compare_to_retrain
-from cure_core.jobs import BackgroundJob
 from cure_core.model.recommender import Recommender
 from cure_core.requests import ForgetRequest
 from cure_core.workspace import Workspace
 
 st.set_page_config(page_title="CURE Studio", layout="wide")
-
-
-@st.cache_resource(show_spinner="Loading MovieLens-100K ...")
-def workspace() -> Workspace:
-    ws = Workspace(data=os.environ.get("CURE_DATA") or None)
-    _ = ws.samples  # build the samples now, once, for every session
-    return ws
-
-
-@st.cache_resource
-def default_models_job(_ws: Workspace) -> BackgroundJob:
-    """One shared background run that loads or trains Original and Retrain of the default request."""
-    request = _ws.default_request()
-    return BackgroundJob("default-models", lambda progress: _ws.ensure_models(request, progress=progress, quiet=True))
 
 
 @st.cache_data(show_spinner="Evaluating Original and Retrain ...")

@@ -1,8 +1,10 @@
 """The app's home page renders on given data while its models train in the background."""
 
+import time
 from pathlib import Path
 
 import pytest
+import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from cure_core.jobs import cancel_all
@@ -13,9 +15,12 @@ HOME = str(Path(__file__).resolve().parent.parent / "app" / "Home.py")
 
 @pytest.fixture(autouse=True)
 def stop_background_jobs():
-    """The page starts training in a thread; stop it so it cannot touch later tests' RNG."""
+    """The page starts training in a thread; stop it so it cannot touch later tests' RNG, and
+    drop Streamlit's process-wide caches so the next test starts like a fresh server."""
     yield
     cancel_all()
+    st.cache_resource.clear()
+    st.cache_data.clear()
 
 
 def test_home_page_lists_dataset_and_default_request(tmp_path, synthetic, monkeypatch):
@@ -26,3 +31,36 @@ def test_home_page_lists_dataset_and_default_request(tmp_path, synthetic, monkey
     assert any("user-" in m.value for m in at.markdown), [m.value for m in at.markdown]
     assert len(at.dataframe) >= 2  # dataset summary and the request's set sizes
     assert not at.error
+
+
+CIRCUITS = str(Path(__file__).resolve().parent.parent / "app" / "pages" / "1_Circuits.py")
+
+
+def test_circuits_page_shows_faithfulness_graph_and_exports(tmp_path, synthetic, monkeypatch):
+    from cure_core.workspace import Workspace
+    from tests.conftest import TINY_RECIPE
+
+    data = str(write_grouplens(tmp_path / "ml", synthetic))
+    monkeypatch.setenv("CURE_DATA", data)
+    monkeypatch.setattr("cure_core.workspace.Recipe", lambda: TINY_RECIPE)
+    monkeypatch.syspath_prepend(str(Path(HOME).parent))  # `streamlit run app/Home.py` puts app/ on the path for its pages
+    ws = Workspace(data=data, recipe=TINY_RECIPE)
+    ws.ensure_models(ws.default_request(), quiet=True)  # what the Home page's job does first
+    at = AppTest.from_file(CIRCUITS, default_timeout=120)
+    for _ in range(50):  # the shared job loads the cached models in the background
+        at.run()
+        if not any("still training" in i.value for i in at.info):
+            break
+        time.sleep(0.2)
+    assert not at.exception, at.exception
+    at.select_slider(key="n_prompts").set_value(64)
+    at.run()
+    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+    labels = {m.label: m.value for m in at.metric}
+    assert "faithfulness F on forget" in labels and float(labels["faithfulness F on forget"]) == float(labels["faithfulness F on forget"])
+    before = labels["edges / nodes"]
+    at.slider(key="top_n").set_value(5).run()
+    assert {m.label: m.value for m in at.metric}["edges / nodes"] != before
+    at.radio(key="view").set_value("overlap").run()
+    assert "faithfulness F on retain" in {m.label for m in at.metric}
+    assert not at.exception

@@ -1,0 +1,162 @@
+"""Circuits: the forget and retain circuits of a request, their exact faithfulness, export.
+
+UI only: attribution, selection, faithfulness and export come from ``analysis`` and
+``cure_core.circuits``; attributions are cached on disk, so a second visit is instant.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+from circuit_plot import circuit_figure
+from state import attribution, context, default_models_job, workspace
+
+from analysis.circuit import Circuit, select
+from analysis.compare import normalised, overlap
+from analysis.export import FORMATS, document, export_bytes
+from analysis.faithfulness import curve_sizes, faithfulness_curve
+from cure_core.circuits import AttributionSettings, CircuitContext, answer_metric
+from cure_core.errors import CureError
+from cure_core.groups import default_corruption
+from cure_core.requests import load_request
+
+st.set_page_config(page_title="Circuits · CURE Studio", layout="wide")
+st.title("Circuits")
+
+try:
+    ws = workspace()
+    request = ws.default_request()
+except CureError as err:
+    st.error(str(err))
+    st.stop()
+
+job = default_models_job(ws)
+if not job.finished:
+    st.info("The default model is still training (see the Home page for progress). This page opens as soon as it is ready.")
+    st.progress(job.fraction, text=f"{job.fraction:.0%}")
+    st.stop()
+if job.error:
+    st.error(job.error)
+    st.stop()
+
+with st.sidebar:
+    st.header("Attribution")
+    request_id = st.text_input("forget request id", value=request.id, help="`cure forget` prints the id of a new request")
+    try:
+        request = load_request(request_id.strip())
+        ws.sets(request)
+    except CureError as err:
+        st.error(str(err))
+        st.stop()
+    method = st.radio("method", ["eap-ig", "eap"], horizontal=True)
+    steps = st.slider("EAP-IG steps", 1, 20, 5, disabled=method == "eap")
+    corruptions = ["history", "target", "user"]
+    corruption = st.selectbox("corruption", corruptions, index=corruptions.index(default_corruption(request)), help="history: another user's history; target: another item; user: the unknown-user token")
+    metric = st.radio("metric", ["signed", "margin"], horizontal=True, help="signed: logit(Yes) − logit(No) × ±1 by label")
+    n_prompts = st.select_slider("prompts per set", [64, 128, 256, 512], value=512, key="n_prompts")
+    st.header("Circuit")
+    view = st.radio("view", ["forget", "retain", "difference", "overlap"], key="view", horizontal=True, help="difference: normalised forget − retain scores; overlap: forget vs retain circuits")
+    rule = st.radio("select by", ["top-n", "share", "threshold"], horizontal=True)
+    colour_by = st.radio("colour edges by", ["sign", "qkv"], horizontal=True, disabled=view == "overlap")
+
+settings = AttributionSettings(method=method, steps=steps, corruption=corruption, metric=metric, n_prompts=n_prompts)
+try:
+    ctx: CircuitContext = context(ws, request.id)
+    attributions = {name: attribution(ctx, request.id, name, settings.model_dump_json()) for name in ("forget", "retain")}
+except CureError as err:
+    st.error(str(err))
+    st.stop()
+shape = attributions["forget"].shape
+scores = {
+    "forget": attributions["forget"].scores,
+    "retain": attributions["retain"].scores,
+    "difference": normalised(attributions["forget"].scores) - normalised(attributions["retain"].scores),
+}
+shown = scores["forget" if view == "overlap" else view]
+
+if rule == "top-n":
+    value: float = st.slider("edges kept (top-n by |score|, then pruned to input→logits paths)", 1, shape.n_edges, min(100, shape.n_edges), key="top_n")
+elif rule == "share":
+    value = st.slider("cumulative share of total |score|", 0.05, 1.0, 0.8, 0.05)
+else:
+    top = float(np.abs(shown).max()) or 1.0
+    value = st.slider("|score| threshold", 0.0, top, top / 10, top / 200, format="%.5f")
+
+
+@st.cache_data(show_spinner="Measuring exact faithfulness on held-out prompts ...", max_entries=256)
+def exact_faithfulness(_ctx: CircuitContext, key: str, set_name: str, _circuits: list[Circuit], settings_json: str) -> list[dict[str, float]]:
+    """F of each circuit on the set's evaluation prompts (disjoint from the attribution prompts)."""
+    batches = _ctx.batches(set_name, AttributionSettings.model_validate_json(settings_json), "eval")
+    return [{"edges": f.n_edges, "F": f.value, "clean": f.metric_clean, "corrupt": f.metric_corrupt} for f in faithfulness_curve(_ctx.bridge, batches, answer_metric(_ctx.rec), _circuits)]
+
+
+def measured(set_name: str, circuit: Circuit) -> dict[str, float]:
+    key = hashlib.sha256(circuit.edges.tobytes()).hexdigest()[:16] + request.id
+    return exact_faithfulness(ctx, key, set_name, [circuit], settings.model_dump_json())[0]
+
+
+circuits = {name: select(shape, scores[name], rule, value) for name in ("forget", "retain", "difference")}
+main_circuit = circuits["difference"] if view == "difference" else circuits["forget"] if view == "overlap" else circuits[view]
+faith_sets = ["forget", "retain"] if view == "overlap" else ["forget" if view == "difference" else view]
+
+cols = st.columns(len(faith_sets) + 2)
+for col, set_name in zip(cols, faith_sets, strict=False):
+    result = measured(set_name, circuits["difference"] if view == "difference" else circuits[set_name])
+    col.metric(f"faithfulness F on {set_name}", f"{result['F']:.3f}", help=f"exact: every edge outside the circuit patched to its corrupted value; m(clean) {result['clean']:+.3f}, m(corrupt) {result['corrupt']:+.3f}")
+cols[-2].metric("edges / nodes", f"{main_circuit.n_edges} / {len(main_circuit.nodes())}")
+o = overlap(circuits["forget"], circuits["retain"])
+cols[-1].metric("forget–retain edge Jaccard", f"{o['edges_jaccard']:.3f}", help="the matched-control noise floor is on the command line: `cure circuit`")
+if view == "difference":
+    st.caption("Difference view: edges ranked by |normalised forget score − normalised retain score|; F is measured on forget prompts.")
+
+node_scores = {name: a.node_scores for name, a in attributions.items()}
+selected = st.session_state.get("selected_node")
+figure = circuit_figure(main_circuit, shown, node_scores, "overlap" if view == "overlap" else colour_by, circuits["retain"] if view == "overlap" else None, selected)
+event = st.plotly_chart(figure, on_select="rerun", selection_mode="points", key="circuit_chart", width="stretch")
+points = getattr(getattr(event, "selection", None), "points", None) or []
+clicked = next((p.get("customdata") for p in points if p.get("customdata")), None)
+if clicked and clicked != selected:
+    st.session_state["selected_node"] = clicked
+    st.rerun()
+
+left, right = st.columns(2)
+with left:
+    st.subheader("Faithfulness against circuit size")
+    set_name = faith_sets[0]
+    sizes = curve_sizes(shape.n_edges, 10)
+    ranking = scores["difference"] if view == "difference" else scores[set_name]
+    curve_circuits = [select(shape, ranking, "top-n", n) for n in sizes]
+    key = f"curve-{view}-{request.id}"
+    curve = exact_faithfulness(ctx, key, set_name, curve_circuits, settings.model_dump_json())
+    fig = go.Figure(go.Scatter(x=sizes, y=[c["F"] for c in curve], mode="lines+markers", text=[f"{c['edges']} edges after pruning" for c in curve]))
+    fig.update_layout(xaxis_title="top-n edges requested", yaxis_title="F", xaxis_type="log", height=320, template="plotly_white", margin={"t": 10})
+    st.plotly_chart(fig, width="stretch")
+with right:
+    st.subheader("Module")
+    if not selected:
+        st.caption("Click a node in the graph to see its scores and, for a head, its attention pattern.")
+    else:
+        index = shape.src_names.index(selected) if selected in shape.src_names else None
+        if index is not None:
+            st.dataframe(pd.DataFrame({"node score": {k: float(v[index]) for k, v in node_scores.items()}}), width="stretch")
+        if selected.startswith("a"):
+            layer, head = (int(x) for x in selected[1:].split(".h"))
+            forget = ctx.sets.forget
+            which = st.number_input("forget-set prompt #", 0, len(forget) - 1, 0)
+            ids = ctx.rec.encode(ctx.samples, forget[[which]]).input_ids
+            _, cache = ctx.bridge.run_with_cache(ids, names_filter=lambda n: n == f"blocks.{layer}.attn.hook_pattern")
+            pattern = cache[f"blocks.{layer}.attn.hook_pattern"][0, head].detach().cpu().numpy()
+            tokens = [ctx.rec.encoder.vocab.tokens[i] for i in ids[0].tolist()]
+            labels = [f"{i}:{ws.titles.get(t[2:], t)[:18] if t.startswith('i:') else t}" for i, t in enumerate(tokens)]
+            heat = go.Figure(go.Heatmap(z=pattern, x=labels, y=labels, colorscale="Blues"))
+            heat.update_layout(height=420, yaxis_autorange="reversed", xaxis_title="attended (key)", yaxis_title="attending (query)", margin={"t": 10})
+            st.plotly_chart(heat, width="stretch")
+
+st.subheader("Export")
+doc = document(main_circuit, scores, node_scores, primary="forget" if view in ("overlap", "difference") else view, settings={**settings.model_dump(), "view": view, "rule": rule, "value": value, "request": request.id})
+for col, fmt in zip(st.columns(len(FORMATS)), FORMATS, strict=True):
+    col.download_button(f"download {fmt}", export_bytes(doc, fmt), file_name=f"circuit-{request.id}-{view}.{fmt}", key=f"export-{fmt}")

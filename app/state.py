@@ -1,0 +1,41 @@
+"""Resources shared by every page and session: the workspace, the default models' background
+job, the circuit context and cached attributions. UI glue only: all computing is in
+``cure_core`` and ``analysis``."""
+
+from __future__ import annotations
+
+import os
+
+import streamlit as st
+
+from analysis.attribution import Attribution
+from cure_core.circuits import AttributionSettings, CircuitContext, circuit_context, get_attribution
+from cure_core.jobs import BackgroundJob
+from cure_core.workspace import Workspace
+
+
+@st.cache_resource(show_spinner="Loading the dataset ...")
+def workspace() -> Workspace:
+    ws = Workspace(data=os.environ.get("CURE_DATA") or None)
+    _ = ws.samples  # build the samples now, once, for every session
+    return ws
+
+
+@st.cache_resource
+def default_models_job(_ws: Workspace) -> BackgroundJob:
+    """One shared background run that loads or trains Original and Retrain of the default request."""
+    request = _ws.default_request()
+    return BackgroundJob("default-models", lambda progress: _ws.ensure_models(request, progress=progress, quiet=True))
+
+
+@st.cache_resource(show_spinner="Loading the model into TransformerLens ...")
+def context(_ws: Workspace, request_id: str) -> CircuitContext:
+    """The Original model, its TransformerBridge and the request's sets (needs Original trained)."""
+    from cure_core.requests import load_request
+
+    return circuit_context(_ws, load_request(request_id))
+
+
+@st.cache_resource(show_spinner="Attributing (cached on disk after the first time) ...", max_entries=64)
+def attribution(_ctx: CircuitContext, request_id: str, set_name: str, settings_json: str) -> Attribution:
+    return get_attribution(_ctx, set_name, AttributionSettings.model_validate_json(settings_json), quiet=True)
