@@ -314,16 +314,21 @@ def _cmd_groups(args: argparse.Namespace) -> None:
         print(f"written: {args.csv}")
 
 
-def _print_run(report: dict[str, Any]) -> None:
-    print(f"run {report['run']}: {report['method']} strength {report['strength']:g}, {report['seconds']:.1f}s, {report['params_updated']:,} of {report['params_total']:,} parameters updated, peak {report['peak_memory_mib']:.0f} MiB ({report['peak_memory_kind']})")
-    print(f"{'':>22}{report['method']:>12}{'Retrain':>12}")
-    rows = [("test AUC", "test", "auc"), ("test ACC", "test", "acc"), ("test LogLoss", "test", "logloss"), ("forget AUC", "forget", "auc"), ("forget ACC", "forget", "acc")]
+def _print_versus_retrain(report: dict[str, Any], name: str, rows: list[tuple[str, str, str]]) -> None:
+    """A model's metrics next to Retrain's, MIA with PrivLeak, and the distances to Retrain."""
+    print(f"{'':>22}{name:>12}{'Retrain':>12}")
     for label, split, key in rows:
         print(f"{label:>22}{report['model'][split][key]:>12.4f}{report['retrain'][split][key]:>12.4f}")
     for attack, auc in report["model"].get("mia", {}).items():
         print(f"{'MIA AUC ' + attack:>22}{auc:>12.4f}{report['retrain']['mia'][attack]:>12.4f}   PrivLeak {report['privleak'].get(attack, float('nan')):+.1f}%")
     print(f"{'JSD to Retrain':>22}{report['jsd_to_retrain']:>12.5f}")
     print(f"{'L2 to Retrain':>22}{report['l2_to_retrain']:>12.5f}")
+
+
+def _print_run(report: dict[str, Any]) -> None:
+    print(f"run {report['run']}: {report['method']} strength {report['strength']:g}, {report['seconds']:.1f}s, {report['params_updated']:,} of {report['params_total']:,} parameters updated, peak {report['peak_memory_mib']:.0f} MiB ({report['peak_memory_kind']})")
+    rows = [("test AUC", "test", "auc"), ("test ACC", "test", "acc"), ("test LogLoss", "test", "logloss"), ("forget AUC", "forget", "auc"), ("forget ACC", "forget", "acc")]
+    _print_versus_retrain(report, report["method"], rows)
     for note in report.get("group_warnings", []):
         print(f"warning: {note}")
 
@@ -468,14 +473,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         print(json.dumps(_jsonable(report), indent=2))
         return
     print(f"request {request.id} ({request.description}); sets: {report['sizes']}")
-    print(f"{'':>22}{args.model:>12}{'Retrain':>12}")
     rows = [("test AUC", "test", "auc"), ("test LogLoss", "test", "logloss"), ("forget AUC", "forget", "auc"), ("forget ACC", "forget", "acc"), ("forget LogLoss", "forget", "logloss"), ("retain AUC", "retain", "auc")]
-    for label, split, key in rows:
-        print(f"{label:>22}{report['model'][split][key]:>12.4f}{report['retrain'][split][key]:>12.4f}")
-    for attack, auc in report["model"].get("mia", {}).items():
-        print(f"{'MIA AUC ' + attack:>22}{auc:>12.4f}{report['retrain']['mia'][attack]:>12.4f}   PrivLeak {report['privleak'][attack]:+.1f}%")
-    print(f"{'JSD to Retrain':>22}{report['jsd_to_retrain']:>12.5f}")
-    print(f"{'L2 to Retrain':>22}{report['l2_to_retrain']:>12.5f}")
+    _print_versus_retrain(report, args.model, rows)
 
 
 def _cmd_app(args: argparse.Namespace) -> int:
