@@ -64,3 +64,34 @@ def test_circuits_page_shows_faithfulness_graph_and_exports(tmp_path, synthetic,
     at.radio(key="view").set_value("overlap").run()
     assert "faithfulness F on retain" in {m.label for m in at.metric}
     assert not at.exception
+
+
+GROUPS_PAGE = str(Path(__file__).resolve().parent.parent / "app" / "pages" / "2_Module_groups.py")
+
+
+def test_module_groups_page_shows_groups_and_ablates(tmp_path, synthetic, monkeypatch):
+    from cure_core.workspace import Workspace
+    from tests.conftest import TINY_RECIPE
+
+    data = str(write_grouplens(tmp_path / "ml", synthetic))
+    monkeypatch.setenv("CURE_DATA", data)
+    monkeypatch.setattr("cure_core.workspace.Recipe", lambda: TINY_RECIPE)
+    monkeypatch.syspath_prepend(str(Path(HOME).parent))
+    ws = Workspace(data=data, recipe=TINY_RECIPE)
+    ws.ensure_models(ws.default_request(), quiet=True)
+    at = AppTest.from_file(GROUPS_PAGE, default_timeout=120)
+    for _ in range(50):
+        at.run()
+        if not any("still training" in i.value for i in at.info):
+            break
+        time.sleep(0.2)
+    at.select_slider(key="groups_prompts").set_value(64).run()
+    assert not at.exception, at.exception
+    assert "separability" in {m.label for m in at.metric}
+    tables = len(at.dataframe)
+    assert tables >= 3  # sizes, ablation, all modules
+    before = at.dataframe[1].value.copy()
+    at.toggle(key="ablate-task-shared").set_value(True).run()
+    assert not at.exception
+    after = at.dataframe[1].value
+    assert (after["mean |margin change|"] > 0).all() and (before["mean |margin change|"] == 0).all()

@@ -169,3 +169,25 @@ def test_patching_every_edge_into_a_module_equals_feeding_it_the_corrupted_input
         bridge.set_use_hook_mlp_in(False)
     assert abs(patched.metric_circuit - patched.metric_clean) > 1e-3
     assert patched.metric_circuit == pytest.approx(float(reference), abs=1e-5)
+
+
+@pytest.mark.parametrize("module", ["a0.h1", "m0", "a1.h0"])
+def test_corrupt_ablation_equals_cutting_every_edge_out_of_the_module(bridge, module):
+    """Two independent routes to the same intervention: replacing a module's output (at
+    hook_z / hook_mlp_out) with its corrupted value, and patching all its outgoing edges."""
+    from analysis.ablation import ablated_metric
+
+    shape = graph_shape(bridge)
+    batch = _batches()[0]
+    mask = shape.real_edge_mask().copy()
+    mask[shape.src_names.index(module)] = False
+    (cut,) = faithfulness_curve(bridge, [batch], METRIC, [Circuit(shape, mask)])
+    ablated = ablated_metric(bridge, [batch], METRIC, [module], "corrupt")
+    assert ablated.mean() == pytest.approx(cut.metric_circuit, abs=1e-5)
+    assert abs(ablated.mean() - cut.metric_clean) > 1e-4
+    np.testing.assert_allclose(ablated_metric(bridge, [batch], METRIC, [], "zero"), METRIC(bridge(batch.clean)).detach().numpy(), atol=1e-5)
+    for mode in ("zero", "mean"):
+        assert not np.allclose(ablated_metric(bridge, [batch], METRIC, [module], mode), ablated_metric(bridge, [batch], METRIC, [], mode))
+    assert attached_hook_count(bridge) == 0
+    with pytest.raises(ValueError, match="cannot ablate"):
+        ablated_metric(bridge, [batch], METRIC, ["u:1"], "zero")
