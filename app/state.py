@@ -39,3 +39,23 @@ def context(_ws: Workspace, request_id: str) -> CircuitContext:
 @st.cache_resource(show_spinner="Attributing (cached on disk after the first time) ...", max_entries=64)
 def attribution(_ctx: CircuitContext, request_id: str, set_name: str, settings_json: str) -> Attribution:
     return get_attribution(_ctx, set_name, AttributionSettings.model_validate_json(settings_json), quiet=True)
+
+
+def require_models(job: BackgroundJob) -> None:
+    """Stop the page until the default models are ready, showing their progress and polling
+    every 2 s, so the page opens by itself as soon as they are."""
+    if job.finished and not job.error:
+        return
+    if job.error:
+        st.error(job.error)
+        st.stop()
+
+    @st.fragment(run_every=2)
+    def poll() -> None:
+        if job.finished:
+            st.rerun()
+        st.progress(job.fraction, text=f"{job.fraction:.0%}")
+
+    st.info("The default model is still training (see the Home page for details). This page opens as soon as it is ready.")
+    poll()
+    st.stop()

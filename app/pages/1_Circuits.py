@@ -13,7 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 from circuit_plot import circuit_figure
-from state import attribution, context, default_models_job, workspace
+from state import attribution, context, default_models_job, require_models, workspace
 
 from analysis.circuit import Circuit, select
 from analysis.compare import normalised, overlap
@@ -34,14 +34,7 @@ except CureError as err:
     st.error(str(err))
     st.stop()
 
-job = default_models_job(ws)
-if not job.finished:
-    st.info("The default model is still training (see the Home page for progress). This page opens as soon as it is ready.")
-    st.progress(job.fraction, text=f"{job.fraction:.0%}")
-    st.stop()
-if job.error:
-    st.error(job.error)
-    st.stop()
+require_models(default_models_job(ws))
 
 with st.sidebar:
     st.header("Attribution")

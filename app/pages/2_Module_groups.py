@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
-from state import context, default_models_job, workspace
+from state import context, default_models_job, require_models, workspace
 
 from analysis.ablation import MODES
 from cure_core.ablation import ablation_table
@@ -28,14 +28,7 @@ try:
 except CureError as err:
     st.error(str(err))
     st.stop()
-job = default_models_job(ws)
-if not job.finished:
-    st.info("The default model is still training (see the Home page for progress). This page opens as soon as it is ready.")
-    st.progress(job.fraction, text=f"{job.fraction:.0%}")
-    st.stop()
-if job.error:
-    st.error(job.error)
-    st.stop()
+require_models(default_models_job(ws))
 
 with st.sidebar:
     st.header("Grouping")
@@ -67,11 +60,11 @@ except CureError as err:
     st.stop()
 
 sep = groups.separability
-cols = st.columns(4)
+cols = st.columns(3)
 cols[0].metric("separability", f"{sep['separability']:.2f}", help="log-ratio spread of forget vs retain importance, over the mean spread of matched control sets vs retain; ≈ 1: no more different than random matched sets")
 cols[1].metric("spread forget / control", f"{sep['spread_forget']:.3f} / {sep['spread_control_mean']:.3f}", help=f"control ± {sep['spread_control_std']:.3f} over {sep['control_draws']} draws")
 cols[2].metric("heads/MLPs beyond their null", str(sep["significant_modules"]))
-cols[3].metric("module kinds grouped", ", ".join(groups.kinds))
+st.caption(f"Module kinds grouped: {', '.join(groups.kinds)}. Attribution: {attribution_settings.method} ({attribution_settings.steps} steps), corruption {corruption}, signed metric.")
 for note in groups.warnings:
     st.warning(note)
 
