@@ -10,7 +10,9 @@ import streamlit as st
 
 from analysis.attribution import Attribution
 from cure_core.circuits import AttributionSettings, CircuitContext, circuit_context, get_attribution
+from cure_core.errors import CureError
 from cure_core.jobs import BackgroundJob
+from cure_core.requests import ForgetRequest
 from cure_core.workspace import Workspace
 
 
@@ -59,3 +61,18 @@ def require_models(job: BackgroundJob) -> None:
     st.info("The default model is still training (see the Home page for details). This page opens as soon as it is ready.")
     poll()
     st.stop()
+
+
+def analysis_page(title: str) -> tuple[Workspace, ForgetRequest]:
+    """Header of a page that needs the default model: title, workspace and default request
+    (a readable error instead of a traceback), then wait for the models."""
+    st.set_page_config(page_title=f"{title} · CURE Studio", layout="wide")
+    st.title(title)
+    try:
+        ws = workspace()
+        request = ws.default_request()
+    except CureError as err:
+        st.error(str(err))
+        st.stop()
+    require_models(default_models_job(ws))
+    return ws, request

@@ -36,7 +36,9 @@ def test_home_page_lists_dataset_and_default_request(tmp_path, synthetic, monkey
 CIRCUITS = str(Path(__file__).resolve().parent.parent / "app" / "pages" / "1_Circuits.py")
 
 
-def test_circuits_page_shows_faithfulness_graph_and_exports(tmp_path, synthetic, monkeypatch):
+def _open_page(page: str, tmp_path, synthetic, monkeypatch) -> AppTest:
+    """An analysis page on synthetic data with the tiny model already trained (what the Home
+    page's background job does first), run until the shared job has loaded the models."""
     from cure_core.workspace import Workspace
     from tests.conftest import TINY_RECIPE
 
@@ -45,13 +47,18 @@ def test_circuits_page_shows_faithfulness_graph_and_exports(tmp_path, synthetic,
     monkeypatch.setattr("cure_core.workspace.Recipe", lambda: TINY_RECIPE)
     monkeypatch.syspath_prepend(str(Path(HOME).parent))  # `streamlit run app/Home.py` puts app/ on the path for its pages
     ws = Workspace(data=data, recipe=TINY_RECIPE)
-    ws.ensure_models(ws.default_request(), quiet=True)  # what the Home page's job does first
-    at = AppTest.from_file(CIRCUITS, default_timeout=120)
-    for _ in range(50):  # the shared job loads the cached models in the background
+    ws.ensure_models(ws.default_request(), quiet=True)
+    at = AppTest.from_file(page, default_timeout=120)
+    for _ in range(50):
         at.run()
         if not any("still training" in i.value for i in at.info):
             break
         time.sleep(0.2)
+    return at
+
+
+def test_circuits_page_shows_faithfulness_graph_and_exports(tmp_path, synthetic, monkeypatch):
+    at = _open_page(CIRCUITS, tmp_path, synthetic, monkeypatch)
     assert not at.exception, at.exception
     at.select_slider(key="n_prompts").set_value(64)
     at.run()
@@ -70,21 +77,7 @@ GROUPS_PAGE = str(Path(__file__).resolve().parent.parent / "app" / "pages" / "2_
 
 
 def test_module_groups_page_shows_groups_and_ablates(tmp_path, synthetic, monkeypatch):
-    from cure_core.workspace import Workspace
-    from tests.conftest import TINY_RECIPE
-
-    data = str(write_grouplens(tmp_path / "ml", synthetic))
-    monkeypatch.setenv("CURE_DATA", data)
-    monkeypatch.setattr("cure_core.workspace.Recipe", lambda: TINY_RECIPE)
-    monkeypatch.syspath_prepend(str(Path(HOME).parent))
-    ws = Workspace(data=data, recipe=TINY_RECIPE)
-    ws.ensure_models(ws.default_request(), quiet=True)
-    at = AppTest.from_file(GROUPS_PAGE, default_timeout=120)
-    for _ in range(50):
-        at.run()
-        if not any("still training" in i.value for i in at.info):
-            break
-        time.sleep(0.2)
+    at = _open_page(GROUPS_PAGE, tmp_path, synthetic, monkeypatch)
     at.select_slider(key="groups_prompts").set_value(64).run()
     assert not at.exception, at.exception
     assert "separability" in {m.label for m in at.metric}

@@ -13,7 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 from circuit_plot import circuit_figure
-from state import attribution, context, default_models_job, require_models, workspace
+from state import analysis_page, attribution, context
 
 from analysis.circuit import Circuit, select
 from analysis.compare import normalised, overlap
@@ -24,17 +24,7 @@ from cure_core.errors import CureError
 from cure_core.groups import default_corruption
 from cure_core.requests import load_request
 
-st.set_page_config(page_title="Circuits · CURE Studio", layout="wide")
-st.title("Circuits")
-
-try:
-    ws = workspace()
-    request = ws.default_request()
-except CureError as err:
-    st.error(str(err))
-    st.stop()
-
-require_models(default_models_job(ws))
+ws, request = analysis_page("Circuits")
 
 with st.sidebar:
     st.header("Attribution")

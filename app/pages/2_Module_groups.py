@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
-from state import context, default_models_job, require_models, workspace
+from state import analysis_page, context
 
 from analysis.ablation import MODES
 from cure_core.ablation import ablation_table
@@ -19,16 +19,7 @@ from cure_core.groups import GROUPS, GroupSettings, ModuleGroups, default_corrup
 
 GROUP_COLOURS = {"forget-specific": "#d62728", "retain-specific": "#1f77b4", "task-shared": "#9467bd", "outside": "#e5e5e5"}
 
-st.set_page_config(page_title="Module groups · CURE Studio", layout="wide")
-st.title("Module groups")
-
-try:
-    ws = workspace()
-    request = ws.default_request()
-except CureError as err:
-    st.error(str(err))
-    st.stop()
-require_models(default_models_job(ws))
+ws, request = analysis_page("Module groups")
 
 with st.sidebar:
     st.header("Grouping")
