@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
-from state import default_models_job, workspace
+from state import default_models_job, retrain_job, workspace
 
 from cure_core.errors import CureError
 from cure_core.evaluate import compare_to_retrain
 from cure_core.model.recommender import Recommender
-from cure_core.requests import ForgetRequest
+from cure_core.requests import ForgetRequest, load_request, save_request, user_request
 from cure_core.workspace import Workspace
 
 st.set_page_config(page_title="CURE Studio", layout="wide")
@@ -29,6 +29,62 @@ def gap_table(_ws: Workspace, _original: Recommender, _retrain: Recommender, _re
     table = pd.DataFrame({name: {"Original": report["model"][a][b], "Retrain": report["retrain"][a][b]} for name, (a, b) in rows.items()}).T
     table["Original − Retrain"] = table["Original"] - table["Retrain"]
     return table
+
+
+def request_builder(ws: Workspace, original: Recommender) -> None:
+    """Build a user-level forget request, show the chosen users' histories, and its Retrain gap."""
+    st.subheader("Build a forget request")
+    with st.form("request_builder"):
+        how = st.radio("forget", ["a share of users", "user ids"], horizontal=True, key="builder_how")
+        share = st.slider("share of users (%)", 1, 20, 5, key="builder_share")
+        seed = st.number_input("seed", 0, 100_000, 0, key="builder_seed")
+        ids = st.text_input("user ids, comma-separated (when forgetting user ids)", key="builder_ids")
+        submitted = st.form_submit_button("Create request")
+    if submitted:
+        try:
+            if how == "user ids":
+                request = user_request(ws.dataset, ws.samples, user_ids=[u.strip() for u in ids.split(",") if u.strip()])
+            else:
+                request = user_request(ws.dataset, ws.samples, fraction=share / 100, seed=int(seed))
+            ws.sets(request)
+            save_request(request)
+            st.session_state["built_request"] = request.id
+        except CureError as err:
+            st.error(str(err))
+            return
+    built = st.session_state.get("built_request")
+    if not built:
+        return
+    request = load_request(built)
+    st.markdown(f"**{request.id}** — {request.description}. Use this id on the other pages and in `cure unlearn --request {request.id}`.")
+    st.dataframe(pd.DataFrame({"samples": ws.sets(request).sizes()}).T, width="stretch")
+    st.caption(f"The chosen users' latest ratings ({min(len(request.users), 25)} of {len(request.users)} users shown):")
+    st.dataframe(ws.dataset.recent_ratings(request.users[:25]), width="stretch", hide_index=True)
+    retrain = ws.load_model("retrain", request)
+    if retrain is None:
+        if not st.session_state.get(f"train-{request.id}"):
+            st.info("Retrain for this request is not trained yet (a few minutes on 2 cores; cached afterwards).")
+            if st.button("Train Retrain now", key="train_retrain"):
+                st.session_state[f"train-{request.id}"] = True
+                st.rerun()
+            return
+        job = retrain_job(ws, request.id)
+        if not job.finished:
+
+            @st.fragment(run_every=2)
+            def retrain_progress() -> None:
+                if job.finished:
+                    st.rerun()
+                st.progress(job.fraction, text=f"training Retrain: {job.fraction:.0%}")
+
+            retrain_progress()
+            return
+        if job.error:
+            st.error(job.error)
+            return
+        retrain = job.result
+    st.markdown("**Original vs Retrain on this request**")
+    st.dataframe(gap_table(ws, original, retrain, request, request.id), width="stretch")
 
 
 st.title("CURE Studio")
@@ -82,4 +138,11 @@ else:
     st.caption("Unlearning only means something if Original is measurably better on the forget set than Retrain, which never saw it. Membership inference: forget samples (members) vs holdout users' samples (non-members); 0.5 = no signal.")
     st.dataframe(gap_table(ws, original, retrain, request, request.id), width="stretch")
     recipe = original.meta["recipe"]
-    st.caption(f"{recipe['arch']}: {recipe['n_layer']} layers, {recipe['n_head']} heads, d_model {recipe['d_model']}, item-mode vocabulary with a user token.")
+    with st.expander("Model card"):
+        st.markdown(
+            f"**{recipe['arch']}**, {recipe['n_layer']} layers, {recipe['n_head']} heads, d_model {recipe['d_model']}, d_mlp {recipe['d_mlp']}; "
+            f"{original.meta['n_params']:,} parameters; item-mode vocabulary with a user token (dropped to `<unk_user>` for {recipe['user_dropout']:.0%} of training prompts). "
+            f"Test AUC **{original.meta['metrics']['test_auc']:.4f}**, best epoch {original.meta['best_epoch']} chosen on validation AUC, trained in {original.meta['train_seconds']:.0f} s on {original.meta['threads']} thread(s)."
+        )
+        st.json(recipe, expanded=False)
+    request_builder(ws, original)

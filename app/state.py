@@ -76,3 +76,12 @@ def analysis_page(title: str) -> tuple[Workspace, ForgetRequest]:
         st.stop()
     require_models(default_models_job(ws))
     return ws, request
+
+
+@st.cache_resource
+def retrain_job(_ws: Workspace, request_id: str) -> BackgroundJob:
+    """One shared background run training (or loading) the Retrain of a saved request."""
+    from cure_core.requests import load_request
+
+    request = load_request(request_id)
+    return BackgroundJob(f"retrain-{request_id}", lambda progress: _ws.retrain(request, progress=progress, quiet=True))

@@ -89,3 +89,24 @@ def test_module_groups_page_shows_groups_and_ablates(tmp_path, synthetic, monkey
     assert not at.exception
     after = at.dataframe[1].value
     assert (after["mean |margin change|"] > 0).all() and (before["mean |margin change|"] == 0).all()
+
+
+def test_home_request_builder_shows_histories_and_refuses_bad_ids(tmp_path, synthetic, monkeypatch):
+    at = _open_page(HOME, tmp_path, synthetic, monkeypatch)
+    for _ in range(50):  # the home page shows the builder once the models are loaded
+        if at.get("form"):
+            break
+        time.sleep(0.2)
+        at.run()
+    assert not at.exception, at.exception
+    at.radio(key="builder_how").set_value("user ids")
+    at.text_input(key="builder_ids").input("1, 2")
+    at.button[0].click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any("2 given user(s)" in m.value for m in at.markdown), [m.value for m in at.markdown]
+    histories = at.dataframe[-1].value if "ratings" in at.dataframe[-1].value.columns else at.dataframe[-2].value
+    assert set(histories["user"]) == {"1", "2"} and histories.iloc[0, 2].count(";") == 9
+    assert "Train Retrain now" in [b.label for b in at.button]
+    at.text_input(key="builder_ids").input("1, 424242")
+    at.button[0].click().run()
+    assert any("unknown user id" in e.value for e in at.error)
