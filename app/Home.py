@@ -58,7 +58,7 @@ def request_builder(ws: Workspace, original: Recommender) -> None:
     request = load_request(built)
     st.markdown(f"**{request.id}** — {request.description}. Use this id on the other pages and in `cure unlearn --request {request.id}`.")
     st.dataframe(pd.DataFrame({"samples": ws.sets(request).sizes()}).T, width="stretch")
-    st.caption(f"The chosen users' latest ratings ({min(len(request.users), 25)} of {len(request.users)} users shown):")
+    st.caption(f"The chosen users' latest ratings, (+) liked, (-) not ({min(len(request.users), 25)} of {len(request.users)} users shown):")
     st.dataframe(ws.dataset.recent_ratings(request.users[:25]), width="stretch", hide_index=True)
     retrain = ws.load_model("retrain", request)
     if retrain is None:
