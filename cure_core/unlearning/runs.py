@@ -143,3 +143,24 @@ def get_run(
         report["separability"] = groups.separability
     save_run(run, result, report, ws.samples)
     return {**report, "run": run}
+
+
+def load_history(run: str) -> list[dict[str, Any]]:
+    """A finished run's per-step curve ([] when missing)."""
+    try:
+        return json.loads((run_dir(run) / "history.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return []
+
+
+def checkpoint_archive(run: str) -> bytes:
+    """The unlearned checkpoint folder as a zip, for downloads."""
+    import io
+    import zipfile
+
+    folder = run_dir(run) / "model"
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(folder.iterdir()):
+            archive.write(path, arcname=f"{run}/{path.name}")
+    return buffer.getvalue()

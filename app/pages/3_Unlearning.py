@@ -1,0 +1,139 @@
+"""Unlearning: run a method on a copy of the model with a live per-step chart, then compare it
+with Original and Retrain and with this session's other runs.
+
+UI only: runs are ``cure_core.unlearning`` (cached under ``cache/runs``); each browser session
+keeps its own list of runs.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+from state import analysis_page
+
+from cure_core.errors import CureError
+from cure_core.evaluate import compare_to_retrain
+from cure_core.jobs import BackgroundJob
+from cure_core.requests import load_request
+from cure_core.unlearning.compare import comparison_table, pareto_figure, reference_rows
+from cure_core.unlearning.methods import METHODS, UnlearnConfig
+from cure_core.unlearning.runs import DEFAULT_STRENGTHS, checkpoint_archive, default_strength, get_run, load_history
+
+ws, request = analysis_page("Unlearning")
+session = st.session_state.setdefault("unlearning", {"runs": [], "active": None})
+
+with st.sidebar:
+    st.header("Request")
+    request_id = st.text_input("forget request id", value=request.id, key="unlearn_request")
+    try:
+        request = load_request(request_id.strip())
+        sets = ws.sets(request)
+    except CureError as err:
+        st.error(str(err))
+        st.stop()
+
+with st.form("run_form"):
+    cols = st.columns(4)
+    method = cols[0].selectbox("method", list(METHODS), format_func=lambda m: METHODS[m].label, key="method")
+    strength = cols[1].number_input("strength (Adam learning rate)", 1e-6, 1e-1, default_strength(method), format="%.0e", key="strength", help=f"sweep grids: {DEFAULT_STRENGTHS}")
+    steps = cols[2].number_input("steps", 1, 1000, 60, key="steps")
+    forget_loss = cols[3].selectbox("forget objective (PCGrad, SAGO, CURE)", ["npo", "ga", "teacher"], key="forget_loss")
+    cols = st.columns(3)
+    retain_rule = cols[0].selectbox("CURE: retain-specific modules", ["retain_update", "frozen"])
+    shared_rule = cols[1].selectbox("CURE: task-shared modules", ["pcgrad", "sago"])
+    row_rule = cols[2].selectbox("CURE: forget-specific embedding rows", ["update", "reset"], help="reset: set once to what Retrain reads (<unk_user>), then frozen")
+    submitted = st.form_submit_button("Run", disabled=session["active"] is not None)
+
+if submitted:
+    config = UnlearnConfig(method=method, strength=float(strength), steps=int(steps), forget_loss=forget_loss, retain_rule=retain_rule, shared_rule=shared_rule, row_rule=row_rule)
+    rows: list[dict] = []
+    run_request = request
+    job = BackgroundJob(f"unlearn-{method}", lambda progress: get_run(ws, run_request, config, progress=progress, callback=rows.append, quiet=True))
+    session["active"] = {"job": job, "rows": rows, "label": f"{METHODS[method].label}, strength {float(strength):g}"}
+    st.rerun()
+
+
+def curve_figure(rows: list[dict]) -> go.Figure:
+    frame = pd.DataFrame(rows)
+    fig = go.Figure()
+    for column, axis in (("forget_loss", "y"), ("retain_loss", "y"), ("forget_auc", "y2"), ("test_auc", "y2")):
+        if column in frame and frame[column].notna().any():
+            data = frame[["step", column]].dropna()
+            fig.add_trace(go.Scatter(x=data["step"], y=data[column], name=column.replace("_", " "), yaxis=axis, mode="lines+markers" if axis == "y2" else "lines"))
+    for column in [c for c in frame.columns if c.startswith("cos_")]:
+        data = frame[["step", column]].dropna()
+        if len(data):
+            fig.add_trace(go.Scatter(x=data["step"], y=data[column], name=f"cos(g_f, g_r) {column[4:]}", yaxis="y3", line={"dash": "dot"}))
+    fig.update_layout(
+        xaxis={"title": "step", "domain": [0, 0.85]},
+        yaxis={"title": "loss"},
+        yaxis2={"title": "probe AUC", "overlaying": "y", "side": "right"},
+        yaxis3={"title": "gradient cosine", "overlaying": "y", "side": "right", "position": 0.95, "range": [-1, 1]},
+        height=360,
+        margin={"t": 10},
+        template="plotly_white",
+        legend={"orientation": "h"},
+    )
+    return fig
+
+
+active = session["active"]
+if active is not None:
+    job: BackgroundJob = active["job"]
+    if not job.finished:
+        st.subheader(f"Running: {active['label']}")
+
+        @st.fragment(run_every=1)
+        def live() -> None:
+            if job.finished:
+                st.rerun()
+            st.progress(job.fraction, text=f"step {job.done_steps} of {job.total_steps or '…'} (Retrain and module groups are computed first when missing)")
+            if active["rows"]:
+                st.plotly_chart(curve_figure(list(active["rows"])), width="stretch", key="live_curve")
+            if st.button("Cancel", key="cancel_run"):
+                job.cancel()
+
+        live()
+        st.stop()
+    session["active"] = None
+    if job.error:
+        st.error(job.error)
+    else:
+        session["runs"].append(job.result)
+
+if not session["runs"]:
+    st.info("No run in this session yet: pick a method and strength above and press Run. Runs are cached; an identical run is loaded, not recomputed.")
+    st.stop()
+
+
+@st.cache_data(show_spinner="Evaluating Original and Retrain ...")
+def references(request_id: str) -> list[dict]:
+    req = load_request(request_id)
+    original, retrain = ws.ensure_models(req, quiet=True)
+    base = compare_to_retrain(original, retrain, req, ws.samples, ws.sets(req), name="original")
+    return reference_rows(base, original.meta.get("train_seconds"), retrain.meta.get("train_seconds"))
+
+
+runs = [r for r in session["runs"] if r["request"] == request.id]
+if not runs:
+    st.info(f"This session has no run on {request.id} yet.")
+    st.stop()
+latest = runs[-1]
+st.subheader(f"Last run: {METHODS[latest['method']].label}, strength {latest['strength']:g}")
+history = load_history(latest["run"])
+if history:
+    st.plotly_chart(curve_figure(history), width="stretch", key="final_curve")
+for note in latest.get("group_warnings", []):
+    st.warning(note)
+refs = references(request.id)
+table = comparison_table(runs, refs)
+st.dataframe(table, width="stretch", hide_index=True)
+st.caption("JSD and L2 to Retrain on the forget set (lower is closer); MIA: forget (members) vs holdout users (non-members); PrivLeak near 0 is ideal.")
+st.plotly_chart(pareto_figure(runs, refs, f"This session's runs on {request.id}"), width="stretch", key="pareto")
+cols = st.columns(3)
+cols[0].download_button("report (JSON)", json.dumps(latest, indent=2, default=str), file_name=f"{latest['run']}.json", key="dl_json")
+cols[1].download_button("comparison (CSV)", table.to_csv(index=False), file_name=f"comparison-{request.id}.csv", key="dl_csv")
+cols[2].download_button("unlearned checkpoint (zip)", checkpoint_archive(latest["run"]), file_name=f"{latest['run']}.zip", key="dl_ckpt")
