@@ -35,6 +35,14 @@ with st.sidebar:
         st.error(str(err))
         st.stop()
 
+finished = session["active"]
+if finished is not None and finished["job"].finished:
+    session["active"] = None
+    if finished["job"].error:
+        st.error(finished["job"].error)
+    else:
+        session["runs"].append(finished["job"].result)
+
 with st.form("run_form"):
     cols = st.columns(4)
     method = cols[0].selectbox("method", list(METHODS), format_func=lambda m: METHODS[m].label, key="method")
@@ -83,7 +91,9 @@ def curve_figure(rows: list[dict]) -> go.Figure:
 active = session["active"]
 if active is not None:
     job: BackgroundJob = active["job"]
-    if not job.finished:
+    if job.finished:  # finished since the check above the form: collect it there
+        st.rerun()
+    else:
         st.subheader(f"Running: {active['label']}")
 
         @st.fragment(run_every=1)
@@ -98,11 +108,6 @@ if active is not None:
 
         live()
         st.stop()
-    session["active"] = None
-    if job.error:
-        st.error(job.error)
-    else:
-        session["runs"].append(job.result)
 
 if not session["runs"]:
     st.info("No run in this session yet: pick a method and strength above and press Run. Runs are cached; an identical run is loaded, not recomputed.")
