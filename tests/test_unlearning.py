@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -246,3 +248,26 @@ def test_cli_groups_prints_the_table_separability_and_sizes(capsys, tmp_path, sy
     assert (table["module"].str.startswith("u:") & (table["group"] == "forget-specific")).sum() == 5  # the forgotten users' rows
     assert cli.main(["groups", "--threshold", "-1", "--data", data]) == 2
     assert "invalid setting threshold" in capsys.readouterr().err
+
+
+def test_a_cancelled_run_stops_saves_nothing_and_keeps_the_original(setup, monkeypatch):
+    from cure_core.jobs import BackgroundJob
+    from cure_core.unlearning.runs import run_dir
+
+    ws, request, original, cache = setup
+    monkeypatch.setenv("CURE_CACHE", str(cache))
+    before = [p.detach().clone() for p in original.model.parameters()]
+    config = UnlearnConfig(method="npo", strength=1e-3, steps=5000, batch_size=16, probe_every=1000, probe_size=16)
+    started = []
+    job = BackgroundJob("cancel-test", lambda progress: get_run(ws, request, config, progress=progress, callback=started.append, quiet=True))
+    for _ in range(300):
+        if started:
+            break
+        time.sleep(0.05)
+    job.cancel()
+    job.join(60)
+    assert job.finished and job.error is not None and "cancelled" in job.error
+    assert len(started) < config.steps
+    saved = [load_report(folder.name) for folder in run_dir("any").parent.iterdir()]
+    assert not any(report and report["config"]["steps"] == config.steps for report in saved), "a cancelled run must not be saved"
+    assert all(torch.equal(a, b) for a, b in zip(before, original.model.parameters(), strict=True))
