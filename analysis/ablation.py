@@ -18,7 +18,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from analysis.hooks import HookFn, metric_input_hooks
+from analysis.hooks import HookFn, bridge_hooks, metric_input_hooks
 from analysis.prompts import Metric, PromptBatch
 
 AblationMode = Literal["zero", "mean", "corrupt"]
@@ -78,8 +78,6 @@ def ablated_metric(
     modules, the plain clean metric."""
     if mode not in MODES:
         raise ValueError(f"unknown ablation mode {mode!r} — use one of {', '.join(MODES)}")
-    from analysis.hooks import bridge_hooks
-
     hooks = bridge_hooks(bridge)
     targets = _targets(modules)
     device = next(bridge.parameters()).device

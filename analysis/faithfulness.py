@@ -121,10 +121,6 @@ def faithfulness_curve(
     return [Faithfulness(c.n_edges, s / n, clean_sum / n, corrupt_sum / n) for c, s in zip(circuits, sums, strict=True)]
 
 
-def faithfulness(bridge: Any, batches: Iterable[PromptBatch], metric: Metric, circuit: Circuit) -> Faithfulness:
-    return faithfulness_curve(bridge, batches, metric, [circuit])[0]
-
-
 def curve_sizes(n_edges: int, points: int = 12) -> list[int]:
     """Circuit sizes for a faithfulness curve: 0, then roughly log-spaced up to every edge."""
     sizes = np.unique(np.round(np.geomspace(1, n_edges, points - 1)).astype(int))

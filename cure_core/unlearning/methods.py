@@ -72,23 +72,25 @@ class Batch:
     teacher: torch.Tensor | None = None  # [n, vocab] forgetting teacher (forget batch, e2urec)
 
 
-@dataclass
-class StepLosses:
-    forget: torch.Tensor
-    retain: torch.Tensor | None
+def forget_kind(config: UnlearnConfig) -> str:
+    """``ga``, ``npo`` or ``teacher``: fixed by the method, or ``forget_loss`` for the
+    methods that combine g_f with g_r."""
+    fixed = {"ga": "ga", "graddiff": "ga", "npo": "npo", "e2urec": "teacher"}
+    return fixed.get(config.method, config.forget_loss)
 
 
 def forget_objective(config: UnlearnConfig, batch: Batch, answer_ids: tuple[int, int]) -> torch.Tensor:
-    if config.method in ("ga", "graddiff") or (config.method in ("pcgrad", "sago", "cure") and config.forget_loss == "ga"):
+    kind = forget_kind(config)
+    if kind == "ga":
         return objectives.gradient_ascent(batch.logits, batch.answers)
-    if config.method == "e2urec" or (config.method in ("pcgrad", "sago", "cure") and config.forget_loss == "teacher"):
+    if kind == "teacher":
         assert batch.teacher is not None
         return objectives.kl_to(batch.logits, batch.teacher, answer_ids)
     return objectives.npo(batch.logits, batch.reference, batch.answers, config.npo_beta)
 
 
 def needs_teacher(config: UnlearnConfig) -> bool:
-    return config.method == "e2urec" or (config.method in ("pcgrad", "sago", "cure") and config.forget_loss == "teacher")
+    return forget_kind(config) == "teacher"
 
 
 def retain_objective(config: UnlearnConfig, batch: Batch, answer_ids: tuple[int, int]) -> torch.Tensor | None:

@@ -23,7 +23,6 @@ import torch
 from cure_core.data.samples import Samples
 from cure_core.errors import CureError
 from cure_core.groups import ModuleGroups
-from cure_core.jobs import JobCancelled
 from cure_core.metrics import utility
 from cure_core.model.recommender import Recommender
 from cure_core.modules import parameter_mask
@@ -56,13 +55,18 @@ def _flat(grads: tuple[torch.Tensor | None, ...], params: list[torch.nn.Paramete
     return torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, params, strict=True)])
 
 
+def _flat_mask(model: torch.nn.Module, modules: list[str], vocab_index: dict[str, int] | None, names: list[str]) -> torch.Tensor:
+    """The parameter entries of ``modules`` as one flat mask, in the order of ``names``."""
+    masks = parameter_mask(model, modules, vocab_index)
+    return torch.cat([masks[n].reshape(-1) for n in names])
+
+
 def _group_masks(model: torch.nn.Module, groups: ModuleGroups, vocab_index: dict[str, int] | None, names: list[str]) -> tuple[GroupMasks, dict[str, int]]:
     flat: dict[str, torch.Tensor] = {}
     sizes: dict[str, int] = {}
     for key, group in (("forget", "forget-specific"), ("retain", "retain-specific"), ("shared", "task-shared")):
         members = groups.members(group)
-        masks = parameter_mask(model, members, vocab_index)
-        flat[key] = torch.cat([masks[n].reshape(-1) for n in names])
+        flat[key] = _flat_mask(model, members, vocab_index, names)
         sizes[group] = len(members)
     return GroupMasks(**flat), sizes
 
@@ -78,8 +82,7 @@ def _reset_rows(model: torch.nn.Module, groups: ModuleGroups, encoder: Any, name
     for module in rows:
         row = vocab.index[module]
         weight[row] = weight[vocab.index[UNK_USER]] if module.startswith("u:") else weight[item_rows].mean(0)
-    masks = parameter_mask(model, rows, vocab.index)
-    return torch.cat([masks[n].reshape(-1) for n in names])
+    return _flat_mask(model, rows, vocab.index, names)
 
 
 def unlearn(
@@ -90,9 +93,9 @@ def unlearn(
     config: UnlearnConfig,
     groups: ModuleGroups | None = None,
     callback: StepCallback | None = None,
-    should_stop: Callable[[], bool] | None = None,
 ) -> UnlearnResult:
-    """Run ``config.method`` on a copy of ``original``; see the module docstring."""
+    """Run ``config.method`` on a copy of ``original``; see the module docstring. To cancel,
+    raise from ``callback`` (a :class:`~cure_core.jobs.BackgroundJob`'s progress does)."""
     if config.method not in METHODS:
         raise CureError(f"unknown unlearning method {config.method!r}", f"use one of: {', '.join(METHODS)}")
     spec = METHODS[config.method]
@@ -138,8 +141,6 @@ def unlearn(
         return Batch(logits, answer_token[samples.label[idx]], ref, forced)
 
     for step in range(1, config.steps + 1):
-        if should_stop is not None and should_stop():
-            raise JobCancelled()
         f_batch = batch(rng.choice(sets.forget, size=min(config.batch_size, len(sets.forget)), replace=False), needs_teacher(config))
         forget_loss = forget_objective(config, f_batch, answer_ids)
         g_f = _flat(torch.autograd.grad(forget_loss, params, allow_unused=True), params)

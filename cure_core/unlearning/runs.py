@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -106,7 +105,6 @@ def get_run(
     group_settings: GroupSettings | None = None,
     progress: ProgressFn | None = None,
     callback: StepCallback | None = None,
-    should_stop: Callable[[], bool] | None = None,
     quiet: bool = False,
     force: bool = False,
 ) -> dict[str, Any]:
@@ -134,7 +132,7 @@ def get_run(
             callback(row)
 
     try:
-        result = unlearn(original, ws.samples, sets, request, config, groups, on_step, should_stop)
+        result = unlearn(original, ws.samples, sets, request, config, groups, on_step)
     finally:
         bar.close()
     report = evaluate_run(result, retrain, request, ws.samples, sets)
