@@ -85,3 +85,18 @@ def retrain_job(_ws: Workspace, request_id: str) -> BackgroundJob:
 
     request = load_request(request_id)
     return BackgroundJob(f"retrain-{request_id}", lambda progress: _ws.retrain(request, progress=progress, quiet=True))
+
+
+def request_picker(ws: Workspace, default: ForgetRequest, key: str) -> ForgetRequest:
+    """A sidebar field for a saved request id (default: ``default``); stops the page with a
+    readable error for an unknown id or a request made for other data."""
+    from cure_core.requests import load_request
+
+    request_id = st.text_input("forget request id", value=default.id, key=key, help="`cure forget` or the Home page's builder prints the id of a new request")
+    try:
+        request = load_request(request_id.strip())
+        ws.sets(request)
+    except CureError as err:
+        st.error(str(err))
+        st.stop()
+    return request

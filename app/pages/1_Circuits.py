@@ -13,7 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 from circuit_plot import circuit_figure
-from state import analysis_page, attribution, context
+from state import analysis_page, attribution, context, request_picker
 
 from analysis.circuit import Circuit, select
 from analysis.compare import normalised, overlap
@@ -22,19 +22,12 @@ from analysis.faithfulness import curve_sizes, faithfulness_curve
 from cure_core.circuits import AttributionSettings, CircuitContext, answer_metric
 from cure_core.errors import CureError
 from cure_core.groups import default_corruption
-from cure_core.requests import load_request
 
 ws, request = analysis_page("Circuits")
 
 with st.sidebar:
     st.header("Attribution")
-    request_id = st.text_input("forget request id", value=request.id, help="`cure forget` prints the id of a new request")
-    try:
-        request = load_request(request_id.strip())
-        ws.sets(request)
-    except CureError as err:
-        st.error(str(err))
-        st.stop()
+    request = request_picker(ws, request, key="circuits_request")
     method = st.radio("method", ["eap-ig", "eap"], horizontal=True)
     steps = st.slider("EAP-IG steps", 1, 20, 5, disabled=method == "eap")
     corruptions = ["history", "target", "user"]

@@ -12,9 +12,8 @@ import json
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
-from state import analysis_page
+from state import analysis_page, request_picker
 
-from cure_core.errors import CureError
 from cure_core.evaluate import compare_to_retrain
 from cure_core.jobs import BackgroundJob
 from cure_core.requests import load_request
@@ -27,13 +26,7 @@ session = st.session_state.setdefault("unlearning", {"runs": [], "active": None}
 
 with st.sidebar:
     st.header("Request")
-    request_id = st.text_input("forget request id", value=request.id, key="unlearn_request")
-    try:
-        request = load_request(request_id.strip())
-        sets = ws.sets(request)
-    except CureError as err:
-        st.error(str(err))
-        st.stop()
+    request = request_picker(ws, request, key="unlearn_request")
 
 finished = session["active"]
 if finished is not None and finished["job"].finished:
