@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup app test lint
+.PHONY: setup app test lint chromium
 
 setup: $(VENV)/.installed
 
@@ -16,7 +16,11 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 app: setup
 	$(VENV)/bin/cure app
 
-test: setup
+# The browser test drives Debian's chromium; install it when missing (needs root, as in CI).
+chromium:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || echo "chromium is missing and could not be installed (run as root: apt-get install -y chromium); the browser test will fail"
+
+test: setup chromium
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 

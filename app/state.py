@@ -12,13 +12,16 @@ from analysis.attribution import Attribution
 from cure_core.circuits import AttributionSettings, CircuitContext, circuit_context, get_attribution
 from cure_core.errors import CureError
 from cure_core.jobs import BackgroundJob
+from cure_core.model.recipe import recipe_from_json
 from cure_core.requests import ForgetRequest
 from cure_core.workspace import Workspace
 
 
 @st.cache_resource(show_spinner="Loading the dataset ...")
 def workspace() -> Workspace:
-    ws = Workspace(data=os.environ.get("CURE_DATA") or None)
+    """The data of ``CURE_DATA`` (default MovieLens-100K) and the recipe of ``CURE_RECIPE``
+    (JSON of recipe fields, e.g. a tiny model for a quick demo; default: the default model)."""
+    ws = Workspace(data=os.environ.get("CURE_DATA") or None, recipe=recipe_from_json(os.environ.get("CURE_RECIPE")))
     _ = ws.samples  # build the samples now, once, for every session
     return ws
 

@@ -105,6 +105,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = command("app", _cmd_app, "start the Streamlit app")
     p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--recipe-json", help='recipe overrides as JSON, e.g. \'{"n_layer": 2, "d_model": 32}\' for a quick demo model (default: the default model)')
     return parser
 
 
@@ -385,10 +386,10 @@ def _cmd_compare(args: argparse.Namespace) -> None:
 
 def _workspace(args: argparse.Namespace) -> Workspace:
     from cure_core.data import SplitConfig
-    from cure_core.model.recipe import Recipe
+    from cure_core.model.recipe import recipe_from_json
     from cure_core.workspace import Workspace
 
-    recipe = Recipe.model_validate_json(args.recipe_json) if getattr(args, "recipe_json", None) else None
+    recipe = recipe_from_json(getattr(args, "recipe_json", None))
     split = SplitConfig.model_validate_json(args.split_json) if getattr(args, "split_json", None) else None
     return Workspace(data=args.data, split=split, recipe=recipe)
 
@@ -478,8 +479,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def _cmd_app(args: argparse.Namespace) -> int:
+    from cure_core.model.recipe import recipe_from_json
+
+    recipe_from_json(args.recipe_json)  # refuse a bad recipe here rather than in the page
     cmd = [sys.executable, "-m", "streamlit", "run", str(APP_ENTRY), "--server.port", str(args.port), "--browser.gatherUsageStats", "false"]
-    env = dict(os.environ, **({"CURE_DATA": args.data} if args.data else {}))
+    env = dict(os.environ, **({"CURE_DATA": args.data} if args.data else {}), **({"CURE_RECIPE": args.recipe_json} if args.recipe_json else {}))
     return subprocess.call(cmd, env=env)
 
 

@@ -134,3 +134,14 @@ def test_original_and_retrain_train_side_by_side(tmp_path, synthetic, monkeypatc
     assert retrain.meta["train_samples"] == len(ws.sets(request).retain)
     assert not np.isin(ws.samples.user_codes(request.users), retrain.known_users).any()
     assert seen and seen[-1][0] == seen[-1][1] > 0
+
+
+def test_recipe_json_overrides_and_refuses_bad_fields():
+    from cure_core.model.recipe import Recipe, recipe_from_json
+
+    assert recipe_from_json(None) is None and recipe_from_json("") is None
+    assert recipe_from_json('{"n_layer": 2, "d_model": 32}') == Recipe(n_layer=2, d_model=32)
+    with pytest.raises(CureError, match=r"n_layer.*recipe fields"):
+        recipe_from_json('{"n_layer": 0}')
+    with pytest.raises(CureError, match="invalid"):
+        recipe_from_json("{not json")

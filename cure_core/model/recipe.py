@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from transformers import GPT2Config, LlamaConfig, PretrainedConfig
+
+from cure_core.errors import CureError
 
 
 class Recipe(BaseModel):
@@ -43,3 +45,14 @@ class Recipe(BaseModel):
             num_key_value_heads=self.n_head, attention_dropout=self.dropout, bos_token_id=0, eos_token_id=0,
             pad_token_id=0, tie_word_embeddings=True,
         )  # fmt: skip
+
+
+def recipe_from_json(text: str | None) -> Recipe | None:
+    """A recipe from JSON overrides of the default (``None`` or empty: the default recipe)."""
+    if not text:
+        return None
+    try:
+        return Recipe.model_validate_json(text)
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'recipe'}: {e['msg']}" for e in err.errors())
+        raise CureError(f"the recipe JSON is invalid ({problems})", 'give a JSON object of recipe fields, e.g. {"n_layer": 2, "d_model": 32}') from None

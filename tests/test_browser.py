@@ -1,0 +1,171 @@
+"""The app in a real browser: `streamlit run` on loopback driven by playwright on Debian's Chromium.
+
+Synthetic data and a tiny recipe (``CURE_RECIPE``) keep it to about a minute. Screenshots of
+every page are saved under the test's temp dir (their paths are printed; ``pytest -s`` shows them).
+Needs the ``chromium`` package (``make test`` installs it when run as root).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import sync_playwright
+
+from tests.conftest import TINY_RECIPE
+from tests.test_data import write_grouplens
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+SLOW_MS = 180_000  # the first visit trains the tiny models and attributes; generous for a loaded CI machine
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory, synthetic) -> Iterator[str]:
+    """A Streamlit server on synthetic data with the tiny recipe and its own cache."""
+    root = tmp_path_factory.mktemp("browser-app")
+    env = dict(
+        os.environ,
+        CURE_DATA=str(write_grouplens(root / "ml", synthetic)),
+        CURE_CACHE=str(root / "cache"),
+        CURE_RECIPE=TINY_RECIPE.model_dump_json(),
+        OMP_NUM_THREADS="1",
+    )
+    port = _free_port()
+    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "Home.py"), "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    log = (root / "streamlit.log").open("w")
+    server = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                    break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail(f"streamlit did not start; log: {(root / 'streamlit.log').read_text()[-2000:]}")
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.fail("Chromium is missing: install it with `apt-get update && apt-get install -y chromium` (as root), or run `make test` as root")
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
+        yield b
+        b.close()
+
+
+def _metric(page, label: str) -> str:
+    """The value of the st.metric with this label."""
+    box = page.get_by_test_id("stMetric").filter(has_text=label).first
+    return box.get_by_test_id("stMetricValue").inner_text().strip()
+
+
+def _open(page, name: str) -> None:
+    """Go to a page through the sidebar, as a person does (a full reload would start a new session)."""
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name=name).click()
+
+
+def _no_exception(page) -> None:
+    assert page.get_by_test_id("stException").count() == 0, page.get_by_test_id("stException").first.inner_text()
+
+
+def test_every_page_in_a_real_browser(app_url, browser, tmp_path):
+    shots: list[Path] = []
+
+    def shot(page, name: str) -> None:
+        path = tmp_path / f"{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        shots.append(path)
+
+    session_a = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = session_a.new_page()
+
+    # Home: the dataset, the default request, then the models once the background job is done.
+    page.goto(app_url)
+    page.get_by_text("Memorization gap on the default request").wait_for(timeout=SLOW_MS)
+    page.get_by_text("Build a forget request").wait_for()
+    _no_exception(page)
+    shot(page, "home")
+
+    # Circuits: moving the top-n slider changes the selection and its faithfulness is shown.
+    _open(page, "Circuits")
+    page.get_by_text("faithfulness F on forget").wait_for(timeout=SLOW_MS)
+    page.locator(".js-plotly-plot").first.wait_for(timeout=SLOW_MS)
+    before = _metric(page, "edges / nodes")
+    slider = page.get_by_role("slider", name="edges kept")
+    slider.focus()
+    for _ in range(max(1, int(slider.get_attribute("aria-valuetext")) - 5)):
+        slider.press("ArrowLeft")
+    page.wait_for_function(
+        "before => [...document.querySelectorAll('[data-testid=stMetric]')].some(m => m.innerText.includes('edges / nodes') && !m.innerText.includes(before))",
+        arg=before,
+        timeout=SLOW_MS,
+    )
+    assert _metric(page, "edges / nodes") != before
+    float(_metric(page, "faithfulness F on forget"))  # a number, not an error
+    _no_exception(page)
+    shot(page, "circuits")
+
+    # Module groups: toggling a group ablates it (the ablation table's margin change leaves 0).
+    _open(page, "Module groups")
+    page.get_by_text("Ablate a group").wait_for(timeout=SLOW_MS)
+    page.get_by_text("separability").first.wait_for(timeout=SLOW_MS)
+    page.get_by_role("switch", name="task-shared").check(force=True)
+    page.get_by_text("Running the ablated model").wait_for(state="hidden", timeout=SLOW_MS)
+    page.wait_for_timeout(500)
+    _no_exception(page)
+    assert page.get_by_role("switch", name="task-shared").is_checked()
+    shot(page, "module-groups")
+
+    # Unlearning: a short GA run fills the results table next to Original and Retrain.
+    _open(page, "Unlearning")
+    page.get_by_text("No run in this session yet").wait_for(timeout=SLOW_MS)
+    steps = page.get_by_label("steps", exact=True)
+    steps.fill("5")
+    page.get_by_role("button", name="Run").click()
+    page.get_by_text("Last run:").wait_for(timeout=SLOW_MS)
+    table = page.get_by_test_id("stDataFrame").first
+    table.wait_for(timeout=SLOW_MS)
+    _no_exception(page)
+    shot(page, "unlearning")
+    assert page.get_by_text("Retrain", exact=False).count() > 0
+
+    # The session keeps its runs across pages; a second browser session has its own (none).
+    _open(page, "Home")
+    page.get_by_text("Build a forget request").wait_for(timeout=SLOW_MS)
+    _open(page, "Unlearning")
+    page.get_by_text("Last run:").wait_for(timeout=SLOW_MS)
+    session_b = browser.new_context(viewport={"width": 1400, "height": 1000})
+    other = session_b.new_page()
+    other.goto(f"{app_url}/Unlearning")
+    other.get_by_text("No run in this session yet").wait_for(timeout=SLOW_MS)
+    assert other.get_by_text("Last run:").count() == 0
+    shot(other, "second-session-unlearning")
+
+    session_a.close()
+    session_b.close()
+    print("screenshots:", *map(str, shots), sep="\n  ")
+    assert all(p.stat().st_size > 10_000 for p in shots)
