@@ -132,3 +132,23 @@ def test_unlearning_page_runs_a_method_and_fills_the_table(tmp_path, synthetic, 
     assert list(table["method"]) == ["Original", "Retrain", "NPO"]
     assert 0 <= table.iloc[2]["JSD to Retrain"] < 1
     assert len(at.get("download_button")) == 3
+
+
+def test_user_errors_show_as_one_line_in_the_page(tmp_path, synthetic, monkeypatch):
+    """An unknown request id, a cancelled run and a bad recipe: a readable st.error, no traceback."""
+    at = _open_page(UNLEARNING_PAGE, tmp_path, synthetic, monkeypatch)
+    at.text_input(key="unlearn_request").input("user-doesnotexist").run()
+    assert not at.exception and any("user-doesnotexist" in e.value and "fix:" in e.value for e in at.error), [e.value for e in at.error]
+
+    at = AppTest.from_file(UNLEARNING_PAGE, default_timeout=120).run()
+    at.number_input(key="steps").set_value(1000)
+    at.button[0].click().run()
+    cancel_all()  # what the page's Cancel button does to its job
+    at.run()
+    assert not at.exception and any("cancelled" in e.value for e in at.error), [e.value for e in at.error]
+    assert any("No run in this session" in i.value for i in at.info)
+
+    st.cache_resource.clear()
+    monkeypatch.setenv("CURE_RECIPE", '{"n_layer": 0}')
+    at = AppTest.from_file(HOME, default_timeout=60).run()
+    assert not at.exception and any("recipe JSON is invalid" in e.value for e in at.error), [e.value for e in at.error]
