@@ -103,6 +103,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--strengths", default=None, help="comma-separated strengths for every method (default: each method's grid)")
     p.add_argument("--out", default="compare", help="output folder (default ./compare)")
 
+    from cure_core.studies import ABOUT
+
+    p = command("study", _cmd_study, "run an evidence study (resumes from the cache): " + "; ".join(f"{name}: {about}" for name, about in ABOUT.items()))
+    p.add_argument("name", choices=list(ABOUT))
+    p.add_argument("--quick", action="store_true", help="the minutes-long settings used by the tests")
+    p.add_argument("--request", default=None, help="pareto/difficulty: default, users:5%%, genre:Horror or a saved request id")
+    p.add_argument("--settings-json", default=None, help="override any study setting as JSON, e.g. '{\"seeds\": [0, 1]}'")
+    p.add_argument("--recipe-json", help=argparse.SUPPRESS)
+
+    p = command("report", _cmd_report, "write one self-contained HTML report of every study and run in the cache")
+    p.add_argument("--out", default="cure-report.html", help="output file (default ./cure-report.html)")
+
     p = command("app", _cmd_app, "start the Streamlit app")
     p.add_argument("--port", type=int, default=8501)
     p.add_argument("--recipe-json", help='recipe overrides as JSON, e.g. \'{"n_layer": 2, "d_model": 32}\' for a quick demo model (default: the default model)')
@@ -476,6 +488,36 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     print(f"request {request.id} ({request.description}); sets: {report['sizes']}")
     rows = [("test AUC", "test", "auc"), ("test LogLoss", "test", "logloss"), ("forget AUC", "forget", "auc"), ("forget ACC", "forget", "acc"), ("forget LogLoss", "forget", "logloss"), ("retain AUC", "retain", "auc")]
     _print_versus_retrain(report, args.model, rows)
+
+
+def _cmd_study(args: argparse.Namespace) -> None:
+    from pydantic import ValidationError
+
+    from cure_core.cache import cache_dir
+    from cure_core.studies.registry import STUDIES
+
+    study = STUDIES[args.name]
+    settings = study.settings.quick() if args.quick else study.settings()
+    update = json.loads(args.settings_json) if args.settings_json else {}
+    if args.request:
+        if "request" not in study.settings.model_fields:
+            raise CureError(f"the {args.name} study takes no --request", "leave it out; see `cure study --help`")
+        update["request"] = args.request
+    try:
+        settings = study.settings.model_validate({**settings.model_dump(), **update})
+    except ValidationError as err:
+        raise CureError(f"invalid {args.name} settings: {err.errors()[0]['loc']}: {err.errors()[0]['msg']}", f"valid fields: {', '.join(study.settings.model_fields)}") from None
+    result = study.run(_workspace(args), settings)
+    print(f"\n# {args.name} ({result['seconds']:.0f} s)")
+    for line in result["summary"]:
+        print(f"- {line}")
+    print(f"saved: {cache_dir('studies', args.name + '-' + result['key'])}/result.json — see it in the app's Report page or with `cure report`")
+
+
+def _cmd_report(args: argparse.Namespace) -> None:
+    from cure_core.studies.report import write_report
+
+    print(f"written: {write_report(Path(args.out))}")
 
 
 def _cmd_app(args: argparse.Namespace) -> int:

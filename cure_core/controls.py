@@ -26,6 +26,17 @@ def _chunk(pool: np.ndarray, size: int, draw: int, seed: int, what: str) -> np.n
     return order[draw * size : (draw + 1) * size]
 
 
+def max_control_draws(request: ForgetRequest, samples: Samples, sets: RequestSets) -> int:
+    """How many disjoint matched control draws the retain set holds (e.g. 4 for 20% of users)."""
+    retain = sets.retain
+    if request.kind == "user":
+        return len(np.unique(samples.user[retain])) // max(1, len(sets.forget_users))
+    if request.kind == "item":
+        request_items = samples.item_codes(request.items)
+        return len(np.setdiff1d(np.unique(samples.target[retain]), request_items)) // max(1, len(request_items))
+    return len(retain) // max(1, len(sets.forget))
+
+
 def control_set(request: ForgetRequest, samples: Samples, sets: RequestSets, draw: int = 0, seed: int = 0) -> np.ndarray:
     """Indices (into ``samples``, all in the retain set) of matched control draw ``draw``."""
     retain = sets.retain

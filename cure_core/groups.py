@@ -35,7 +35,9 @@ from pydantic import BaseModel, Field
 from analysis.attribution import Attribution
 from analysis.graph import GraphShape
 from cure_core.circuits import AttributionSettings, CircuitContext, get_attribution
+from cure_core.controls import max_control_draws
 from cure_core.data.samples import Samples
+from cure_core.errors import CureError
 from cure_core.progress import ProgressFn
 from cure_core.requests import ForgetRequest, RequestSets
 
@@ -194,6 +196,16 @@ def embedding_usage(samples: Samples, sets: RequestSets, vocab_tokens: list[str]
     frame = pd.DataFrame({"module": names, "forget": counts["forget"], "retain": counts["retain"]})
     frame = frame[frame["module"].isin(set(vocab_tokens))]
     return frame[(frame["forget"] + frame["retain"]) > 0].reset_index(drop=True)
+
+
+def fitting_group_settings(request: ForgetRequest, samples: Samples, sets: RequestSets) -> GroupSettings:
+    """The default settings, with as many matched control draws as the retain set holds when
+    that is fewer than the default (20% of users: 4)."""
+    default = GroupSettings()
+    fit = max_control_draws(request, samples, sets)
+    if fit < 2:
+        raise CureError(f"request {request.id} leaves room for {fit} disjoint matched control draw(s)", "module grouping needs at least 2; use a smaller request")
+    return default if fit >= default.null_draws else default.model_copy(update={"null_draws": fit})
 
 
 def default_corruption(request: ForgetRequest) -> str:

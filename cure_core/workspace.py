@@ -60,6 +60,14 @@ class Workspace:
     def titles(self) -> dict[str, str]:
         return self.dataset.titles()
 
+    def with_recipe(self, recipe: Recipe) -> Workspace:
+        """The same data and split (loaded samples shared, not rebuilt) with another recipe."""
+        if recipe == self.recipe:
+            return self
+        other = Workspace(data=self.data_source, split=self.split, recipe=recipe, dataset=self._given_dataset)
+        other.__dict__.update({k: self.__dict__[k] for k in ("dataset", "samples", "titles") if k in self.__dict__})
+        return other
+
     def summary(self) -> dict[str, object]:
         return summarize(self.dataset, self.samples)
 

@@ -20,7 +20,7 @@ from cure_core.cache import atomic_write_json, cache_dir
 from cure_core.circuits import AttributionSettings, circuit_context
 from cure_core.data.samples import Samples
 from cure_core.evaluate import compare_to_retrain
-from cure_core.groups import GroupSettings, default_corruption, groups_for_request
+from cure_core.groups import GroupSettings, default_corruption, fitting_group_settings, groups_for_request
 from cure_core.model.recommender import Recommender
 from cure_core.model.store import save_recommender
 from cure_core.progress import Progress, ProgressFn
@@ -115,7 +115,7 @@ def get_run(
     groups_key = ""
     if config.method in METHODS and METHODS[config.method].needs_groups:
         attribution = attribution or AttributionSettings(corruption=default_corruption(request))
-        group_settings = group_settings or GroupSettings()
+        group_settings = group_settings or fitting_group_settings(request, ws.samples, sets)
         groups_key = attribution.model_dump_json() + group_settings.model_dump_json()
     run = run_id(original, request, config.model_dump_json(), groups_key)
     cached = None if force else load_report(run)

@@ -1,0 +1,54 @@
+"""What the four studies share: settings base, the request a study names, Original/Retrain rows."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+from cure_core.errors import CureError
+from cure_core.evaluate import compare_to_retrain
+from cure_core.requests import ForgetRequest, item_request, load_request, save_request, user_request
+
+if TYPE_CHECKING:
+    from cure_core.workspace import Workspace
+
+
+class StudySettings(BaseModel):
+    """Base of every study's settings; ``quick()`` gives the minutes-long variant for tests."""
+
+    quick_mode: bool = False
+
+
+def resolve_request(ws: Workspace, spec: str) -> ForgetRequest:
+    """``default`` (5% of users, seed 0), ``users:<share>`` (seed 0), ``genre:<name>``
+    (target scope) or a saved request id; saved so every run can name it."""
+    if spec == "default":
+        return ws.default_request()
+    kind, _, value = spec.partition(":")
+    if kind == "users" and value:
+        request = user_request(ws.dataset, ws.samples, fraction=float(value.rstrip("%")) / (100 if value.endswith("%") else 1), seed=0)
+    elif kind == "genre" and value:
+        request = item_request(ws.dataset, ws.samples, genre=value, scope="target")
+    elif not value:
+        return load_request(spec)
+    else:
+        raise CureError(f"unknown request spec {spec!r}", "use default, users:5%, genre:Horror or a saved request id")
+    save_request(request)
+    return request
+
+
+def reference_points(ws: Workspace, request: ForgetRequest) -> dict[str, dict[str, Any]]:
+    """Original and Retrain on ``request``: the numbers every method is shown next to."""
+    original, retrain = ws.ensure_models(request, quiet=True)
+    base = compare_to_retrain(original, retrain, request, ws.samples, ws.sets(request), name="original")
+    return {
+        "Original": {"test_auc": base["test_auc"], "forget_auc": base["forget_auc"], "jsd_to_retrain": base["jsd_to_retrain"], "forget_auc_gap": base.get("forget_auc_gap"), "mia_auc": base.get("mia_auc"), "seconds": original.meta.get("train_seconds")},
+        "Retrain": {"test_auc": base["retrain_test_auc"], "forget_auc": base["retrain_forget_auc"], "jsd_to_retrain": 0.0, "forget_auc_gap": 0.0, "mia_auc": base.get("retrain_mia_auc"), "seconds": retrain.meta.get("train_seconds")},
+    }
+
+
+def run_values(report: dict[str, Any]) -> dict[str, Any]:
+    """The headline numbers of one run's report (JSON-able, for a study cell)."""
+    keys = ("test_auc", "forget_auc", "jsd_to_retrain", "forget_auc_gap", "mia_auc", "seconds", "params_updated", "run", "strength")
+    return {k: report.get(k) for k in keys}

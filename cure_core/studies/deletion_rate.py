@@ -1,0 +1,135 @@
+"""``cure study deletion-rate``: user requests of growing size; Retrain and every method at its
+chosen strength on each.
+
+Each variant's strength is chosen **once**, on the default request (5% of users), by the
+selection rule of ``selection.py`` (selection half of the forget set + validation, never test),
+and then used at every rate, as a practitioner would. Time: a run's own seconds, plus, for
+CURE-style, the module grouping of that request (timed once, when first computed). A large
+request leaves fewer disjoint matched control draws than the default 5 (20% of users: 4); CURE's
+noise floor then uses as many as fit, and the study says so.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+from pydantic import Field
+
+from cure_core.circuits import AttributionSettings, circuit_context
+from cure_core.groups import GroupSettings, default_corruption, fitting_group_settings, groups_for_request
+from cure_core.progress import Progress, ProgressFn
+from cure_core.requests import ForgetRequest
+from cure_core.studies.common import StudySettings, reference_points, resolve_request, run_values
+from cure_core.studies.selection import VARIANTS, chosen_run, variant
+from cure_core.studies.store import StudyStore
+from cure_core.unlearning.runs import get_run
+
+if TYPE_CHECKING:
+    from cure_core.workspace import Workspace
+
+
+class DeletionRateSettings(StudySettings):
+    rates: list[float] = Field(default_factory=lambda: [0.01, 0.05, 0.10, 0.20], description="shares of users to forget (seed 0)")
+    variants: list[str] = Field(default_factory=lambda: [v.label for v in VARIANTS])
+    steps: int = 60
+    grid_points: int | None = None
+
+    @classmethod
+    def quick(cls) -> DeletionRateSettings:
+        return cls(quick_mode=True, rates=[0.05, 0.2], variants=["GA", "CURE (NPO)"], steps=3, grid_points=2)
+
+
+def chosen_strengths(ws: Workspace, store: StudyStore, settings: DeletionRateSettings, bar: Progress) -> dict[str, float]:
+    """Each variant's strength, chosen on the default request without the test set."""
+    request = ws.default_request()
+    chosen = {}
+    for v in map(variant, settings.variants):
+        chosen[v.label] = store.cell(f"strength-{v.label}", lambda v=v: chosen_run(ws, request, v, settings.steps, settings.grid_points).report["strength"])
+        bar.update(1, chose=v.label)
+    return chosen
+
+
+def run(ws: Workspace, settings: DeletionRateSettings, progress: ProgressFn | None = None, quiet: bool = False) -> dict[str, Any]:
+    start = time.perf_counter()
+    original = ws.original(quiet=quiet)
+    store = StudyStore("deletion-rate", settings, {"data": ws.dataset.content_hash, "weights": original.meta.get("weights_sha256")})
+    variants = list(map(variant, settings.variants))
+    bar = Progress(len(variants) * (1 + len(settings.rates)) + 2 * len(settings.rates), "deletion-rate", progress, quiet)
+    strengths = chosen_strengths(ws, store, settings, bar)
+    rows = []
+    for rate in settings.rates:
+        request = resolve_request(ws, f"users:{rate}")
+        ws.ensure_models(request, quiet=quiet)  # Retrain of this rate, trained when missing
+        bar.update(1, rate=rate, step="Retrain")
+        refs = reference_points(ws, request)
+        for name, ref in refs.items():
+            rows.append({"rate": rate, "request": request.id, "method": name, "strength": None, **{k: ref[k] for k in ("test_auc", "forget_auc", "jsd_to_retrain", "mia_auc", "seconds")}})
+        bar.update(1, rate=rate, step="references")
+        groups_seconds, group_settings = 0.0, fitting_group_settings(request, ws.samples, ws.sets(request))
+        if any(v.is_cure for v in variants):
+            groups_seconds = store.cell(f"groups-seconds-{request.id}", lambda request=request, gs=group_settings: _time_groups(ws, request, gs))
+        for v in variants:
+            config = v.config(strengths[v.label], steps=settings.steps)
+            values = store.cell(f"{request.id}-{v.label}", lambda config=config, request=request, gs=group_settings: run_values(get_run(ws, request, config, group_settings=gs, quiet=True)))
+            seconds = values["seconds"] + (groups_seconds if v.is_cure else 0.0)
+            rows.append({"rate": rate, "request": request.id, "method": v.label, **{k: values[k] for k in ("strength", "test_auc", "forget_auc", "jsd_to_retrain", "mia_auc")}, "seconds": seconds, "control_draws": group_settings.null_draws if v.is_cure else None})
+            bar.update(1, rate=rate, method=v.label)
+    bar.close()
+    table = pd.DataFrame(rows)
+    return store.save(
+        {"rates": rows, "strengths": [{"variant": k, "strength": s} for k, s in strengths.items()]},
+        {"deletion_rate": figure(table)},
+        verdict(table),
+        time.perf_counter() - start,
+        f"cure study deletion-rate{' --quick' if settings.quick_mode else ''}",
+    )
+
+
+def _time_groups(ws: Workspace, request: ForgetRequest, group_settings: GroupSettings) -> float:
+    """Seconds to group this request's modules from scratch (attributions recomputed)."""
+    began = time.perf_counter()
+    groups_for_request(circuit_context(ws, request), AttributionSettings(corruption=default_corruption(request)), group_settings, quiet=True, force=True)
+    return time.perf_counter() - began
+
+
+def verdict(table: pd.DataFrame) -> list[str]:
+    lines = []
+    for rate, part in table.groupby("rate"):
+        methods = part[~part["method"].isin(["Original", "Retrain"])]
+        best = methods.loc[methods["jsd_to_retrain"].idxmin()]
+        cure = methods[methods["method"].str.startswith("CURE")]
+        base = methods[~methods["method"].str.startswith("CURE")]
+        original, retrain = part[part["method"] == "Original"].iloc[0], part[part["method"] == "Retrain"].iloc[0]
+        line = f"{rate:.0%} of users: closest to Retrain is {best['method']} (JSD {best['jsd_to_retrain']:.5f}; Original {original['jsd_to_retrain']:.5f})"
+        if len(cure) and len(base):
+            c, b = cure.loc[cure["jsd_to_retrain"].idxmin()], base.loc[base["jsd_to_retrain"].idxmin()]
+            line += f"; best CURE-style {c['method']} {c['jsd_to_retrain']:.5f} vs best baseline {b['method']} {b['jsd_to_retrain']:.5f} ({'CURE-style ahead' if c['jsd_to_retrain'] < b['jsd_to_retrain'] else 'CURE-style behind'})"
+        draws = methods["control_draws"].dropna()
+        if len(draws) and draws.min() < GroupSettings().null_draws:
+            line += f"; CURE's noise floor had only {int(draws.min())} matched control draws (the retain set holds no more)"
+        line += f"; Retrain took {retrain['seconds']:.0f} s, the slowest method {methods['seconds'].max():.0f} s."
+        lines.append(line)
+    return lines
+
+
+def figure(table: pd.DataFrame) -> go.Figure:
+    panels = (("jsd_to_retrain", "JSD to Retrain (forget)"), ("test_auc", "test AUC"), ("mia_auc", "MIA AUC (LOSS)"), ("seconds", "seconds"))
+    fig = make_subplots(rows=2, cols=2, subplot_titles=[t for _, t in panels], vertical_spacing=0.14)
+    methods = list(dict.fromkeys(table["method"]))
+    for i, method in enumerate(methods):
+        part = table[table["method"] == method].sort_values("rate")
+        style = {"color": "grey", "dash": "dash"} if method == "Original" else {"color": "green", "dash": "dash"} if method == "Retrain" else {"color": f"hsl({int(360 * i / len(methods))},65%,45%)", "dash": "solid" if method.startswith("CURE") else "dot"}
+        for k, (column, _) in enumerate(panels):
+            y = part[column]
+            if column == "jsd_to_retrain" and method == "Retrain":
+                continue  # 0 by definition, off the log axis
+            fig.add_trace(go.Scatter(x=part["rate"] * 100, y=y, mode="lines+markers", name=method, legendgroup=method, showlegend=k == 0, line=style), row=k // 2 + 1, col=k % 2 + 1)
+    fig.update_xaxes(title_text="users forgotten (%)", type="log")
+    fig.update_yaxes(type="log", row=1, col=1)
+    fig.update_yaxes(type="log", row=2, col=2)
+    fig.update_layout(title="Deletion rate: every method at the strength chosen on the 5% request", template="plotly_white", height=720)
+    return fig

@@ -1,0 +1,174 @@
+"""``cure study difficulty``: which forget users are hard to unlearn, read from their circuits
+(after CUD, arXiv 2601.09624), and whether that predicts what CURE-style actually achieves.
+
+1. **Probe.** Per forget user, a short gradient-ascent run on that user's samples alone (on a copy
+   of Original); the rise of the user's NLL is how easily the model lets go of them.
+2. **Anchors.** The ``anchors`` users whose NLL rises fastest are the *easy* anchors, the slowest
+   the *hard* anchors (this choice of anchors is the probe's, stated, not CUD's own).
+3. **Score.** Per user, an EAP-IG circuit on their forget prompts (edge scores, unit-normalised);
+   difficulty = cos(user, mean hard anchor) − cos(user, mean easy anchor), anchors left out of
+   their own anchor mean.
+4. **Check.** Spearman correlation of the difficulty score with the per-user forgetting after the
+   chosen CURE-style run on the whole request (NLL rise, and fall of JSD to Retrain), next to the
+   same correlation for the raw probe (what the circuits must add to) — also without the anchors.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+from scipy.stats import spearmanr
+
+from analysis.attribution import attribute
+from cure_core.circuits import AttributionSettings, answer_metric, circuit_context, prompt_batches
+from cure_core.errors import CureError
+from cure_core.metrics import jsd
+from cure_core.model.store import load_recommender
+from cure_core.progress import Progress, ProgressFn
+from cure_core.requests import user_request
+from cure_core.studies.common import StudySettings, resolve_request
+from cure_core.studies.selection import chosen_run, variant
+from cure_core.studies.store import StudyStore
+from cure_core.unlearning.methods import UnlearnConfig
+from cure_core.unlearning.runner import unlearn
+from cure_core.unlearning.runs import run_dir
+
+if TYPE_CHECKING:
+    from cure_core.model.recommender import Recommender
+    from cure_core.workspace import Workspace
+
+
+class DifficultySettings(StudySettings):
+    request: str = "default"
+    probe_steps: int = 10
+    probe_strength: float = 1e-4
+    anchors: int = 5
+    n_prompts: int = 64
+    attribution_steps: int = 5
+    cure_variant: str = "CURE (teacher, reset rows)"
+    steps: int = 60
+    grid_points: int | None = None
+
+    @classmethod
+    def quick(cls) -> DifficultySettings:
+        return cls(quick_mode=True, probe_steps=3, anchors=2, n_prompts=16, attribution_steps=2, cure_variant="CURE (NPO)", steps=3, grid_points=1)
+
+
+def nll(rec: Recommender, ws: Workspace, idx: np.ndarray) -> float:
+    return float(-rec.predict(ws.samples, idx).answer_logp(ws.samples.label[idx]).mean())
+
+
+def probe_rise(ws: Workspace, original: Recommender, user: str, idx: np.ndarray, settings: DifficultySettings) -> float:
+    """NLL rise on the user's forget samples after a short GA on them alone (copy of Original)."""
+    request = user_request(ws.dataset, ws.samples, user_ids=[user])
+    config = UnlearnConfig(method="ga", strength=settings.probe_strength, steps=settings.probe_steps, probe_every=settings.probe_steps)
+    probed = unlearn(original, ws.samples, ws.sets(request), request, config).model
+    return nll(probed, ws, idx) - nll(original, ws, idx)
+
+
+def user_circuit(ctx, ws: Workspace, idx: np.ndarray, settings: DifficultySettings) -> list[float]:
+    """The user's EAP-IG edge scores over real edges, unit-normalised."""
+    attribution = AttributionSettings(n_prompts=settings.n_prompts, steps=settings.attribution_steps)
+    chosen = np.sort(np.random.default_rng(0).permutation(idx)[: settings.n_prompts])
+    result = attribute(ctx.bridge, prompt_batches(ctx.rec, ws.samples, chosen, ctx.request, attribution), answer_metric(ctx.rec), "eap-ig", settings.attribution_steps)
+    scores = result.scores[result.shape.real_edge_mask()]
+    return (scores / (np.linalg.norm(scores) or 1.0)).tolist()
+
+
+def difficulty_scores(vectors: np.ndarray, easy: np.ndarray, hard: np.ndarray) -> np.ndarray:
+    """cos(u, mean hard) − cos(u, mean easy) per row, leaving u out of its own anchor mean."""
+
+    def cos_to(anchor_rows: np.ndarray, i: int) -> float:
+        rows = anchor_rows[anchor_rows != i]
+        centre = vectors[rows].mean(axis=0)
+        return float(vectors[i] @ centre / ((np.linalg.norm(vectors[i]) * np.linalg.norm(centre)) or 1.0))
+
+    return np.array([cos_to(hard, i) - cos_to(easy, i) for i in range(len(vectors))])
+
+
+def run(ws: Workspace, settings: DifficultySettings, progress: ProgressFn | None = None, quiet: bool = False) -> dict[str, Any]:
+    start = time.perf_counter()
+    request = resolve_request(ws, settings.request)
+    if request.kind != "user":
+        raise CureError(f"the difficulty study needs a user-level request, not {request.kind}-level {request.id}", "use --request default or a `cure forget --users` request")
+    original, retrain = ws.ensure_models(request, quiet=quiet)
+    sets = ws.sets(request)
+    store = StudyStore("difficulty", settings, {"data": ws.dataset.content_hash, "weights": original.meta.get("weights_sha256"), "request": request.id})
+    codes = ws.samples.user[sets.forget]
+    users = [str(ws.samples.user_ids[c]) for c in np.unique(codes)]
+    per_user_idx = {u: sets.forget[codes == code] for u, code in zip(users, np.unique(codes), strict=True)}
+    bar = Progress(2 * len(users) + 1, "difficulty", progress, quiet)
+    ctx = circuit_context(ws, request)
+    rows, vectors = [], []
+    for u in users:
+        idx = per_user_idx[u]
+        rise = store.cell(f"probe-{u}", lambda u=u, idx=idx: probe_rise(ws, original, u, idx, settings))
+        bar.update(1, user=u, step="probe")
+        vectors.append(store.cell(f"circuit-{u}", lambda idx=idx: user_circuit(ctx, ws, idx, settings)))
+        bar.update(1, user=u, step="circuit")
+        rows.append({"user": u, "samples": len(idx), "probe_rise": rise})
+    chosen = store.cell("cure-run", lambda: chosen_run(ws, request, variant(settings.cure_variant), settings.steps, settings.grid_points).report["run"])
+    cure = load_recommender(run_dir(chosen) / "model", ws.samples)
+    bar.update(1, step="CURE run")
+    bar.close()
+    for row in rows:
+        idx = per_user_idx[row["user"]]
+        ref = retrain.predict(ws.samples, idx)
+        row["cure_nll_rise"] = nll(cure, ws, idx) - nll(original, ws, idx)
+        row["cure_jsd_fall"] = jsd(original.predict(ws.samples, idx), ref) - jsd(cure.predict(ws.samples, idx), ref)
+    table = pd.DataFrame(rows)
+    order = np.argsort(-table["probe_rise"].to_numpy())
+    k = min(settings.anchors, len(users) // 2)
+    easy, hard = order[:k], order[-k:]
+    table["anchor"] = ""
+    table.loc[easy, "anchor"], table.loc[hard, "anchor"] = "easy", "hard"
+    table["difficulty"] = difficulty_scores(np.array(vectors), easy, hard)
+    correlations = correlate(table)
+    return store.save(
+        {"users": table.to_dict("records"), "correlations": correlations},
+        {"difficulty": figure(table)},
+        verdict(correlations, chosen, k),
+        time.perf_counter() - start,
+        f"cure study difficulty{' --quick' if settings.quick_mode else ''} --request {settings.request}",
+    )
+
+
+def correlate(table: pd.DataFrame) -> list[dict[str, Any]]:
+    """Spearman ρ (and p) of each predictor with each per-user forgetting measure."""
+    out = []
+    for subset, part in (("all users", table), ("without anchors", table[table["anchor"] == ""])):
+        for predictor in ("difficulty", "probe_rise"):
+            for outcome in ("cure_nll_rise", "cure_jsd_fall"):
+                if len(part) >= 3 and part[predictor].nunique() > 1 and part[outcome].nunique() > 1:
+                    rho, p = spearmanr(part[predictor], part[outcome])
+                    out.append({"users": subset, "n": len(part), "predictor": predictor, "outcome": outcome, "spearman": float(rho), "p": float(p)})
+    return out
+
+
+def verdict(correlations: list[dict[str, Any]], run: str, anchors: int) -> list[str]:
+    lines = [f"Anchors: the {anchors} users whose NLL rises fastest (easy) and slowest (hard) under the GA probe. CURE-style run: {run}."]
+    for c in correlations:
+        if c["outcome"] == "cure_nll_rise":
+            lines.append(f"{c['users']} (n={c['n']}): Spearman({c['predictor']}, NLL rise after CURE) = {c['spearman']:+.2f} (p = {c['p']:.3f})")
+    found = [c for c in correlations if c["predictor"] == "difficulty" and c["users"] == "without anchors" and c["outcome"] == "cure_nll_rise"]
+    if found:
+        c = found[0]
+        meaning = "the circuit score predicts less forgetting for harder users" if c["spearman"] < 0 and c["p"] < 0.05 else "the circuit score does not significantly predict per-user forgetting"
+        lines.append(f"Verdict: {meaning} (ρ = {c['spearman']:+.2f}, p = {c['p']:.3f}, anchors excluded).")
+    return lines
+
+
+def figure(table: pd.DataFrame) -> go.Figure:
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("circuit difficulty score", "GA probe NLL rise (reference)"))
+    colours = table["anchor"].map({"easy": "#2ca02c", "hard": "#d62728", "": "#7f7f7f"})
+    for col, x in ((1, "difficulty"), (2, "probe_rise")):
+        fig.add_trace(go.Scatter(x=table[x], y=table["cure_nll_rise"], mode="markers", marker={"color": colours, "size": 9}, text=[f"user {u} ({a or 'not an anchor'}), {n} samples" for u, a, n in zip(table["user"], table["anchor"], table["samples"], strict=True)], hovertemplate="%{text}<br>x %{x:.3f}<br>NLL rise %{y:.4f}<extra></extra>", showlegend=False), row=1, col=col)
+        fig.update_xaxes(title_text=x.replace("_", " "), row=1, col=col)
+    fig.update_yaxes(title_text="user's NLL rise after CURE-style", row=1, col=1)
+    fig.update_layout(title="Per-user difficulty against measured forgetting (green: easy anchors, red: hard anchors)", template="plotly_white", height=460)
+    return fig

@@ -1,0 +1,123 @@
+"""``cure study pareto``: every method over its strength grid, several seeds, on one request.
+
+Forget closeness to Retrain (JSD on the forget set, and |forget AUC − Retrain's|) against test
+AUC, mean ± std over the unlearning seeds; the Pareto front (higher test AUC, lower JSD) is
+marked on the means. No strength is chosen here, so the test set is only reported, never tuned on.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+from pydantic import Field
+
+from cure_core.progress import Progress, ProgressFn
+from cure_core.studies.common import StudySettings, reference_points, resolve_request, run_values
+from cure_core.studies.selection import VARIANTS, variant
+from cure_core.studies.store import StudyStore
+from cure_core.unlearning.compare import pareto_front
+from cure_core.unlearning.runs import get_run
+
+if TYPE_CHECKING:
+    from cure_core.workspace import Workspace
+
+
+class ParetoSettings(StudySettings):
+    request: str = "default"
+    variants: list[str] = Field(default_factory=lambda: [v.label for v in VARIANTS])
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], description="unlearning seeds (batch order)")
+    steps: int = 60
+    grid_points: int | None = None  # None: the whole grid of each variant
+
+    @classmethod
+    def quick(cls) -> ParetoSettings:
+        return cls(quick_mode=True, variants=["GA", "NPO", "CURE (NPO)"], seeds=[0, 1], steps=3, grid_points=2)
+
+
+def run(ws: Workspace, settings: ParetoSettings, progress: ProgressFn | None = None, quiet: bool = False) -> dict[str, Any]:
+    start = time.perf_counter()
+    request = resolve_request(ws, settings.request)
+    original, _ = ws.ensure_models(request, quiet=quiet)
+    store = StudyStore("pareto", settings, {"data": ws.dataset.content_hash, "weights": original.meta.get("weights_sha256"), "request": request.id})
+    jobs = [(v, s, seed) for v in map(variant, settings.variants) for s in v.grid[: settings.grid_points] for seed in settings.seeds]
+    bar = Progress(len(jobs), "pareto runs", progress, quiet)
+    rows = []
+    for v, strength, seed in jobs:
+        values = store.cell(f"{v.label}-{strength:g}-seed{seed}", lambda v=v, strength=strength, seed=seed: run_values(get_run(ws, request, v.config(strength, seed=seed, steps=settings.steps), quiet=True)))
+        rows.append({"variant": v.label, "strength": strength, "seed": seed, **values})
+        bar.update(1, run=f"{v.label} {strength:g} seed {seed}")
+    bar.close()
+    refs = reference_points(ws, request)
+    table = summarize(pd.DataFrame(rows))
+    figures = {"pareto": pareto_figure(table, refs, request.id)}
+    return store.save(
+        {"runs": rows, "summary": table.to_dict("records"), "references": [{"model": k, **v} for k, v in refs.items()]},
+        figures,
+        verdict(table, refs),
+        time.perf_counter() - start,
+        f"cure study pareto{' --quick' if settings.quick_mode else ''} --request {settings.request}",
+    )
+
+
+def summarize(runs: pd.DataFrame) -> pd.DataFrame:
+    """Mean and std over seeds per (variant, strength), with the Pareto front on the means."""
+    runs = runs.assign(abs_gap=runs["forget_auc_gap"].abs())
+    grouped = runs.groupby(["variant", "strength"], sort=False)
+    table = grouped[["test_auc", "jsd_to_retrain", "abs_gap", "mia_auc", "seconds"]].agg(["mean", "std"])
+    table.columns = [f"{a}_{b}" for a, b in table.columns]
+    table = table.reset_index().assign(seeds=grouped.size().to_numpy())
+    front = pareto_front(list(zip(table["test_auc_mean"], table["jsd_to_retrain_mean"], strict=True)))
+    table["on_front"] = np.isin(np.arange(len(table)), front)
+    return table
+
+
+def verdict(table: pd.DataFrame, refs: dict[str, dict[str, Any]]) -> list[str]:
+    """Plain lines: who is on the front, and CURE vs the best baseline within a 0.005 test-AUC budget."""
+    lines = [f"Pareto front (mean over seeds): {', '.join(f'{r.variant} @ {r.strength:g}' for r in table[table['on_front']].itertuples())}."]
+    budget = refs["Original"]["test_auc"] - 0.005
+    ok = table[table["test_auc_mean"] >= budget]
+    cure, base = ok[ok["variant"].str.startswith("CURE")], ok[~ok["variant"].str.startswith("CURE")]
+    if len(cure) and len(base):
+        c, b = cure.loc[cure["jsd_to_retrain_mean"].idxmin()], base.loc[base["jsd_to_retrain_mean"].idxmin()]
+        outcome = "CURE-style wins" if c["jsd_to_retrain_mean"] + c["jsd_to_retrain_std"] < b["jsd_to_retrain_mean"] - b["jsd_to_retrain_std"] else ("CURE-style is ahead within the seed spread" if c["jsd_to_retrain_mean"] < b["jsd_to_retrain_mean"] else "CURE-style loses")
+        lines.append(
+            f"Within test AUC ≥ Original − 0.005 ({budget:.4f}), lowest JSD to Retrain: {c['variant']} @ {c['strength']:g}: {c['jsd_to_retrain_mean']:.5f} ± {c['jsd_to_retrain_std']:.5f} "
+            f"vs best baseline {b['variant']} @ {b['strength']:g}: {b['jsd_to_retrain_mean']:.5f} ± {b['jsd_to_retrain_std']:.5f}; Original {refs['Original']['jsd_to_retrain']:.5f}. {outcome}."
+        )
+    else:
+        lines.append("No CURE-style or no baseline run stays within test AUC ≥ Original − 0.005.")
+    return lines
+
+
+def pareto_figure(table: pd.DataFrame, refs: dict[str, dict[str, Any]], request_id: str) -> go.Figure:
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("JSD to Retrain on forget", "|forget AUC − Retrain's|"), horizontal_spacing=0.1)
+    for i, (label, part) in enumerate(table.groupby("variant", sort=False)):
+        colour = f"hsl({int(360 * i / max(1, table['variant'].nunique()))},65%,45%)"
+        for col, y in ((1, "jsd_to_retrain"), (2, "abs_gap")):
+            fig.add_trace(
+                go.Scatter(
+                    x=part["test_auc_mean"], y=part[f"{y}_mean"], mode="lines+markers", name=label, legendgroup=label, showlegend=col == 1,
+                    line={"color": colour, "dash": "solid" if label.startswith("CURE") else "dot"},
+                    error_x={"type": "data", "array": part["test_auc_std"].fillna(0), "thickness": 1}, error_y={"type": "data", "array": part[f"{y}_std"].fillna(0), "thickness": 1},
+                    text=[f"strength {s:g}, {n} seeds" for s, n in zip(part["strength"], part["seeds"], strict=True)],
+                    hovertemplate="%{fullData.name}<br>%{text}<br>test AUC %{x:.4f}<br>%{y:.5f}<extra></extra>",
+                ),
+                row=1, col=col,
+            )  # fmt: skip
+    front = table[table["on_front"]].sort_values("test_auc_mean")
+    fig.add_trace(go.Scatter(x=front["test_auc_mean"], y=front["jsd_to_retrain_mean"], mode="markers+lines", name="Pareto front", marker={"symbol": "circle-open", "size": 14, "color": "black"}, line={"color": "black", "width": 1}), row=1, col=1)
+    original = refs["Original"]
+    fig.add_trace(go.Scatter(x=[original["test_auc"]], y=[original["jsd_to_retrain"]], mode="markers", marker={"symbol": "star", "size": 14, "color": "grey"}, name="Original"), row=1, col=1)
+    if original.get("forget_auc_gap") is not None:
+        fig.add_trace(go.Scatter(x=[original["test_auc"]], y=[abs(original["forget_auc_gap"])], mode="markers", marker={"symbol": "star", "size": 14, "color": "grey"}, name="Original", showlegend=False), row=1, col=2)
+    for col in (1, 2):
+        fig.add_vline(x=refs["Retrain"]["test_auc"], line_dash="dash", line_color="green", annotation_text="Retrain" if col == 1 else None, row=1, col=col)
+        fig.update_xaxes(title_text="test AUC (higher is better)", row=1, col=col)
+    fig.update_yaxes(title_text="lower is closer to Retrain", type="log", row=1, col=1)
+    fig.update_layout(title=f"Forget/retain trade-off on {request_id}: mean ± std over seeds (Retrain: JSD 0, gap 0)", template="plotly_white", height=520)
+    return fig

@@ -1,0 +1,121 @@
+"""The method variants every study compares, and how a strength is chosen without the test set.
+
+A strength is chosen on a **selection half** of the forget set (by user for user requests, by
+sample otherwise) and the validation split: the lowest JSD to Retrain on the selection half among
+strengths whose validation AUC drops by at most ``MAX_VALID_DROP`` (else the smallest drop).
+The other, *report* half and the test set are then free for reporting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from cure_core.metrics import jsd, utility
+from cure_core.model.store import load_recommender
+from cure_core.requests import ForgetRequest, RequestSets
+from cure_core.unlearning.methods import UnlearnConfig
+from cure_core.unlearning.runs import DEFAULT_STRENGTHS, get_run, run_dir
+
+if TYPE_CHECKING:
+    from cure_core.model.recommender import Recommender
+    from cure_core.workspace import Workspace
+
+MAX_VALID_DROP = 0.01
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A method with fixed settings and its strength grid."""
+
+    label: str
+    method: str
+    extra: dict[str, Any] = field(default_factory=dict)
+    grid: tuple[float, ...] = ()
+
+    @property
+    def is_cure(self) -> bool:
+        return self.method == "cure"
+
+    def config(self, strength: float, **overrides: Any) -> UnlearnConfig:
+        return UnlearnConfig(method=self.method, strength=strength, **{**self.extra, **overrides})
+
+
+_TEACHER = tuple(DEFAULT_STRENGTHS["e2urec"])
+VARIANTS: list[Variant] = [
+    Variant("GA", "ga", grid=tuple(DEFAULT_STRENGTHS["ga"])),
+    Variant("GradDiff", "graddiff", grid=tuple(DEFAULT_STRENGTHS["graddiff"])),
+    Variant("NPO", "npo", grid=tuple(DEFAULT_STRENGTHS["npo"])),
+    Variant("E2URec-style", "e2urec", grid=_TEACHER),
+    Variant("PCGrad", "pcgrad", grid=tuple(DEFAULT_STRENGTHS["pcgrad"])),
+    Variant("SAGO", "sago", grid=tuple(DEFAULT_STRENGTHS["sago"])),
+    Variant("CURE (NPO)", "cure", grid=tuple(DEFAULT_STRENGTHS["cure"])),
+    Variant("CURE (teacher)", "cure", {"forget_loss": "teacher"}, _TEACHER),
+    Variant("CURE (teacher, reset rows)", "cure", {"forget_loss": "teacher", "row_rule": "reset"}, _TEACHER),
+]
+"""Every baseline and CURE-style variant, with the benchmark's strength grids."""
+
+
+def variant(label: str) -> Variant:
+    for v in VARIANTS:
+        if v.label == label:
+            return v
+    raise KeyError(label)
+
+
+def halves(ws: Workspace, request: ForgetRequest, sets: RequestSets, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(selection, report) halves of the forget set: by user for user requests, else by sample."""
+    rng = np.random.default_rng(seed)
+    if request.kind == "user":
+        users = rng.permutation(np.unique(ws.samples.user[sets.forget]))
+        chosen = np.isin(ws.samples.user[sets.forget], users[: len(users) // 2])
+    else:
+        chosen = np.zeros(len(sets.forget), dtype=bool)
+        chosen[rng.permutation(len(sets.forget))[: len(sets.forget) // 2]] = True
+    return sets.forget[chosen], sets.forget[~chosen]
+
+
+@dataclass
+class Candidate:
+    """One finished run scored for selection (selection half, validation) and report (report half)."""
+
+    report: dict[str, Any]
+    select_jsd: float
+    valid_drop: float
+    report_jsd: float
+
+
+class Selector:
+    """Scores finished runs of one request on the selection half and validation, and picks."""
+
+    def __init__(self, ws: Workspace, request: ForgetRequest, original: Recommender, retrain: Recommender) -> None:
+        sets = ws.sets(request)
+        self.ws = ws
+        self.select_idx, self.report_idx = halves(ws, request, sets)
+        self.valid = sets.valid
+        self.ref_select = retrain.predict(ws.samples, self.select_idx)
+        self.ref_report = retrain.predict(ws.samples, self.report_idx)
+        self.valid_auc_original = utility(ws.samples.label[self.valid], original.predict(ws.samples, self.valid))["auc"] or 0.5
+
+    def score_model(self, model: Recommender, report: dict[str, Any]) -> Candidate:
+        samples = self.ws.samples
+        drop = self.valid_auc_original - (utility(samples.label[self.valid], model.predict(samples, self.valid))["auc"] or 0.5)
+        return Candidate(report, jsd(model.predict(samples, self.select_idx), self.ref_select), drop, jsd(model.predict(samples, self.report_idx), self.ref_report))
+
+    def score(self, report: dict[str, Any]) -> Candidate:
+        return self.score_model(load_recommender(run_dir(report["run"]) / "model", self.ws.samples), report)
+
+
+def choose(candidates: list[Candidate]) -> Candidate:
+    """Lowest selection-half JSD within the validation budget, else the smallest validation drop."""
+    ok = [c for c in candidates if c.valid_drop <= MAX_VALID_DROP]
+    return min(ok, key=lambda c: c.select_jsd) if ok else min(candidates, key=lambda c: c.valid_drop)
+
+
+def chosen_run(ws: Workspace, request: ForgetRequest, v: Variant, steps: int = 60, grid_points: int | None = None) -> Candidate:
+    """Every strength of ``v``'s grid run on ``request`` (cached), scored, and the chosen one."""
+    original, retrain = ws.ensure_models(request, quiet=True)
+    selector = Selector(ws, request, original, retrain)
+    return choose([selector.score(get_run(ws, request, v.config(s, steps=steps), quiet=True)) for s in v.grid[:grid_points]])

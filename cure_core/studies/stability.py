@@ -1,0 +1,139 @@
+"""``cure study stability``: is the circuit split reproducible, or a one-off?
+
+The forget and retain circuits (top-n edges) and the module groups are recomputed (a) on models
+trained with other seeds (same data and recipe) and (b) on other resamples of the attribution
+prompts (same model). Per pair: Jaccard of the top-n edges of each set, and of each group.
+
+Across model seeds a head's *index* carries no meaning (heads of independently trained models
+are permutation-symmetric), so edge and group Jaccard across seeds measure identity, which is
+expected to be low even if the *kind* of split is stable; separability and group sizes are the
+seed-comparable figures. Prompt resamples compare the same model, where identity is meaningful.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+from pydantic import Field
+
+from analysis.circuit import top_n
+from cure_core.circuits import AttributionSettings, circuit_context, get_attribution
+from cure_core.groups import GROUPS, GroupSettings, default_corruption, groups_for_request
+from cure_core.progress import Progress, ProgressFn
+from cure_core.studies.common import StudySettings, resolve_request
+from cure_core.studies.store import StudyStore
+
+if TYPE_CHECKING:
+    from cure_core.workspace import Workspace
+
+SPLIT_GROUPS = ("forget-specific", "retain-specific", "task-shared")
+
+
+class StabilitySettings(StudySettings):
+    requests: list[str] = Field(default_factory=lambda: ["default", "genre:Children's"])
+    model_seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
+    resamples: list[int] = Field(default_factory=lambda: [0, 1, 2], description="seeds of the attribution prompt draw")
+    top_n: int = 100
+    n_prompts: int = 512
+
+    @classmethod
+    def quick(cls) -> StabilitySettings:
+        return cls(quick_mode=True, requests=["default"], model_seeds=[0, 1], resamples=[0, 1], top_n=20, n_prompts=64)
+
+
+def jaccard(a: set[str], b: set[str]) -> float | None:
+    """|a ∩ b| / |a ∪ b|; ``None`` when both are empty (nothing to compare)."""
+    return len(a & b) / len(a | b) if a | b else None
+
+
+def split_of(ws: Workspace, request_spec: str, model_seed: int, resample: int, settings: StabilitySettings) -> dict[str, Any]:
+    """Top-n forget/retain edges, group members and separability of one (model seed, resample)."""
+    seeded = ws.with_recipe(ws.recipe.model_copy(update={"seed": model_seed}))
+    request = resolve_request(seeded, request_spec)
+    ctx = circuit_context(seeded, request)
+    attribution = AttributionSettings(corruption=default_corruption(request), n_prompts=settings.n_prompts, seed=resample)
+    edges = {}
+    for set_name in ("forget", "retain"):
+        result = get_attribution(ctx, set_name, attribution, quiet=True)
+        edges[set_name] = top_n(result.shape, result.scores, settings.top_n).edge_names()
+    groups = groups_for_request(ctx, attribution, GroupSettings(), quiet=True)
+    return {
+        "request": request.id,
+        "edges": edges,
+        "groups": {g: groups.members(g) for g in GROUPS},
+        "sizes": {g: len(groups.members(g)) for g in GROUPS},
+        "separability": groups.separability["separability"],
+        "significant": groups.separability["significant_modules"],
+    }
+
+
+def run(ws: Workspace, settings: StabilitySettings, progress: ProgressFn | None = None, quiet: bool = False) -> dict[str, Any]:
+    start = time.perf_counter()
+    store = StudyStore("stability", settings, {"data": ws.dataset.content_hash, "recipe": ws.recipe.model_dump()})
+    base_seed, base_resample = settings.model_seeds[0], settings.resamples[0]
+    axes = {"model seed": [(s, base_resample) for s in settings.model_seeds], "prompt resample": [(base_seed, r) for r in settings.resamples]}
+    combos = list(dict.fromkeys(c for combos in axes.values() for c in combos))
+    bar = Progress(len(settings.requests) * len(combos), "stability", progress, quiet)
+    splits: dict[tuple[str, int, int], dict[str, Any]] = {}
+    for spec in settings.requests:
+        for seed, resample in combos:  # models of other seeds are trained on first use (cached)
+            splits[(spec, seed, resample)] = store.cell(f"{spec}-seed{seed}-resample{resample}", lambda spec=spec, seed=seed, resample=resample: split_of(ws, spec, seed, resample, settings))
+            bar.update(1, request=spec, seed=seed, resample=resample)
+    bar.close()
+    pairs, per_run = [], []
+    for spec in settings.requests:
+        for (seed, resample) in combos:
+            split = splits[(spec, seed, resample)]
+            per_run.append({"request": split["request"], "spec": spec, "model_seed": seed, "resample": resample, "separability": split["separability"], "beyond_null": split["significant"], **{f"n {g}": split["sizes"][g] for g in SPLIT_GROUPS}})
+        for axis, members in axes.items():
+            for a, b in itertools.combinations(members, 2):
+                x, y = splits[(spec, *a)], splits[(spec, *b)]
+                row = {"request": x["request"], "spec": spec, "axis": axis, "pair": f"{a} vs {b}"}
+                row.update({f"{s} edges": jaccard(set(x["edges"][s]), set(y["edges"][s])) for s in ("forget", "retain")})
+                row.update({g: jaccard(set(x["groups"][g]), set(y["groups"][g])) for g in SPLIT_GROUPS})
+                pairs.append(row)
+    pair_table, run_table = pd.DataFrame(pairs), pd.DataFrame(per_run)
+    return store.save(
+        {"pairs": pairs, "runs": per_run},
+        {"stability": figure(pair_table)},
+        verdict(pair_table, run_table),
+        time.perf_counter() - start,
+        f"cure study stability{' --quick' if settings.quick_mode else ''}",
+    )
+
+
+def _word(value: float) -> str:
+    return "stable" if value >= 0.7 else "partly stable" if value >= 0.4 else "unstable"
+
+
+def verdict(pairs: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
+    lines = []
+    for spec, part in pairs.groupby("spec", sort=False):
+        for axis, rows in part.groupby("axis", sort=False):
+            edges = rows[["forget edges", "retain edges"]].mean()
+            groups = {g: rows[g].dropna().mean() for g in SPLIT_GROUPS}
+            text = ", ".join(f"{g} {v:.2f}" if not np.isnan(v) else f"{g} empty in every run" for g, v in groups.items())
+            lines.append(f"{spec}, across {axis}s: top-n edge Jaccard forget {edges['forget edges']:.2f} / retain {edges['retain edges']:.2f} ({_word(edges['forget edges'])}); group Jaccard {text}.")
+        seps = runs[runs["spec"] == spec]["separability"]
+        lines.append(f"{spec}: separability {seps.min():.2f}–{seps.max():.2f} over every model seed and resample ({'a separation in every run' if seps.min() > 1.2 else 'no consistent separation' if seps.max() < 1.2 else 'separation in some runs only'}; ≈ 1 means no more different than matched controls).")
+    return lines
+
+
+def figure(pairs: pd.DataFrame) -> go.Figure:
+    columns = ["forget edges", "retain edges", *SPLIT_GROUPS]
+    specs = list(dict.fromkeys(pairs["spec"]))
+    fig = make_subplots(rows=1, cols=len(specs), subplot_titles=specs, shared_yaxes=True)
+    for k, spec in enumerate(specs):
+        part = pairs[pairs["spec"] == spec]
+        for axis, colour in (("model seed", "#d62728"), ("prompt resample", "#1f77b4")):
+            rows = part[part["axis"] == axis]
+            fig.add_trace(go.Box(x=np.repeat(columns, len(rows)), y=rows[columns].to_numpy().T.ravel(), name=axis, marker_color=colour, boxpoints="all", legendgroup=axis, showlegend=k == 0), row=1, col=k + 1)
+    fig.update_layout(boxmode="group", title="Stability: Jaccard per pair of runs (1 = identical)", yaxis_title="Jaccard", template="plotly_white", height=460)
+    fig.update_yaxes(range=[0, 1.05])
+    return fig

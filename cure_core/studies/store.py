@@ -1,0 +1,91 @@
+"""Where a study keeps its work: one folder per (study, dataset, model, settings), one JSON file
+per finished cell, and the final result. A study that is interrupted resumes from its cells.
+
+``cache/studies/<study>-<key>/cells/<cell>.json`` and ``.../result.json`` (written last, atomically).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import re
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import plotly.graph_objects as go
+import plotly.io as pio
+from pydantic import BaseModel
+
+from cure_core.cache import atomic_write_json, cache_dir
+
+RESULT_FILE = "result.json"
+
+
+def versions() -> dict[str, str]:
+    """Python, the key packages and the machine, for the record of a study."""
+    import torch
+
+    packages = {name: metadata.version(name) for name in ("torch", "transformer-lens", "transformers", "scikit-learn", "pandas", "networkx", "plotly")}
+    return {"python": platform.python_version(), **packages, "machine": platform.machine(), "torch threads": str(torch.get_num_threads())}
+
+
+class StudyStore:
+    """The cells and result of one study run (same study + data + model + settings = same folder)."""
+
+    def __init__(self, study: str, settings: BaseModel, context: dict[str, Any]) -> None:
+        spec = json.dumps({"settings": settings.model_dump(), "context": context}, sort_keys=True, default=str)
+        self.key = hashlib.sha256(spec.encode()).hexdigest()[:10]
+        self.folder = cache_dir("studies", f"{study}-{self.key}")
+        self.study, self.settings, self.context = study, settings, context
+
+    def _cell_path(self, cell: str) -> Path:
+        return self.folder / "cells" / f"{re.sub(r'[^A-Za-z0-9_.=-]+', '_', cell)}.json"
+
+    def cell(self, cell: str, compute: Callable[[], Any]) -> Any:
+        """The cached value of ``cell``, or ``compute()`` saved atomically (JSON-able values)."""
+        path = self._cell_path(cell)
+        try:
+            return json.loads(path.read_text())["value"]
+        except (OSError, json.JSONDecodeError, KeyError):
+            pass
+        value = compute()
+        atomic_write_json(path, {"cell": cell, "value": value})
+        return value
+
+    def done_cells(self) -> int:
+        return len(list((self.folder / "cells").glob("*.json"))) if (self.folder / "cells").exists() else 0
+
+    def save(self, tables: dict[str, list[dict[str, Any]]], figures: dict[str, go.Figure], summary: list[str], seconds: float, commands: str) -> dict[str, Any]:
+        result = {
+            "study": self.study,
+            "key": self.key,
+            "settings": self.settings.model_dump(),
+            "context": self.context,
+            "tables": tables,
+            "figures": {name: json.loads(pio.to_json(fig)) for name, fig in figures.items()},
+            "summary": summary,
+            "seconds": seconds,
+            "command": commands,
+            "versions": versions(),
+        }
+        atomic_write_json(self.folder / RESULT_FILE, result)
+        return result
+
+
+def load_results() -> list[dict[str, Any]]:
+    """Every finished study result in the cache, newest first."""
+    root = cache_dir("studies")
+    results = []
+    for path in sorted(root.glob(f"*/{RESULT_FILE}"), key=lambda p: p.stat().st_mtime, reverse=True):
+        try:
+            results.append(json.loads(path.read_text()))
+        except (OSError, json.JSONDecodeError):
+            continue
+    return results
+
+
+def figure(result: dict[str, Any], name: str) -> go.Figure:
+    return pio.from_json(json.dumps(result["figures"][name]))

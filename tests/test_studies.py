@@ -1,0 +1,100 @@
+"""The four studies with --quick settings on synthetic data and the tiny model; resuming; report."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from cure_core.studies.difficulty import difficulty_scores
+from cure_core.studies.registry import STUDIES
+from cure_core.studies.stability import jaccard
+from cure_core.studies.store import StudyStore, load_results
+
+
+def _quick(name: str, **update):
+    return STUDIES[name].settings.quick().model_copy(update=update)
+
+
+def test_pareto_quick_has_every_run_and_a_front(tiny_ws):
+    result = STUDIES["pareto"].run(tiny_ws, _quick("pareto"), quiet=True)
+    runs = result["tables"]["runs"]
+    assert len(runs) == 3 * 2 * 2  # variants × strengths × seeds
+    summary = result["tables"]["summary"]
+    assert len(summary) == 6 and all(r["seeds"] == 2 for r in summary)
+    assert any(r["on_front"] for r in summary)
+    seeds_differ = {r["variant"]: [] for r in runs}
+    for r in runs:
+        seeds_differ[r["variant"]].append(r["jsd_to_retrain"])
+    assert all(len(set(v)) > 1 for v in seeds_differ.values())  # seeds change the batches
+    assert "pareto" in result["figures"] and result["summary"]
+    assert load_results()[0]["key"] == result["key"]
+
+
+def test_study_resumes_from_its_cells(tiny_ws, monkeypatch):
+    settings = _quick("pareto", variants=["GA"], seeds=[0])
+    first = STUDIES["pareto"].run(tiny_ws, settings, quiet=True)
+    import cure_core.studies.pareto as pareto
+
+    def fail(*args, **kwargs):
+        raise AssertionError("a finished cell was recomputed")
+
+    monkeypatch.setattr(pareto, "get_run", fail)
+    again = STUDIES["pareto"].run(tiny_ws, settings, quiet=True)
+    assert again["tables"]["runs"] == first["tables"]["runs"]
+
+
+def test_store_cell_recomputes_a_corrupt_cell(tmp_path):
+    store = StudyStore("unit", STUDIES["pareto"].settings(), {"x": 1})
+    assert store.cell("a", lambda: 1) == 1
+    (store.folder / "cells" / "a.json").write_text("{broken")
+    assert store.cell("a", lambda: 2) == 2
+    assert store.cell("a", lambda: 3) == 2
+
+
+def test_deletion_rate_quick_reports_every_rate_with_retrain(tiny_ws):
+    result = STUDIES["deletion-rate"].run(tiny_ws, _quick("deletion-rate"), quiet=True)
+    rows = result["tables"]["rates"]
+    assert {r["rate"] for r in rows} == {0.05, 0.2}
+    for rate in (0.05, 0.2):
+        methods = {r["method"] for r in rows if r["rate"] == rate}
+        assert methods == {"Original", "Retrain", "GA", "CURE (NPO)"}
+    assert all(r["jsd_to_retrain"] == 0 for r in rows if r["method"] == "Retrain")
+    strengths = {s["variant"]: s["strength"] for s in result["tables"]["strengths"]}
+    assert all(r["strength"] == strengths[r["method"]] for r in rows if r["method"] in strengths)
+    assert len(result["summary"]) == 2
+
+
+def test_stability_quick_compares_seeds_and_resamples(tiny_ws):
+    result = STUDIES["stability"].run(tiny_ws, _quick("stability"), quiet=True)
+    pairs = result["tables"]["pairs"]
+    assert {p["axis"] for p in pairs} == {"model seed", "prompt resample"}
+    for p in pairs:
+        assert 0 <= p["forget edges"] <= 1 and 0 <= p["retain edges"] <= 1
+    by_axis = {p["axis"]: p for p in pairs}
+    assert by_axis["prompt resample"]["forget edges"] > by_axis["model seed"]["forget edges"]  # same model vs another model
+    assert any("separability" in line for line in result["summary"])
+
+
+def test_jaccard():
+    assert jaccard({"a", "b"}, {"b", "c"}) == pytest.approx(1 / 3)
+    assert jaccard(set(), set()) is None
+
+
+def test_difficulty_scores_leave_anchors_out():
+    vectors = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9], [0.7, 0.7]])
+    scores = difficulty_scores(vectors, easy=np.array([0, 1]), hard=np.array([2, 3]))
+    assert scores[2] > 0 > scores[0] and scores[3] > 0 > scores[1]
+    assert abs(scores[4]) < 0.1
+    # user 0's easy centre is user 1 alone (left out of its own anchor mean)
+    assert scores[0] == pytest.approx(vectors[0] @ (vectors[2:4].mean(0)) / np.linalg.norm(vectors[2:4].mean(0)) - vectors[0] @ vectors[1] / np.linalg.norm(vectors[1]))
+
+
+def test_difficulty_quick_correlates_with_forgetting(tiny_ws):
+    result = STUDIES["difficulty"].run(tiny_ws, _quick("difficulty", request="users:20%"), quiet=True)
+    users = result["tables"]["users"]
+    assert len(users) >= 10 and sum(u["anchor"] == "easy" for u in users) == 2
+    assert all(np.isfinite(u["difficulty"]) and np.isfinite(u["cure_nll_rise"]) for u in users)
+    assert {c["predictor"] for c in result["tables"]["correlations"]} == {"difficulty", "probe_rise"}
+    assert json.dumps(result)  # JSON-able end to end
