@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,8 @@ from cure_core.studies.difficulty import difficulty_scores
 from cure_core.studies.registry import STUDIES
 from cure_core.studies.stability import jaccard
 from cure_core.studies.store import StudyStore, load_results
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _quick(name: str, **update):
@@ -98,3 +101,39 @@ def test_difficulty_quick_correlates_with_forgetting(tiny_ws):
     assert all(np.isfinite(u["difficulty"]) and np.isfinite(u["cure_nll_rise"]) for u in users)
     assert {c["predictor"] for c in result["tables"]["correlations"]} == {"difficulty", "probe_rise"}
     assert json.dumps(result)  # JSON-able end to end
+
+
+def test_report_html_and_page_show_a_study(tiny_ws, tmp_path, monkeypatch):
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from cure_core.cli import main
+    from cure_core.studies.report import build_report
+
+    result = STUDIES["pareto"].run(tiny_ws, _quick("pareto", variants=["GA"], seeds=[0]), quiet=True)
+    text = build_report()
+    assert "<h1>CURE Studio report</h1>" in text and result["summary"][0].split(":")[0] in text
+    assert text.count("plotly.js v") >= 1 and 'src="https://cdn' not in text  # plotly.js inline, no network
+    assert main(["report", "--out", str(tmp_path / "r.html")]) == 0 and (tmp_path / "r.html").stat().st_size > 1_000_000
+
+    st.cache_resource.clear()
+    at = AppTest.from_file(str(ROOT / "app" / "pages" / "4_Report.py"), default_timeout=60).run()
+    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+    assert any("Pareto front" in m.value for m in at.markdown)
+    assert len(at.get("download_button")) == 1
+
+
+def test_report_page_without_results_says_what_to_run():
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "app" / "pages" / "4_Report.py"), default_timeout=60).run()
+    assert not at.exception and any("No study has finished" in i.value for i in at.info)
+
+
+def test_cli_study_refuses_bad_settings(capsys):
+    from cure_core.cli import main
+
+    assert main(["study", "stability", "--request", "default"]) == 2
+    assert "takes no --request" in capsys.readouterr().err
+    assert main(["study", "pareto", "--settings-json", '{"seeds": "x"}']) == 2
+    assert "invalid pareto settings" in capsys.readouterr().err
