@@ -11,6 +11,7 @@ by the same criterion stands for CURE in the final lines. CURE's time includes c
 module groups (attributions on forget, retain and 5 control sets, recomputed here). The speed-up
 compares with Retrain's training time on the same number of threads (when Retrain was trained on
 fewer, beside Original, Original's time on the same threads stands in: same recipe, more data).
+The variants and the selection rule are `cure_core/studies/selection.py`, shared with the studies.
 
     .venv/bin/python benchmarks/unlearning.py
 
@@ -23,75 +24,40 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 
 from cure_core.circuits import AttributionSettings, circuit_context
 from cure_core.evaluate import compare_to_retrain
 from cure_core.groups import GroupSettings, default_corruption, groups_for_request
-from cure_core.metrics import jsd, utility
-from cure_core.model.store import load_recommender
+from cure_core.metrics import jsd
 from cure_core.requests import item_request, save_request
-from cure_core.unlearning.methods import UnlearnConfig
-from cure_core.unlearning.runs import DEFAULT_STRENGTHS, get_run, run_dir
+from cure_core.studies.selection import VARIANTS, Selector, choose
+from cure_core.unlearning.runs import get_run
 from cure_core.workspace import Workspace
-
-TEACHER_GRID = DEFAULT_STRENGTHS["e2urec"]
-VARIANTS: list[tuple[str, str, dict[str, Any], list[float]]] = [
-    ("GA", "ga", {}, DEFAULT_STRENGTHS["ga"]),
-    ("GradDiff", "graddiff", {}, DEFAULT_STRENGTHS["graddiff"]),
-    ("NPO", "npo", {}, DEFAULT_STRENGTHS["npo"]),
-    ("E2URec-style", "e2urec", {}, TEACHER_GRID),
-    ("PCGrad", "pcgrad", {}, DEFAULT_STRENGTHS["pcgrad"]),
-    ("SAGO", "sago", {}, DEFAULT_STRENGTHS["sago"]),
-    ("CURE (NPO)", "cure", {}, DEFAULT_STRENGTHS["cure"]),
-    ("CURE (teacher)", "cure", {"forget_loss": "teacher"}, TEACHER_GRID),
-    ("CURE (teacher, reset rows)", "cure", {"forget_loss": "teacher", "row_rule": "reset"}, TEACHER_GRID),
-]
-MAX_VALID_DROP = 0.01
-
-
-def halves(ws: Workspace, request, sets) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(0)
-    if request.kind == "user":
-        users = rng.permutation(np.unique(ws.samples.user[sets.forget]))
-        chosen = np.isin(ws.samples.user[sets.forget], users[: len(users) // 2])
-    else:
-        chosen = np.zeros(len(sets.forget), dtype=bool)
-        chosen[rng.permutation(len(sets.forget))[: len(sets.forget) // 2]] = True
-    return sets.forget[chosen], sets.forget[~chosen]
 
 
 def study(ws: Workspace, request) -> tuple[pd.DataFrame, dict[str, Any]]:
     original, retrain = ws.ensure_models(request)
     sets = ws.sets(request)
-    select_idx, report_idx = halves(ws, request, sets)
-    valid = sets.valid
-    ref_select, ref_report = retrain.predict(ws.samples, select_idx), retrain.predict(ws.samples, report_idx)
-    valid_auc_original = utility(ws.samples.label[valid], original.predict(ws.samples, valid))["auc"]
+    selector = Selector(ws, request, original, retrain)
+    report_idx, ref_report = selector.report_idx, selector.ref_report
     attribution = AttributionSettings(corruption=default_corruption(request))
     start = time.perf_counter()
     groups_for_request(circuit_context(ws, request), attribution, GroupSettings(), quiet=True, force=True)
     groups_seconds = time.perf_counter() - start
     rows = []
-    for label, method, extra, grid in VARIANTS:
-        candidates = []
-        for strength in grid:
-            report = get_run(ws, request, UnlearnConfig(method=method, strength=strength, **extra), attribution, GroupSettings(), quiet=True)
-            model = load_recommender(run_dir(report["run"]) / "model", ws.samples)
-            drop = valid_auc_original - utility(ws.samples.label[valid], model.predict(ws.samples, valid))["auc"]
-            candidates.append((report, jsd(model.predict(ws.samples, select_idx), ref_select), drop, jsd(model.predict(ws.samples, report_idx), ref_report)))
-        ok = [c for c in candidates if c[2] <= MAX_VALID_DROP]
-        report, select_jsd, drop, report_jsd = min(ok, key=lambda c: c[1]) if ok else min(candidates, key=lambda c: c[2])
-        seconds = report["seconds"] + (groups_seconds if method == "cure" else 0.0)
+    for v in VARIANTS:
+        chosen = choose([selector.score(get_run(ws, request, v.config(strength), attribution, GroupSettings(), quiet=True)) for strength in v.grid])
+        report = chosen.report
+        seconds = report["seconds"] + (groups_seconds if v.is_cure else 0.0)
         rows.append(
             {
-                "method": label,
+                "method": v.label,
                 "strength": report["strength"],
-                "JSD select half": select_jsd,
-                "JSD report half": report_jsd,
-                "valid AUC drop": drop,
+                "JSD select half": chosen.select_jsd,
+                "JSD report half": chosen.report_jsd,
+                "valid AUC drop": chosen.valid_drop,
                 "test AUC": report["test_auc"],
                 "forget AUC": report["forget_auc"],
                 "MIA AUC": report["mia_auc"],

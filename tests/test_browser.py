@@ -153,6 +153,12 @@ def test_every_page_in_a_real_browser(app_url, browser, tmp_path):
     shot(page, "unlearning")
     assert page.get_by_text("Retrain", exact=False).count() > 0
 
+    # Report: no study in this fresh cache, so the page says which commands produce them.
+    _open(page, "Report")
+    page.get_by_text("No study has finished yet").wait_for(timeout=SLOW_MS)
+    _no_exception(page)
+    shot(page, "report")
+
     # The session keeps its runs across pages; a second browser session has its own (none).
     _open(page, "Home")
     page.get_by_text("Build a forget request").wait_for(timeout=SLOW_MS)
