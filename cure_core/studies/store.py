@@ -10,6 +10,7 @@ import hashlib
 import json
 import platform
 import re
+import time
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
@@ -51,12 +52,20 @@ class StudyStore:
             return json.loads(path.read_text())["value"]
         except (OSError, json.JSONDecodeError, KeyError):
             pass
+        began = time.perf_counter()
         value = compute()
-        atomic_write_json(path, {"cell": cell, "value": value})
+        atomic_write_json(path, {"cell": cell, "value": value, "seconds": time.perf_counter() - began})
         return value
 
-    def done_cells(self) -> int:
-        return len(list((self.folder / "cells").glob("*.json"))) if (self.folder / "cells").exists() else 0
+    def cell_seconds(self) -> float:
+        """Summed compute time of every cell, over all invocations (a resumed study included)."""
+        total = 0.0
+        for path in (self.folder / "cells").glob("*.json"):
+            try:
+                total += float(json.loads(path.read_text()).get("seconds", 0.0))
+            except (OSError, json.JSONDecodeError, ValueError):
+                continue
+        return total
 
     def save(self, tables: dict[str, list[dict[str, Any]]], figures: dict[str, go.Figure], summary: list[str], seconds: float, commands: str) -> dict[str, Any]:
         result = {
@@ -68,6 +77,7 @@ class StudyStore:
             "figures": {name: json.loads(pio.to_json(fig)) for name, fig in figures.items()},
             "summary": summary,
             "seconds": seconds,
+            "cell_seconds": self.cell_seconds(),
             "command": commands,
             "versions": versions(),
         }
