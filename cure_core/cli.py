@@ -508,7 +508,7 @@ def _cmd_study(args: argparse.Namespace) -> None:
     except ValidationError as err:
         raise CureError(f"invalid {args.name} settings: {err.errors()[0]['loc']}: {err.errors()[0]['msg']}", f"valid fields: {', '.join(study.settings.model_fields)}") from None
     result = study.run(_workspace(args), settings)
-    print(f"\n# {args.name} ({result['seconds']:.0f} s)")
+    print(f"\n# {args.name} ({result['seconds']:.0f} s now, {result['total_seconds']:.0f} s over {len(result['invocations'])} invocation(s))")
     for line in result["summary"]:
         print(f"- {line}")
     print(f"saved: {cache_dir('studies', args.name + '-' + result['key'])}/result.json — see it in the app's Report page or with `cure report`")

@@ -46,6 +46,7 @@ def test_study_resumes_from_its_cells(tiny_ws, monkeypatch):
     monkeypatch.setattr(pareto, "get_run", fail)
     again = STUDIES["pareto"].run(tiny_ws, settings, quiet=True)
     assert again["tables"]["runs"] == first["tables"]["runs"]
+    assert len(again["invocations"]) == 2 and again["total_seconds"] >= first["seconds"]
 
 
 def test_store_cell_recomputes_a_corrupt_cell(tmp_path):
@@ -78,6 +79,7 @@ def test_stability_quick_compares_seeds_and_resamples(tiny_ws):
     by_axis = {p["axis"]: p for p in pairs}
     assert by_axis["prompt resample"]["forget edges"] > by_axis["model seed"]["forget edges"]  # same model vs another model
     assert any("separability" in line for line in result["summary"])
+    assert "forget rows" in pairs[0]  # embedding rows counted apart from heads/MLPs
 
 
 def test_jaccard():
@@ -137,3 +139,9 @@ def test_cli_study_refuses_bad_settings(capsys):
     assert "takes no --request" in capsys.readouterr().err
     assert main(["study", "pareto", "--settings-json", '{"seeds": "x"}']) == 2
     assert "invalid pareto settings" in capsys.readouterr().err
+
+
+def test_modules_only_drops_embedding_rows():
+    from cure_core.studies.stability import modules_only
+
+    assert modules_only(["a0.h1", "m2", "u:26", "i:626"]) == {"a0.h1", "m2"}

@@ -34,7 +34,7 @@ if missing:
 tabs = st.tabs([f"{name} ({len(runs)})" for name, runs in by_study.items()])
 for tab, (name, runs) in zip(tabs, by_study.items(), strict=True):
     with tab:
-        labels = [f"{r['key']} — {'quick' if r['settings'].get('quick_mode') else 'full'} settings, {r['seconds'] / 60:.1f} min" for r in runs]
+        labels = [f"{r['key']} — {'quick' if r['settings'].get('quick_mode') else 'full'} settings, {r.get('total_seconds', r['seconds']) / 60:.1f} min" for r in runs]
         chosen = runs[st.selectbox("result", range(len(runs)), format_func=labels.__getitem__, key=f"pick-{name}")]
         st.markdown(f"**{ABOUT.get(name, name)}** — reproduce: `{chosen.get('command', '')}`")
         for line in chosen["summary"]:

@@ -44,7 +44,7 @@ def _table(records: list[dict[str, Any]]) -> str:
 
 
 def _section(result: dict[str, Any], include_js: list[bool]) -> str:
-    parts = [f"<h2>{html.escape(result['study'])} <span class='meta'>({result['key']}, {result['seconds']:.0f} s)</span></h2>"]
+    parts = [f"<h2>{html.escape(result['study'])} <span class='meta'>({result['key']}, {result.get('total_seconds', result['seconds']):.0f} s)</span></h2>"]
     parts.append("<ul class='summary'>" + "".join(f"<li>{html.escape(line)}</li>" for line in result["summary"]) + "</ul>")
     for name in result["figures"]:
         parts.append(pio.to_html(figure(result, name), full_html=False, include_plotlyjs="inline" if not include_js[0] else False))

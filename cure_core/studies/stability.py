@@ -8,6 +8,8 @@ Across model seeds a head's *index* carries no meaning (heads of independently t
 are permutation-symmetric), so edge and group Jaccard across seeds measure identity, which is
 expected to be low even if the *kind* of split is stable; separability and group sizes are the
 seed-comparable figures. Prompt resamples compare the same model, where identity is meaningful.
+Group Jaccard is over heads and MLPs only: forget-specific embedding rows are picked by how the
+data uses them, so they are the same in every run by construction and are counted apart.
 """
 
 from __future__ import annotations
@@ -45,6 +47,11 @@ class StabilitySettings(StudySettings):
     @classmethod
     def quick(cls) -> StabilitySettings:
         return cls(quick_mode=True, requests=["default"], model_seeds=[0, 1], resamples=[0, 1], top_n=20, n_prompts=64)
+
+
+def modules_only(names: list[str]) -> set[str]:
+    """Heads and MLPs of a group, without embedding rows (``u:<id>``, ``i:<id>``)."""
+    return {n for n in names if ":" not in n}
 
 
 def jaccard(a: set[str], b: set[str]) -> float | None:
@@ -90,13 +97,16 @@ def run(ws: Workspace, settings: StabilitySettings, progress: ProgressFn | None 
     for spec in settings.requests:
         for (seed, resample) in combos:
             split = splits[(spec, seed, resample)]
-            per_run.append({"request": split["request"], "spec": spec, "model_seed": seed, "resample": resample, "separability": split["separability"], "beyond_null": split["significant"], **{f"n {g}": split["sizes"][g] for g in SPLIT_GROUPS}})
+            counts = {f"n {g} (heads/MLPs)": len(modules_only(split["groups"][g])) for g in SPLIT_GROUPS}
+            rows = len(split["groups"]["forget-specific"]) - counts["n forget-specific (heads/MLPs)"]
+            per_run.append({"request": split["request"], "spec": spec, "model_seed": seed, "resample": resample, "separability": split["separability"], "beyond_null": split["significant"], **counts, "n forget rows": rows})
         for axis, members in axes.items():
             for a, b in itertools.combinations(members, 2):
                 x, y = splits[(spec, *a)], splits[(spec, *b)]
                 row = {"request": x["request"], "spec": spec, "axis": axis, "pair": f"{a} vs {b}"}
                 row.update({f"{s} edges": jaccard(set(x["edges"][s]), set(y["edges"][s])) for s in ("forget", "retain")})
-                row.update({g: jaccard(set(x["groups"][g]), set(y["groups"][g])) for g in SPLIT_GROUPS})
+                row.update({g: jaccard(modules_only(x["groups"][g]), modules_only(y["groups"][g])) for g in SPLIT_GROUPS})
+                row["forget rows"] = jaccard(set(x["groups"]["forget-specific"]) - modules_only(x["groups"]["forget-specific"]), set(y["groups"]["forget-specific"]) - modules_only(y["groups"]["forget-specific"]))
                 pairs.append(row)
     pair_table, run_table = pd.DataFrame(pairs), pd.DataFrame(per_run)
     return store.save(
@@ -119,14 +129,16 @@ def verdict(pairs: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
             edges = rows[["forget edges", "retain edges"]].mean()
             groups = {g: rows[g].dropna().mean() for g in SPLIT_GROUPS}
             text = ", ".join(f"{g} {v:.2f}" if not np.isnan(v) else f"{g} empty in every run" for g, v in groups.items())
-            lines.append(f"{spec}, across {axis}s: top-n edge Jaccard forget {edges['forget edges']:.2f} / retain {edges['retain edges']:.2f} ({_word(edges['forget edges'])}); group Jaccard {text}.")
-        seps = runs[runs["spec"] == spec]["separability"]
+            lines.append(f"{spec}, across {axis}s: top-n edge Jaccard forget {edges['forget edges']:.2f} / retain {edges['retain edges']:.2f} ({_word(edges['forget edges'])}); group Jaccard over heads/MLPs: {text}.")
+        mine = runs[runs["spec"] == spec]
+        lines.append(f"{spec}: forget-specific heads/MLPs per run {mine['n forget-specific (heads/MLPs)'].min()}–{mine['n forget-specific (heads/MLPs)'].max()}, task-shared {mine['n task-shared (heads/MLPs)'].min()}–{mine['n task-shared (heads/MLPs)'].max()}; forget-specific embedding rows {mine['n forget rows'].min()}–{mine['n forget rows'].max()} (chosen by data usage, identical by construction).")
+        seps = mine["separability"]
         lines.append(f"{spec}: separability {seps.min():.2f}–{seps.max():.2f} over every model seed and resample ({'a separation in every run' if seps.min() > 1.2 else 'no consistent separation' if seps.max() < 1.2 else 'separation in some runs only'}; ≈ 1 means no more different than matched controls).")
     return lines
 
 
 def figure(pairs: pd.DataFrame) -> go.Figure:
-    columns = ["forget edges", "retain edges", *SPLIT_GROUPS]
+    columns = ["forget edges", "retain edges", *SPLIT_GROUPS]  # groups: heads/MLPs only
     specs = list(dict.fromkeys(pairs["spec"]))
     fig = make_subplots(rows=1, cols=len(specs), subplot_titles=specs, shared_yaxes=True)
     for k, spec in enumerate(specs):

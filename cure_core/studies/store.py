@@ -67,7 +67,16 @@ class StudyStore:
                 continue
         return total
 
+    def previous_invocations(self) -> list[dict[str, Any]]:
+        try:
+            return list(json.loads((self.folder / RESULT_FILE).read_text()).get("invocations", []))
+        except (OSError, json.JSONDecodeError):
+            return []
+
     def save(self, tables: dict[str, list[dict[str, Any]]], figures: dict[str, go.Figure], summary: list[str], seconds: float, commands: str) -> dict[str, Any]:
+        """Write the result; ``seconds`` is this invocation's wall time, ``invocations`` every one
+        so far (a resumed study's total time is their sum)."""
+        invocations = [*self.previous_invocations(), {"seconds": seconds, "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "threads": versions()["torch threads"]}]
         result = {
             "study": self.study,
             "key": self.key,
@@ -77,6 +86,8 @@ class StudyStore:
             "figures": {name: json.loads(pio.to_json(fig)) for name, fig in figures.items()},
             "summary": summary,
             "seconds": seconds,
+            "invocations": invocations,
+            "total_seconds": sum(i["seconds"] for i in invocations),
             "cell_seconds": self.cell_seconds(),
             "command": commands,
             "versions": versions(),
