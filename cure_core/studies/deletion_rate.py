@@ -65,7 +65,7 @@ def run(ws: Workspace, settings: DeletionRateSettings, progress: ProgressFn | No
         request = resolve_request(ws, f"users:{rate}")
         ws.ensure_models(request, quiet=quiet)  # Retrain of this rate, trained when missing
         bar.update(1, rate=rate, step="Retrain")
-        refs = reference_points(ws, request)
+        refs = store.cell(f"references-{request.id}", lambda request=request: reference_points(ws, request))
         for name, ref in refs.items():
             rows.append({"rate": rate, "request": request.id, "method": name, "strength": None, **{k: ref[k] for k in ("test_auc", "forget_auc", "jsd_to_retrain", "mia_auc", "seconds")}})
         bar.update(1, rate=rate, step="references")
@@ -122,13 +122,12 @@ def figure(table: pd.DataFrame) -> go.Figure:
     methods = list(dict.fromkeys(table["method"]))
     for i, method in enumerate(methods):
         part = table[table["method"] == method].sort_values("rate")
-        style = {"color": "grey", "dash": "dash"} if method == "Original" else {"color": "green", "dash": "dash"} if method == "Retrain" else {"color": f"hsl({int(360 * i / len(methods))},65%,45%)", "dash": "solid" if method.startswith("CURE") else "dot"}
-        for k, (column, _) in enumerate(panels):
-            y = part[column]
-            if column == "jsd_to_retrain" and method == "Retrain":
-                continue  # 0 by definition, off the log axis
-            fig.add_trace(go.Scatter(x=part["rate"] * 100, y=y, mode="lines+markers", name=method, legendgroup=method, showlegend=k == 0, line=style), row=k // 2 + 1, col=k % 2 + 1)
-    fig.update_xaxes(title_text="users forgotten (%)", type="log")
+        style = {"color": "grey", "dash": "dash"} if method == "Original" else {"color": "black", "dash": "dash", "width": 3} if method == "Retrain" else {"color": f"hsl({int(360 * i / len(methods))},65%,45%)", "dash": "solid" if method.startswith("CURE") else "dot"}
+        drawn = [(k, column) for k, (column, _) in enumerate(panels) if not (column == "jsd_to_retrain" and method == "Retrain")]  # Retrain's JSD is 0, off the log axis
+        for k, column in drawn:
+            fig.add_trace(go.Scatter(x=part["rate"] * 100, y=part[column], mode="lines+markers", name=method, legendgroup=method, showlegend=k == drawn[0][0], line=style), row=k // 2 + 1, col=k % 2 + 1)
+    rates = sorted(table["rate"].unique() * 100)
+    fig.update_xaxes(title_text="users forgotten (%)", type="log", tickvals=rates, ticktext=[f"{r:g}%" for r in rates])
     fig.update_yaxes(type="log", row=1, col=1)
     fig.update_yaxes(type="log", row=2, col=2)
     fig.update_layout(title="Deletion rate: every method at the strength chosen on the 5% request", template="plotly_white", height=720)

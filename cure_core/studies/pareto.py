@@ -52,7 +52,7 @@ def run(ws: Workspace, settings: ParetoSettings, progress: ProgressFn | None = N
         rows.append({"variant": v.label, "strength": strength, "seed": seed, **values})
         bar.update(1, run=f"{v.label} {strength:g} seed {seed}")
     bar.close()
-    refs = reference_points(ws, request)
+    refs = store.cell("references", lambda: reference_points(ws, request))
     table = summarize(pd.DataFrame(rows))
     figures = {"pareto": pareto_figure(table, refs, request.id)}
     return store.save(
@@ -116,7 +116,7 @@ def pareto_figure(table: pd.DataFrame, refs: dict[str, dict[str, Any]], request_
     if original.get("forget_auc_gap") is not None:
         fig.add_trace(go.Scatter(x=[original["test_auc"]], y=[abs(original["forget_auc_gap"])], mode="markers", marker={"symbol": "star", "size": 14, "color": "grey"}, name="Original", showlegend=False), row=1, col=2)
     for col in (1, 2):
-        fig.add_vline(x=refs["Retrain"]["test_auc"], line_dash="dash", line_color="green", annotation_text="Retrain" if col == 1 else None, row=1, col=col)
+        fig.add_vline(x=refs["Retrain"]["test_auc"], line_dash="dash", line_color="black", annotation_text="Retrain test AUC", row=1, col=col)
         fig.update_xaxes(title_text="test AUC (higher is better)", row=1, col=col)
     fig.update_yaxes(title_text="lower is closer to Retrain", type="log", row=1, col=1)
     fig.update_layout(title=f"Forget/retain trade-off on {request_id}: mean ± std over seeds (Retrain: JSD 0, gap 0)", template="plotly_white", height=520)

@@ -69,9 +69,10 @@ class StudyStore:
 
     def previous_invocations(self) -> list[dict[str, Any]]:
         try:
-            return list(json.loads((self.folder / RESULT_FILE).read_text()).get("invocations", []))
+            previous = json.loads((self.folder / RESULT_FILE).read_text())
         except (OSError, json.JSONDecodeError):
             return []
+        return list(previous.get("invocations", [{"seconds": previous.get("seconds", 0.0), "finished": "", "threads": ""}]))
 
     def save(self, tables: dict[str, list[dict[str, Any]]], figures: dict[str, go.Figure], summary: list[str], seconds: float, commands: str) -> dict[str, Any]:
         """Write the result; ``seconds`` is this invocation's wall time, ``invocations`` every one
