@@ -26,29 +26,34 @@ def _chunk(pool: np.ndarray, size: int, draw: int, seed: int, what: str) -> np.n
     return order[draw * size : (draw + 1) * size]
 
 
-def max_control_draws(request: ForgetRequest, samples: Samples, sets: RequestSets) -> int:
-    """How many disjoint matched control draws the retain set holds (e.g. 4 for 20% of users)."""
+def _pool(request: ForgetRequest, samples: Samples, sets: RequestSets) -> tuple[np.ndarray, int, str]:
+    """What a control draw is cut from, how many of it one draw takes, and what they are:
+    retained users, other items (not the request's) or retained samples."""
     retain = sets.retain
     if request.kind == "user":
-        return len(np.unique(samples.user[retain])) // max(1, len(sets.forget_users))
+        return np.unique(samples.user[retain]), len(sets.forget_users), "users"
     if request.kind == "item":
         request_items = samples.item_codes(request.items)
-        return len(np.setdiff1d(np.unique(samples.target[retain]), request_items)) // max(1, len(request_items))
-    return len(retain) // max(1, len(sets.forget))
+        return np.setdiff1d(np.unique(samples.target[retain]), request_items), len(request_items), "items"
+    return retain, len(sets.forget), "samples"
+
+
+def max_control_draws(request: ForgetRequest, samples: Samples, sets: RequestSets) -> int:
+    """How many disjoint matched control draws the retain set holds (e.g. 4 for 20% of users)."""
+    pool, size, _ = _pool(request, samples, sets)
+    return len(pool) // max(1, size)
 
 
 def control_set(request: ForgetRequest, samples: Samples, sets: RequestSets, draw: int = 0, seed: int = 0) -> np.ndarray:
     """Indices (into ``samples``, all in the retain set) of matched control draw ``draw``."""
     retain = sets.retain
+    pool, size, what = _pool(request, samples, sets)
+    chosen = _chunk(pool, size, draw, seed, what)
     if request.kind == "user":
-        users = _chunk(np.unique(samples.user[retain]), len(sets.forget_users), draw, seed, "users")
-        return retain[np.isin(samples.user[retain], users)]
+        return retain[np.isin(samples.user[retain], chosen)]
     if request.kind == "item":
-        request_items = samples.item_codes(request.items)
-        candidates = np.setdiff1d(np.unique(samples.target[retain]), request_items)
-        items = _chunk(candidates, len(request_items), draw, seed, "items")
-        covered = np.isin(samples.target[retain], items)
+        covered = np.isin(samples.target[retain], chosen)
         if request.item_scope == "target_or_history":
-            covered |= np.isin(samples.history[retain], items).any(axis=1)
+            covered |= np.isin(samples.history[retain], chosen).any(axis=1)
         return retain[covered]
-    return np.sort(_chunk(retain, len(sets.forget), draw, seed, "samples"))
+    return np.sort(chosen)
