@@ -443,7 +443,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
 
 def _cmd_forget(args: argparse.Namespace) -> None:
-    from cure_core.requests import interaction_request, item_request, save_request, user_request
+    from cure_core.requests import interaction_request, item_request, parse_share, save_request, user_request
 
     ws = _workspace(args)
     if args.user_ids:
@@ -461,7 +461,7 @@ def _cmd_forget(args: argparse.Namespace) -> None:
             pairs.append((user, item))
         request = interaction_request(ws.dataset, ws.samples, pairs)
     else:
-        request = user_request(ws.dataset, ws.samples, fraction=_fraction(args.users or "5%"), seed=args.seed)
+        request = user_request(ws.dataset, ws.samples, fraction=parse_share(args.users or "5%", "--users"), seed=args.seed)
     sets = ws.sets(request)
     save_request(request)
     print(f"request {request.id}: {request.kind}-level, {request.description}")
@@ -549,14 +549,6 @@ def _progress_file_writer(path: Path) -> ProgressFn:
 
 def _split_list(raw: str) -> list[str]:
     return [part.strip() for part in raw.split(",") if part.strip()]
-
-
-def _fraction(raw: str) -> float:
-    try:
-        value = float(raw.rstrip("%")) / (100 if raw.endswith("%") else 1)
-    except ValueError:
-        raise CureError(f"--users {raw!r} is not a share", "write it as 5% or 0.05") from None
-    return value
 
 
 def _jsonable(obj: Any) -> Any:

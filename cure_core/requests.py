@@ -64,6 +64,15 @@ def trainable_users(samples: Samples) -> np.ndarray:
     return np.setdiff1d(np.unique(samples.user[samples.split == Samples.TRAIN]), samples.holdout_users)
 
 
+def parse_share(raw: str, where: str) -> float:
+    """A share of users written as ``5%`` or ``0.05``; ``where`` names the input in the error
+    (the range is checked by :func:`user_request`)."""
+    try:
+        return float(raw.rstrip("%")) / (100 if raw.endswith("%") else 1)
+    except ValueError:
+        raise CureError(f"{where} {raw!r} is not a share", "write it as 5% or 0.05") from None
+
+
 def user_request(dataset: RatingsDataset, samples: Samples, fraction: float | None = None, user_ids: list[str] | None = None, seed: int = 0) -> ForgetRequest:
     """Forget every training sample of some users: a seeded fraction of them, or given ids."""
     pool = trainable_users(samples)

@@ -8,7 +8,7 @@ from pydantic import BaseModel
 
 from cure_core.errors import CureError
 from cure_core.evaluate import compare_to_retrain
-from cure_core.requests import ForgetRequest, item_request, load_request, save_request, user_request
+from cure_core.requests import ForgetRequest, item_request, load_request, parse_share, save_request, user_request
 
 if TYPE_CHECKING:
     from cure_core.workspace import Workspace
@@ -27,7 +27,7 @@ def resolve_request(ws: Workspace, spec: str) -> ForgetRequest:
         return ws.default_request()
     kind, _, value = spec.partition(":")
     if kind == "users" and value:
-        request = user_request(ws.dataset, ws.samples, fraction=float(value.rstrip("%")) / (100 if value.endswith("%") else 1), seed=0)
+        request = user_request(ws.dataset, ws.samples, fraction=parse_share(value, "request spec users:"), seed=0)
     elif kind == "genre" and value:
         request = item_request(ws.dataset, ws.samples, genre=value, scope="target")
     elif not value:
