@@ -496,8 +496,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 def _cmd_study(args: argparse.Namespace) -> None:
     from pydantic import ValidationError
 
-    from cure_core.cache import cache_dir
     from cure_core.studies.registry import STUDIES
+    from cure_core.studies.store import study_folder
 
     study = STUDIES[args.name]
     settings = study.settings.quick() if args.quick else study.settings()
@@ -514,7 +514,7 @@ def _cmd_study(args: argparse.Namespace) -> None:
     print(f"\n# {args.name} ({result['seconds']:.0f} s now, {result['total_seconds']:.0f} s over {len(result['invocations'])} invocation(s))")
     for line in result["summary"]:
         print(f"- {line}")
-    print(f"saved: {cache_dir('studies', args.name + '-' + result['key'])}/result.json — see it in the app's Report page or with `cure report`")
+    print(f"saved: {study_folder(args.name, result['key']) / 'result.json'} — see it in the app's Report page or with `cure report`")
 
 
 def _cmd_report(args: argparse.Namespace) -> None:

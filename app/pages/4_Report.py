@@ -6,12 +6,11 @@ shows their saved results and offers the self-contained HTML report of ``cure re
 
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
 from cure_core.errors import CureError
 from cure_core.studies import ABOUT
-from cure_core.studies.report import build_report
+from cure_core.studies.report import build_report, flat_frame
 from cure_core.studies.store import figure, load_results
 
 st.set_page_config(page_title="Report · CURE Studio", layout="wide")
@@ -43,8 +42,7 @@ for tab, (name, runs) in zip(tabs, by_study.items(), strict=True):
             st.plotly_chart(figure(chosen, fig_name), width="stretch", key=f"fig-{name}-{chosen['key']}-{fig_name}")
         for table_name, records in chosen["tables"].items():
             with st.expander(f"table: {table_name} ({len(records)} rows)"):
-                frame = pd.DataFrame(records)
-                st.dataframe(frame[[c for c in frame.columns if not frame[c].map(lambda v: isinstance(v, (list, dict))).any()]], width="stretch", hide_index=True)
+                st.dataframe(flat_frame(records), width="stretch", hide_index=True)
         with st.expander("settings and versions"):
             st.json({"settings": chosen["settings"], "context": chosen["context"], "versions": chosen["versions"]}, expanded=False)
 

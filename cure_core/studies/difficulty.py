@@ -39,7 +39,7 @@ from cure_core.unlearning.runner import unlearn
 from cure_core.unlearning.runs import run_dir
 
 if TYPE_CHECKING:
-    from cure_core.model.recommender import Recommender
+    from cure_core.model.recommender import Predictions, Recommender
     from cure_core.workspace import Workspace
 
 
@@ -59,8 +59,8 @@ class DifficultySettings(StudySettings):
         return cls(quick_mode=True, probe_steps=3, anchors=2, n_prompts=16, attribution_steps=2, cure_variant="CURE (NPO)", steps=3, grid_points=1)
 
 
-def nll(rec: Recommender, ws: Workspace, idx: np.ndarray) -> float:
-    return float(-rec.predict(ws.samples, idx).answer_logp(ws.samples.label[idx]).mean())
+def nll(preds: Predictions, labels: np.ndarray) -> float:
+    return float(-preds.answer_logp(labels).mean())
 
 
 def probe_rise(ws: Workspace, original: Recommender, user: str, idx: np.ndarray, settings: DifficultySettings) -> float:
@@ -68,7 +68,8 @@ def probe_rise(ws: Workspace, original: Recommender, user: str, idx: np.ndarray,
     request = user_request(ws.dataset, ws.samples, user_ids=[user])
     config = UnlearnConfig(method="ga", strength=settings.probe_strength, steps=settings.probe_steps, probe_every=settings.probe_steps)
     probed = unlearn(original, ws.samples, ws.sets(request), request, config).model
-    return nll(probed, ws, idx) - nll(original, ws, idx)
+    labels = ws.samples.label[idx]
+    return nll(probed.predict(ws.samples, idx), labels) - nll(original.predict(ws.samples, idx), labels)
 
 
 def user_circuit(ctx, ws: Workspace, idx: np.ndarray, settings: DifficultySettings) -> list[float]:
@@ -118,9 +119,10 @@ def run(ws: Workspace, settings: DifficultySettings, progress: ProgressFn | None
     bar.close()
     for row in rows:
         idx = per_user_idx[row["user"]]
-        ref = retrain.predict(ws.samples, idx)
-        row["cure_nll_rise"] = nll(cure, ws, idx) - nll(original, ws, idx)
-        row["cure_jsd_fall"] = jsd(original.predict(ws.samples, idx), ref) - jsd(cure.predict(ws.samples, idx), ref)
+        labels = ws.samples.label[idx]
+        before, after, ref = (model.predict(ws.samples, idx) for model in (original, cure, retrain))
+        row["cure_nll_rise"] = nll(after, labels) - nll(before, labels)
+        row["cure_jsd_fall"] = jsd(before, ref) - jsd(after, ref)
     table = pd.DataFrame(rows)
     order = np.argsort(-table["probe_rise"].to_numpy())
     k = min(settings.anchors, len(users) // 2)

@@ -37,10 +37,14 @@ def run_reports() -> list[dict[str, Any]]:
     return rows
 
 
-def _table(records: list[dict[str, Any]]) -> str:
+def flat_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """A study table without its nested columns (edge lists, group members ...) for display."""
     frame = pd.DataFrame(records)
-    frame = frame[[c for c in frame.columns if not frame[c].map(lambda v: isinstance(v, (list, dict))).any()]]
-    return frame.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="", border=0)
+    return frame[[c for c in frame.columns if not frame[c].map(lambda v: isinstance(v, (list, dict))).any()]]
+
+
+def _table(records: list[dict[str, Any]]) -> str:
+    return flat_frame(records).to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="", border=0)
 
 
 def _section(result: dict[str, Any], include_js: list[bool]) -> str:

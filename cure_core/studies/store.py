@@ -33,13 +33,17 @@ def versions() -> dict[str, str]:
     return {"python": platform.python_version(), **packages, "machine": platform.machine(), "torch threads": str(torch.get_num_threads())}
 
 
+def study_folder(study: str, key: str) -> Path:
+    return cache_dir("studies", f"{study}-{key}")
+
+
 class StudyStore:
     """The cells and result of one study run (same study + data + model + settings = same folder)."""
 
     def __init__(self, study: str, settings: BaseModel, context: dict[str, Any]) -> None:
         spec = json.dumps({"settings": settings.model_dump(), "context": context}, sort_keys=True, default=str)
         self.key = hashlib.sha256(spec.encode()).hexdigest()[:10]
-        self.folder = cache_dir("studies", f"{study}-{self.key}")
+        self.folder = study_folder(study, self.key)
         self.study, self.settings, self.context = study, settings, context
 
     def _cell_path(self, cell: str) -> Path:
