@@ -142,6 +142,7 @@ def test_cli_study_refuses_bad_settings(capsys):
 
 
 def test_modules_only_drops_embedding_rows():
-    from cure_core.studies.stability import modules_only
+    from cure_core.studies.stability import modules_only, rows_only
 
     assert modules_only(["a0.h1", "m2", "u:26", "i:626"]) == {"a0.h1", "m2"}
+    assert rows_only(["a0.h1", "m2", "u:26", "i:626"]) == {"u:26", "i:626"}

@@ -26,7 +26,7 @@ from pydantic import Field
 
 from analysis.circuit import top_n
 from cure_core.circuits import AttributionSettings, circuit_context, get_attribution
-from cure_core.groups import GROUPS, GroupSettings, default_corruption, groups_for_request
+from cure_core.groups import GROUPS, default_corruption, fitting_group_settings, groups_for_request
 from cure_core.progress import Progress, ProgressFn
 from cure_core.studies.common import StudySettings, resolve_request
 from cure_core.studies.store import StudyStore
@@ -54,6 +54,11 @@ def modules_only(names: list[str]) -> set[str]:
     return {n for n in names if ":" not in n}
 
 
+def rows_only(names: list[str]) -> set[str]:
+    """The embedding rows of a group."""
+    return set(names) - modules_only(names)
+
+
 def jaccard(a: set[str], b: set[str]) -> float | None:
     """|a ∩ b| / |a ∪ b|; ``None`` when both are empty (nothing to compare)."""
     return len(a & b) / len(a | b) if a | b else None
@@ -69,12 +74,11 @@ def split_of(ws: Workspace, request_spec: str, model_seed: int, resample: int, s
     for set_name in ("forget", "retain"):
         result = get_attribution(ctx, set_name, attribution, quiet=True)
         edges[set_name] = top_n(result.shape, result.scores, settings.top_n).edge_names()
-    groups = groups_for_request(ctx, attribution, GroupSettings(), quiet=True)
+    groups = groups_for_request(ctx, attribution, fitting_group_settings(request, seeded.samples, seeded.sets(request)), quiet=True)
     return {
         "request": request.id,
         "edges": edges,
         "groups": {g: groups.members(g) for g in GROUPS},
-        "sizes": {g: len(groups.members(g)) for g in GROUPS},
         "separability": groups.separability["separability"],
         "significant": groups.separability["significant_modules"],
     }
@@ -98,7 +102,7 @@ def run(ws: Workspace, settings: StabilitySettings, progress: ProgressFn | None 
         for (seed, resample) in combos:
             split = splits[(spec, seed, resample)]
             counts = {f"n {g} (heads/MLPs)": len(modules_only(split["groups"][g])) for g in SPLIT_GROUPS}
-            rows = len(split["groups"]["forget-specific"]) - counts["n forget-specific (heads/MLPs)"]
+            rows = len(rows_only(split["groups"]["forget-specific"]))
             per_run.append({"request": split["request"], "spec": spec, "model_seed": seed, "resample": resample, "separability": split["separability"], "beyond_null": split["significant"], **counts, "n forget rows": rows})
         for axis, members in axes.items():
             for a, b in itertools.combinations(members, 2):
@@ -106,7 +110,7 @@ def run(ws: Workspace, settings: StabilitySettings, progress: ProgressFn | None 
                 row = {"request": x["request"], "spec": spec, "axis": axis, "pair": f"{a} vs {b}"}
                 row.update({f"{s} edges": jaccard(set(x["edges"][s]), set(y["edges"][s])) for s in ("forget", "retain")})
                 row.update({g: jaccard(modules_only(x["groups"][g]), modules_only(y["groups"][g])) for g in SPLIT_GROUPS})
-                row["forget rows"] = jaccard(set(x["groups"]["forget-specific"]) - modules_only(x["groups"]["forget-specific"]), set(y["groups"]["forget-specific"]) - modules_only(y["groups"]["forget-specific"]))
+                row["forget rows"] = jaccard(rows_only(x["groups"]["forget-specific"]), rows_only(y["groups"]["forget-specific"]))
                 pairs.append(row)
     pair_table, run_table = pd.DataFrame(pairs), pd.DataFrame(per_run)
     return store.save(
