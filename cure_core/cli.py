@@ -18,6 +18,10 @@ if TYPE_CHECKING:  # imported lazily at run time: torch is slow to import
     from cure_core.workspace import Workspace
 
 APP_ENTRY = Path(__file__).resolve().parent.parent / "app" / "Home.py"
+RECIPE_HELP = (
+    'recipe overrides of the default model as JSON, e.g. \'{"n_layer": 2, "d_model": 32}\' for a quick demo model, '
+    'or \'{"activation": "gelu_new", "train_precision": "fp32", "max_epochs": 4}\' for the v1 default the README\'s studies used'
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,13 +44,15 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cure", description="CURE Studio: circuit-aware unlearning for LLM recommenders")
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    def command(name: str, func, help_text: str) -> argparse.ArgumentParser:
+    def command(name: str, func, help_text: str, uses_model: bool = True) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("--data", default=None, help="GroupLens ml-100k folder/zip or RecBole atomic files (default: MovieLens-100K)")
+        if uses_model:
+            p.add_argument("--recipe-json", help=RECIPE_HELP)
         p.set_defaults(func=func)
         return p
 
-    command("data", _cmd_data, "print the dataset summary (users, items, samples per split, positive rates)")
+    command("data", _cmd_data, "print the dataset summary (users, items, samples per split, positive rates)", uses_model=False)
 
     p = command("train", _cmd_train, "train the default recommender (or a request's Retrain) and print its metrics")
     p.add_argument("--retrain", metavar="REQUEST_ID", help="train the Retrain reference of this request instead")
@@ -54,7 +60,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="retrain even if the model is cached (the old one is replaced only on success)")
     # Used by Workspace.ensure_models when it trains Original and Retrain side by side.
     p.add_argument("--progress-file", help=argparse.SUPPRESS)
-    p.add_argument("--recipe-json", help=argparse.SUPPRESS)
     p.add_argument("--split-json", help=argparse.SUPPRESS)
 
     p = command("forget", _cmd_forget, "create a forget request and print its sets")
@@ -113,14 +118,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="the minutes-long settings used by the tests")
     p.add_argument("--request", default=None, help="pareto/difficulty: default, users:5%%, genre:Horror or a saved request id")
     p.add_argument("--settings-json", default=None, help="override any study setting as JSON, e.g. '{\"seeds\": [0, 1]}'")
-    p.add_argument("--recipe-json", help=argparse.SUPPRESS)
 
-    p = command("report", _cmd_report, "write one self-contained HTML report of every study and run in the cache")
+    p = command("report", _cmd_report, "write one self-contained HTML report of every study and run in the cache", uses_model=False)
     p.add_argument("--out", default="cure-report.html", help="output file (default ./cure-report.html)")
 
     p = command("app", _cmd_app, "start the Streamlit app")
     p.add_argument("--port", type=int, default=8501)
-    p.add_argument("--recipe-json", help='recipe overrides as JSON, e.g. \'{"n_layer": 2, "d_model": 32}\' for a quick demo model (default: the default model)')
     return parser
 
 

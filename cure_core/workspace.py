@@ -100,7 +100,7 @@ class Workspace:
         spec = {
             "data": self.dataset.content_hash,
             "split": self.split.model_dump(),
-            "recipe": self.recipe.model_dump(),
+            "recipe": self.recipe.cache_spec(),
             "role": role,
             "request": request.id if role == "retrain" and request else None,
         }

@@ -49,6 +49,15 @@ def test_childrens_genre_request(ws):
     assert not np.isin(ws.samples.target[sets.retain], childrens).any()
 
 
+def test_v1_recipe_keeps_its_cache_key(ws):
+    """Recipe fields added later must not orphan models (and runs and studies) cached before them."""
+    from cure_core.model.recipe import RECIPE_V1_OVERRIDES
+
+    v1 = ws.with_recipe(Recipe(**RECIPE_V1_OVERRIDES))
+    assert v1.model_dir("original").name == "original-ml-100k-11cf918927"
+    assert ws.model_dir("original") != v1.model_dir("original")
+
+
 @pytest.fixture(scope="module")
 def small_ws(ws):
     """A small model trained for one epoch (shared by the tests below)."""

@@ -29,6 +29,24 @@ def test_tiny_model_learns_planted_preferences(trained):
     assert rec.meta["curve"][-1]["train_loss"] < rec.meta["curve"][0]["train_loss"]
 
 
+def test_mixed_precision_keeps_float32_weights_and_fp32_still_trains(trained, synthetic):
+    """bf16 autocast (the default) is a training detail: what is saved and evaluated is float32."""
+    _, rec = trained
+    assert rec.meta["recipe"]["train_precision"] == "bf16-mixed"
+    assert all(p.dtype == torch.float32 for p in rec.model.parameters())
+    fp32 = Workspace(dataset=synthetic, recipe=TINY_RECIPE.model_copy(update={"train_precision": "fp32", "activation": "gelu_new"}))
+    plain = fp32.original(quiet=True)
+    assert plain.path != rec.path and plain.model.config.activation_function == "gelu_new"
+    test = fp32.samples.index(Samples.TEST)
+    assert utility(fp32.samples.label[test], plain.predict(fp32.samples, test))["auc"] > 0.62
+
+
+def test_later_recipe_fields_leave_the_cache_key_while_at_their_old_value():
+    old = Recipe(activation="gelu_new", train_precision="fp32")
+    assert "activation" not in old.cache_spec() and "train_precision" not in old.cache_spec()
+    assert Recipe().cache_spec() == Recipe().model_dump()
+
+
 def test_training_is_seeded(synthetic):
     a = Workspace(dataset=synthetic, recipe=TINY_RECIPE.model_copy(update={"max_epochs": 1})).original(quiet=True)
     b = Workspace(dataset=synthetic, recipe=TINY_RECIPE.model_copy(update={"max_epochs": 1})).train_model("original", quiet=True)

@@ -45,6 +45,9 @@ def train_item_model(
 ) -> tuple[Recommender, list[dict[str, float]]]:
     """Train with AdamW and a cosine schedule; keep the epoch with the best *validation* AUC.
 
+    With ``recipe.train_precision == "bf16-mixed"`` the forward and backward passes run under
+    bfloat16 autocast; the weights, AdamW state, EMA, evaluation and checkpoint stay float32.
+
     With ``recipe.ema_decay`` > 0 an exponential moving average of the weights is kept
     (``torch.optim.swa_utils``); it is what is evaluated each epoch and saved.
 
@@ -69,6 +72,7 @@ def train_item_model(
         optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / total_steps)))
     )
     targets = torch.tensor([encoder.no_id, encoder.yes_id])
+    mixed = recipe.train_precision == "bf16-mixed"
     bar = Progress(total_steps, desc, progress, quiet=quiet, position=position)
     curve: list[dict[str, float]] = []
     best_auc, best_state, stale = -1.0, None, 0
@@ -81,8 +85,9 @@ def train_item_model(
             for step in range(steps_per_epoch):
                 idx = order[step * recipe.batch_size : (step + 1) * recipe.batch_size]
                 known = rec.user_known(samples, idx) & (rng.random(len(idx)) >= recipe.user_dropout)
-                logits = rec.last_logits(rec.encode(samples, idx, known))
-                loss = torch.nn.functional.cross_entropy(logits, targets[samples.label[idx]])
+                with torch.autocast(rec.device.type, dtype=torch.bfloat16, enabled=mixed):
+                    logits = rec.last_logits(rec.encode(samples, idx, known))
+                loss = torch.nn.functional.cross_entropy(logits.float(), targets[samples.label[idx]])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

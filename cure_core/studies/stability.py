@@ -86,7 +86,7 @@ def split_of(ws: Workspace, request_spec: str, model_seed: int, resample: int, s
 
 def run(ws: Workspace, settings: StabilitySettings, progress: ProgressFn | None = None, quiet: bool = False) -> dict[str, Any]:
     start = time.perf_counter()
-    store = StudyStore("stability", settings, {"data": ws.dataset.content_hash, "recipe": ws.recipe.model_dump()})
+    store = StudyStore("stability", settings, {"data": ws.dataset.content_hash, "recipe": ws.recipe.cache_spec()})
     base_seed, base_resample = settings.model_seeds[0], settings.resamples[0]
     axes = {"model seed": [(s, base_resample) for s in settings.model_seeds], "prompt resample": [(base_seed, r) for r in settings.resamples]}
     combos = list(dict.fromkeys(c for combos in axes.values() for c in combos))
