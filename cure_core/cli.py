@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # imported lazily at run time: torch is slow to import
 APP_ENTRY = Path(__file__).resolve().parent.parent / "app" / "Home.py"
 RECIPE_HELP = (
     'recipe overrides of the default model as JSON, e.g. \'{"n_layer": 2, "d_model": 32}\' for a quick demo model, '
-    'or \'{"activation": "gelu_new", "train_precision": "fp32", "max_epochs": 4}\' for the v1 default the README\'s studies used'
+    "or the first default's fields (README, 'Default model') to reach its cached models and results"
 )
 
 
