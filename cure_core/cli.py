@@ -99,7 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     p = command("unlearn", _cmd_unlearn, "unlearn a request with one method on a copy of the model; report next to Original and Retrain")
     _unlearn_args(p)
     p.add_argument("--request", default=None, help="request id (default: 5%% of users, seed 0)")
-    p.add_argument("--method", required=True, help="ga, graddiff, npo, e2urec, pcgrad, sago or cure")
+    p.add_argument("--method", required=True, help="ga, graddiff, npo, e2urec, pcgrad, sago, cure, or cure-nocircuit (CURE's rules with every head and MLP task-shared: the ablation)")
     p.add_argument("--strength", type=float, default=None, help="Adam learning rate (default: the middle of the method's sweep grid)")
     p.add_argument("--force", action="store_true", help="recompute even if this run is cached")
     p.add_argument("--json", action="store_true", help="print the report as JSON")

@@ -100,6 +100,14 @@ class ModuleGroups:
     def kinds(self) -> list[str]:
         return sorted(self.table["kind"].unique())
 
+    def without_circuits(self) -> ModuleGroups:
+        """The same groups with every head and MLP task-shared: what is left of CURE when the
+        circuits decide nothing (embedding rows keep their grouping by use)."""
+        table = self.table.copy()
+        table.loc[table["kind"].isin(["head", "mlp"]), "group"] = "task-shared"
+        note = "ablation: heads and MLPs are all task-shared, whatever their circuits say"
+        return ModuleGroups(table=table, separability=self.separability, settings=self.settings, warnings=[*self.warnings, note])
+
 
 def group_modules(
     shape: GraphShape,

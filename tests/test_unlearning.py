@@ -126,7 +126,7 @@ def test_pcgrad_never_opposes_the_retain_gradient_and_sago_takes_it_on_conflicts
         assert torch.equal(combined[conflict], 0.5 * g_r[conflict]) and torch.equal(combined[~conflict], 2.0 * g_f[~conflict])
 
 
-@pytest.mark.parametrize("method", [m for m in METHODS if m != "cure"])
+@pytest.mark.parametrize("method", [m for m, spec in METHODS.items() if not spec.needs_groups])
 def test_every_method_moves_the_forget_loss_the_right_way_on_a_copy(setup, method):
     ws, request, original, _ = setup
     sets = ws.sets(request)
@@ -165,6 +165,27 @@ def test_cure_updates_only_its_groups_slices(setup):
     assert changed_inside
     assert result.params_updated == sum(int(m.sum()) for m in masks.values())
     assert {"cos_forget", "cos_shared"} <= set(result.history[0])
+
+
+def test_cure_without_circuits_treats_every_head_and_mlp_as_shared(setup):
+    """The ablation keeps CURE's rules but lets no circuit decide: the head the circuits left
+    outside is updated too, the forget-specific user row is still reset."""
+    ws, request, original, _ = setup
+    sets = ws.sets(request)
+    row = f"u:{request.users[0]}"
+    table = pd.DataFrame({"module": ["a0.h1", "m1", "a1.h0", row], "kind": ["head", "mlp", "head", "user row"], "group": ["forget-specific", "task-shared", "outside", "forget-specific"]})
+    groups = ModuleGroups(table=table, separability={}, settings=GroupSettings(), warnings=[])
+    ablated = groups.without_circuits()
+    assert ablated.members("task-shared") == ["a0.h1", "m1", "a1.h0"] and ablated.members("forget-specific") == [row]
+    assert groups.members("outside") == ["a1.h0"], "the original groups are left as they were"
+    config = UnlearnConfig(method="cure-nocircuit", strength=3e-3, steps=4, batch_size=32, probe_size=32, forget_loss="teacher", row_rule="reset")
+    result = unlearn(original, ws.samples, sets, request, config, groups)
+    masks = parameter_mask(original.model, ["a0.h1", "m1", "a1.h0", row], original.encoder.vocab.index)
+    head = parameter_mask(original.model, ["a1.h0"], original.encoder.vocab.index)
+    moved = {name: not torch.equal(new[head[name]], old[head[name]]) for (name, new), old in zip(result.model.model.named_parameters(), original.model.parameters(), strict=True) if head[name].any()}
+    assert any(moved.values()), "the head outside the circuits must be updated in the ablation"
+    assert result.params_updated == sum(int(m.sum()) for m in masks.values())
+    assert result.groups_used == {"forget-specific": 1, "retain-specific": 0, "task-shared": 3}
 
 
 def test_unknown_method_and_missing_groups_are_clear_errors(setup):

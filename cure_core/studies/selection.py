@@ -37,7 +37,7 @@ class Variant:
 
     @property
     def is_cure(self) -> bool:
-        return self.method == "cure"
+        return self.method == "cure"  # the ablation without circuits is compared *against* CURE
 
     def config(self, strength: float, **overrides: Any) -> UnlearnConfig:
         return UnlearnConfig(method=self.method, strength=strength, **{**self.extra, **overrides})
@@ -54,6 +54,7 @@ VARIANTS: list[Variant] = [
     Variant("CURE (NPO)", "cure", grid=tuple(DEFAULT_STRENGTHS["cure"])),
     Variant("CURE (teacher)", "cure", {"forget_loss": "teacher"}, _TEACHER),
     Variant("CURE (teacher, reset rows)", "cure", {"forget_loss": "teacher", "row_rule": "reset"}, _TEACHER),
+    Variant("No circuits (teacher, reset rows)", "cure-nocircuit", {"forget_loss": "teacher", "row_rule": "reset"}, _TEACHER),
 ]
 """Every baseline and CURE-style variant, with the benchmark's strength grids."""
 

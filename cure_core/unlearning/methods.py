@@ -143,6 +143,7 @@ class MethodSpec:
     label: str
     direction: Direction
     needs_groups: bool = False
+    circuit_groups: bool = True  # False: every head and MLP counts as task-shared (the ablation)
 
 
 METHODS: dict[str, MethodSpec] = {
@@ -155,5 +156,6 @@ METHODS: dict[str, MethodSpec] = {
         MethodSpec("pcgrad", "PCGrad", _pcgrad),
         MethodSpec("sago", "SAGO", _sago),
         MethodSpec("cure", "CURE-style (per-group rules)", _cure, needs_groups=True),
+        MethodSpec("cure-nocircuit", "CURE-style without circuits (ablation: every head/MLP task-shared)", _cure, needs_groups=True, circuit_groups=False),
     )
 }

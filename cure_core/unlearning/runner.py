@@ -114,6 +114,8 @@ def unlearn(
     for p in params:
         p.requires_grad_(True)
     vocab_index = getattr(getattr(original.encoder, "vocab", None), "index", None)
+    if groups is not None and not spec.circuit_groups:
+        groups = groups.without_circuits()
     masks, groups_used = _group_masks(model, groups, vocab_index, names) if spec.needs_groups and groups is not None else (None, {})
     if masks is not None and config.row_rule == "reset" and groups is not None:
         reset = _reset_rows(model, groups, original.encoder, names)

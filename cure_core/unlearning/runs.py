@@ -88,6 +88,7 @@ DEFAULT_STRENGTHS: dict[str, list[float]] = {
     "pcgrad": [3e-5, 1e-4, 3e-4],
     "sago": [3e-5, 1e-4, 3e-4],
     "cure": [1e-4, 3e-4, 1e-3],
+    "cure-nocircuit": [1e-4, 3e-4, 1e-3],
 }
 """The sweep grid of each method's strength (Adam learning rate); the middle one is the default."""
 
