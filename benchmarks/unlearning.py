@@ -7,8 +7,9 @@ in two halves (by user for a user request, by sample otherwise); the chosen stre
 lowest JSD to Retrain on the *selection* half among those whose validation AUC drops by at most
 0.01 (else the smallest drop). The tables report the other, *report* half's JSD and the test
 metrics of the chosen run. CURE-style variants are chosen the same way, and the best of them
-by the same criterion stands for CURE in the final lines. CURE's time includes computing its
-module groups (attributions on forget, retain and 5 control sets, recomputed here). The speed-up
+by the same criterion stands for CURE in the final lines. The times of CURE-style and of its
+no-circuit ablation include computing the module groups (attributions on forget, retain and 5
+control sets, recomputed here). The speed-up
 compares with Retrain's training time on the same number of threads (when Retrain was trained on
 fewer, beside Original, Original's time on the same threads stands in: same recipe, more data).
 The variants and the selection rule are `cure_core/studies/selection.py`, shared with the studies.
@@ -50,7 +51,7 @@ def study(ws: Workspace, request) -> tuple[pd.DataFrame, dict[str, Any]]:
     for v in VARIANTS:
         chosen = choose([selector.score(get_run(ws, request, v.config(strength), attribution, GroupSettings(), quiet=True)) for strength in v.grid])
         report = chosen.report
-        seconds = report["seconds"] + (groups_seconds if v.is_cure else 0.0)
+        seconds = report["seconds"] + (groups_seconds if v.needs_groups else 0.0)
         rows.append(
             {
                 "method": v.label,

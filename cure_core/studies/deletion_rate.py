@@ -69,13 +69,13 @@ def run(ws: Workspace, settings: DeletionRateSettings, progress: ProgressFn | No
         for name, ref in refs.items():
             rows.append({"rate": rate, "request": request.id, "method": name, "strength": None, **{k: ref[k] for k in ("test_auc", "forget_auc", "jsd_to_retrain", "mia_auc", "seconds")}})
         bar.update(1, rate=rate, step="references")
-        group_settings = fitting_group_settings(request, ws.samples, ws.sets(request)) if any(v.is_cure for v in variants) else None
+        group_settings = fitting_group_settings(request, ws.samples, ws.sets(request)) if any(v.needs_groups for v in variants) else None
         groups_seconds = store.cell(f"groups-seconds-{request.id}", lambda request=request, gs=group_settings: _time_groups(ws, request, gs)) if group_settings else 0.0
         for v in variants:
             config = v.config(strengths[v.label], steps=settings.steps)
             values = store.cell(f"{request.id}-{v.label}", lambda config=config, request=request, gs=group_settings: run_values(get_run(ws, request, config, group_settings=gs, quiet=True)))
-            seconds = values["seconds"] + (groups_seconds if v.is_cure else 0.0)
-            rows.append({"rate": rate, "request": request.id, "method": v.label, **{k: values[k] for k in ("strength", "test_auc", "forget_auc", "jsd_to_retrain", "mia_auc")}, "seconds": seconds, "control_draws": group_settings.null_draws if group_settings and v.is_cure else None})
+            seconds = values["seconds"] + (groups_seconds if v.needs_groups else 0.0)
+            rows.append({"rate": rate, "request": request.id, "method": v.label, **{k: values[k] for k in ("strength", "test_auc", "forget_auc", "jsd_to_retrain", "mia_auc")}, "seconds": seconds, "control_draws": group_settings.null_draws if group_settings and v.needs_groups else None})
             bar.update(1, rate=rate, method=v.label)
     bar.close()
     table = pd.DataFrame(rows)

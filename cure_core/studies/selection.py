@@ -16,7 +16,7 @@ import numpy as np
 from cure_core.metrics import jsd, utility
 from cure_core.model.store import load_recommender
 from cure_core.requests import ForgetRequest, RequestSets
-from cure_core.unlearning.methods import UnlearnConfig
+from cure_core.unlearning.methods import METHODS, UnlearnConfig
 from cure_core.unlearning.runs import DEFAULT_STRENGTHS, get_run, run_dir
 
 if TYPE_CHECKING:
@@ -36,8 +36,9 @@ class Variant:
     grid: tuple[float, ...] = ()
 
     @property
-    def is_cure(self) -> bool:
-        return self.method == "cure"  # the ablation without circuits is compared *against* CURE
+    def needs_groups(self) -> bool:
+        """Whether a run computes module groups first (CURE-style and its ablation)."""
+        return METHODS[self.method].needs_groups
 
     def config(self, strength: float, **overrides: Any) -> UnlearnConfig:
         return UnlearnConfig(method=self.method, strength=strength, **{**self.extra, **overrides})
