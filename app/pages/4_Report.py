@@ -11,7 +11,7 @@ import streamlit as st
 from cure_core.errors import CureError
 from cure_core.studies import ABOUT
 from cure_core.studies.report import build_report, flat_frame
-from cure_core.studies.store import figure, load_results
+from cure_core.studies.store import figure, load_results, model_label
 
 st.set_page_config(page_title="Report · CURE Studio", layout="wide")
 st.title("Report")
@@ -33,7 +33,7 @@ if missing:
 tabs = st.tabs([f"{name} ({len(runs)})" for name, runs in by_study.items()])
 for tab, (name, runs) in zip(tabs, by_study.items(), strict=True):
     with tab:
-        labels = [f"{r['key']} — {'quick' if r['settings'].get('quick_mode') else 'full'} settings, {r.get('total_seconds', r['seconds']) / 60:.1f} min" for r in runs]
+        labels = [f"{r['key']} — {model_label(r)} — {'quick' if r['settings'].get('quick_mode') else 'full'} settings, {r.get('total_seconds', r['seconds']) / 60:.1f} min" for r in runs]
         chosen = runs[st.selectbox("result", range(len(runs)), format_func=labels.__getitem__, key=f"pick-{name}")]
         st.markdown(f"**{ABOUT.get(name, name)}** — reproduce: `{chosen.get('command', '')}`")
         for line in chosen["summary"]:

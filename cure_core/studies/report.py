@@ -14,7 +14,7 @@ import plotly.io as pio
 
 from cure_core.cache import atomic_write_bytes, cache_dir
 from cure_core.errors import CureError
-from cure_core.studies.store import figure, load_results, versions
+from cure_core.studies.store import figure, load_results, model_label, versions
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1200px;color:#222;padding:0 1rem}
@@ -48,7 +48,7 @@ def _table(records: list[dict[str, Any]]) -> str:
 
 
 def _section(result: dict[str, Any], include_js: list[bool]) -> str:
-    parts = [f"<h2>{html.escape(result['study'])} <span class='meta'>({result['key']}, {result.get('total_seconds', result['seconds']):.0f} s)</span></h2>"]
+    parts = [f"<h2>{html.escape(result['study'])} <span class='meta'>({result['key']}, {html.escape(model_label(result))}, {result.get('total_seconds', result['seconds']):.0f} s)</span></h2>"]
     parts.append("<ul class='summary'>" + "".join(f"<li>{html.escape(line)}</li>" for line in result["summary"]) + "</ul>")
     for name in result["figures"]:
         parts.append(pio.to_html(figure(result, name), full_html=False, include_plotlyjs="inline" if not include_js[0] else False))

@@ -113,5 +113,22 @@ def load_results() -> list[dict[str, Any]]:
     return results
 
 
+def model_label(result: dict[str, Any]) -> str:
+    """Which model a result was computed on, in words: the cached model folder whose weights
+    match, with its size (results name their model by weights hash or, for stability, by recipe)."""
+    context = result.get("context", {})
+    recipe = context.get("recipe")
+    if recipe is None and "weights" in context:
+        for meta_file in cache_dir("models").glob("*/meta.json"):
+            try:
+                meta = json.loads(meta_file.read_text())
+            except (OSError, json.JSONDecodeError):
+                continue
+            if meta.get("weights_sha256") == context["weights"]:
+                return f"{meta_file.parent.name} (d_model {meta['recipe']['d_model']})"
+        return f"model with weights {context['weights'][:10]} (no longer cached)"
+    return f"recipe with d_model {recipe['d_model']}" if recipe else "model not recorded"
+
+
 def figure(result: dict[str, Any], name: str) -> go.Figure:
     return pio.from_json(json.dumps(result["figures"][name]))
