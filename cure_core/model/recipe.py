@@ -69,9 +69,7 @@ LATER_FIELDS_AS_BEFORE: dict[str, object] = {"activation": "gelu_new", "train_pr
 
 #: The first default recipe (d_model 128; cache key ``original-ml-100k-11cf918927`` on ML-100K), kept
 #: so its cached models and results stay reachable: ``cure ... --recipe-json`` with these fields.
-RECIPE_V1_OVERRIDES: dict[str, object] = {
-    "d_model": 128, "d_mlp": 512, "dropout": 0.2, "max_epochs": 4, "activation": "gelu_new", "train_precision": "fp32",
-}  # fmt: skip
+RECIPE_V1_OVERRIDES: dict[str, object] = {"d_model": 128, "d_mlp": 512, "dropout": 0.2, "max_epochs": 4, **LATER_FIELDS_AS_BEFORE}
 
 
 def recipe_from_json(text: str | None) -> Recipe | None:
