@@ -22,17 +22,17 @@ Ends with ``cure_jsd_to_retrain=``, ``best_baseline_jsd_to_retrain=``, ``cure_te
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pandas as pd
 import torch
 
-from cure_core.circuits import AttributionSettings, circuit_context
+from cure_core.circuits import AttributionSettings
 from cure_core.evaluate import compare_to_retrain
-from cure_core.groups import GroupSettings, default_corruption, groups_for_request
+from cure_core.groups import GroupSettings, default_corruption
 from cure_core.metrics import jsd
 from cure_core.requests import item_request, save_request
+from cure_core.studies.common import grouping_seconds
 from cure_core.studies.selection import VARIANTS, Selector, choose
 from cure_core.unlearning.runs import get_run
 from cure_core.workspace import Workspace
@@ -44,9 +44,7 @@ def study(ws: Workspace, request) -> tuple[pd.DataFrame, dict[str, Any]]:
     selector = Selector(ws, request, original, retrain)
     report_idx, ref_report = selector.report_idx, selector.ref_report
     attribution = AttributionSettings(corruption=default_corruption(request))
-    start = time.perf_counter()
-    groups_for_request(circuit_context(ws, request), attribution, GroupSettings(), quiet=True, force=True)
-    groups_seconds = time.perf_counter() - start
+    groups_seconds = grouping_seconds(ws, request, GroupSettings())
     rows = []
     for v in VARIANTS:
         chosen = choose([selector.score(get_run(ws, request, v.config(strength), attribution, GroupSettings(), quiet=True)) for strength in v.grid])

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
+from cure_core.circuits import AttributionSettings, circuit_context
 from cure_core.errors import CureError
 from cure_core.evaluate import compare_to_retrain
+from cure_core.groups import GroupSettings, default_corruption, groups_for_request
 from cure_core.requests import ForgetRequest, item_request, load_request, parse_share, save_request, user_request
 
 if TYPE_CHECKING:
@@ -52,3 +55,11 @@ def run_values(report: dict[str, Any]) -> dict[str, Any]:
     """The headline numbers of one run's report (JSON-able, for a study cell)."""
     keys = ("test_auc", "forget_auc", "jsd_to_retrain", "forget_auc_gap", "mia_auc", "seconds", "params_updated", "run", "strength")
     return {k: report.get(k) for k in keys}
+
+
+def grouping_seconds(ws: Workspace, request: ForgetRequest, group_settings: GroupSettings) -> float:
+    """Seconds to group this request's modules from scratch (attributions recomputed), the cost
+    that CURE-style and its ablation pay before their first step."""
+    began = time.perf_counter()
+    groups_for_request(circuit_context(ws, request), AttributionSettings(corruption=default_corruption(request)), group_settings, quiet=True, force=True)
+    return time.perf_counter() - began

@@ -4,7 +4,7 @@ chosen strength on each.
 Each variant's strength is chosen **once**, on the default request (5% of users), by the
 selection rule of ``selection.py`` (selection half of the forget set + validation, never test),
 and then used at every rate, as a practitioner would. Time: a run's own seconds, plus, for
-CURE-style, the module grouping of that request (timed once, when first computed). A large
+CURE-style and its no-circuit ablation, the module grouping of that request (timed once, when first computed). A large
 request leaves fewer disjoint matched control draws than the default 5 (20% of users: 4); CURE's
 noise floor then uses as many as fit, and the study says so.
 """
@@ -19,11 +19,9 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 from pydantic import Field
 
-from cure_core.circuits import AttributionSettings, circuit_context
-from cure_core.groups import GroupSettings, default_corruption, fitting_group_settings, groups_for_request
+from cure_core.groups import GroupSettings, fitting_group_settings
 from cure_core.progress import Progress, ProgressFn
-from cure_core.requests import ForgetRequest
-from cure_core.studies.common import StudySettings, reference_points, resolve_request, run_values
+from cure_core.studies.common import StudySettings, grouping_seconds, reference_points, resolve_request, run_values
 from cure_core.studies.selection import VARIANTS, chosen_run, variant
 from cure_core.studies.store import StudyStore
 from cure_core.unlearning.runs import get_run
@@ -70,7 +68,7 @@ def run(ws: Workspace, settings: DeletionRateSettings, progress: ProgressFn | No
             rows.append({"rate": rate, "request": request.id, "method": name, "strength": None, **{k: ref[k] for k in ("test_auc", "forget_auc", "jsd_to_retrain", "mia_auc", "seconds")}})
         bar.update(1, rate=rate, step="references")
         group_settings = fitting_group_settings(request, ws.samples, ws.sets(request)) if any(v.needs_groups for v in variants) else None
-        groups_seconds = store.cell(f"groups-seconds-{request.id}", lambda request=request, gs=group_settings: _time_groups(ws, request, gs)) if group_settings else 0.0
+        groups_seconds = store.cell(f"groups-seconds-{request.id}", lambda request=request, gs=group_settings: grouping_seconds(ws, request, gs)) if group_settings else 0.0
         for v in variants:
             config = v.config(strengths[v.label], steps=settings.steps)
             values = store.cell(f"{request.id}-{v.label}", lambda config=config, request=request, gs=group_settings: run_values(get_run(ws, request, config, group_settings=gs, quiet=True)))
@@ -86,13 +84,6 @@ def run(ws: Workspace, settings: DeletionRateSettings, progress: ProgressFn | No
         time.perf_counter() - start,
         f"cure study deletion-rate{' --quick' if settings.quick_mode else ''}",
     )
-
-
-def _time_groups(ws: Workspace, request: ForgetRequest, group_settings: GroupSettings) -> float:
-    """Seconds to group this request's modules from scratch (attributions recomputed)."""
-    began = time.perf_counter()
-    groups_for_request(circuit_context(ws, request), AttributionSettings(corruption=default_corruption(request)), group_settings, quiet=True, force=True)
-    return time.perf_counter() - began
 
 
 def verdict(table: pd.DataFrame) -> list[str]:
