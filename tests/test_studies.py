@@ -11,7 +11,7 @@ import pytest
 from cure_core.studies.difficulty import difficulty_scores
 from cure_core.studies.registry import STUDIES
 from cure_core.studies.stability import jaccard
-from cure_core.studies.store import StudyStore, load_results, model_label
+from cure_core.studies.store import StudyStore, cached_models, load_results, model_label
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -121,8 +121,8 @@ def test_report_html_and_page_show_a_study(tiny_ws, tmp_path, monkeypatch):
     assert text.count("plotly.js v") >= 1 and 'src="https://cdn' not in text  # plotly.js inline, no network
     assert main(["report", "--out", str(tmp_path / "r.html")]) == 0 and (tmp_path / "r.html").stat().st_size > 1_000_000
     model = tiny_ws.model_dir("original").name
-    assert model in model_label(result) and model in text, "each result names the model it was computed on"
-    assert "no longer cached" in model_label({"context": {"weights": "0" * 64}})
+    assert model in model_label(result, cached_models()) and model in text, "each result names the model it was computed on"
+    assert "no longer cached" in model_label({"context": {"weights": "0" * 64}}, cached_models())
 
     st.cache_resource.clear()
     at = AppTest.from_file(str(ROOT / "app" / "pages" / "4_Report.py"), default_timeout=60).run()

@@ -11,7 +11,7 @@ import streamlit as st
 from cure_core.errors import CureError
 from cure_core.studies import ABOUT
 from cure_core.studies.report import build_report, flat_frame
-from cure_core.studies.store import figure, load_results, model_label
+from cure_core.studies.store import cached_models, figure, load_results, model_label
 
 st.set_page_config(page_title="Report · CURE Studio", layout="wide")
 st.title("Report")
@@ -30,10 +30,11 @@ missing = [name for name in ABOUT if name not in by_study]
 if missing:
     st.caption(f"Not run yet: {', '.join(missing)} (`cure study <name>`).")
 
+models = cached_models()
 tabs = st.tabs([f"{name} ({len(runs)})" for name, runs in by_study.items()])
 for tab, (name, runs) in zip(tabs, by_study.items(), strict=True):
     with tab:
-        labels = [f"{r['key']} — {model_label(r)} — {'quick' if r['settings'].get('quick_mode') else 'full'} settings, {r.get('total_seconds', r['seconds']) / 60:.1f} min" for r in runs]
+        labels = [f"{r['key']} — {model_label(r, models)} — {'quick' if r['settings'].get('quick_mode') else 'full'} settings, {r.get('total_seconds', r['seconds']) / 60:.1f} min" for r in runs]
         chosen = runs[st.selectbox("result", range(len(runs)), format_func=labels.__getitem__, key=f"pick-{name}")]
         st.markdown(f"**{ABOUT.get(name, name)}** — reproduce: `{chosen.get('command', '')}`")
         for line in chosen["summary"]:

@@ -14,7 +14,7 @@ import plotly.io as pio
 
 from cure_core.cache import atomic_write_bytes, cache_dir
 from cure_core.errors import CureError
-from cure_core.studies.store import figure, load_results, model_label, versions
+from cure_core.studies.store import cached_models, figure, load_results, model_label, versions
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1200px;color:#222;padding:0 1rem}
@@ -47,8 +47,8 @@ def _table(records: list[dict[str, Any]]) -> str:
     return flat_frame(records).to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="", border=0)
 
 
-def _section(result: dict[str, Any], include_js: list[bool]) -> str:
-    parts = [f"<h2>{html.escape(result['study'])} <span class='meta'>({result['key']}, {html.escape(model_label(result))}, {result.get('total_seconds', result['seconds']):.0f} s)</span></h2>"]
+def _section(result: dict[str, Any], models: dict[str, str], include_js: list[bool]) -> str:
+    parts = [f"<h2>{html.escape(result['study'])} <span class='meta'>({result['key']}, {html.escape(model_label(result, models))}, {result.get('total_seconds', result['seconds']):.0f} s)</span></h2>"]
     parts.append("<ul class='summary'>" + "".join(f"<li>{html.escape(line)}</li>" for line in result["summary"]) + "</ul>")
     for name in result["figures"]:
         parts.append(pio.to_html(figure(result, name), full_html=False, include_plotlyjs="inline" if not include_js[0] else False))
@@ -69,7 +69,8 @@ def build_report(results: list[dict[str, Any]] | None = None) -> str:
     include_js = [False]
     body = [f"<h1>CURE Studio report</h1><p class='meta'>Generated {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC from <code>{html.escape(str(cache_dir()))}</code>. {len(results)} study result(s), {len(runs)} unlearning run(s).</p>"]
     body.append("<p>Every number next to Retrain (exact unlearning). JSD: forget-set answer distributions against Retrain's (lower is closer). Strengths in studies are chosen on a selection half of the forget set and the validation split, never on test.</p>")
-    body += [_section(r, include_js) for r in results]
+    models = cached_models()
+    body += [_section(r, models, include_js) for r in results]
     if runs:
         body.append(f"<h2>All unlearning runs in the cache</h2><details open><summary>{len(runs)} runs</summary>{_table(runs)}</details>")
     body.append(f"<h2>Versions</h2><pre>{html.escape(json.dumps(versions(), indent=2))}</pre>")

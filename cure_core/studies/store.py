@@ -113,20 +113,26 @@ def load_results() -> list[dict[str, Any]]:
     return results
 
 
-def model_label(result: dict[str, Any]) -> str:
-    """Which model a result was computed on, in words: the cached model folder whose weights
-    match, with its size (results name their model by weights hash or, for stability, by recipe)."""
+def cached_models() -> dict[str, str]:
+    """Weights sha256 → "<model folder> (d_model N)" of every model in the cache, read once so
+    that labelling many results does not re-read every ``meta.json`` per result."""
+    models = {}
+    for meta_file in cache_dir("models").glob("*/meta.json"):
+        try:
+            meta = json.loads(meta_file.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        models[meta.get("weights_sha256")] = f"{meta_file.parent.name} (d_model {meta['recipe']['d_model']})"
+    return models
+
+
+def model_label(result: dict[str, Any], models: dict[str, str]) -> str:
+    """Which model a result was computed on, in words (``models`` from :func:`cached_models`):
+    results name their model by weights hash or, for stability, by recipe."""
     context = result.get("context", {})
     recipe = context.get("recipe")
     if recipe is None and "weights" in context:
-        for meta_file in cache_dir("models").glob("*/meta.json"):
-            try:
-                meta = json.loads(meta_file.read_text())
-            except (OSError, json.JSONDecodeError):
-                continue
-            if meta.get("weights_sha256") == context["weights"]:
-                return f"{meta_file.parent.name} (d_model {meta['recipe']['d_model']})"
-        return f"model with weights {context['weights'][:10]} (no longer cached)"
+        return models.get(context["weights"], f"model with weights {context['weights'][:10]} (no longer cached)")
     return f"recipe with d_model {recipe['d_model']}" if recipe else "model not recorded"
 
 
