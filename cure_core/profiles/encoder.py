@@ -1,0 +1,83 @@
+"""Samples written as a profile's prompts and tokenized for a checkpoint (left padded).
+
+Implements ``cure_core.prompts.PromptEncoder``: the answer is read at the last position of
+every row, so rows are padded on the left and carry an attention mask.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from cure_core.data.dataset import RatingsDataset
+from cure_core.data.samples import Samples
+from cure_core.errors import CureError
+from cure_core.profiles.answers import answer_token_ids
+from cure_core.profiles.profile import Profile
+from cure_core.prompts import EncodedBatch
+
+
+class ProfileEncoder:
+    """Writes samples of ``dataset`` with ``profile`` and tokenizes them with ``tokenizer``."""
+
+    def __init__(self, profile: Profile, tokenizer: PreTrainedTokenizerBase, dataset: RatingsDataset, samples: Samples) -> None:
+        self.profile = profile
+        self.tokenizer = tokenizer
+        self.pad_id = next((t for t in (tokenizer.pad_token_id, tokenizer.eos_token_id) if t is not None), 0)
+        items = dataset.items.set_index("item")
+        titles = dataset.titles()
+        self.item_text = [
+            profile.render_item(name=titles.get(i, i), title=items.at[i, "title"], year=items.at[i, "year"], genres=[g for g in items.at[i, "genres"].split("|") if g])
+            for i in samples.item_ids
+        ]  # fmt: skip
+        self.users = self._user_fields(dataset, samples)
+        user_code = {u: c for c, u in enumerate(samples.user_ids)}
+        item_code = {it: c for c, it in enumerate(samples.item_ids)}
+        r = dataset.ratings
+        self.stars = {(user_code[u], item_code[it]): s for u, it, s in zip(r["user"], r["item"], r["rating"], strict=True) if u in user_code}
+        if len(samples) == 0:
+            raise CureError("no samples to write prompts for", "use a dataset with users that have more ratings than the history length")
+        self.yes_id, self.no_id = answer_token_ids(tokenizer, self.prompt(samples, 0), profile.yes, profile.no, profile.add_special_tokens)
+
+    def _user_fields(self, dataset: RatingsDataset, samples: Samples) -> list[dict[str, str]]:
+        needed = self.profile.user_fields
+        if not needed:
+            return [{} for _ in samples.user_ids]
+        users = dataset.users
+        missing = [f for f in needed if users is None or f not in users.columns]
+        if missing:
+            raise CureError(
+                f"profile {self.profile.name} writes the user's {', '.join(missing)}, which dataset {dataset.name} does not have",
+                "use a dataset with a user file (MovieLens-100K's u.user) or a profile without user fields (tallrec, compact)",
+            )
+        table = users.astype(str).set_index(users["user"].astype(str))
+        absent = [u for u in samples.user_ids if u not in table.index]
+        if absent:
+            raise CureError(f"the user file of {dataset.name} lacks {len(absent)} rated user(s), e.g. {absent[0]}", "complete the user file or use a profile without user fields")
+        return [{f: table.at[u, f] for f in needed} for u in samples.user_ids]
+
+    def prompt(self, samples: Samples, i: int, user_known: bool = True) -> str:
+        """The prompt of sample ``i``; an unknown user is written without their id."""
+        user = int(samples.user[i])
+        entries, liked, disliked = [], [], []
+        for pos, (item, like) in enumerate(zip(samples.history[i], samples.history_likes[i], strict=True)):
+            stars = round(self.stars[(user, int(item))])
+            entry = self.profile.render_entry(item=self.item_text[item], index0=pos, index=pos + 1, stars=stars, liked=bool(like))
+            entries.append(entry)
+            (liked if like else disliked).append(entry)
+        return self.profile.render(
+            history=entries, liked=liked, disliked=disliked, target=self.item_text[samples.target[i]],
+            user_id=samples.user_ids[user] if user_known else "", user_known=bool(user_known), **self.users[user],
+        )  # fmt: skip
+
+    def encode(self, samples: Samples, idx: np.ndarray, user_known: np.ndarray | None = None) -> EncodedBatch:
+        known = np.ones(len(idx), bool) if user_known is None else user_known
+        rows = [self.tokenizer.encode(self.prompt(samples, int(i), bool(k)), add_special_tokens=self.profile.add_special_tokens) for i, k in zip(idx, known, strict=True)]
+        width = max((len(r) for r in rows), default=0)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for j, row in enumerate(rows):
+            ids[j, width - len(row) :] = torch.tensor(row, dtype=torch.long)
+            mask[j, width - len(row) :] = 1
+        return EncodedBatch(ids, mask)

@@ -1,0 +1,140 @@
+"""Prompt profiles: how a recommender checkpoint was prompted, as a TOML data file.
+
+A profile holds three Jinja2 templates (rendered in Jinja's sandbox, undefined names are
+errors, text is kept byte for byte, a trailing newline included) and the answer words::
+
+    description = "..."
+    add_special_tokens = true     # tokenize as the tokenizer does by default (BOS for LLaMA)
+    template = '''...'''          # the whole prompt; variables: PROMPT_VARIABLES
+    [item]
+    template = '{{ name }}'       # one item; variables: ITEM_VARIABLES
+    [history]
+    entry = '"{{ item }}"'        # one history entry; variables: ENTRY_VARIABLES
+    [answer]
+    yes = "Yes"
+    no = "No"
+
+Where the answer is read: at the last token of the rendered prompt (the first generated
+step), from the logits of the *first token* each answer word gets when the tokenizer writes it
+right after the prompt (``cure_core.profiles.answers``) — never a hard-coded id.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from jinja2 import meta
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from cure_core.errors import CureError
+
+PROFILE_DIR = Path(__file__).parent
+SHIPPED_PROFILES = ("tallrec", "e2urec", "compact")
+
+# Item: ``name`` is the title as the dataset writes it, with its year ("Toy Story (1995)");
+# ``genres`` a list of str.
+ITEM_VARIABLES = frozenset({"name", "title", "year", "genres"})
+# History entry, oldest first: ``item`` is the item as [item].template writes it, ``index0`` /
+# ``index`` its position from 0 / 1, ``stars`` the user's rating (int), ``liked`` (rating > 3).
+ENTRY_VARIABLES = frozenset({"item", "index0", "index", "stars", "liked"})
+# Prompt: ``history`` / ``liked`` / ``disliked`` are lists of written entries (all in time
+# order; a list renders as Python writes it, ['a', 'b']), ``target`` the written target item;
+# ``user_known`` is False for a user the model is treated as never having seen (``user_id``
+# is then ""); ``gender``, ``age``, ``occupation`` come from the dataset's user file
+# (MovieLens-100K's u.user: "M"/"F", years, e.g. "technician").
+USER_FIELDS = ("gender", "age", "occupation")
+PROMPT_VARIABLES = frozenset({"history", "liked", "disliked", "target", "user_id", "user_known", *USER_FIELDS})
+
+_TOP_KEYS = {"description", "add_special_tokens", "template", "item", "history", "answer"}
+_ENV = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A loaded, checked prompt profile (see the module docstring for the file format)."""
+
+    name: str
+    description: str
+    template: str
+    item_template: str
+    entry_template: str
+    yes: str
+    no: str
+    add_special_tokens: bool = True
+
+    @property
+    def user_fields(self) -> tuple[str, ...]:
+        """The user-file fields the prompt uses (the dataset must have them)."""
+        used = meta.find_undeclared_variables(_ENV.parse(self.template))
+        return tuple(f for f in USER_FIELDS if f in used)
+
+    def render_item(self, **fields: Any) -> str:
+        return _render(self.item_template, fields)
+
+    def render_entry(self, **fields: Any) -> str:
+        return _render(self.entry_template, fields)
+
+    def render(self, **fields: Any) -> str:
+        return _render(self.template, fields)
+
+
+def _render(template: str, fields: dict[str, Any]) -> str:
+    return _ENV.from_string(template).render(**fields)
+
+
+def load_profile(name_or_path: str | Path) -> Profile:
+    """A shipped profile by name (``tallrec``, ``e2urec``, ``compact``) or a ``.toml`` file."""
+    path = Path(name_or_path)
+    if str(name_or_path) in SHIPPED_PROFILES:
+        path = PROFILE_DIR / f"{name_or_path}.toml"
+    elif not path.is_file():
+        raise CureError(f"no prompt profile {str(name_or_path)!r}", f"give one of {', '.join(SHIPPED_PROFILES)} or the path of a profile .toml file")
+    where = f"profile {path}"
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise CureError(f"{where} is not valid TOML ({err})", "fix the file's syntax (https://toml.io); copy a shipped profile as a start") from None
+    unknown = set(data) - _TOP_KEYS
+    if unknown:
+        raise CureError(f"{where} has unknown key(s) {sorted(unknown)}", f"use only {sorted(_TOP_KEYS)}")
+    profile = Profile(
+        name=path.stem,
+        description=_get(data, "description", str, where, default=""),
+        template=_get(data, "template", str, where),
+        item_template=_get(data.get("item", {}), "template", str, f"{where} [item]"),
+        entry_template=_get(data.get("history", {}), "entry", str, f"{where} [history]"),
+        yes=_get(data.get("answer", {}), "yes", str, f"{where} [answer]"),
+        no=_get(data.get("answer", {}), "no", str, f"{where} [answer]"),
+        add_special_tokens=_get(data, "add_special_tokens", bool, where, default=True),
+    )
+    _check_template(profile.template, PROMPT_VARIABLES, f"{where}: template")
+    _check_template(profile.item_template, ITEM_VARIABLES, f"{where}: [item] template")
+    _check_template(profile.entry_template, ENTRY_VARIABLES, f"{where}: [history] entry")
+    if not profile.yes.strip() or not profile.no.strip() or profile.yes == profile.no:
+        raise CureError(f"{where}: the answers {profile.yes!r} and {profile.no!r} must be two different non-empty words", "set [answer] yes and no, e.g. \"Yes\" and \"No\"")
+    return profile
+
+
+def _get(table: Any, key: str, kind: type, where: str, default: Any = None) -> Any:
+    if not isinstance(table, dict):
+        raise CureError(f"{where} is not a table", "write it as a [section] with key = value lines")
+    value = table.get(key, default)
+    if value is None:
+        raise CureError(f"{where} lacks {key!r}", "add it; the shipped profiles (cure_core/profiles/*.toml) show every key")
+    if not isinstance(value, kind):
+        raise CureError(f"{where}: {key!r} must be a {kind.__name__}, not {type(value).__name__}", f"write {key} as a TOML {'string' if kind is str else 'true/false'}")
+    return value
+
+
+def _check_template(source: str, allowed: frozenset[str], where: str) -> None:
+    try:
+        used = meta.find_undeclared_variables(_ENV.parse(source))
+    except jinja2.TemplateSyntaxError as err:
+        raise CureError(f"{where} is not a valid Jinja2 template (line {err.lineno}: {err.message})", "fix the template; {{ name }} writes a variable, {% if %}...{% endif %} a condition") from None
+    unknown = used - allowed
+    if unknown:
+        raise CureError(f"{where} uses unknown variable(s) {sorted(unknown)}", f"use only {sorted(allowed)}")
