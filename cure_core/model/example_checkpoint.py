@@ -57,7 +57,7 @@ ARCHITECTURES: dict[str, tuple[Callable[[int], PretrainedConfig], list[str]]] = 
 }
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int = 1000) -> PreTrainedTokenizerFast:
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 4000) -> PreTrainedTokenizerFast:
     """A GPT-2-style byte-level BPE (every string is writable) trained on ``texts``.
 
     ``<|endoftext|>`` is id 0 (BOS/EOS/UNK), ``<|pad|>`` id 1. Nothing is added around a

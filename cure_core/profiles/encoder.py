@@ -73,7 +73,8 @@ class ProfileEncoder:
 
     def encode(self, samples: Samples, idx: np.ndarray, user_known: np.ndarray | None = None) -> EncodedBatch:
         known = np.ones(len(idx), bool) if user_known is None else user_known
-        rows = [self.tokenizer.encode(self.prompt(samples, int(i), bool(k)), add_special_tokens=self.profile.add_special_tokens) for i, k in zip(idx, known, strict=True)]
+        prompts = [self.prompt(samples, int(i), bool(k)) for i, k in zip(idx, known, strict=True)]
+        rows = self.tokenizer(prompts, add_special_tokens=self.profile.add_special_tokens)["input_ids"] if prompts else []
         width = max((len(r) for r in rows), default=0)
         ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -72,18 +73,19 @@ class Profile:
         used = meta.find_undeclared_variables(_ENV.parse(self.template))
         return tuple(f for f in USER_FIELDS if f in used)
 
-    def render_item(self, **fields: Any) -> str:
-        return _render(self.item_template, fields)
-
-    def render_entry(self, **fields: Any) -> str:
-        return _render(self.entry_template, fields)
+    @cached_property
+    def _compiled(self) -> tuple[jinja2.Template, jinja2.Template, jinja2.Template]:
+        return _ENV.from_string(self.template), _ENV.from_string(self.item_template), _ENV.from_string(self.entry_template)
 
     def render(self, **fields: Any) -> str:
-        return _render(self.template, fields)
+        """The prompt; ``fields`` are PROMPT_VARIABLES."""
+        return self._compiled[0].render(**fields)
 
+    def render_item(self, **fields: Any) -> str:
+        return self._compiled[1].render(**fields)
 
-def _render(template: str, fields: dict[str, Any]) -> str:
-    return _ENV.from_string(template).render(**fields)
+    def render_entry(self, **fields: Any) -> str:
+        return self._compiled[2].render(**fields)
 
 
 def load_profile(name_or_path: str | Path) -> Profile:
