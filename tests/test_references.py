@@ -14,7 +14,8 @@ from cure_core.errors import CureError
 from cure_core.model import train
 from cure_core.model.store import CorruptModelError, load_recommender
 from cure_core.model.train import stop_reason, train_item_model
-from cure_core.studies.store import StudyStore, weights_key
+from cure_core.studies.registry import STUDIES
+from cure_core.studies.store import weights_key
 from cure_core.unlearning.runs import run_id
 from cure_core.workspace import Workspace, available_cores, cut_short, worker_threads
 from tests.conftest import TINY_RECIPE
@@ -125,8 +126,14 @@ def test_run_id_changes_with_the_retrain_it_is_compared_with():
     assert run_id(original, retrain, request, config) != run_id(original, retrained, request, config)
 
 
-def test_study_store_key_changes_with_the_retrain():
-    settings = SimpleNamespace(model_dump=lambda: {"steps": 3})
-    keys = {StudyStore("pareto", settings, {"weights": "a", "retrain": retrain}).key for retrain in ("b", "c")}
-    assert len(keys) == 2
+def test_study_cells_are_not_reused_against_another_retrain(tiny_ws, monkeypatch):
+    """A study finished against one Retrain is recomputed, not read back, against a retrained one."""
+    settings = STUDIES["pareto"].settings.quick().model_copy(update={"variants": ["GA"], "seeds": [0], "grid_points": 1})
+    first = STUDIES["pareto"].run(tiny_ws, settings, quiet=True)
+    original, retrain = tiny_ws.ensure_models(tiny_ws.default_request(), quiet=True)
+    retrain.meta = {**retrain.meta, "weights_sha256": "f" * 64}
+    monkeypatch.setattr(tiny_ws, "ensure_models", lambda *args, **kwargs: (original, retrain))
+    again = STUDIES["pareto"].run(tiny_ws, settings, quiet=True)
+    assert again["key"] != first["key"] and len(again["invocations"]) == 1
+    assert again["tables"]["runs"][0]["run"] != first["tables"]["runs"][0]["run"]  # run ids name the Retrain too
     assert weights_key({"weights_sha256": "0123456789abcdef"}) == "0123456789"
