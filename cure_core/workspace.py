@@ -3,18 +3,22 @@
 Models are cached under ``cache/models/<key>/`` where the key hashes everything that decides
 the weights (data hash, split, recipe, role, request). ``Original`` trains on every training
 sample of the non-holdout users; ``Retrain`` on a request's retain set only — the exact
-unlearning reference. A missing model is trained on first use; a corrupt one is retrained.
+unlearning reference. Both stop by the same rule (epochs and validation patience, never wall
+time). A missing model is trained on first use; a corrupt one, or one that an earlier version's
+wall-clock budget cut short, is retrained with a warning.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -28,8 +32,8 @@ from cure_core.errors import CureError
 from cure_core.metrics import utility
 from cure_core.model.recipe import Recipe
 from cure_core.model.recommender import Recommender
-from cure_core.model.store import CorruptModelError, load_recommender, save_recommender
-from cure_core.model.train import TrainSets, train_item_model
+from cure_core.model.store import CorruptModelError, load_item_model, save_recommender
+from cure_core.model.train import TrainSets, stop_reason, train_item_model
 from cure_core.progress import ProgressFn
 from cure_core.requests import ForgetRequest, RequestSets, request_sets, save_request, trainable_users, user_request
 
@@ -109,19 +113,27 @@ class Workspace:
         return cache_dir("models") / name
 
     def load_model(self, role: Role, request: ForgetRequest | None = None) -> Recommender | None:
-        """The cached model, or ``None`` when missing. A corrupt entry is deleted and reported."""
+        """The cached model, or ``None`` when missing. A corrupt entry, or one whose training was
+        cut short (see :func:`cut_short`), is deleted with a warning, so it is retrained."""
         folder = self.model_dir(role, request)
         if not folder.exists():
             return None
         try:
-            return load_recommender(folder, self.samples)
+            rec = load_item_model(folder, self.samples)
+            if cut_short(rec.meta):
+                raise CorruptModelError(f"model {folder.name} stopped after {len(rec.meta['curve'])} of {rec.meta['recipe']['max_epochs']} epochs on a wall-clock budget, so it cannot serve as {role.capitalize()}", "it is retrained by epochs and validation patience")
         except CorruptModelError as err:
-            print(f"warning: {err.problem}; retraining it", file=sys.stderr)
+            warnings.warn(f"{err.problem}; retraining it", stacklevel=2)
             shutil.rmtree(folder, ignore_errors=True)
             return None
+        return rec
 
     def train_model(self, role: Role, request: ForgetRequest | None = None, progress: ProgressFn | None = None, threads: int | None = None, quiet: bool = False, position: int | None = None) -> Recommender:
-        """Train and cache one model (Original, or Retrain of ``request``)."""
+        """Train and cache one model (Original, or Retrain of ``request``) on ``threads`` torch
+        threads (1 to the available cores; ``None``: torch's current setting)."""
+        cores = available_cores()
+        if threads is not None and not 1 <= threads <= cores:
+            raise CureError(f"--threads {threads} is outside 1..{cores} (the cores available here)", f"give --threads between 1 and {cores}, or leave it out to use torch's default")
         sets = self.train_sets(role, request)
         previous_threads = torch.get_num_threads()
         if threads:
@@ -129,7 +141,7 @@ class Workspace:
         start = time.perf_counter()
         try:
             desc = "Original" if role == "original" else f"Retrain {request.id}"  # type: ignore[union-attr]
-            rec, curve = train_item_model(self.samples, sets, self.recipe, progress=progress, quiet=quiet, desc=desc, position=position)
+            rec, curve, stopped_by = train_item_model(self.samples, sets, self.recipe, progress=progress, quiet=quiet, desc=desc, position=position)
         finally:
             torch.set_num_threads(previous_threads)
         seconds = time.perf_counter() - start
@@ -147,6 +159,7 @@ class Workspace:
             "train_seconds": round(seconds, 1),
             "threads": threads or previous_threads,
             "best_epoch": best["epoch"],
+            "stopped_by": stopped_by,
             "curve": curve,
             "metrics": {"valid_auc": best["valid_auc"], "test_auc": test["auc"], "test_acc": test["acc"], "test_logloss": test["logloss"]},
             "torch": torch.__version__,
@@ -167,21 +180,22 @@ class Workspace:
     def ensure_models(self, request: ForgetRequest, progress: ProgressFn | None = None, quiet: bool = False) -> tuple[Recommender, Recommender]:
         """Original and Retrain of ``request``; when both are missing they train side by side.
 
-        Two single-thread processes are faster here than one two-thread process. ``progress``
-        gets the sum of both jobs' steps.
+        Two processes that split the cores are faster here than one process on all of them.
+        ``progress`` gets the sum of both jobs' steps.
         """
         models: dict[Role, Recommender | None] = {"original": self.load_model("original"), "retrain": self.load_model("retrain", request)}
         missing = [role for role, model in models.items() if model is None]
-        if len(missing) == 2 and torch.get_num_threads() > 1 and self._given_dataset is None:
-            self._train_in_parallel(request, progress, quiet)
+        cores = min(torch.get_num_threads(), available_cores())
+        if len(missing) == 2 and cores > 1 and self._given_dataset is None:
+            self._train_in_parallel(request, progress, quiet, threads=worker_threads(cores, workers=2))
             models = {"original": self.model("original"), "retrain": self.model("retrain", request)}
         else:
             for role in missing:
                 models[role] = self.train_model(role, request if role == "retrain" else None, progress=progress, quiet=quiet)
         return models["original"], models["retrain"]  # type: ignore[return-value]
 
-    def _train_in_parallel(self, request: ForgetRequest, progress: ProgressFn | None, quiet: bool) -> None:
-        """Two ``cure train --threads 1`` subprocesses; progress comes back through small JSON files.
+    def _train_in_parallel(self, request: ForgetRequest, progress: ProgressFn | None, quiet: bool, threads: int) -> None:
+        """Two ``cure train --threads <threads>`` subprocesses; progress comes back through small JSON files.
 
         Subprocesses (not multiprocessing) so that nothing re-imports the caller's main module —
         a Streamlit script would otherwise start again in each worker. On any error or
@@ -192,7 +206,7 @@ class Workspace:
             workers = []
             for role in ("original", "retrain"):
                 progress_file = Path(tmp) / f"{role}.json"
-                cmd = [sys.executable, "-m", "cure_core.cli", "train", "--threads", "1", "--progress-file", str(progress_file), "--recipe-json", self.recipe.model_dump_json(), "--split-json", self.split.model_dump_json()]
+                cmd = [sys.executable, "-m", "cure_core.cli", "train", "--threads", str(threads), "--progress-file", str(progress_file), "--recipe-json", self.recipe.model_dump_json(), "--split-json", self.split.model_dump_json()]
                 cmd += ["--data", self.data_source] if self.data_source else []
                 cmd += ["--retrain", request.id] if role == "retrain" else []
                 log = open(Path(tmp) / f"{role}.log", "w+")  # noqa: SIM115 - closed below, after the worker exits
@@ -221,6 +235,28 @@ class Workspace:
                         failures.append(f"exit {proc.returncode}: {tail.splitlines()[-1] if tail else 'no output'}")
             if failures:
                 raise CureError(f"a training worker failed ({'; '.join(failures)})", "run `cure train` directly to see the full log")
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, not the machine's total)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def worker_threads(cores: int, workers: int) -> int:
+    """Torch threads per worker so that ``workers`` processes together never oversubscribe
+    ``cores`` (two 2-thread trainings on 2 cores ran an epoch 10x slower than one alone)."""
+    return max(1, cores // workers)
+
+
+def cut_short(meta: dict) -> bool:
+    """Whether a cached model's curve ends before the stopping rule says it should — trained
+    under the wall-clock budget of earlier versions on a busy machine. Such a model depends on
+    the machine's load and must not serve as Original or Retrain."""
+    try:
+        recipe = meta["recipe"]
+        return stop_reason([float(row["valid_auc"]) for row in meta["curve"]], int(recipe["max_epochs"]), int(recipe["patience"])) is None
+    except (KeyError, TypeError, ValueError) as err:
+        raise CorruptModelError(f"meta.json lacks the training curve or recipe ({err})", "delete the folder; cached models are retrained on next use") from None
 
 
 def _read_progress(path: Path) -> tuple[int, int, dict]:

@@ -1,6 +1,14 @@
-"""Shared fixtures: an isolated cache, synthetic data and a tiny trained model (seeded)."""
+"""Shared fixtures: an isolated cache, synthetic data and a tiny trained model (seeded).
+
+No test writes into the repository's ``cache/``: the whole session runs with ``CURE_CACHE`` set
+to a temporary folder (module- and session-scoped fixtures included, and subprocesses inherit
+it), every test gets a fresh one of its own, and the session fails if ``cache/`` changed.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,15 +18,40 @@ from cure_core.model.recipe import Recipe
 from cure_core.workspace import Workspace
 
 TINY_RECIPE = Recipe(n_layer=2, n_head=2, d_model=32, d_mlp=64, max_epochs=3, batch_size=32, lr=3e-3, patience=3)
+REPO_CACHE = Path(__file__).resolve().parent.parent / "cache"  # where cure_core.cache writes without CURE_CACHE
 
 
-@pytest.fixture(autouse=True)
-def isolated_cache(tmp_path_factory, monkeypatch):
-    """Every test writes its own cache; ML-100K files are shared across the session."""
+def new_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty cache folder whose ML-100K ``downloads`` are shared by the whole session."""
     root = tmp_path_factory.mktemp("cache")
     shared = tmp_path_factory.getbasetemp() / "shared-downloads"
     shared.mkdir(exist_ok=True)
     (root / "downloads").symlink_to(shared, target_is_directory=True)
+    return root
+
+
+def listing(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every file under ``folder`` with its size and modification time."""
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.rglob("*")) if p.is_file()} if folder.is_dir() else {}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The session's cache (what fixtures wider than one test see), and the check that the
+    repository's ``cache/`` is left exactly as it was."""
+    before = listing(REPO_CACHE)
+    root = new_cache(tmp_path_factory)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CURE_CACHE", str(root))
+        yield root
+    changed = sorted(set(before.items()) ^ set(listing(REPO_CACHE).items()))
+    assert not changed, f"tests wrote into the repository's cache/: {sorted({name for name, _ in changed})[:10]}"
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test writes its own cache; ML-100K files are shared across the session."""
+    root = new_cache(tmp_path_factory)
     monkeypatch.setenv("CURE_CACHE", str(root))
     torch.manual_seed(0)
     return root
@@ -37,3 +70,4 @@ def synthetic_samples(synthetic):
 @pytest.fixture
 def tiny_ws(synthetic):
     return Workspace(dataset=synthetic, recipe=TINY_RECIPE)
+

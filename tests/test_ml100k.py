@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 from cure_core.baselines import baseline_aucs
 from cure_core.circuits import AttributionSettings, circuit_context, find_circuit, get_attribution
@@ -9,12 +10,29 @@ from cure_core.data import Samples
 from cure_core.model.recipe import Recipe
 from cure_core.requests import item_request, request_sets, trainable_users
 from cure_core.workspace import Workspace
+from tests.conftest import new_cache
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def ws():
+def module_cache(tmp_path_factory):
+    """One temporary cache for this module, so the model trained once below is found by each test."""
+    root = new_cache(tmp_path_factory)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CURE_CACHE", str(root))
+        yield root
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(module_cache):
+    """Overrides conftest's per-test cache: these tests share the module's."""
+    torch.manual_seed(0)
+    return module_cache
+
+
+@pytest.fixture(scope="module")
+def ws(module_cache):
     return Workspace()
 
 

@@ -6,11 +6,12 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
+from cure_core import workspace
 from cure_core.data import make_synthetic
 from cure_core.data.samples import Samples, build_samples
 from cure_core.errors import CureError
 from cure_core.metrics import utility
-from cure_core.model.recipe import Recipe
+from cure_core.model.recipe import REMOVED_FIELDS_AS_BEFORE, Recipe
 from cure_core.model.store import CorruptModelError, load_bridge, load_recommender
 from cure_core.prompts import UNK_USER
 from cure_core.workspace import Workspace
@@ -44,7 +45,13 @@ def test_mixed_precision_keeps_float32_weights_and_fp32_still_trains(trained, sy
 def test_later_recipe_fields_leave_the_cache_key_while_at_their_old_value():
     old = Recipe(activation="gelu_new", train_precision="fp32")
     assert "activation" not in old.cache_spec() and "train_precision" not in old.cache_spec()
-    assert Recipe().cache_spec() == Recipe().model_dump()
+    assert Recipe().cache_spec() == {**Recipe().model_dump(), **REMOVED_FIELDS_AS_BEFORE}
+
+
+def test_removed_recipe_fields_keep_their_old_value_in_the_key():
+    """max_minutes left the recipe (training no longer depends on wall time); keys stay as they were."""
+    assert "max_minutes" not in Recipe.model_fields
+    assert Recipe().cache_spec()["max_minutes"] == 10.0
 
 
 def test_training_is_seeded(synthetic):
@@ -63,14 +70,14 @@ def test_cache_round_trip_gives_identical_predictions(trained):
     assert set(os.listdir(rec.path)) >= {"model.safetensors", "config.json", "vocab.json", "meta.json"}
 
 
-def test_corrupt_cache_entry_is_rebuilt(trained, capsys):
+def test_corrupt_cache_entry_is_rebuilt(trained):
     ws, rec = trained
     weights = rec.path / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
     with pytest.raises(CorruptModelError, match="unreadable"):
         load_recommender(rec.path, ws.samples)
-    assert ws.load_model("original") is None
-    assert "retraining" in capsys.readouterr().err
+    with pytest.warns(UserWarning, match="retraining"):
+        assert ws.load_model("original") is None
     assert ws.original(quiet=True).path == rec.path
 
 
@@ -144,11 +151,14 @@ def test_original_and_retrain_train_side_by_side(tmp_path, synthetic, monkeypatc
     from tests.test_data import write_grouplens
 
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    monkeypatch.setattr(workspace, "available_cores", lambda: 2)
     ws = Workspace(data=write_grouplens(tmp_path / "ml", synthetic), recipe=TINY_RECIPE)
     request = user_request(ws.dataset, ws.samples, fraction=0.1, seed=2)
     seen = []
     original, retrain = ws.ensure_models(request, progress=lambda done, total, info: seen.append((done, total)), quiet=True)
     assert original.meta["role"] == "original" and retrain.meta["role"] == "retrain"
+    assert original.meta["threads"] == retrain.meta["threads"] == 1  # two workers split the two cores
+    assert {original.meta["stopped_by"], retrain.meta["stopped_by"]} <= {"patience", "max_epochs"}
     assert retrain.meta["train_samples"] == len(ws.sets(request).retain)
     assert not np.isin(ws.samples.user_codes(request.users), retrain.known_users).any()
     assert seen and seen[-1][0] == seen[-1][1] > 0

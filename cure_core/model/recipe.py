@@ -32,16 +32,16 @@ class Recipe(BaseModel):
     max_epochs: int = Field(8, ge=1)
     ema_decay: float = Field(0.999, ge=0, lt=1, description="exponential moving average of the weights, evaluated and saved instead of the raw weights (0 = off)")
     patience: int = Field(3, ge=1, description="epochs without a better validation AUC before stopping")
-    max_minutes: float = Field(10.0, gt=0, description="wall-clock budget; training stops after the epoch that crosses it")
     seed: int = 0
 
     def cache_spec(self) -> dict[str, object]:
         """The recipe as it enters model cache keys.
 
         Fields added after models were cached are left out while they hold the value those models
-        were trained with, so an upgrade does not orphan them (or the runs and studies keyed on them).
+        were trained with, and fields removed since enter with the value they always had, so an
+        upgrade does not orphan cached models (or the runs and studies keyed on them).
         """
-        spec = self.model_dump()
+        spec = {**REMOVED_FIELDS_AS_BEFORE, **self.model_dump()}
         for name, value in LATER_FIELDS_AS_BEFORE.items():
             if spec[name] == value:
                 del spec[name]
@@ -66,6 +66,12 @@ class Recipe(BaseModel):
 
 
 LATER_FIELDS_AS_BEFORE: dict[str, object] = {"activation": "gelu_new", "train_precision": "fp32"}
+
+#: Fields no longer in the recipe, with the value every cached model was keyed with. ``max_minutes``
+#: was a wall-clock budget: it made a model depend on the machine's load, so training now stops by
+#: epochs and validation patience only (models it cut short are detected and retrained, see
+#: ``cure_core.model.train.stop_reason``).
+REMOVED_FIELDS_AS_BEFORE: dict[str, object] = {"max_minutes": 10.0}
 
 #: The first default recipe (d_model 128; cache key ``original-ml-100k-11cf918927`` on ML-100K), kept
 #: so its cached models and results stay reachable: ``cure ... --recipe-json`` with these fields.

@@ -59,25 +59,42 @@ def load_recommender(folder: Path, samples: Samples, titles: dict[str, str] | No
     folder = Path(folder)
     if not folder.is_dir():
         raise CureError(f"no model folder at {folder}", "train one with `cure train`, or give the folder of a saved checkpoint")
-    if (folder / "vocab.json").exists():
-        return _load_item_model(folder, samples)
+    if (folder / "vocab.json").exists() or _written_here(folder):
+        return load_item_model(folder, samples)
     return load_text_model(folder, titles or {})
 
 
-def _load_item_model(folder: Path, samples: Samples) -> Recommender:
+def _written_here(folder: Path) -> bool:
+    """Whether ``meta.json`` marks an item-mode folder of :func:`save_recommender` (then a missing
+    ``vocab.json`` makes it corrupt, not a text-mode checkpoint)."""
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("mode") == "item"
+
+
+def load_item_model(folder: Path, samples: Samples) -> Recommender:
+    """An item-mode folder written by :func:`save_recommender`; anything unreadable or
+    inconsistent in it (weights, checksum, ``meta.json``, ``vocab.json``) is a
+    :class:`CorruptModelError`, so a cache entry is rebuilt instead of failing later."""
     try:
         meta = json.loads((folder / "meta.json").read_text())
         tokens = json.loads((folder / "vocab.json").read_text())
-        if file_sha256(folder / WEIGHTS) != meta["weights_sha256"]:
+        if not isinstance(meta, dict) or file_sha256(folder / WEIGHTS) != meta["weights_sha256"]:
             raise ValueError("weights do not match the checksum in meta.json")
+        if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens) or len(set(tokens)) != len(tokens):
+            raise ValueError("vocab.json is not a list of distinct strings")
+        known = meta.get("known_users")
+        if known is not None and not (isinstance(known, list) and all(isinstance(u, str) for u in known)):
+            raise ValueError("known_users in meta.json is not a list of user ids")
         model = AutoModelForCausalLM.from_pretrained(folder, use_safetensors=True, local_files_only=True)
-    except (OSError, ValueError, KeyError, json.JSONDecodeError) as err:
+        vocab = ItemVocab(tokens)
+    except (OSError, ValueError, KeyError, CureError) as err:
         raise CorruptModelError(f"model folder {folder} is unreadable ({str(err).splitlines()[0][:160]})", "delete the folder; cached models are retrained on next use") from None
-    vocab = ItemVocab(tokens)
     if model.get_input_embeddings().num_embeddings != len(vocab):
         raise CorruptModelError(f"model folder {folder}: embedding size differs from vocab.json", "delete the folder so the model is retrained")
     encoder = ItemModeEncoder(vocab, samples)
-    known = meta.get("known_users")
     known_codes = samples.user_codes(known) if known is not None else None
     model.eval()
     return Recommender(model=model, encoder=encoder, known_users=known_codes, meta=meta, path=folder)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -34,6 +36,24 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+StopReason = Literal["patience", "max_epochs"]
+
+
+def stop_reason(valid_aucs: Sequence[float], max_epochs: int, patience: int) -> StopReason | None:
+    """Why training stops after epochs with these validation AUCs, or ``None`` to go on.
+
+    The only stopping rule: ``patience`` epochs in a row without a better validation AUC, or
+    ``max_epochs`` reached — never wall-clock time, so a model does not depend on the machine's
+    load. A saved curve that ends where this says ``None`` was cut short by something else.
+    """
+    best, stale = -1.0, 0
+    for auc in valid_aucs:
+        best, stale = (auc, 0) if auc > best else (best, stale + 1)
+    if valid_aucs and stale >= patience:
+        return "patience"
+    return "max_epochs" if len(valid_aucs) >= max_epochs else None
+
+
 def train_item_model(
     samples: Samples,
     sets: TrainSets,
@@ -42,7 +62,7 @@ def train_item_model(
     quiet: bool = False,
     desc: str = "train",
     position: int | None = None,
-) -> tuple[Recommender, list[dict[str, float]]]:
+) -> tuple[Recommender, list[dict[str, float]], StopReason]:
     """Train with AdamW and a cosine schedule; keep the epoch with the best *validation* AUC.
 
     With ``recipe.train_precision == "bf16-mixed"`` the forward and backward passes run under
@@ -51,9 +71,10 @@ def train_item_model(
     With ``recipe.ema_decay`` > 0 an exponential moving average of the weights is kept
     (``torch.optim.swa_utils``); it is what is evaluated each epoch and saved.
 
-    Returns the model (best epoch restored) and the learning curve: one row per epoch with wall
-    seconds, train loss, validation AUC and test AUC. Test AUC is recorded for the curve only;
-    nothing is chosen on it.
+    Returns the model (best epoch restored), the learning curve (one row per epoch with wall
+    seconds, train loss, validation AUC and test AUC) and why training stopped (:func:`stop_reason`).
+    Test AUC is recorded for the curve only; nothing is chosen on it, and the wall seconds are
+    recorded only: nothing depends on them.
     """
     seed_everything(recipe.seed)
     vocab = ItemVocab.for_samples(samples)
@@ -75,10 +96,12 @@ def train_item_model(
     mixed = recipe.train_precision == "bf16-mixed"
     bar = Progress(total_steps, desc, progress, quiet=quiet, position=position)
     curve: list[dict[str, float]] = []
-    best_auc, best_state, stale = -1.0, None, 0
+    best_auc, best_state = -1.0, None
+    stopped: StopReason | None = None
     start = time.perf_counter()
     try:
-        for epoch in range(recipe.max_epochs):
+        while stopped is None:
+            epoch = len(curve)
             model.train()
             order = rng.permutation(sets.train)
             losses = []
@@ -104,15 +127,12 @@ def train_item_model(
             if bar.bar is not None:
                 bar.bar.write(f"[{desc}] epoch {epoch + 1}: {elapsed:.0f}s loss {np.mean(losses):.4f} valid AUC {valid_auc:.4f} test AUC {test_auc:.4f}")
             if valid_auc > best_auc:
-                best_auc, best_state, stale = valid_auc, {k: v.detach().clone() for k, v in scored.model.state_dict().items()}, 0
-            else:
-                stale += 1
-            if stale >= recipe.patience or elapsed > recipe.max_minutes * 60:
-                bar.update(total_steps - bar.done)
-                break
+                best_auc, best_state = valid_auc, {k: v.detach().clone() for k, v in scored.model.state_dict().items()}
+            stopped = stop_reason([row["valid_auc"] for row in curve], recipe.max_epochs, recipe.patience)
+        bar.update(total_steps - bar.done)
     finally:
         bar.close()
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
-    return rec, curve
+    return rec, curve, stopped

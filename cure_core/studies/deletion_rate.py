@@ -23,7 +23,7 @@ from cure_core.groups import GroupSettings, fitting_group_settings
 from cure_core.progress import Progress, ProgressFn
 from cure_core.studies.common import StudySettings, grouping_seconds, reference_points, resolve_request, run_values
 from cure_core.studies.selection import VARIANTS, chosen_run, variant
-from cure_core.studies.store import StudyStore
+from cure_core.studies.store import StudyStore, weights_key
 from cure_core.unlearning.runs import get_run
 
 if TYPE_CHECKING:
@@ -53,17 +53,18 @@ def chosen_strengths(ws: Workspace, store: StudyStore, settings: DeletionRateSet
 
 def run(ws: Workspace, settings: DeletionRateSettings, progress: ProgressFn | None = None, quiet: bool = False) -> dict[str, Any]:
     start = time.perf_counter()
-    original = ws.original(quiet=quiet)
-    store = StudyStore("deletion-rate", settings, {"data": ws.dataset.content_hash, "weights": original.meta.get("weights_sha256")})
+    original, default_retrain = ws.ensure_models(ws.default_request(), quiet=quiet)  # strengths are chosen against this Retrain
+    store = StudyStore("deletion-rate", settings, {"data": ws.dataset.content_hash, "weights": original.meta.get("weights_sha256"), "retrain": default_retrain.meta.get("weights_sha256")})
     variants = list(map(variant, settings.variants))
     bar = Progress(len(variants) * (1 + len(settings.rates)) + 2 * len(settings.rates), "deletion-rate", progress, quiet)
     strengths = chosen_strengths(ws, store, settings, bar)
     rows = []
     for rate in settings.rates:
         request = resolve_request(ws, f"users:{rate}")
-        ws.ensure_models(request, quiet=quiet)  # Retrain of this rate, trained when missing
+        _, retrain = ws.ensure_models(request, quiet=quiet)  # Retrain of this rate, trained when missing
         bar.update(1, rate=rate, step="Retrain")
-        refs = store.cell(f"references-{request.id}", lambda request=request: reference_points(ws, request))
+        reference = weights_key(retrain.meta)
+        refs = store.cell(f"references-{request.id}-{reference}", lambda request=request: reference_points(ws, request))
         for name, ref in refs.items():
             rows.append({"rate": rate, "request": request.id, "method": name, "strength": None, **{k: ref[k] for k in ("test_auc", "forget_auc", "jsd_to_retrain", "mia_auc", "seconds")}})
         bar.update(1, rate=rate, step="references")
@@ -71,7 +72,7 @@ def run(ws: Workspace, settings: DeletionRateSettings, progress: ProgressFn | No
         groups_seconds = store.cell(f"groups-seconds-{request.id}", lambda request=request, gs=group_settings: grouping_seconds(ws, request, gs)) if group_settings else 0.0
         for v in variants:
             config = v.config(strengths[v.label], steps=settings.steps)
-            values = store.cell(f"{request.id}-{v.label}", lambda config=config, request=request, gs=group_settings: run_values(get_run(ws, request, config, group_settings=gs, quiet=True)))
+            values = store.cell(f"{request.id}-{v.label}-{reference}", lambda config=config, request=request, gs=group_settings: run_values(get_run(ws, request, config, group_settings=gs, quiet=True)))
             seconds = values["seconds"] + (groups_seconds if v.needs_groups else 0.0)
             rows.append({"rate": rate, "request": request.id, "method": v.label, **{k: values[k] for k in ("strength", "test_auc", "forget_auc", "jsd_to_retrain", "mia_auc")}, "seconds": seconds, "control_draws": group_settings.null_draws if group_settings and v.needs_groups else None})
             bar.update(1, rate=rate, method=v.label)

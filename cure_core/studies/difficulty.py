@@ -99,7 +99,7 @@ def run(ws: Workspace, settings: DifficultySettings, progress: ProgressFn | None
         raise CureError(f"the difficulty study needs a user-level request, not {request.kind}-level {request.id}", "use --request default or a `cure forget --users` request")
     original, retrain = ws.ensure_models(request, quiet=quiet)
     sets = ws.sets(request)
-    store = StudyStore("difficulty", settings, {"data": ws.dataset.content_hash, "weights": original.meta.get("weights_sha256"), "request": request.id})
+    store = StudyStore("difficulty", settings, {"data": ws.dataset.content_hash, "weights": original.meta.get("weights_sha256"), "retrain": retrain.meta.get("weights_sha256"), "request": request.id})
     codes = ws.samples.user[sets.forget]
     users = [str(ws.samples.user_ids[c]) for c in np.unique(codes)]
     per_user_idx = {u: sets.forget[codes == code] for u, code in zip(users, np.unique(codes), strict=True)}

@@ -42,8 +42,8 @@ class ParetoSettings(StudySettings):
 def run(ws: Workspace, settings: ParetoSettings, progress: ProgressFn | None = None, quiet: bool = False) -> dict[str, Any]:
     start = time.perf_counter()
     request = resolve_request(ws, settings.request)
-    original, _ = ws.ensure_models(request, quiet=quiet)
-    store = StudyStore("pareto", settings, {"data": ws.dataset.content_hash, "weights": original.meta.get("weights_sha256"), "request": request.id})
+    original, retrain = ws.ensure_models(request, quiet=quiet)
+    store = StudyStore("pareto", settings, {"data": ws.dataset.content_hash, "weights": original.meta.get("weights_sha256"), "retrain": retrain.meta.get("weights_sha256"), "request": request.id})
     jobs = [(v, s, seed) for v in map(variant, settings.variants) for s in v.grid[: settings.grid_points] for seed in settings.seeds]
     bar = Progress(len(jobs), "pareto runs", progress, quiet)
     rows = []

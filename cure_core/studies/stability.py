@@ -29,7 +29,7 @@ from cure_core.circuits import AttributionSettings, circuit_context, get_attribu
 from cure_core.groups import GROUPS, default_corruption, fitting_group_settings, groups_for_request
 from cure_core.progress import Progress, ProgressFn
 from cure_core.studies.common import StudySettings, resolve_request
-from cure_core.studies.store import StudyStore
+from cure_core.studies.store import StudyStore, weights_key
 
 if TYPE_CHECKING:
     from cure_core.workspace import Workspace
@@ -94,7 +94,8 @@ def run(ws: Workspace, settings: StabilitySettings, progress: ProgressFn | None 
     splits: dict[tuple[str, int, int], dict[str, Any]] = {}
     for spec in settings.requests:
         for seed, resample in combos:  # models of other seeds are trained on first use (cached)
-            splits[(spec, seed, resample)] = store.cell(f"{spec}-seed{seed}-resample{resample}", lambda spec=spec, seed=seed, resample=resample: split_of(ws, spec, seed, resample, settings))
+            model = weights_key(ws.with_recipe(ws.recipe.model_copy(update={"seed": seed})).original(quiet=quiet).meta)
+            splits[(spec, seed, resample)] = store.cell(f"{spec}-seed{seed}-resample{resample}-{model}", lambda spec=spec, seed=seed, resample=resample: split_of(ws, spec, seed, resample, settings))
             bar.update(1, request=spec, seed=seed, resample=resample)
     bar.close()
     pairs, per_run = [], []

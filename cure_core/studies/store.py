@@ -1,6 +1,10 @@
 """Where a study keeps its work: one folder per (study, dataset, model, settings), one JSON file
 per finished cell, and the final result. A study that is interrupted resumes from its cells.
 
+Whatever a study compares with a reference is keyed by that reference's weights too (the Retrain
+in the context, or :func:`weights_key` in the cell name), so a retrained reference never serves
+cells computed against the old one.
+
 ``cache/studies/<study>-<key>/cells/<cell>.json`` and ``.../result.json`` (written last, atomically).
 """
 
@@ -31,6 +35,11 @@ def versions() -> dict[str, str]:
 
     packages = {name: metadata.version(name) for name in ("torch", "transformer-lens", "transformers", "scikit-learn", "pandas", "networkx", "plotly")}
     return {"python": platform.python_version(), **packages, "machine": platform.machine(), "torch threads": str(torch.get_num_threads())}
+
+
+def weights_key(meta: dict[str, Any]) -> str:
+    """A short tag of a model's weights (from its ``meta``), for cell names."""
+    return str(meta.get("weights_sha256", "unknown"))[:10]
 
 
 def study_folder(study: str, key: str) -> Path:

@@ -2,8 +2,9 @@
 
 ``cache/runs/<id>/`` holds ``model/`` (the unlearned checkpoint, same format as any cached
 model), ``report.json`` (every method.md §8 metric, cost and settings) and ``history.json``
-(the per-step curve). The id hashes the original weights, the request and the config, so
-a run with the same inputs is found again instead of recomputed.
+(the per-step curve). The id hashes the Original's and the Retrain's weights (the report
+compares with Retrain), the request and the config, so a run with the same inputs is found
+again instead of recomputed, and a retrained reference never serves an old report.
 """
 
 from __future__ import annotations
@@ -32,9 +33,10 @@ if TYPE_CHECKING:
     from cure_core.workspace import Workspace
 
 
-def run_id(original: Recommender, request: ForgetRequest, config_json: str, groups_key: str = "") -> str:
-    spec = json.dumps({"weights": original.meta.get("weights_sha256"), "request": request.id, "config": json.loads(config_json), "groups": groups_key}, sort_keys=True)
-    return f"{json.loads(config_json)['method']}-{hashlib.sha256(spec.encode()).hexdigest()[:10]}"
+def run_id(original: Recommender, retrain: Recommender, request: ForgetRequest, config_json: str, groups_key: str = "") -> str:
+    """The run's cache id: everything that decides its report, the reference it is compared with included."""
+    spec = {"weights": original.meta.get("weights_sha256"), "retrain": retrain.meta.get("weights_sha256"), "request": request.id, "config": json.loads(config_json), "groups": groups_key}
+    return f"{json.loads(config_json)['method']}-{hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]}"
 
 
 def run_dir(run: str) -> Path:
@@ -118,7 +120,7 @@ def get_run(
         attribution = attribution or AttributionSettings(corruption=default_corruption(request))
         group_settings = group_settings or fitting_group_settings(request, ws.samples, sets)
         groups_key = attribution.model_dump_json() + group_settings.model_dump_json()
-    run = run_id(original, request, config.model_dump_json(), groups_key)
+    run = run_id(original, retrain, request, config.model_dump_json(), groups_key)
     cached = None if force else load_report(run)
     if cached is not None:
         return cached
