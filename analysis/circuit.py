@@ -156,3 +156,8 @@ def select(shape: GraphShape, scores: np.ndarray, how: Selection, value: float, 
     else:
         raise ValueError(f"unknown selection {how!r} — use one of {', '.join(SELECTIONS)}")
     return prune(circuit) if prune_dangling else circuit
+
+
+def size_curve(shape: GraphShape, scores: np.ndarray, sizes: list[int]) -> list[Circuit]:
+    """The pruned top-n circuit of each requested size: the points of a faithfulness curve."""
+    return [select(shape, scores, "top-n", n) for n in sizes]

@@ -36,6 +36,14 @@ def differential_nodes(forget: Attribution, retain: Attribution) -> np.ndarray:
     return normalised(forget.node_scores) - normalised(retain.node_scores)
 
 
+VIEWS: tuple[str, ...] = ("forget", "retain", "difference")
+
+
+def view_scores(forget: Attribution, retain: Attribution) -> dict[str, np.ndarray]:
+    """The edge scores of each view (:data:`VIEWS`): each set's own, and their difference."""
+    return {"forget": forget.scores, "retain": retain.scores, "difference": differential_edges(forget, retain)}
+
+
 @overload
 def jaccard(a: AbstractSet[Hashable], b: AbstractSet[Hashable], empty: float = 1.0) -> float: ...
 @overload

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.circuit import Circuit, by_share, by_threshold, greedy, prune, select, share_count, top_n
+from analysis.circuit import Circuit, by_share, by_threshold, greedy, prune, select, share_count, size_curve, top_n
 from analysis.compare import jaccard, normalised, overlap
 from analysis.export import CircuitDocument, document, export, read_json, to_circuit, to_networkx
 from analysis.graph import GraphShape
@@ -135,3 +135,16 @@ def test_share_count_is_the_one_cumulative_share_rule():
     magnitude = np.sort(np.abs(scores[SHAPE.real_edge_mask()]))[::-1]
     for share in (0.0, 0.3, 0.5, 0.9, 1.0):
         assert by_share(SHAPE, scores, share).n_edges == share_count(magnitude, share)
+
+
+def test_views_and_size_curve():
+    from analysis.attribution import Attribution
+    from analysis.compare import VIEWS, differential_edges, view_scores
+
+    forget, retain = (Attribution(SHAPE, "eap", 1, _scores(seed), _scores(seed)[None], np.zeros(2), np.zeros(2)) for seed in (0, 1))
+    views = view_scores(forget, retain)
+    assert tuple(views) == VIEWS and views["forget"] is forget.scores
+    np.testing.assert_array_equal(views["difference"], differential_edges(forget, retain))
+    curve = size_curve(SHAPE, _scores(), [0, 5, SHAPE.n_edges])
+    assert [c.n_edges for c in curve][::2] == [0, SHAPE.n_edges]
+    assert np.array_equal(curve[1].edges, select(SHAPE, _scores(), "top-n", 5).edges)
