@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from analysis.graph import GraphShape
-from analysis.hooks import BridgeHooks, HookFn
+from analysis.hooks import BridgeHooks, HookFn, bridge_hooks
 
 
 def new_source_buffer(shape: GraphShape, ids: torch.Tensor, d_model: int, dtype: torch.dtype) -> torch.Tensor:
@@ -64,3 +65,12 @@ def run_sources(
     with torch.no_grad(), bridge.hooks(fwd_hooks=fwd):
         logits = bridge(ids)
     return buffer, embeds[0], logits
+
+
+def attention_pattern(bridge: Any, ids: torch.Tensor, layer: int, head: int) -> np.ndarray:
+    """``[pos, pos]`` attention probabilities of one head on the first prompt of ``ids``
+    (row: attending query position, column: attended key position)."""
+    name = bridge_hooks(bridge).pattern(layer)
+    with torch.no_grad():
+        _, cache = bridge.run_with_cache(ids[:1], names_filter=lambda n: n == name)
+    return cache[name][0, head].detach().cpu().numpy()

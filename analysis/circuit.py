@@ -78,15 +78,21 @@ def by_threshold(shape: GraphShape, scores: np.ndarray, threshold: float) -> Cir
 
 def by_share(shape: GraphShape, scores: np.ndarray, share: float) -> Circuit:
     """The fewest top edges whose |scores| add up to ``share`` of the total |score|."""
+    ranked = _ranked(shape, scores)
+    return _from_flat(shape, ranked[: share_count(np.abs(scores).ravel()[ranked], share)])
+
+
+def share_count(ranked: np.ndarray, share: float) -> int:
+    """The cumulative-share rule, for edges here and for modules in ``cure_core.groups``: how
+    many leading values of ``ranked`` (non-negative, in decreasing order) are the fewest that add
+    up to ``share`` of their total. 0 when ``share`` is 0 or every value is 0; all of them for
+    share 1 (up to a relative 1e-12, so rounding in the cumulative sum cannot add one more)."""
     if not 0.0 <= share <= 1.0:
         raise ValueError(f"share must lie in [0, 1], got {share}")
-    ranked = _ranked(shape, scores)
-    magnitude = np.abs(scores).ravel()[ranked]
-    total = magnitude.sum()
+    total = float(ranked.sum())
     if share == 0.0 or total == 0.0:
-        return Circuit.empty(shape)
-    n = int(np.searchsorted(np.cumsum(magnitude), share * total * (1 - 1e-12)) + 1)
-    return _from_flat(shape, ranked[:n])
+        return 0
+    return min(int(np.searchsorted(np.cumsum(ranked), share * total * (1 - 1e-12)) + 1), len(ranked))
 
 
 def greedy(shape: GraphShape, scores: np.ndarray, n: int) -> Circuit:
@@ -150,3 +156,8 @@ def select(shape: GraphShape, scores: np.ndarray, how: Selection, value: float, 
     else:
         raise ValueError(f"unknown selection {how!r} — use one of {', '.join(SELECTIONS)}")
     return prune(circuit) if prune_dangling else circuit
+
+
+def size_curve(shape: GraphShape, scores: np.ndarray, sizes: list[int]) -> list[Circuit]:
+    """The pruned top-n circuit of each requested size: the points of a faithfulness curve."""
+    return [select(shape, scores, "top-n", n) for n in sizes]

@@ -8,6 +8,10 @@ behaviour than of the other's stands out, a uniformly louder set does not.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
+from collections.abc import Set as AbstractSet
+from typing import overload
+
 import numpy as np
 
 from analysis.attribution import Attribution
@@ -32,10 +36,27 @@ def differential_nodes(forget: Attribution, retain: Attribution) -> np.ndarray:
     return normalised(forget.node_scores) - normalised(retain.node_scores)
 
 
-def jaccard(a: set, b: set) -> float:
-    """|a ∩ b| / |a ∪ b|; two empty sets are identical (1.0)."""
+VIEWS: tuple[str, ...] = ("forget", "retain", "difference")
+
+
+def view_scores(forget: Attribution, retain: Attribution) -> dict[str, np.ndarray]:
+    """The edge scores of each view (:data:`VIEWS`): each set's own, and their difference."""
+    return {"forget": forget.scores, "retain": retain.scores, "difference": differential_edges(forget, retain)}
+
+
+@overload
+def jaccard(a: AbstractSet[Hashable], b: AbstractSet[Hashable], empty: float = 1.0) -> float: ...
+@overload
+def jaccard(a: AbstractSet[Hashable], b: AbstractSet[Hashable], empty: None) -> float | None: ...
+def jaccard(a: AbstractSet[Hashable], b: AbstractSet[Hashable], empty: float | None = 1.0) -> float | None:
+    """|a ∩ b| / |a ∪ b|, in [0, 1]; 1 for a set and itself.
+
+    Two empty sets are identical, so by the usual convention their Jaccard is ``empty`` = 1.0.
+    A summary that averages over many pairs and must not count "nothing in either" as agreement
+    passes ``empty=None`` and drops the pair (the stability study does, for groups).
+    """
     union = a | b
-    return len(a & b) / len(union) if union else 1.0
+    return len(a & b) / len(union) if union else empty
 
 
 def overlap(first: Circuit, second: Circuit) -> dict[str, float]:

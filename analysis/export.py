@@ -9,9 +9,7 @@ scores, with the per-input scores kept as ``score_q`` … attributes.
 
 from __future__ import annotations
 
-import os
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,6 +20,7 @@ from pydantic import BaseModel, Field
 
 from analysis.circuit import Circuit
 from analysis.graph import GraphShape
+from analysis.io import atomic_write
 
 SCHEMA = "cure-studio/circuit"
 SCHEMA_VERSION = 1
@@ -131,27 +130,14 @@ def edge_table(doc: CircuitDocument) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["source", "target", "qkv", "score", "sign", *sorted({f"score_{k}" for e in doc.edges for k in e.scores})])
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def export(doc: CircuitDocument, fmt: Format, path: Path) -> None:
     """Write ``doc`` as JSON, GraphML or a CSV edge list (atomically)."""
     if fmt == "json":
-        _atomic_write(path, lambda p: p.write_text(doc.model_dump_json(by_alias=True, indent=1)))
+        atomic_write(path, lambda p: p.write_text(doc.model_dump_json(by_alias=True, indent=1)))
     elif fmt == "graphml":
-        _atomic_write(path, lambda p: nx.write_graphml(to_networkx(doc), p))
+        atomic_write(path, lambda p: nx.write_graphml(to_networkx(doc), p))
     elif fmt == "csv":
-        _atomic_write(path, lambda p: edge_table(doc).to_csv(p, index=False))
+        atomic_write(path, lambda p: edge_table(doc).to_csv(p, index=False))
     else:
         raise ValueError(f"unknown export format {fmt!r} — use one of {', '.join(FORMATS)}")
 

@@ -59,6 +59,10 @@ class BridgeHooks:
     def mlp_in(self, layer: int) -> str:
         return f"blocks.{layer}.hook_mlp_in"
 
+    def pattern(self, layer: int) -> str:
+        """Attention probabilities ``[batch, head, query, key]`` (read for display, not a graph node)."""
+        return f"blocks.{layer}.attn.hook_pattern"
+
     @property
     def final_resid(self) -> str:
         return f"blocks.{self.n_layers - 1}.hook_resid_post"

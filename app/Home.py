@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
-from state import default_models_job, retrain_job, workspace
+from state import default_models_job, poll_job, retrain_job, workspace
 
 from cure_core.errors import CureError
 from cure_core.evaluate import compare_to_retrain
+from cure_core.jobs import BackgroundJob
 from cure_core.model.recommender import Recommender
 from cure_core.requests import ForgetRequest, load_request, save_request, user_request
 from cure_core.workspace import Workspace
@@ -70,14 +71,7 @@ def request_builder(ws: Workspace, original: Recommender) -> None:
             return
         job = retrain_job(ws, request.id)
         if not job.finished:
-
-            @st.fragment(run_every=2)
-            def retrain_progress() -> None:
-                if job.finished:
-                    st.rerun()
-                st.progress(job.fraction, text=f"training Retrain: {job.fraction:.0%}")
-
-            retrain_progress()
+            poll_job(job, lambda j: f"training Retrain: {j.fraction:.0%}")
             return
         if job.error:
             st.error(job.error)
@@ -112,19 +106,15 @@ st.subheader("Models")
 job = default_models_job(ws)
 
 
-@st.fragment(run_every=2)
-def training_progress() -> None:
-    """Polls the shared training job; a full rerun shows the models once it has finished."""
-    if job.finished:
-        st.rerun()
+def training_text(job: BackgroundJob) -> str:
     info = job.info
     detail = f"epoch {info['epoch']}, loss {info['loss']:.4f}" if "loss" in info else "starting"
-    st.progress(job.fraction, text=f"{job.fraction:.0%} — {detail}")
+    return f"{job.fraction:.0%} — {detail}"
 
 
 if not job.finished:
     st.info("Training the default model and its Retrain reference side by side (first launch only; cached afterwards). The page stays usable.")
-    training_progress()
+    poll_job(job, training_text)
 elif job.error:
     st.error(job.error)
 else:

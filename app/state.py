@@ -5,6 +5,7 @@ job, the circuit context and cached attributions. UI glue only: all computing is
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import streamlit as st
 
@@ -54,16 +55,25 @@ def require_models(job: BackgroundJob) -> None:
     if job.error:
         st.error(job.error)
         st.stop()
+    st.info("The default model is still training (see the Home page for details). This page opens as soon as it is ready.")
+    poll_job(job, lambda j: f"{j.fraction:.0%}")
+    st.stop()
 
-    @st.fragment(run_every=2)
+
+def poll_job(job: BackgroundJob, text: Callable[[BackgroundJob], str], every: float = 2.0, body: Callable[[], None] | None = None) -> None:
+    """The one way a page follows a background job: a fragment that redraws only itself every
+    ``every`` seconds (a progress bar labelled ``text(job)``, then ``body()``, e.g. a live chart)
+    and reruns the whole page once the job has finished, so the page shows its result."""
+
+    @st.fragment(run_every=every)
     def poll() -> None:
         if job.finished:
             st.rerun()
-        st.progress(job.fraction, text=f"{job.fraction:.0%}")
+        st.progress(job.fraction, text=text(job))
+        if body is not None:
+            body()
 
-    st.info("The default model is still training (see the Home page for details). This page opens as soon as it is ready.")
     poll()
-    st.stop()
 
 
 def analysis_page(title: str) -> tuple[Workspace, ForgetRequest]:

@@ -1,4 +1,4 @@
-"""Location of the run-time cache and atomic writes into it.
+"""Location of the run-time cache and atomic writes into it (files: :mod:`analysis.io`).
 
 Nothing in ``cache/`` is ever written in place: files are written to a temporary sibling and
 renamed, folders are filled under a temporary name and renamed as a whole. A crash therefore
@@ -15,6 +15,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from analysis.io import atomic_write_bytes, default_mode
+
+__all__ = ["atomic_directory", "atomic_write_bytes", "atomic_write_json", "cache_dir", "cache_root"]
 
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,22 +37,6 @@ def cache_dir(*parts: str) -> Path:
     return path
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; cache entries and reports are ordinary files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def atomic_write_json(path: Path, obj: Any) -> None:
     """Write ``obj`` as indented JSON, atomically."""
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
@@ -65,6 +53,7 @@ def atomic_directory(final: Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"))
     try:
         yield tmp
+        os.chmod(tmp, default_mode(directory=True))  # mkdtemp makes 0700; entries are ordinary folders
         old = None
         if final.exists():
             old = final.with_name(f".{final.name}.old-{os.getpid()}")

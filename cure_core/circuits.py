@@ -27,7 +27,7 @@ import torch
 from pydantic import BaseModel, Field
 
 from analysis.attribution import Attribution, Method, attribute
-from analysis.circuit import Circuit, Selection, select
+from analysis.circuit import Circuit, Selection, select, size_curve
 from analysis.export import CircuitDocument, document
 from analysis.faithfulness import Faithfulness, curve_sizes, faithfulness_curve
 from analysis.graph import GraphShape
@@ -218,14 +218,21 @@ def find_circuit(
     shape = attribution.shape
     circuit = select(shape, attribution.scores, how, value)
     sizes = curve_sizes(shape.n_edges, curve_points) if curve_points else []
-    circuits = [circuit] + [select(shape, attribution.scores, "top-n", n) for n in sizes]
+    values = measure_circuits(ctx, set_name, settings, [circuit, *size_curve(shape, attribution.scores, sizes)], progress, quiet)
+    return CircuitResult(set_name, circuit, values[0], list(zip(sizes, values[1:], strict=True)))
+
+
+def measure_circuits(
+    ctx: CircuitContext, set_name: str, settings: AttributionSettings, circuits: list[Circuit], progress: ProgressFn | None = None, quiet: bool = False
+) -> list[Faithfulness]:
+    """Exact faithfulness of each circuit on the set's evaluation prompts (disjoint from the
+    prompts whose attribution chose the circuits)."""
     batches = ctx.batches(set_name, settings, "eval")
     bar = Progress(sum(len(b) for b in batches), f"faithfulness on {set_name}", progress, quiet)
     try:
-        values = faithfulness_curve(ctx.bridge, batches, answer_metric(ctx.rec), circuits, progress=lambda done: bar.update(done - bar.done))
+        return faithfulness_curve(ctx.bridge, batches, answer_metric(ctx.rec), circuits, progress=lambda done: bar.update(done - bar.done))
     finally:
         bar.close()
-    return CircuitResult(set_name, circuit, values[0], list(zip(sizes, values[1:], strict=True)))
 
 
 def circuit_context(ws: Workspace, request: ForgetRequest, device: str | None = None) -> CircuitContext:

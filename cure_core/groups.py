@@ -33,6 +33,7 @@ import pandas as pd
 from pydantic import BaseModel, Field
 
 from analysis.attribution import Attribution
+from analysis.circuit import share_count
 from analysis.graph import GraphShape
 from cure_core.circuits import AttributionSettings, CircuitContext, get_attribution
 from cure_core.controls import max_control_draws
@@ -69,9 +70,8 @@ def in_circuit(values: np.ndarray, rule: str, threshold: float) -> np.ndarray:
     if rule == "quantile":
         return values >= np.quantile(values, min(threshold, 1.0))
     order = np.argsort(-values, kind="stable")
-    needed = int(np.searchsorted(np.cumsum(values[order]), min(threshold, 1.0) * values.sum() * (1 - 1e-12)) + 1)
     keep = np.zeros(len(values), dtype=bool)
-    keep[order[: min(needed, len(values))]] = True
+    keep[order[: share_count(values[order], min(threshold, 1.0))]] = True
     return keep
 
 

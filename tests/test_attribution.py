@@ -191,3 +191,14 @@ def test_corrupt_ablation_equals_cutting_every_edge_out_of_the_module(bridge, mo
     assert attached_hook_count(bridge) == 0
     with pytest.raises(ValueError, match="cannot ablate"):
         ablated_metric(bridge, [batch], METRIC, ["u:1"], "zero")
+
+
+def test_attention_pattern_is_a_causal_distribution_per_query(bridge):
+    """The page's attention heatmap reads the pattern hook named by ``BridgeHooks``."""
+    from analysis.activations import attention_pattern
+
+    ids = _batches()[0].clean
+    pattern = attention_pattern(bridge, ids, layer=1, head=0)
+    assert pattern.shape == (ids.shape[1], ids.shape[1])
+    np.testing.assert_allclose(pattern.sum(axis=1), 1.0, atol=1e-5)
+    assert np.all(np.triu(pattern, k=1) == 0) and attached_hook_count(bridge) == 0

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.circuit import Circuit, by_share, by_threshold, greedy, prune, select, top_n
+from analysis.circuit import Circuit, by_share, by_threshold, greedy, prune, select, share_count, size_curve, top_n
 from analysis.compare import jaccard, normalised, overlap
 from analysis.export import CircuitDocument, document, export, read_json, to_circuit, to_networkx
 from analysis.graph import GraphShape
@@ -114,3 +114,37 @@ def test_networkx_graphml_and_csv(tmp_path):
     table = pd.read_csv(tmp_path / "c.csv", keep_default_na=False)
     assert len(table) == len(doc.edges)
     assert {"source", "target", "qkv", "score", "sign", "score_forget", "score_retain"} <= set(table.columns)
+
+
+def test_jaccard_convention():
+    """One Jaccard for circuits and studies: in [0, 1], 1 for a set and itself, and two empty
+    sets are identical (1.0) unless the caller asks for ``None`` (nothing to compare)."""
+    assert jaccard({"a", "b"}, {"b", "c"}) == pytest.approx(1 / 3)
+    assert jaccard({"a", "b"}, {"a", "b"}) == 1.0 and jaccard({"a"}, set()) == 0.0
+    assert jaccard(set(), set()) == 1.0 and jaccard(set(), set(), empty=None) is None
+    assert jaccard({"a"}, {"b"}, empty=None) == 0.0
+
+
+def test_share_count_is_the_one_cumulative_share_rule():
+    values = np.array([0.5, 0.3, 0.1, 0.1])
+    assert [share_count(values, s) for s in (0.0, 0.5, 0.8, 0.81, 1.0)] == [0, 1, 2, 3, 4]
+    assert share_count(np.zeros(3), 0.5) == 0
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        share_count(values, 1.5)
+    scores = _scores()
+    magnitude = np.sort(np.abs(scores[SHAPE.real_edge_mask()]))[::-1]
+    for share in (0.0, 0.3, 0.5, 0.9, 1.0):
+        assert by_share(SHAPE, scores, share).n_edges == share_count(magnitude, share)
+
+
+def test_views_and_size_curve():
+    from analysis.attribution import Attribution
+    from analysis.compare import VIEWS, differential_edges, view_scores
+
+    forget, retain = (Attribution(SHAPE, "eap", 1, _scores(seed), _scores(seed)[None], np.zeros(2), np.zeros(2)) for seed in (0, 1))
+    views = view_scores(forget, retain)
+    assert tuple(views) == VIEWS and views["forget"] is forget.scores
+    np.testing.assert_array_equal(views["difference"], differential_edges(forget, retain))
+    curve = size_curve(SHAPE, _scores(), [0, 5, SHAPE.n_edges])
+    assert [c.n_edges for c in curve][::2] == [0, SHAPE.n_edges]
+    assert np.array_equal(curve[1].edges, select(SHAPE, _scores(), "top-n", 5).edges)

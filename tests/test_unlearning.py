@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from analysis.attribution import Attribution
+from analysis.circuit import share_count
 from analysis.graph import GraphShape
 from cure_core import cli
 from cure_core.errors import CureError
@@ -79,6 +80,8 @@ def test_threshold_rules():
     assert in_circuit(values, "share", 0.8).tolist() == [True, True, False, False]
     assert in_circuit(values, "absolute", 0.2).tolist() == [True, True, False, False]
     assert in_circuit(values, "quantile", 0.5).sum() == 2
+    for share in (0.0, 0.5, 0.81, 1.0):  # modules follow the circuits' cumulative-share rule
+        assert in_circuit(values, "share", share).sum() == share_count(np.sort(values)[::-1], share)
 
 
 def test_embedding_rows_used_only_by_forget_prompts_are_forget_specific():

@@ -15,11 +15,12 @@ import streamlit as st
 from circuit_plot import circuit_figure
 from state import analysis_page, attribution, context, request_picker
 
-from analysis.circuit import Circuit, select
-from analysis.compare import normalised, overlap
+from analysis.activations import attention_pattern
+from analysis.circuit import Circuit, select, size_curve
+from analysis.compare import VIEWS, overlap, view_scores
 from analysis.export import FORMATS, document, export_bytes
-from analysis.faithfulness import curve_sizes, faithfulness_curve
-from cure_core.circuits import AttributionSettings, CircuitContext, answer_metric
+from analysis.faithfulness import curve_sizes
+from cure_core.circuits import AttributionSettings, CircuitContext, measure_circuits
 from cure_core.errors import CureError
 from cure_core.groups import default_corruption
 
@@ -35,7 +36,7 @@ with st.sidebar:
     metric = st.radio("metric", ["signed", "margin"], horizontal=True, help="signed: logit(Yes) − logit(No) × ±1 by label")
     n_prompts = st.select_slider("prompts per set", [64, 128, 256, 512], value=512, key="n_prompts")
     st.header("Circuit")
-    view = st.radio("view", ["forget", "retain", "difference", "overlap"], key="view", horizontal=True, help="difference: normalised forget − retain scores; overlap: forget vs retain circuits")
+    view = st.radio("view", [*VIEWS, "overlap"], key="view", horizontal=True, help="difference: normalised forget − retain scores; overlap: forget vs retain circuits")
     rule = st.radio("select by", ["top-n", "share", "threshold"], horizontal=True)
     colour_by = st.radio("colour edges by", ["sign", "qkv"], horizontal=True, disabled=view == "overlap")
 
@@ -47,11 +48,7 @@ except CureError as err:
     st.error(str(err))
     st.stop()
 shape = attributions["forget"].shape
-scores = {
-    "forget": attributions["forget"].scores,
-    "retain": attributions["retain"].scores,
-    "difference": normalised(attributions["forget"].scores) - normalised(attributions["retain"].scores),
-}
+scores = view_scores(attributions["forget"], attributions["retain"])
 shown = scores["forget" if view == "overlap" else view]
 
 if rule == "top-n":
@@ -66,8 +63,8 @@ else:
 @st.cache_data(show_spinner="Measuring exact faithfulness on held-out prompts ...", max_entries=256)
 def exact_faithfulness(_ctx: CircuitContext, key: str, set_name: str, _circuits: list[Circuit], settings_json: str) -> list[dict[str, float]]:
     """F of each circuit on the set's evaluation prompts (disjoint from the attribution prompts)."""
-    batches = _ctx.batches(set_name, AttributionSettings.model_validate_json(settings_json), "eval")
-    return [{"edges": f.n_edges, "F": f.value, "clean": f.metric_clean, "corrupt": f.metric_corrupt} for f in faithfulness_curve(_ctx.bridge, batches, answer_metric(_ctx.rec), _circuits)]
+    values = measure_circuits(_ctx, set_name, AttributionSettings.model_validate_json(settings_json), _circuits, quiet=True)
+    return [{"edges": f.n_edges, "F": f.value, "clean": f.metric_clean, "corrupt": f.metric_corrupt} for f in values]
 
 
 def measured(set_name: str, circuit: Circuit) -> dict[str, float]:
@@ -75,7 +72,7 @@ def measured(set_name: str, circuit: Circuit) -> dict[str, float]:
     return exact_faithfulness(ctx, key, set_name, [circuit], settings.model_dump_json())[0]
 
 
-circuits = {name: select(shape, scores[name], rule, value) for name in ("forget", "retain", "difference")}
+circuits = {name: select(shape, scores[name], rule, value) for name in VIEWS}
 main_circuit = circuits["difference"] if view == "difference" else circuits["forget"] if view == "overlap" else circuits[view]
 faith_sets = ["forget", "retain"] if view == "overlap" else ["forget" if view == "difference" else view]
 
@@ -105,9 +102,8 @@ with left:
     set_name = faith_sets[0]
     sizes = curve_sizes(shape.n_edges, 10)
     ranking = scores["difference"] if view == "difference" else scores[set_name]
-    curve_circuits = [select(shape, ranking, "top-n", n) for n in sizes]
     key = f"curve-{view}-{request.id}"
-    curve = exact_faithfulness(ctx, key, set_name, curve_circuits, settings.model_dump_json())
+    curve = exact_faithfulness(ctx, key, set_name, size_curve(shape, ranking, sizes), settings.model_dump_json())
     fig = go.Figure(go.Scatter(x=sizes, y=[c["F"] for c in curve], mode="lines+markers", text=[f"{c['edges']} edges after pruning" for c in curve]))
     fig.update_layout(xaxis_title="top-n edges requested", yaxis_title="F", xaxis_type="log", height=320, template="plotly_white", margin={"t": 10})
     st.plotly_chart(fig, width="stretch")
@@ -119,13 +115,12 @@ with right:
         index = shape.src_names.index(selected) if selected in shape.src_names else None
         if index is not None:
             st.dataframe(pd.DataFrame({"node score": {k: float(v[index]) for k, v in node_scores.items()}}), width="stretch")
-        if selected.startswith("a"):
-            layer, head = (int(x) for x in selected[1:].split(".h"))
+        layer, head = shape.module_layer_head(index) if index is not None else (None, None)
+        if head is not None:
             forget = ctx.sets.forget
             which = st.number_input("forget-set prompt #", 0, len(forget) - 1, 0)
             ids = ctx.rec.encode(ctx.samples, forget[[which]]).input_ids
-            _, cache = ctx.bridge.run_with_cache(ids, names_filter=lambda n: n == f"blocks.{layer}.attn.hook_pattern")
-            pattern = cache[f"blocks.{layer}.attn.hook_pattern"][0, head].detach().cpu().numpy()
+            pattern = attention_pattern(ctx.bridge, ids, layer, head)
             tokens = [ctx.rec.encoder.vocab.tokens[i] for i in ids[0].tolist()]
             labels = [f"{i}:{ws.titles.get(t[2:], t)[:18] if t.startswith('i:') else t}" for i, t in enumerate(tokens)]
             heat = go.Figure(go.Heatmap(z=pattern, x=labels, y=labels, colorscale="Blues"))

@@ -12,7 +12,7 @@ import json
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
-from state import analysis_page, request_picker
+from state import analysis_page, poll_job, request_picker
 
 from cure_core.evaluate import compare_to_retrain
 from cure_core.jobs import BackgroundJob
@@ -89,17 +89,13 @@ if active is not None:
     else:
         st.subheader(f"Running: {active['label']}")
 
-        @st.fragment(run_every=1)
         def live() -> None:
-            if job.finished:
-                st.rerun()
-            st.progress(job.fraction, text=f"step {job.done_steps} of {job.total_steps or '…'} (Retrain and module groups are computed first when missing)")
             if active["rows"]:
                 st.plotly_chart(curve_figure(list(active["rows"])), width="stretch", key="live_curve")
             if st.button("Cancel", key="cancel_run"):
                 job.cancel()
 
-        live()
+        poll_job(job, lambda j: f"step {j.done_steps} of {j.total_steps or '…'} (Retrain and module groups are computed first when missing)", every=1, body=live)
         st.stop()
 
 if not session["runs"]:

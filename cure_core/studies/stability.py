@@ -25,6 +25,7 @@ from plotly.subplots import make_subplots
 from pydantic import Field
 
 from analysis.circuit import top_n
+from analysis.compare import jaccard
 from cure_core.circuits import AttributionSettings, circuit_context, get_attribution
 from cure_core.groups import GROUPS, default_corruption, fitting_group_settings, groups_for_request
 from cure_core.progress import Progress, ProgressFn
@@ -57,11 +58,6 @@ def modules_only(names: list[str]) -> set[str]:
 def rows_only(names: list[str]) -> set[str]:
     """The embedding rows of a group."""
     return set(names) - modules_only(names)
-
-
-def jaccard(a: set[str], b: set[str]) -> float | None:
-    """|a ∩ b| / |a ∪ b|; ``None`` when both are empty (nothing to compare)."""
-    return len(a & b) / len(a | b) if a | b else None
 
 
 def split_of(ws: Workspace, request_spec: str, model_seed: int, resample: int, settings: StabilitySettings) -> dict[str, Any]:
@@ -109,9 +105,10 @@ def run(ws: Workspace, settings: StabilitySettings, progress: ProgressFn | None 
             for a, b in itertools.combinations(members, 2):
                 x, y = splits[(spec, *a)], splits[(spec, *b)]
                 row = {"request": x["request"], "spec": spec, "axis": axis, "pair": f"{a} vs {b}"}
-                row.update({f"{s} edges": jaccard(set(x["edges"][s]), set(y["edges"][s])) for s in ("forget", "retain")})
-                row.update({g: jaccard(modules_only(x["groups"][g]), modules_only(y["groups"][g])) for g in SPLIT_GROUPS})
-                row["forget rows"] = jaccard(rows_only(x["groups"]["forget-specific"]), rows_only(y["groups"]["forget-specific"]))
+                row.update({f"{s} edges": jaccard(set(x["edges"][s]), set(y["edges"][s]), empty=None) for s in ("forget", "retain")})
+                # a group empty in both runs is missing (None), not agreement: the verdict says so
+                row.update({g: jaccard(modules_only(x["groups"][g]), modules_only(y["groups"][g]), empty=None) for g in SPLIT_GROUPS})
+                row["forget rows"] = jaccard(rows_only(x["groups"]["forget-specific"]), rows_only(y["groups"]["forget-specific"]), empty=None)
                 pairs.append(row)
     pair_table, run_table = pd.DataFrame(pairs), pd.DataFrame(per_run)
     return store.save(
