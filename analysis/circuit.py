@@ -14,6 +14,7 @@ from typing import Literal
 
 import numpy as np
 
+from analysis.errors import AnalysisInputError
 from analysis.graph import GraphShape
 
 Selection = Literal["top-n", "threshold", "share", "greedy"]
@@ -79,7 +80,7 @@ def by_threshold(shape: GraphShape, scores: np.ndarray, threshold: float) -> Cir
 def by_share(shape: GraphShape, scores: np.ndarray, share: float) -> Circuit:
     """The fewest top edges whose |scores| add up to ``share`` of the total |score|."""
     if not 0.0 <= share <= 1.0:
-        raise ValueError(f"share must lie in [0, 1], got {share}")
+        raise AnalysisInputError(f"share must lie in [0, 1], got {share}", "give a share between 0 and 1")
     ranked = _ranked(shape, scores)
     magnitude = np.abs(scores).ravel()[ranked]
     total = magnitude.sum()
@@ -148,5 +149,5 @@ def select(shape: GraphShape, scores: np.ndarray, how: Selection, value: float, 
     elif how == "greedy":
         circuit = greedy(shape, scores, int(value))
     else:
-        raise ValueError(f"unknown selection {how!r} — use one of {', '.join(SELECTIONS)}")
+        raise AnalysisInputError(f"unknown selection {how!r}", f"use one of {', '.join(SELECTIONS)}")
     return prune(circuit) if prune_dangling else circuit
