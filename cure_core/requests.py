@@ -110,7 +110,8 @@ def item_request(dataset: RatingsDataset, samples: Samples, item_ids: list[str] 
     if genre:
         item_ids = dataset.genre_items(genre)
         if not item_ids:
-            raise CureError(f"no item has the genre {genre!r}", f"use one of: {', '.join(dataset.genres)}")
+            known = f"use one of: {', '.join(dataset.genres)}" if dataset.genres else "this dataset tags no genres; name items with --items"
+            raise CureError(f"no item has the genre {genre!r}", known)
         description = f"genre {genre} ({len(item_ids)} items, {scope})"
     elif item_ids:
         description = f"{len(set(item_ids))} given item(s) ({scope})"

@@ -52,5 +52,6 @@ def genre_flags(flags: pd.DataFrame, file: str) -> pd.DataFrame:
 def _first_bad(mask: pd.Series, row: pd.Series, file: str, problem: str, fix: str, values: pd.Series | None = None) -> None:
     if mask.any():
         at = mask.to_numpy().argmax()
-        shown = f" ({values.iloc[at]!r})" if values is not None else ""
+        value = values.iloc[at] if values is not None else None
+        shown = "" if value is None else f" ({value!r})" if isinstance(value, str) else f" ({value:g})"
         raise CureError(f"{file} row {row.iloc[at]} {problem}{shown}; {int(mask.sum())} such row(s)", fix)
