@@ -73,7 +73,6 @@ def _library_messages() -> Iterator[None]:
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     with warnings.catch_warnings():
-        warnings.simplefilter("default")
         warnings.showwarning = show
         try:
             yield
