@@ -18,6 +18,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from analysis.errors import AnalysisInputError
 from analysis.hooks import HookFn, bridge_hooks, metric_input_hooks
 from analysis.prompts import Metric, PromptBatch
 
@@ -32,7 +33,7 @@ def _targets(modules: Sequence[str]) -> dict[str, list[int | None]]:
     for module in modules:
         match = _MODULE.match(module)
         if match is None:
-            raise ValueError(f"cannot ablate {module!r}: name a head (a0.h1) or an MLP (m2)")
+            raise AnalysisInputError(f"cannot ablate {module!r}", "name a head (a0.h1) or an MLP (m2)")
         if match["mlp"] is not None:
             targets.setdefault(f"blocks.{match['mlp']}.hook_mlp_out", []).append(None)
         else:
@@ -77,7 +78,7 @@ def ablated_metric(
     """Per-prompt metric (times each prompt's weight) with ``modules`` ablated; with no
     modules, the plain clean metric."""
     if mode not in MODES:
-        raise ValueError(f"unknown ablation mode {mode!r} — use one of {', '.join(MODES)}")
+        raise AnalysisInputError(f"unknown ablation mode {mode!r}", f"use one of {', '.join(MODES)}")
     hooks = bridge_hooks(bridge)
     targets = _targets(modules)
     device = next(bridge.parameters()).device

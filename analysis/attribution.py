@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from analysis.activations import new_source_buffer, run_sources, source_capture_hooks
+from analysis.errors import AnalysisInputError
 from analysis.graph import QKV, GraphShape
 from analysis.hooks import BridgeHooks, edge_hooks, graph_shape, metric_input_hooks
 from analysis.prompts import Metric, PromptBatch
@@ -81,11 +82,11 @@ class Attribution:
 
 def _validate(method: str, steps: int) -> int:
     if method not in METHODS:
-        raise ValueError(f"unknown attribution method {method!r} — use one of {', '.join(METHODS)}")
+        raise AnalysisInputError(f"unknown attribution method {method!r}", f"use one of {', '.join(METHODS)}")
     if method == "eap":
         return 1
     if steps < 1:
-        raise ValueError(f"EAP-IG needs at least one step, got steps={steps}")
+        raise AnalysisInputError(f"EAP-IG needs at least one step, got steps={steps}", "use 1 step or more")
     return steps
 
 
@@ -178,7 +179,7 @@ def attribute(
             if progress is not None:
                 progress(sum(len(v) for v in clean_values))
     if not per_batch:
-        raise ValueError("no prompts to attribute — the set is empty; pick a request or set with samples")
+        raise AnalysisInputError("no prompts to attribute: the set is empty", "pick a request or set with samples")
     n = sum(len(v) for v in clean_values)
     return Attribution(
         shape=shape,

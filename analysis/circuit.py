@@ -14,6 +14,7 @@ from typing import Literal
 
 import numpy as np
 
+from analysis.errors import AnalysisInputError
 from analysis.graph import GraphShape
 
 Selection = Literal["top-n", "threshold", "share", "greedy"]
@@ -88,7 +89,7 @@ def share_count(ranked: np.ndarray, share: float) -> int:
     up to ``share`` of their total. 0 when ``share`` is 0 or every value is 0; all of them for
     share 1 (up to a relative 1e-12, so rounding in the cumulative sum cannot add one more)."""
     if not 0.0 <= share <= 1.0:
-        raise ValueError(f"share must lie in [0, 1], got {share}")
+        raise AnalysisInputError(f"share must lie in [0, 1], got {share}", "give a share between 0 and 1")
     total = float(ranked.sum())
     if share == 0.0 or total == 0.0:
         return 0
@@ -154,7 +155,7 @@ def select(shape: GraphShape, scores: np.ndarray, how: Selection, value: float, 
     elif how == "greedy":
         circuit = greedy(shape, scores, int(value))
     else:
-        raise ValueError(f"unknown selection {how!r} — use one of {', '.join(SELECTIONS)}")
+        raise AnalysisInputError(f"unknown selection {how!r}", f"use one of {', '.join(SELECTIONS)}")
     return prune(circuit) if prune_dangling else circuit
 
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from analysis.attribution import Attribution
 from analysis.circuit import Circuit
+from analysis.errors import AnalysisInputError
 
 
 def normalised(scores: np.ndarray) -> np.ndarray:
@@ -69,4 +70,4 @@ def overlap(first: Circuit, second: Circuit) -> dict[str, float]:
 
 def _check_same_graph(first: Attribution, second: Attribution) -> None:
     if first.shape != second.shape:
-        raise ValueError(f"cannot compare attributions of different models ({first.shape} vs {second.shape})")
+        raise AnalysisInputError(f"cannot compare attributions of different models ({first.shape} vs {second.shape})", "compare attributions of one model")

@@ -19,6 +19,7 @@ import pandas as pd
 from pydantic import BaseModel, Field
 
 from analysis.circuit import Circuit
+from analysis.errors import AnalysisInputError
 from analysis.graph import GraphShape
 from analysis.io import atomic_write
 
@@ -68,7 +69,7 @@ def _node_kind(shape: GraphShape, name: str) -> tuple[str, int | None, int | Non
 def document(circuit: Circuit, edge_scores: dict[str, np.ndarray], node_scores: dict[str, np.ndarray], primary: str, settings: dict[str, Any] | None = None) -> CircuitDocument:
     """The circuit with each set's edge scores ``[n_src, n_dst]`` and node scores ``[n_src]``."""
     if primary not in edge_scores:
-        raise ValueError(f"primary set {primary!r} has no scores (sets: {', '.join(edge_scores)})")
+        raise AnalysisInputError(f"primary set {primary!r} has no scores", f"use one of the sets: {', '.join(edge_scores)}")
     shape = circuit.shape
     edges = []
     for s, t in zip(*np.nonzero(circuit.edges), strict=True):
@@ -139,7 +140,7 @@ def export(doc: CircuitDocument, fmt: Format, path: Path) -> None:
     elif fmt == "csv":
         atomic_write(path, lambda p: edge_table(doc).to_csv(p, index=False))
     else:
-        raise ValueError(f"unknown export format {fmt!r} — use one of {', '.join(FORMATS)}")
+        raise AnalysisInputError(f"unknown export format {fmt!r}", f"use one of {', '.join(FORMATS)}")
 
 
 def export_bytes(doc: CircuitDocument, fmt: Format) -> bytes:
@@ -155,5 +156,5 @@ def read_json(path: Path) -> CircuitDocument:
     text = Path(path).read_text()
     doc = CircuitDocument.model_validate_json(text)
     if doc.version > SCHEMA_VERSION:
-        raise ValueError(f"{path} uses circuit schema version {doc.version}; this CURE Studio reads up to {SCHEMA_VERSION} — upgrade CURE Studio")
+        raise AnalysisInputError(f"{path} uses circuit schema version {doc.version}; this CURE Studio reads up to {SCHEMA_VERSION}", "upgrade CURE Studio")
     return doc

@@ -21,6 +21,7 @@ import torch
 
 from analysis.activations import new_source_buffer, run_sources, source_capture_hooks
 from analysis.circuit import Circuit
+from analysis.errors import AnalysisInputError
 from analysis.graph import GraphShape
 from analysis.hooks import BridgeHooks, HookFn, edge_hooks, graph_shape, metric_input_hooks
 from analysis.prompts import Metric, PromptBatch
@@ -117,7 +118,7 @@ def faithfulness_curve(
             if progress is not None:
                 progress(n)
     if n == 0:
-        raise ValueError("no prompts to measure faithfulness on — the set is empty")
+        raise AnalysisInputError("no prompts to measure faithfulness on: the set is empty", "pick a request or set with samples")
     return [Faithfulness(c.n_edges, s / n, clean_sum / n, corrupt_sum / n) for c, s in zip(circuits, sums, strict=True)]
 
 

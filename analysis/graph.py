@@ -22,6 +22,8 @@ from functools import cached_property
 
 import numpy as np
 
+from analysis.errors import AnalysisInputError
+
 QKV = ("q", "k", "v")
 _EDGE = re.compile(r"^(?P<src>[^-<>]+)->(?P<dst>[^<>]+)(?:<(?P<qkv>[qkv])>)?$")
 
@@ -140,12 +142,12 @@ class GraphShape:
         """Inverse of :meth:`edge_name`; raises ``ValueError`` naming an unknown edge."""
         match = _EDGE.match(name)
         if match is None:
-            raise ValueError(f"{name!r} is not an edge name like 'a0.h1->a2.h3<q>' or 'm1->logits'")
+            raise AnalysisInputError(f"{name!r} is not an edge name", "write edges like 'a0.h1->a2.h3<q>' or 'm1->logits'")
         dst_name = match["dst"] + (f"<{match['qkv']}>" if match["qkv"] else "")
         try:
             src, dst = self.src_names.index(match["src"]), self.dst_names.index(dst_name)
         except ValueError:
-            raise ValueError(f"{name!r} names a node this {self.n_layers}-layer, {self.n_heads}-head graph does not have") from None
+            raise AnalysisInputError(f"{name!r} names a node this {self.n_layers}-layer, {self.n_heads}-head graph does not have", "name nodes of this model") from None
         if not self.real_edge_mask()[src, dst]:
-            raise ValueError(f"{name!r} is not a real edge: its source is computed after its destination reads")
+            raise AnalysisInputError(f"{name!r} is not a real edge: its source is computed after its destination reads", "name an edge from an earlier to a later component")
         return src, dst

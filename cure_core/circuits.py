@@ -16,7 +16,7 @@ import hashlib
 import io
 import json
 import re
-import sys
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from analysis.attribution import Attribution, Method, attribute
 from analysis.circuit import Circuit, Selection, select, size_curve
@@ -40,6 +40,7 @@ from cure_core.errors import CureError
 from cure_core.model.recommender import Recommender
 from cure_core.progress import Progress, ProgressFn
 from cure_core.requests import ForgetRequest, RequestSets
+from cure_core.settings import Seed
 
 if TYPE_CHECKING:
     from cure_core.workspace import Workspace
@@ -51,14 +52,20 @@ SET_NAMES: tuple[SetName, ...] = ("forget", "retain")
 class AttributionSettings(BaseModel):
     """Everything that changes an attribution result (part of its cache key)."""
 
-    method: Method = "eap-ig"
-    steps: int = Field(5, ge=1, le=200)
-    corruption: Literal["history", "target", "user"] = "history"
-    metric: Literal["margin", "signed"] = "signed"
-    n_prompts: int = Field(512, ge=1)
-    n_eval: int = Field(256, ge=1)
-    batch_size: int = Field(32, ge=1)
-    seed: int = 0
+    model_config = ConfigDict(extra="forbid")
+
+    method: Method = Field("eap-ig", description="EAP (one gradient) or EAP-IG (integrated gradients)")
+    steps: int = Field(5, ge=1, le=200, description="EAP-IG interpolation steps")
+    corruption: Literal["history", "target", "user"] = Field(
+        "history", description="history: another user's history; target: another item; user: the unknown-user token"
+    )
+    metric: Literal["signed", "margin"] = Field(
+        "signed", description="signed: logit(Yes) - logit(No) times +1/-1 by label, so clean prompts score high; margin: unsigned"
+    )
+    n_prompts: int = Field(512, ge=1, description="prompts per set for attribution")
+    n_eval: int = Field(256, ge=1, description="other prompts of the set for faithfulness")
+    batch_size: int = Field(32, ge=1, description="prompts per forward pass")
+    seed: Seed = Field(0, description="seed of the prompt draw")
 
     def key(self) -> str:
         return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:12]
@@ -136,7 +143,7 @@ def load_attribution(path: Path) -> Attribution | None:
                 settings=header["settings"],
             )
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as err:
-        print(f"warning: cached attribution {path.name} is unreadable ({err}); recomputing it", file=sys.stderr)
+        warnings.warn(f"cached attribution {path.name} is unreadable ({err}); recomputing it", stacklevel=2)
         path.unlink(missing_ok=True)
         return None
 

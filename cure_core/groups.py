@@ -30,7 +30,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from analysis.attribution import Attribution
 from analysis.circuit import share_count
@@ -48,12 +48,26 @@ _FLOOR = 1e-6
 
 
 class GroupSettings(BaseModel):
-    threshold_rule: Literal["share", "quantile", "absolute"] = "share"
-    threshold: float = Field(0.8, ge=0)
-    null_draws: int = Field(5, ge=1, le=50)
-    null_quantile: float = Field(0.95, gt=0, le=1)
-    embedding_rows: bool = True
-    embedding_share: float = Field(0.9, gt=0, le=1)
+    """How modules are grouped (part of a run's cache key)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    threshold_rule: Literal["share", "quantile", "absolute"] = Field("share", description="how 'in a set's circuit' is decided")
+    threshold: float = Field(0.8, description="share of importance or quantile (both in (0, 1]), or absolute importance (at least 0)")
+    null_draws: int = Field(5, ge=1, le=50, description="matched control draws for the noise floor")
+    null_quantile: float = Field(0.95, gt=0, le=1, description="quantile of |I_c - I_r| over the draws that a difference must beat")
+    embedding_rows: bool = Field(True, description="also group user/item embedding rows (by use)")
+    embedding_share: float = Field(0.9, gt=0, le=1, description="share of a row's uses in the forget set that makes it forget-specific")
+
+    @field_validator("threshold")
+    @classmethod
+    def _threshold_fits_rule(cls, value: float, info: ValidationInfo) -> float:
+        rule = info.data.get("threshold_rule", "share")
+        if rule == "absolute" and not value >= 0:
+            raise ValueError("an absolute importance threshold must be at least 0")
+        if rule != "absolute" and not 0 < value <= 1:
+            raise ValueError(f"the {rule} rule needs a threshold in (0, 1]")
+        return value
 
 
 def importance(attribution: Attribution) -> np.ndarray:
@@ -95,6 +109,13 @@ class ModuleGroups:
         """Group sizes by module kind."""
         counts = self.table.groupby(["group", "kind"]).size().unstack(fill_value=0)
         return counts.reindex(list(GROUPS), fill_value=0)
+
+    @property
+    def beyond_noise(self) -> bool:
+        """Whether the forget/retain log-ratio spread exceeds the control spreads' mean by more
+        than two of their standard deviations (relative): the one separability verdict."""
+        sep = self.separability
+        return sep["separability"] > 1 + 2 * sep["spread_control_std"] / max(sep["spread_control_mean"], 1e-12)
 
     @property
     def kinds(self) -> list[str]:

@@ -3,7 +3,10 @@
 A request is saved as ``cache/requests/<id>.json`` and named by its id in every later step.
 Its sets, all as sample indices:
 
-- ``forget``: training samples the request covers;
+- ``forget``: training samples the request covers. An interaction (user, item) covers every
+  sample that carries that rating — as its target or inside its history — so no model keeps
+  training on it; an item request covers the samples whose target is one of the items, and with
+  scope ``target_or_history`` also those whose history holds one;
 - ``retain``: every other training sample (Retrain trains on exactly these);
 - ``valid``/``test``: validation/test samples of the retained users that the request does not cover;
 - ``holdout``: training-split samples of the *holdout users* (never trained on by any model)
@@ -24,6 +27,7 @@ from cure_core.cache import atomic_write_json, cache_dir
 from cure_core.data.dataset import RatingsDataset
 from cure_core.data.samples import Samples
 from cure_core.errors import CureError
+from cure_core.settings import Seed
 
 DEFAULT_USER_FRACTION = 0.05
 
@@ -38,11 +42,13 @@ class ForgetRequest(BaseModel):
     items: list[str] = Field(default_factory=list)
     item_scope: Literal["target", "target_or_history"] = "target_or_history"
     interactions: list[tuple[str, str]] = Field(default_factory=list)
-    seed: int | None = None
+    seed: Seed | None = None
 
     @property
     def id(self) -> str:
         body = self.model_dump(exclude={"description"})
+        if self.kind == "interaction":  # ids of the old rule (target only) must not name the new sets
+            body["covers"] = "target_or_history"
         return f"{self.kind}-{hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:8]}"
 
 
@@ -65,12 +71,18 @@ def trainable_users(samples: Samples) -> np.ndarray:
 
 
 def parse_share(raw: str, where: str) -> float:
-    """A share of users written as ``5%`` or ``0.05``; ``where`` names the input in the error
-    (the range is checked by :func:`user_request`)."""
+    """A share of users written as ``5%`` or ``0.05``, in (0, 1); ``where`` names the input in the error."""
     try:
-        return float(raw.rstrip("%")) / (100 if raw.endswith("%") else 1)
+        share = float(raw.strip().rstrip("%")) / (100 if raw.strip().endswith("%") else 1)
     except ValueError:
         raise CureError(f"{where} {raw!r} is not a share", "write it as 5% or 0.05") from None
+    return _checked_fraction(share)
+
+
+def _checked_fraction(fraction: float) -> float:
+    if not 0 < fraction < 1:
+        raise CureError(f"forget fraction {fraction:g} is outside (0, 1)", "give a share of users such as 5% or 0.05")
+    return fraction
 
 
 def user_request(dataset: RatingsDataset, samples: Samples, fraction: float | None = None, user_ids: list[str] | None = None, seed: int = 0) -> ForgetRequest:
@@ -84,12 +96,10 @@ def user_request(dataset: RatingsDataset, samples: Samples, fraction: float | No
         chosen = np.unique(codes)
         description = f"{len(chosen)} given user(s)"
     else:
-        fraction = DEFAULT_USER_FRACTION if fraction is None else fraction
-        if not 0 < fraction < 1:
-            raise CureError(f"forget fraction {fraction} is outside (0, 1)", "give a share of users such as 5% or 0.05")
+        fraction = _checked_fraction(DEFAULT_USER_FRACTION if fraction is None else fraction)
         n = max(1, round(fraction * len(pool)))
         chosen = np.sort(np.random.default_rng(seed).choice(pool, size=n, replace=False))
-        description = f"{fraction:.0%} of users ({n}), seed {seed}"
+        description = f"{fraction * 100:.4g}% of users ({n}), seed {seed}"
     if len(chosen) >= len(pool):
         raise CureError("the request takes every trainable user, so nothing would be retained", "forget fewer users")
     return ForgetRequest(kind="user", data_hash=dataset.content_hash, description=description, users=[samples.user_ids[c] for c in chosen], seed=seed if not user_ids else None)
@@ -100,27 +110,36 @@ def item_request(dataset: RatingsDataset, samples: Samples, item_ids: list[str] 
     if genre:
         item_ids = dataset.genre_items(genre)
         if not item_ids:
-            raise CureError(f"no item has the genre {genre!r}", f"use one of: {', '.join(dataset.genres)}")
+            known = f"use one of: {', '.join(dataset.genres)}" if dataset.genres else "this dataset tags no genres; name items with --items"
+            raise CureError(f"no item has the genre {genre!r}", known)
         description = f"genre {genre} ({len(item_ids)} items, {scope})"
     elif item_ids:
-        samples.item_codes(item_ids)
-        description = f"{len(item_ids)} given item(s) ({scope})"
+        description = f"{len(set(item_ids))} given item(s) ({scope})"
     else:
         raise CureError("an item request needs items or a genre", "pass --items ID,ID or --genre NAME")
+    codes = samples.item_codes(item_ids)
+    if scope == "target":
+        trained = _trained(samples)
+        kept = trained & ~np.isin(samples.target, codes) & np.isin(samples.history, codes).any(axis=1)
+        description += f"; {int(kept.sum())} retained training sample(s) still hold these items in their history"
     return ForgetRequest(kind="item", data_hash=dataset.content_hash, description=description, items=sorted(set(item_ids)), item_scope=scope)  # type: ignore[arg-type]
 
 
 def interaction_request(dataset: RatingsDataset, samples: Samples, pairs: list[tuple[str, str]]) -> ForgetRequest:
-    """Forget chosen ratings (user, item): the samples whose target is one of them.
-
-    The rating still appears in the history of that user's later prompts; forgetting those too
-    is an item-level request on the user's own samples, not offered here.
-    """
+    """Forget chosen ratings (user, item): every sample that carries one of them, as its target
+    or in its history (a user's earliest ratings occur only in histories). The description
+    counts the training samples each way."""
     if not pairs:
         raise CureError("an interaction request needs at least one (user, item) pair", "pass --interactions USER:ITEM,USER:ITEM")
-    samples.user_codes([u for u, _ in pairs])
-    samples.item_codes([i for _, i in pairs])
-    return ForgetRequest(kind="interaction", data_hash=dataset.content_hash, description=f"{len(pairs)} rating(s)", interactions=sorted(set(pairs)))
+    blank = [f"{u}:{i}" for u, i in pairs if not u.strip() or not i.strip()]
+    if blank:
+        raise CureError(f"interaction {blank[0]!r} has a blank user or item id", "write each rating as USER:ITEM, e.g. 196:242")
+    pairs = sorted(set(pairs))
+    as_target, in_history = _interaction_masks(pairs, samples)
+    trained = _trained(samples)
+    n_target, n_history = int((trained & as_target).sum()), int((trained & in_history & ~as_target).sum())
+    description = f"{len(pairs)} rating(s), carried by {n_target + n_history} training sample(s) ({n_target} as target, {n_history} only in histories)"
+    return ForgetRequest(kind="interaction", data_hash=dataset.content_hash, description=description, interactions=pairs)
 
 
 def request_sets(request: ForgetRequest, samples: Samples) -> RequestSets:
@@ -160,10 +179,27 @@ def _covered(request: ForgetRequest, samples: Samples) -> np.ndarray:
         if request.item_scope == "target_or_history":
             mask |= np.isin(samples.history, codes).any(axis=1)
         return mask
-    rows = {(u, i) for u, i in request.interactions}
-    user_raw = np.array(samples.user_ids, dtype=object)[samples.user]
-    item_raw = np.array(samples.item_ids, dtype=object)[samples.target]
-    return np.fromiter(((u, i) in rows for u, i in zip(user_raw, item_raw, strict=True)), dtype=bool, count=len(samples))
+    as_target, in_history = _interaction_masks(request.interactions, samples)
+    return as_target | in_history
+
+
+def _trained(samples: Samples) -> np.ndarray:
+    """Training samples of users a model trains on (not holdout users)."""
+    return (samples.split == Samples.TRAIN) & ~samples.is_holdout_user
+
+
+def _interaction_masks(pairs: list[tuple[str, str]], samples: Samples) -> tuple[np.ndarray, np.ndarray]:
+    """Samples whose target is one of the ratings, and samples holding one in their history
+    (a history only holds its own user's earlier ratings)."""
+    users = samples.user_codes([u for u, _ in pairs])
+    items = samples.item_codes([i for _, i in pairs])
+    as_target = np.zeros(len(samples), dtype=bool)
+    in_history = np.zeros(len(samples), dtype=bool)
+    for user, item in zip(users, items, strict=True):
+        mine = samples.user == user
+        as_target |= mine & (samples.target == item)
+        in_history |= mine & (samples.history == item).any(axis=1)
+    return as_target, in_history
 
 
 def save_request(request: ForgetRequest) -> str:

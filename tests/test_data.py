@@ -77,7 +77,7 @@ def test_grouplens_folder_zip_and_recbole_load_the_same(tmp_path, synthetic):
     ("breakage", "message"),
     [
         (lambda f: (f / "u.item").unlink(), "no u.item"),
-        (lambda f: (f / "u.data").write_text("1\t2\tfive\t100\n"), "not numeric"),
+        (lambda f: (f / "u.data").write_text("1\t2\tfive\t100\n"), "non-numeric rating"),
         (lambda f: (f / "u.data").write_text(""), "has no rows"),
         (lambda f: (f / "u.item").write_text("1|Toy\n"), "expected 24"),
     ],

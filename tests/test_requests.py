@@ -61,14 +61,47 @@ def test_item_request_scopes(synthetic, synthetic_samples):
         item_request(synthetic, s, genre="Polka")
 
 
-def test_interaction_request(synthetic, synthetic_samples):
+def test_interaction_covers_every_sample_that_carries_it(synthetic, synthetic_samples):
+    """A rating is forgotten as a target and inside later histories: a user's first rating is in
+    no target at all, only in the first sample's history (the README's 196:242 case)."""
     s = synthetic_samples
-    train = s.index(Samples.TRAIN)[:3]
-    pairs = [(s.user_ids[s.user[i]], s.item_ids[s.target[i]]) for i in train]
-    sets = request_sets(interaction_request(synthetic, s, pairs), s)
-    np.testing.assert_array_equal(np.sort(sets.forget), np.sort(train))
+    k = s.config.history_len
+    code = next(u for u in np.unique(s.user) if u not in s.holdout_users)
+    user = s.user_ids[code]
+    mine = synthetic.ratings[synthetic.ratings.user == user].sort_values("timestamp", kind="stable")
+    first, kth = mine["item"].iloc[0], mine["item"].iloc[k]
+    idx = np.flatnonzero(s.user == code)  # in time order: sample j has target rating j + k
+    train = idx[s.split[idx] == Samples.TRAIN]
+    # first rating: history of sample 0 only; rating k: target of sample 0, history of samples 1..k
+    expected = np.intersect1d(idx[: k + 1], train)
+    request = interaction_request(synthetic, s, [(user, first), (user, kth)])
+    sets = request_sets(request, s)
+    np.testing.assert_array_equal(np.sort(sets.forget), expected)
+    assert request.description == f"2 rating(s), carried by {len(expected)} training sample(s) (1 as target, {len(expected) - 1} only in histories)"
+    only_first = request_sets(interaction_request(synthetic, s, [(user, first)]), s)
+    np.testing.assert_array_equal(only_first.forget, idx[:1])
+    assert_partition(s, sets)
     with pytest.raises(CureError, match="at least one"):
         interaction_request(synthetic, s, [])
+    with pytest.raises(CureError, match="blank"):
+        interaction_request(synthetic, s, [(user, " ")])
+
+
+def test_item_request_with_target_scope_counts_what_histories_keep(synthetic, synthetic_samples):
+    s = synthetic_samples
+    request = item_request(synthetic, s, genre="Genre0", scope="target")
+    codes = s.item_codes(request.items)
+    trained = (s.split == Samples.TRAIN) & ~s.is_holdout_user
+    kept = trained & ~np.isin(s.target, codes) & np.isin(s.history, codes).any(axis=1)
+    assert kept.sum() > 0
+    assert request.description.endswith(f"; {int(kept.sum())} retained training sample(s) still hold these items in their history")
+    sets = request_sets(request, s)
+    assert set(np.flatnonzero(kept)) <= set(sets.retain)
+
+
+def test_share_is_described_with_enough_precision(synthetic, synthetic_samples):
+    assert user_request(synthetic, synthetic_samples, fraction=0.05).description.startswith("5% of users")
+    assert user_request(synthetic, synthetic_samples, fraction=0.123).description.startswith("12.3% of users")
 
 
 def test_empty_forget_set(synthetic, synthetic_samples):

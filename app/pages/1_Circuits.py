@@ -23,17 +23,19 @@ from analysis.faithfulness import curve_sizes
 from cure_core.circuits import AttributionSettings, CircuitContext, measure_circuits
 from cure_core.errors import CureError
 from cure_core.groups import default_corruption
+from cure_core.settings import choices
 
 ws, request = analysis_page("Circuits")
 
 with st.sidebar:
     st.header("Attribution")
     request = request_picker(ws, request, key="circuits_request")
-    method = st.radio("method", ["eap-ig", "eap"], horizontal=True)
+    methods = choices(AttributionSettings, "method")
+    method = st.radio("method", methods, index=methods.index(AttributionSettings.model_fields["method"].default), horizontal=True)
     steps = st.slider("EAP-IG steps", 1, 20, 5, disabled=method == "eap")
-    corruptions = ["history", "target", "user"]
-    corruption = st.selectbox("corruption", corruptions, index=corruptions.index(default_corruption(request)), help="history: another user's history; target: another item; user: the unknown-user token")
-    metric = st.radio("metric", ["signed", "margin"], horizontal=True, help="signed: logit(Yes) − logit(No) × ±1 by label")
+    corruptions = choices(AttributionSettings, "corruption")
+    corruption = st.selectbox("corruption", corruptions, index=corruptions.index(default_corruption(request)), help=AttributionSettings.model_fields["corruption"].description)
+    metric = st.radio("metric", choices(AttributionSettings, "metric"), horizontal=True, help="signed: logit(Yes) − logit(No) × ±1 by label")
     n_prompts = st.select_slider("prompts per set", [64, 128, 256, 512], value=512, key="n_prompts")
     st.header("Circuit")
     view = st.radio("view", [*VIEWS, "overlap"], key="view", horizontal=True, help="difference: normalised forget − retain scores; overlap: forget vs retain circuits")

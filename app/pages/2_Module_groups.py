@@ -16,6 +16,7 @@ from cure_core.ablation import ablation_table
 from cure_core.circuits import AttributionSettings, CircuitContext
 from cure_core.errors import CureError
 from cure_core.groups import GROUPS, GroupSettings, ModuleGroups, default_corruption, groups_for_request
+from cure_core.settings import choices
 
 GROUP_COLOURS = {"forget-specific": "#d62728", "retain-specific": "#1f77b4", "task-shared": "#9467bd", "outside": "#e5e5e5"}
 
@@ -23,9 +24,9 @@ ws, request = analysis_page("Module groups")
 
 with st.sidebar:
     st.header("Grouping")
-    corruptions = ["history", "target", "user"]
+    corruptions = choices(AttributionSettings, "corruption")
     corruption = st.selectbox("corruption", corruptions, index=corruptions.index(default_corruption(request)), key="groups_corruption")
-    rule = st.radio("in a set's circuit when", ["share", "quantile", "absolute"], horizontal=True, help="share: among the fewest modules holding this share of the importance")
+    rule = st.radio("in a set's circuit when", choices(GroupSettings, "threshold_rule"), horizontal=True, help="share: among the fewest modules holding this share of the importance")
     threshold = st.slider("threshold", 0.05, 1.0, 0.8, 0.05) if rule != "absolute" else st.number_input("absolute importance", 0.0, 1.0, 0.05, 0.01)
     draws = st.slider("matched control draws (noise floor)", 2, 8, 5)
     n_prompts = st.select_slider("prompts per set", [64, 128, 256, 512], value=512, key="groups_prompts")

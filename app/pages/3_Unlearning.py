@@ -17,6 +17,7 @@ from state import analysis_page, poll_job, request_picker
 from cure_core.evaluate import compare_to_retrain
 from cure_core.jobs import BackgroundJob
 from cure_core.requests import load_request
+from cure_core.settings import choices
 from cure_core.unlearning.compare import comparison_table, pareto_figure, reference_rows
 from cure_core.unlearning.methods import METHODS, UnlearnConfig
 from cure_core.unlearning.runs import DEFAULT_STRENGTHS, checkpoint_archive, default_strength, get_run, load_history
@@ -41,11 +42,11 @@ with st.form("run_form"):
     method = cols[0].selectbox("method", list(METHODS), format_func=lambda m: METHODS[m].label, key="method")
     strength = cols[1].number_input("strength (Adam learning rate)", 1e-6, 1e-1, default_strength(method), format="%.0e", key="strength", help=f"sweep grids: {DEFAULT_STRENGTHS}")
     steps = cols[2].number_input("steps", 1, 1000, 60, key="steps")
-    forget_loss = cols[3].selectbox("forget objective (PCGrad, SAGO, CURE)", ["npo", "ga", "teacher"], key="forget_loss")
+    forget_loss = cols[3].selectbox("forget objective (PCGrad, SAGO, CURE)", choices(UnlearnConfig, "forget_loss"), key="forget_loss")
     cols = st.columns(3)
-    retain_rule = cols[0].selectbox("CURE: retain-specific modules", ["retain_update", "frozen"])
-    shared_rule = cols[1].selectbox("CURE: task-shared modules", ["pcgrad", "sago"])
-    row_rule = cols[2].selectbox("CURE: forget-specific embedding rows", ["update", "reset"], help="reset: set once to what Retrain reads (<unk_user>), then frozen")
+    retain_rule = cols[0].selectbox("CURE: retain-specific modules", choices(UnlearnConfig, "retain_rule"))
+    shared_rule = cols[1].selectbox("CURE: task-shared modules", choices(UnlearnConfig, "shared_rule"))
+    row_rule = cols[2].selectbox("CURE: forget-specific embedding rows", choices(UnlearnConfig, "row_rule"), help="reset: set once to what Retrain reads (<unk_user>), then frozen")
     submitted = st.form_submit_button("Run", disabled=session["active"] is not None)
 
 if submitted:

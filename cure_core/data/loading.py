@@ -7,16 +7,19 @@ timestamps and item titles goes through the same code path afterwards.
 from __future__ import annotations
 
 import io
+import logging
 import re
 import subprocess
 import sys
 import zipfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 
 from cure_core.cache import atomic_write_bytes, cache_dir
+from cure_core.data.checks import genre_flags, typed_ratings
 from cure_core.data.dataset import ITEM_COLUMNS, RATING_COLUMNS, RatingsDataset
 from cure_core.errors import CureError
 
@@ -29,6 +32,7 @@ GROUPLENS_GENRES = [
 ]  # fmt: skip
 
 Opener = Callable[[str], bytes]
+log = logging.getLogger(__name__)
 
 
 def load_dataset(source: str | Path | None = None) -> RatingsDataset:
@@ -71,7 +75,7 @@ def default_ml100k_dir() -> Path:
     wheels = sorted(wheel_dir.glob("recbole-1.2.1-*.whl"))
     if not wheels:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(wheel_dir), RECBOLE_WHEEL]
-        print(f"Fetching MovieLens-100K: {' '.join(cmd[2:])}", file=sys.stderr)
+        log.info("Fetching MovieLens-100K: %s", " ".join(cmd[2:]))
         result = subprocess.run(cmd, capture_output=True, text=True)
         wheels = sorted(wheel_dir.glob("recbole-1.2.1-*.whl"))
         if result.returncode != 0 or not wheels:
@@ -88,8 +92,18 @@ def _listing(path: Path) -> tuple[list[str], Opener]:
         names = [str(p.relative_to(path)) for p in path.rglob("*") if p.is_file()]
         return names, lambda n: (path / n).read_bytes()
     if zipfile.is_zipfile(path):
-        archive = zipfile.ZipFile(path)
-        return archive.namelist(), archive.read
+        try:
+            archive = zipfile.ZipFile(path)
+        except (zipfile.BadZipFile, OSError) as err:
+            raise CureError(f"{path} is a damaged zip ({err})", "download the zip again, or unpack it and pass the folder") from None
+
+        def read(name: str) -> bytes:
+            try:
+                return archive.read(name)
+            except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError) as err:
+                raise CureError(f"{path}: member {name} is damaged ({err})", "download the zip again, or unpack it and pass the folder") from None
+
+        return archive.namelist(), read
     raise CureError(f"{path} is neither a folder nor a zip file", "give the data folder or its zip")
 
 
@@ -106,7 +120,7 @@ def _read_grouplens(base: dict[str, str], opener: Opener, name: str) -> RatingsD
     )  # fmt: skip
     if raw_items.shape[1] < 5 + len(GROUPLENS_GENRES):
         raise CureError(f"u.item has {raw_items.shape[1]} columns, expected 24", "use the u.item file of the GroupLens ml-100k release")
-    flags = raw_items.iloc[:, 5 : 5 + len(GROUPLENS_GENRES)].astype(int).to_numpy()
+    flags = genre_flags(raw_items.iloc[:, 5 : 5 + len(GROUPLENS_GENRES)], "u.item").to_numpy()
     titles_years = raw_items[1].fillna("").map(_split_title_year)
     items = pd.DataFrame(
         {
@@ -118,8 +132,11 @@ def _read_grouplens(base: dict[str, str], opener: Opener, name: str) -> RatingsD
     )
     users = None
     if "u.user" in base:
-        users = pd.read_csv(io.BytesIO(opener(base["u.user"])), sep="|", header=None, names=["user", "age", "gender", "occupation", "zip"], dtype=str)
-    return _finish(name, ratings, items, users)
+        users = _parse(lambda: pd.read_csv(io.BytesIO(opener(base["u.user"])), sep="|", header=None, dtype=str), "u.user", "pipe-separated: user id|age|gender|occupation|zip code")
+        if users.shape[1] != 5:
+            raise CureError(f"u.user has {users.shape[1]} column(s), expected 5", "use the u.user file of the GroupLens ml-100k release (user id|age|gender|occupation|zip code), or leave it out")
+        users.columns = ["user", "age", "gender", "occupation", "zip"]
+    return _finish(name, typed_ratings(ratings, "u.data", header_rows=0), items, users)
 
 
 def _read_recbole(base: dict[str, str], opener: Opener, name: str) -> RatingsDataset:
@@ -129,7 +146,7 @@ def _read_recbole(base: dict[str, str], opener: Opener, name: str) -> RatingsDat
     missing = {"user_id", "item_id", "rating", "timestamp"} - set(ratings.columns)
     if missing:
         raise CureError(f"{inter} lacks the column(s) {sorted(missing)}", "the .inter file needs user_id, item_id, rating and timestamp columns")
-    ratings = ratings.rename(columns={"user_id": "user", "item_id": "item"})[RATING_COLUMNS]
+    ratings = typed_ratings(ratings.rename(columns={"user_id": "user", "item_id": "item"})[RATING_COLUMNS], inter, header_rows=1)
     item_file = next((n for n in base if n.endswith(".item")), None)
     if item_file is None:
         raise CureError(f"RecBole data has {inter} but no .item file (titles)", "add the matching .item file")
@@ -151,8 +168,10 @@ def _read_recbole(base: dict[str, str], opener: Opener, name: str) -> RatingsDat
     users = None
     user_file = next((n for n in base if n.endswith(".user")), None)
     if user_file is not None:
-        users = pd.read_csv(io.BytesIO(opener(base[user_file])), sep="\t", dtype=str)
+        users = _parse(lambda: pd.read_csv(io.BytesIO(opener(base[user_file])), sep="\t", dtype=str), user_file, "a tab-separated header with user_id")
         users.columns = [c.split(":")[0] for c in users.columns]
+        if "user_id" not in users.columns:
+            raise CureError(f"{user_file} has no user_id column", "give the .user file a header like user_id:token age:float, or leave it out")
         users = users.rename(columns={"user_id": "user"})
     return _finish(name, ratings, items, users)
 
@@ -176,19 +195,9 @@ def _parse(read: Callable[[], pd.DataFrame], what: str, expected: str) -> pd.Dat
 
 
 def _finish(name: str, ratings: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame | None) -> RatingsDataset:
-    """Type the columns, check them, and add placeholder rows for untitled items."""
-    ratings = ratings.dropna(how="all")
+    """Check that there are ratings (typed by :func:`typed_ratings`) and add placeholder rows for untitled items."""
     if ratings.empty:
         raise CureError(f"{name}: the rating file has no rows", "check that the rating file is the full download")
-    try:
-        ratings = ratings.assign(
-            user=ratings["user"].astype(str).str.strip(),
-            item=ratings["item"].astype(str).str.strip(),
-            rating=pd.to_numeric(ratings["rating"]).astype(float),
-            timestamp=pd.to_numeric(ratings["timestamp"]).astype("int64"),
-        )
-    except (ValueError, TypeError) as err:
-        raise CureError(f"{name}: rating or timestamp is not numeric ({err})", "ratings must be numbers and timestamps integer seconds") from None
     items = items.astype({"item": str, "title": str, "year": str, "genres": str}).drop_duplicates("item")
     untitled = sorted(set(ratings["item"]) - set(items["item"]))
     if untitled:

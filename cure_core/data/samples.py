@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from cure_core.data.dataset import RatingsDataset
 from cure_core.errors import CureError
+from cure_core.settings import Seed
 
 LIKE_THRESHOLD = 3.0
 
@@ -27,7 +28,7 @@ class SplitConfig(BaseModel):
     valid_frac: float = Field(0.1, gt=0, lt=0.5, description="share of each user's latest samples for validation")
     test_frac: float = Field(0.1, gt=0, lt=0.5, description="share of each user's latest samples for test")
     holdout_user_frac: float = Field(0.05, ge=0, lt=0.5, description="users never trained on (MIA non-members)")
-    seed: int = 0
+    seed: Seed = 0
 
 
 @dataclass

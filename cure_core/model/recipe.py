@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from transformers import GPT2Config, LlamaConfig, PretrainedConfig
 
-from cure_core.errors import CureError
+from cure_core.settings import Seed, json_object, validated
 
 
 class Recipe(BaseModel):
     """Settings of a from-scratch item-mode recommender. Defaults are the project's default model."""
+
+    model_config = ConfigDict(extra="forbid")
 
     arch: Literal["gpt2", "llama"] = "gpt2"
     n_layer: int = Field(4, ge=1, le=24)
@@ -32,7 +34,13 @@ class Recipe(BaseModel):
     max_epochs: int = Field(8, ge=1)
     ema_decay: float = Field(0.999, ge=0, lt=1, description="exponential moving average of the weights, evaluated and saved instead of the raw weights (0 = off)")
     patience: int = Field(3, ge=1, description="epochs without a better validation AUC before stopping")
-    seed: int = 0
+    seed: Seed = 0
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> Recipe:
+        if self.d_model % self.n_head:
+            raise ValueError(f"d_model {self.d_model} is not divisible by n_head {self.n_head}")
+        return self
 
     def cache_spec(self) -> dict[str, object]:
         """The recipe as it enters model cache keys.
@@ -49,8 +57,6 @@ class Recipe(BaseModel):
 
     def hf_config(self, vocab_size: int, n_positions: int) -> PretrainedConfig:
         """The Hugging Face config of this architecture (pre-LayerNorm, no grouped-query attention)."""
-        if self.d_model % self.n_head:
-            raise ValueError(f"d_model={self.d_model} is not divisible by n_head={self.n_head}")
         if self.arch == "gpt2":
             return GPT2Config(
                 vocab_size=vocab_size, n_positions=n_positions, n_embd=self.d_model, n_layer=self.n_layer,
@@ -82,8 +88,4 @@ def recipe_from_json(text: str | None) -> Recipe | None:
     """A recipe from JSON overrides of the default (``None`` or empty: the default recipe)."""
     if not text:
         return None
-    try:
-        return Recipe.model_validate_json(text)
-    except ValidationError as err:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'recipe'}: {e['msg']}" for e in err.errors())
-        raise CureError(f"the recipe JSON is invalid ({problems})", 'give a JSON object of recipe fields, e.g. {"n_layer": 2, "d_model": 32}') from None
+    return validated(Recipe, json_object(text, "--recipe-json"), "recipe", 'give a JSON object of recipe fields, e.g. {"n_layer": 2, "d_model": 32}')

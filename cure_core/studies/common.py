@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from cure_core.circuits import AttributionSettings, circuit_context
 from cure_core.errors import CureError
@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 class StudySettings(BaseModel):
     """Base of every study's settings; ``quick()`` gives the minutes-long variant for tests."""
+
+    model_config = ConfigDict(extra="forbid")
 
     quick_mode: bool = False
 

@@ -12,7 +12,7 @@ noise floor then uses as many as fit, and the study says so.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -22,7 +22,7 @@ from pydantic import Field
 from cure_core.groups import GroupSettings, fitting_group_settings
 from cure_core.progress import Progress, ProgressFn
 from cure_core.studies.common import StudySettings, grouping_seconds, reference_points, resolve_request, run_values
-from cure_core.studies.selection import VARIANTS, chosen_run, variant
+from cure_core.studies.selection import VARIANTS, VariantLabel, chosen_run, variant
 from cure_core.studies.store import StudyStore, weights_key
 from cure_core.unlearning.runs import get_run
 
@@ -31,10 +31,10 @@ if TYPE_CHECKING:
 
 
 class DeletionRateSettings(StudySettings):
-    rates: list[float] = Field(default_factory=lambda: [0.01, 0.05, 0.10, 0.20], description="shares of users to forget (seed 0)")
-    variants: list[str] = Field(default_factory=lambda: [v.label for v in VARIANTS])
-    steps: int = 60
-    grid_points: int | None = None
+    rates: list[Annotated[float, Field(gt=0, lt=1)]] = Field(default_factory=lambda: [0.01, 0.05, 0.10, 0.20], min_length=1, description="shares of users to forget (seed 0)")
+    variants: list[VariantLabel] = Field(default_factory=lambda: [v.label for v in VARIANTS], min_length=1)
+    steps: int = Field(60, ge=1)
+    grid_points: int | None = Field(None, ge=1)
 
     @classmethod
     def quick(cls) -> DeletionRateSettings:

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
+from pydantic import Field
 from scipy.stats import spearmanr
 
 from analysis.attribution import attribute
@@ -32,7 +33,7 @@ from cure_core.model.store import load_recommender
 from cure_core.progress import Progress, ProgressFn
 from cure_core.requests import user_request
 from cure_core.studies.common import StudySettings, resolve_request
-from cure_core.studies.selection import chosen_run, variant
+from cure_core.studies.selection import VariantLabel, chosen_run, variant
 from cure_core.studies.store import StudyStore
 from cure_core.unlearning.methods import UnlearnConfig
 from cure_core.unlearning.runner import unlearn
@@ -45,14 +46,14 @@ if TYPE_CHECKING:
 
 class DifficultySettings(StudySettings):
     request: str = "default"
-    probe_steps: int = 10
-    probe_strength: float = 1e-4
-    anchors: int = 5
-    n_prompts: int = 64
-    attribution_steps: int = 5
-    cure_variant: str = "CURE (teacher, reset rows)"
-    steps: int = 60
-    grid_points: int | None = None
+    probe_steps: int = Field(10, ge=1)
+    probe_strength: float = Field(1e-4, gt=0)
+    anchors: int = Field(5, ge=1)
+    n_prompts: int = Field(64, ge=1)
+    attribution_steps: int = Field(5, ge=1)
+    cure_variant: VariantLabel = "CURE (teacher, reset rows)"
+    steps: int = Field(60, ge=1)
+    grid_points: int | None = Field(None, ge=1)
 
     @classmethod
     def quick(cls) -> DifficultySettings:

@@ -17,8 +17,9 @@ from plotly.subplots import make_subplots
 from pydantic import Field
 
 from cure_core.progress import Progress, ProgressFn
+from cure_core.settings import Seed
 from cure_core.studies.common import StudySettings, reference_points, resolve_request, run_values
-from cure_core.studies.selection import VARIANTS, variant
+from cure_core.studies.selection import VARIANTS, VariantLabel, variant
 from cure_core.studies.store import StudyStore
 from cure_core.unlearning.compare import pareto_front
 from cure_core.unlearning.runs import get_run
@@ -29,10 +30,10 @@ if TYPE_CHECKING:
 
 class ParetoSettings(StudySettings):
     request: str = "default"
-    variants: list[str] = Field(default_factory=lambda: [v.label for v in VARIANTS])
-    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], description="unlearning seeds (batch order)")
-    steps: int = 60
-    grid_points: int | None = None  # None: the whole grid of each variant
+    variants: list[VariantLabel] = Field(default_factory=lambda: [v.label for v in VARIANTS], min_length=1)
+    seeds: list[Seed] = Field(default_factory=lambda: [0, 1, 2], min_length=1, description="unlearning seeds (batch order)")
+    steps: int = Field(60, ge=1)
+    grid_points: int | None = Field(None, ge=1, description="first strengths of each variant's grid (None: the whole grid)")
 
     @classmethod
     def quick(cls) -> ParetoSettings:

@@ -9,9 +9,10 @@ The other, *report* half and the test set are then free for reporting.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
+from pydantic import AfterValidator
 
 from cure_core.metrics import jsd, utility
 from cure_core.model.store import load_recommender
@@ -65,6 +66,16 @@ def variant(label: str) -> Variant:
         if v.label == label:
             return v
     raise KeyError(label)
+
+
+def _known_label(label: str) -> str:
+    if label not in {v.label for v in VARIANTS}:
+        raise ValueError(f"unknown variant {label!r}; variants: {', '.join(v.label for v in VARIANTS)}")
+    return label
+
+
+VariantLabel = Annotated[str, AfterValidator(_known_label)]
+"""A study setting naming one of :data:`VARIANTS` (checked when the settings are read)."""
 
 
 def halves(ws: Workspace, request: ForgetRequest, sets: RequestSets, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -29,6 +29,7 @@ from analysis.compare import jaccard
 from cure_core.circuits import AttributionSettings, circuit_context, get_attribution
 from cure_core.groups import GROUPS, default_corruption, fitting_group_settings, groups_for_request
 from cure_core.progress import Progress, ProgressFn
+from cure_core.settings import Seed
 from cure_core.studies.common import StudySettings, resolve_request
 from cure_core.studies.store import StudyStore, weights_key
 
@@ -39,11 +40,11 @@ SPLIT_GROUPS = ("forget-specific", "retain-specific", "task-shared")
 
 
 class StabilitySettings(StudySettings):
-    requests: list[str] = Field(default_factory=lambda: ["default", "genre:Children's"])
-    model_seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
-    resamples: list[int] = Field(default_factory=lambda: [0, 1, 2], description="seeds of the attribution prompt draw")
-    top_n: int = 100
-    n_prompts: int = 512
+    requests: list[str] = Field(default_factory=lambda: ["default", "genre:Children's"], min_length=1)
+    model_seeds: list[Seed] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    resamples: list[Seed] = Field(default_factory=lambda: [0, 1, 2], min_length=1, description="seeds of the attribution prompt draw")
+    top_n: int = Field(100, ge=1)
+    n_prompts: int = Field(512, ge=1)
 
     @classmethod
     def quick(cls) -> StabilitySettings:
@@ -77,6 +78,7 @@ def split_of(ws: Workspace, request_spec: str, model_seed: int, resample: int, s
         "groups": {g: groups.members(g) for g in GROUPS},
         "separability": groups.separability["separability"],
         "significant": groups.separability["significant_modules"],
+        "beyond_noise": groups.beyond_noise,
     }
 
 
@@ -91,7 +93,7 @@ def run(ws: Workspace, settings: StabilitySettings, progress: ProgressFn | None 
     for spec in settings.requests:
         for seed, resample in combos:  # models of other seeds are trained on first use (cached)
             model = weights_key(ws.with_recipe(ws.recipe.model_copy(update={"seed": seed})).original(quiet=quiet).meta)
-            splits[(spec, seed, resample)] = store.cell(f"{spec}-seed{seed}-resample{resample}-{model}", lambda spec=spec, seed=seed, resample=resample: split_of(ws, spec, seed, resample, settings))
+            splits[(spec, seed, resample)] = store.cell(f"{spec}-seed{seed}-resample{resample}-{model}-verdict", lambda spec=spec, seed=seed, resample=resample: split_of(ws, spec, seed, resample, settings))
             bar.update(1, request=spec, seed=seed, resample=resample)
     bar.close()
     pairs, per_run = [], []
@@ -100,7 +102,7 @@ def run(ws: Workspace, settings: StabilitySettings, progress: ProgressFn | None 
             split = splits[(spec, seed, resample)]
             counts = {f"n {g} (heads/MLPs)": len(modules_only(split["groups"][g])) for g in SPLIT_GROUPS}
             rows = len(rows_only(split["groups"]["forget-specific"]))
-            per_run.append({"request": split["request"], "spec": spec, "model_seed": seed, "resample": resample, "separability": split["separability"], "beyond_null": split["significant"], **counts, "n forget rows": rows})
+            per_run.append({"request": split["request"], "spec": spec, "model_seed": seed, "resample": resample, "separability": split["separability"], "beyond_noise": split["beyond_noise"], "beyond_null": split["significant"], **counts, "n forget rows": rows})
         for axis, members in axes.items():
             for a, b in itertools.combinations(members, 2):
                 x, y = splits[(spec, *a)], splits[(spec, *b)]
@@ -134,8 +136,8 @@ def verdict(pairs: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
             lines.append(f"{spec}, across {axis}s: top-n edge Jaccard forget {edges['forget edges']:.2f} / retain {edges['retain edges']:.2f} ({_word(edges['forget edges'])}); group Jaccard over heads/MLPs: {text}.")
         mine = runs[runs["spec"] == spec]
         lines.append(f"{spec}: forget-specific heads/MLPs per run {mine['n forget-specific (heads/MLPs)'].min()}–{mine['n forget-specific (heads/MLPs)'].max()}, task-shared {mine['n task-shared (heads/MLPs)'].min()}–{mine['n task-shared (heads/MLPs)'].max()}; forget-specific embedding rows {mine['n forget rows'].min()}–{mine['n forget rows'].max()} (chosen by data usage, identical by construction).")
-        seps = mine["separability"]
-        lines.append(f"{spec}: separability {seps.min():.2f}–{seps.max():.2f} over every model seed and resample ({'a separation in every run' if seps.min() > 1.2 else 'no consistent separation' if seps.max() < 1.2 else 'separation in some runs only'}; ≈ 1 means no more different than matched controls).")
+        seps, beyond = mine["separability"], mine["beyond_noise"]
+        lines.append(f"{spec}: separability {seps.min():.2f}–{seps.max():.2f} over every model seed and resample ({'beyond noise in every run' if beyond.all() else 'within noise in every run' if not beyond.any() else f'beyond noise in {int(beyond.sum())} of {len(beyond)} runs'}; ≈ 1 means no more different than matched controls).")
     return lines
 
 

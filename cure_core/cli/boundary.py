@@ -1,0 +1,81 @@
+"""The one error boundary of the command line.
+
+Whatever a user types ends in one of: the command's output and status 0; one line
+``error: <problem> — fix: <fix>`` and status 2 (a :class:`CureError`, a settings validation
+error, or an ``analysis`` input error); ``interrupted`` and 130. Library warnings
+(``warnings.warn``) become one ``warning: ...`` line each, and ``cure_core`` log messages
+(progress-like notes such as a download) one line each — never a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from pydantic import ValidationError
+
+from analysis.errors import AnalysisInputError
+from cure_core.cli.parser import HELP, build_parser
+from cure_core.errors import CureError
+from cure_core.settings import describe
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    with _library_messages():
+        try:
+            args = build_parser(_command(argv)).parse_args(argv)
+            return int(args.func(args) or 0)
+        except SystemExit as done:  # --help, or an argparse exit of its own
+            return done.code if isinstance(done.code, int) else 0
+        except (CureError, ValidationError, AnalysisInputError) as err:
+            print(f"error: {one_line(err)}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("interrupted; cached entries are written atomically, nothing partial was kept", file=sys.stderr)
+            return 130
+        except BrokenPipeError:  # e.g. `cure forget | head`: the reader left; not an error of ours
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
+
+
+def one_line(err: CureError | ValidationError | AnalysisInputError) -> str:
+    """``<problem> — fix: <fix>`` for every kind of user error."""
+    if isinstance(err, ValidationError):  # settings built outside SettingsOptions.build
+        err = CureError(f"invalid {err.title} settings: {describe(err)}", "see `cure COMMAND --help` for the allowed values")
+    elif isinstance(err, AnalysisInputError):
+        err = CureError(err.problem, err.fix)
+    return " ".join(str(err).split())
+
+
+def _command(argv: list[str]) -> str | None:
+    """The command named in ``argv`` (the first word that is not an option), if it is one."""
+    word = next((a for a in argv if not a.startswith("-")), None)
+    return word if word in HELP else None
+
+
+@contextmanager
+def _library_messages() -> Iterator[None]:
+    """Show library warnings and ``cure_core`` log records as single lines on stderr."""
+
+    def show(message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None, line: str | None = None) -> None:
+        print(f"warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger("cure_core")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        try:
+            yield
+        finally:
+            logger.removeHandler(handler)
+            logger.setLevel(level)

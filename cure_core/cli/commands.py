@@ -1,0 +1,146 @@
+"""The data, model, request, study, report and app commands, and what every command shares:
+the workspace and the one request resolver. Each command checks its own arguments before it
+builds the workspace (whose data load takes seconds)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cure_core.cli import printers
+from cure_core.errors import CureError
+
+if TYPE_CHECKING:  # imported lazily at run time: torch is slow to import
+    from cure_core.progress import ProgressFn
+    from cure_core.requests import ForgetRequest
+    from cure_core.workspace import Workspace
+
+APP_ENTRY = Path(__file__).resolve().parent.parent.parent / "app" / "Home.py"
+
+
+def workspace(args: argparse.Namespace) -> Workspace:
+    """The data of ``--data`` with the recipe of ``--recipe-json`` (parsed and checked already)."""
+    from cure_core.data import SplitConfig
+    from cure_core.settings import json_object, validated
+    from cure_core.workspace import Workspace
+
+    split = None
+    if getattr(args, "split_json", None):
+        split = validated(SplitConfig, json_object(args.split_json, "--split-json"), "split", "give SplitConfig fields as JSON")
+    return Workspace(data=args.data, split=split, recipe=getattr(args, "recipe_json", None))
+
+
+def request_of(args: argparse.Namespace, ws: Workspace) -> ForgetRequest:
+    """The request of ``--request`` (loaded when parsed), or the default one (5% of users, seed 0)."""
+    return args.request if args.request is not None else ws.default_request()
+
+
+def cmd_data(args: argparse.Namespace) -> None:
+    ws = workspace(args)
+    printers.print_summary(ws.summary(), ws.samples.user_ids, ws.dataset.genres)
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from cure_core.baselines import baseline_aucs
+
+    ws = workspace(args)
+    request = args.retrain
+    role = "retrain" if request else "original"
+    rec = None if args.force else ws.load_model(role, request)
+    if rec is None:
+        progress = _progress_file_writer(Path(args.progress_file)) if args.progress_file else None
+        rec = ws.train_model(role, request, threads=args.threads, progress=progress)
+    else:
+        print(f"cached: {rec.path}")
+    sets = ws.train_sets(role, request)
+    printers.print_model(rec, baseline_aucs(ws.samples, sets.train, sets.test))
+
+
+def cmd_forget(args: argparse.Namespace) -> None:
+    from cure_core.requests import interaction_request, item_request, save_request, user_request
+
+    ws = workspace(args)
+    if args.user_ids is not None:
+        request = user_request(ws.dataset, ws.samples, user_ids=args.user_ids)
+    elif args.genre is not None:
+        request = item_request(ws.dataset, ws.samples, genre=args.genre, scope=args.scope)
+    elif args.items is not None:
+        request = item_request(ws.dataset, ws.samples, item_ids=args.items, scope=args.scope)
+    elif args.interactions is not None:
+        request = interaction_request(ws.dataset, ws.samples, args.interactions)
+    else:
+        request = user_request(ws.dataset, ws.samples, fraction=args.users, seed=args.seed)
+    sets = ws.sets(request)
+    save_request(request)
+    printers.print_request(request, sets.sizes())
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from cure_core.evaluate import compare_to_retrain
+    from cure_core.model.store import load_recommender
+
+    model_dir = None if args.model in ("original", "retrain") else Path(args.model)
+    if model_dir is not None and not (model_dir / "meta.json").is_file():
+        raise CureError(f"--model {args.model} is not a model folder (no meta.json)", "use original, retrain, or a folder under cache/models")
+    ws = workspace(args)
+    request = request_of(args, ws)
+    original, retrain = ws.ensure_models(request, quiet=args.json)
+    rec = {"original": original, "retrain": retrain}.get(args.model) or load_recommender(model_dir, ws.samples, ws.titles)
+    report = compare_to_retrain(rec, retrain, request, ws.samples, ws.sets(request), name=args.model)
+    if args.json:
+        printers.print_json(report)
+        return
+    printers.print_evaluation(report, request, args.model)
+
+
+def cmd_study(args: argparse.Namespace) -> None:
+    from cure_core.settings import json_object, validated
+    from cure_core.studies.registry import STUDIES
+    from cure_core.studies.store import study_folder
+
+    study = STUDIES[args.name]
+    settings = study.settings.quick() if args.quick else study.settings()
+    update = json_object(args.settings_json, "--settings-json") if args.settings_json else {}
+    if args.request:
+        if "request" not in study.settings.model_fields:
+            raise CureError(f"the {args.name} study takes no --request", "leave it out; see `cure study --help`")
+        update["request"] = args.request
+    settings = validated(study.settings, {**settings.model_dump(), **update}, f"{args.name} settings", f"valid fields: {', '.join(study.settings.model_fields)}")
+    result = study.run(workspace(args), settings)
+    print(f"\n# {args.name} ({result['seconds']:.0f} s now, {result['total_seconds']:.0f} s over {len(result['invocations'])} invocation(s))")
+    for line in result["summary"]:
+        print(f"- {line}")
+    print(f"saved: {study_folder(args.name, result['key']) / 'result.json'} — see it in the app's Report page or with `cure report`")
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from cure_core.studies.report import write_report
+
+    print(f"written: {write_report(args.out)}")
+
+
+def cmd_app(args: argparse.Namespace) -> int:
+    cmd = [sys.executable, "-m", "streamlit", "run", str(APP_ENTRY), "--server.port", str(args.port), "--browser.gatherUsageStats", "false"]
+    recipe = args.recipe_json.model_dump_json() if args.recipe_json is not None else None
+    env = dict(os.environ, **({"CURE_DATA": args.data} if args.data else {}), **({"CURE_RECIPE": recipe} if recipe else {}))
+    return subprocess.call(cmd, env=env)
+
+
+def _progress_file_writer(path: Path) -> ProgressFn:
+    """Write progress as JSON (atomically, at most twice a second) for a parent process to poll."""
+    from cure_core.cache import atomic_write_json
+
+    last = [0.0]
+
+    def write(done: int, total: int, info: dict[str, Any]) -> None:
+        now = time.monotonic()
+        if now - last[0] > 0.5 or done == total:
+            last[0] = now
+            atomic_write_json(path, {"done": done, "total": total, "info": info})
+
+    return write

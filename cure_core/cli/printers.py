@@ -1,0 +1,132 @@
+"""Plain-text printing of what the commands computed (``--json`` prints the dicts instead).
+
+The report dicts come from ``cure_core.evaluate`` and ``cure_core.unlearning``; this module is
+the only place in the CLI that knows their keys.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from analysis.attribution import Attribution
+    from cure_core.circuits import AttributionSettings
+    from cure_core.groups import ModuleGroups
+    from cure_core.model.recommender import Recommender
+    from cure_core.requests import ForgetRequest
+
+
+def print_json(obj: Any) -> None:
+    print(json.dumps(jsonable(obj), indent=2, default=str))
+
+
+def jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if hasattr(obj, "item"):
+        return obj.item()
+    return obj
+
+
+def print_summary(summary: dict[str, object], user_ids: list[str], genres: list[str]) -> None:
+    for key, value in summary.items():
+        print(f"{key:>24}: {value}")
+    print(f"{'user ids':>24}: {user_ids[0]} .. {user_ids[-1]}")
+    print(f"{'genres':>24}: {', '.join(genres)}")
+
+
+def print_model(rec: Recommender, baselines: dict[str, float]) -> None:
+    meta = rec.meta
+    print(f"model: {rec.path}")
+    print(f"parameters: {meta['n_params']:,}  training: {meta['train_seconds']:.0f}s on {meta['threads']} thread(s), best epoch {meta['best_epoch']}")
+    print("curve (AUC against training time; the checkpoint is the best validation epoch):")
+    for row in meta["curve"]:
+        print(f"  epoch {row['epoch']:>2}  {row['seconds']:>6.0f}s  loss {row['train_loss']:.4f}  valid AUC {row['valid_auc']:.4f}  test AUC {row['test_auc']:.4f}")
+    print(f"test AUC {meta['metrics']['test_auc']:.4f}  ACC {meta['metrics']['test_acc']:.4f}  LogLoss {meta['metrics']['test_logloss']:.4f}")
+    for name, auc in baselines.items():
+        print(f"  baseline {name:<26} test AUC {auc:.4f}")
+
+
+def print_request(request: ForgetRequest, sizes: dict[str, int]) -> None:
+    print(f"request {request.id}: {request.kind}-level, {request.description}")
+    for name, size in sizes.items():
+        print(f"  {name:>8}: {size:>6} samples")
+    print(f"next: cure train --retrain {request.id}   |   cure evaluate --request {request.id}")
+
+
+def print_versus_retrain(report: dict[str, Any], name: str, rows: list[tuple[str, str, str]]) -> None:
+    """A model's metrics next to Retrain's, MIA with PrivLeak, and the distances to Retrain."""
+    print(f"{'':>22}{name:>12}{'Retrain':>12}")
+    for label, split, key in rows:
+        print(f"{label:>22}{report['model'][split][key]:>12.4f}{report['retrain'][split][key]:>12.4f}")
+    for attack, auc in report["model"].get("mia", {}).items():
+        print(f"{'MIA AUC ' + attack:>22}{auc:>12.4f}{report['retrain']['mia'][attack]:>12.4f}   PrivLeak {report['privleak'].get(attack, float('nan')):+.1f}%")
+    print(f"{'JSD to Retrain':>22}{report['jsd_to_retrain']:>12.5f}")
+    print(f"{'L2 to Retrain':>22}{report['l2_to_retrain']:>12.5f}")
+
+
+def print_evaluation(report: dict[str, Any], request: ForgetRequest, name: str) -> None:
+    print(f"request {request.id} ({request.description}); sets: {report['sizes']}")
+    rows = [("test AUC", "test", "auc"), ("test LogLoss", "test", "logloss"), ("forget AUC", "forget", "auc"), ("forget ACC", "forget", "acc"), ("forget LogLoss", "forget", "logloss"), ("retain AUC", "retain", "auc")]
+    print_versus_retrain(report, name, rows)
+
+
+def print_run(report: dict[str, Any]) -> None:
+    print(f"run {report['run']}: {report['method']} strength {report['strength']:g}, {report['seconds']:.1f}s, {report['params_updated']:,} of {report['params_total']:,} parameters updated, peak {report['peak_memory_mib']:.0f} MiB ({report['peak_memory_kind']})")
+    rows = [("test AUC", "test", "auc"), ("test ACC", "test", "acc"), ("test LogLoss", "test", "logloss"), ("forget AUC", "forget", "auc"), ("forget ACC", "forget", "acc")]
+    print_versus_retrain(report, report["method"], rows)
+    for note in report.get("group_warnings", []):
+        print(f"warning: {note}")
+
+
+def print_grid_row(method: str, strength: float, report: dict[str, Any]) -> None:
+    print(f"{method:>9} strength {strength:<8g} test AUC {report['test_auc']:.4f}  forget AUC {report['forget_auc']:.4f}  JSD {report['jsd_to_retrain']:.5f}  {report['seconds']:.1f}s")
+
+
+def print_attribution(result: Attribution, request: ForgetRequest, set_name: str, settings: AttributionSettings, top: int, cached: str) -> None:
+    shape = result.shape
+    print(f"request {request.id} ({request.description}), {set_name} set: {result.n_prompts} prompts, {settings.method}"
+          + (f" ({settings.steps} steps)" if settings.method == "eap-ig" else "") + f", corruption {settings.corruption}, metric {settings.metric}")  # fmt: skip
+    print(f"metric mean: clean {result.metric_clean.mean():+.4f}, corrupted {result.metric_corrupt.mean():+.4f} (total effect {result.total_effect:+.4f})")
+    print(f"scores: Δ = corrupt − clean; {shape.n_edges} edges. Top {top} by |score|:")
+    for name, score in result.top_edges(top):
+        print(f"  {score:+.5f}  {name}")
+    print("modules by |node score| (sum of outgoing edges):")
+    for i in sorted(range(shape.n_src), key=lambda i: -abs(result.node_scores[i]))[:top]:
+        print(f"  {result.node_scores[i]:+.5f}  {shape.src_names[i]}")
+    print(f"cached: {cached}")
+
+
+def print_circuits(report: dict[str, Any], settings: AttributionSettings) -> None:
+    selection = report["selection"]
+    print(f"request {report['request']}; {settings.method}, corruption {settings.corruption}; selection {selection['rule']} {selection['value']}; faithfulness on {settings.n_eval} held-out prompts per set")
+    for name, row in report["sets"].items():
+        print(f"{name:>7} circuit: {row['edges']} edges, {row['nodes']} nodes, F = {row['faithfulness']:.3f}  (m clean {row['metric_clean']:+.4f}, corrupt {row['metric_corrupt']:+.4f}, circuit {row['metric_circuit']:+.4f})")
+        print("         curve (top-n → edges after pruning: F): " + ", ".join(f"{c['top_n']}→{c['edges_after_pruning']}: {c['faithfulness']:.2f}" for c in row["curve"]))
+    if "overlap" in report:
+        for pair, label in (("forget_vs_retain", "forget vs retain"), ("control_vs_retain", "control vs retain (noise floor)")):
+            o = report["overlap"][pair]
+            print(f"overlap {label:<32} edges Jaccard {o['edges_jaccard']:.3f}, nodes Jaccard {o['nodes_jaccard']:.3f}")
+        top = list(report["differential_nodes"].items())[:8]
+        print("normalised node score, forget − retain [control − retain]: " + ", ".join(f"{k} {v['forget_minus_retain']:+.4f} [{v['control_minus_retain']:+.4f}]" for k, v in top))
+    for target in report.get("exported", []):
+        print(f"exported: {target}")
+
+
+def print_groups(groups: ModuleGroups, request: ForgetRequest, settings: AttributionSettings) -> None:
+    sep = groups.separability
+    print(f"request {request.id} ({request.description}); {settings.method}, corruption {settings.corruption}, {sep['control_draws']} matched control draws")
+    print(f"separability: log-ratio spread forget {sep['spread_forget']:.3f} vs control {sep['spread_control_mean']:.3f} ± {sep['spread_control_std']:.3f}"
+          f" → ratio {sep['separability']:.2f} ({'beyond' if groups.beyond_noise else 'within'} noise); {sep['significant_modules']} heads/MLPs beyond their null")  # fmt: skip
+    table = groups.table[groups.table["kind"].isin(["head", "mlp"])]
+    print(table[["module", "importance_forget", "importance_retain", "difference", "null", "significant", "group"]].to_string(index=False, float_format=lambda x: f"{x:.4f}"))
+    rows = groups.table[~groups.table["kind"].isin(["head", "mlp"])]
+    if len(rows):
+        print(f"embedding rows: {len(rows)} forget-specific ({', '.join(rows['module'].head(8))}{' …' if len(rows) > 8 else ''})")
+    print("group sizes by kind (module kinds used: " + ", ".join(groups.kinds) + "):")
+    print(groups.sizes().to_string())
+    for note in groups.warnings:
+        print(f"warning: {note}")

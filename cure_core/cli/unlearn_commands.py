@@ -1,0 +1,94 @@
+"""``cure unlearn`` and ``cure compare``: method names, strengths, settings and the output
+folder are checked before the workspace is built or any run starts."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from cure_core.cli import printers
+from cure_core.cli.commands import request_of, workspace
+from cure_core.errors import CureError
+
+if TYPE_CHECKING:
+    from cure_core.circuits import AttributionSettings
+    from cure_core.groups import GroupSettings
+    from cure_core.requests import ForgetRequest
+    from cure_core.unlearning.methods import UnlearnConfig
+
+
+def known_methods(names: list[str]) -> list[str]:
+    """``names`` if every one is a registered method; one error naming the unknown ones."""
+    from cure_core.unlearning.methods import METHODS
+
+    if not names:
+        raise CureError("no unlearning method given", f"name one or more of: {', '.join(METHODS)} (or all)")
+    unknown = [n for n in names if n not in METHODS]
+    if unknown:
+        raise CureError(f"unknown unlearning method(s) {', '.join(map(repr, unknown))}", f"use one of: {', '.join(METHODS)}")
+    return names
+
+
+def configs(args: argparse.Namespace, methods: list[str], strengths: list[float] | None) -> list[UnlearnConfig]:
+    """Every (method, strength) run's settings, all validated before the first one runs."""
+    from cure_core.unlearning.runs import DEFAULT_STRENGTHS
+
+    return [args.unlearn.build(args, method=m, strength=s) for m in methods for s in strengths or DEFAULT_STRENGTHS.get(m, [1e-4])]
+
+
+def group_inputs(args: argparse.Namespace, request: ForgetRequest) -> tuple[AttributionSettings, GroupSettings]:
+    """CURE-style runs: the attribution (corruption by the request unless given) and group settings."""
+    from cure_core.groups import default_corruption
+
+    attribution = args.attribution.build(args)
+    if args.corruption is None:
+        attribution = attribution.model_copy(update={"corruption": default_corruption(request)})
+    return attribution, args.groups.build(args)
+
+
+def cmd_unlearn(args: argparse.Namespace) -> None:
+    from cure_core.unlearning.runs import default_strength, get_run
+
+    (method,) = known_methods([args.method])
+    config = args.unlearn.build(args, strength=args.strength if args.strength is not None else default_strength(method))
+    args.groups.build(args)  # checked before the workspace; rebuilt with the request below
+    ws = workspace(args)
+    request = request_of(args, ws)
+    attribution, group_settings = group_inputs(args, request)
+    report = get_run(ws, request, config, attribution, group_settings, quiet=args.json, force=args.force)
+    if args.json:
+        printers.print_json(report)
+        return
+    printers.print_run(report)
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    from cure_core.cache import atomic_write_bytes
+    from cure_core.evaluate import compare_to_retrain
+    from cure_core.unlearning.compare import comparison_table, pareto_figure, reference_rows
+    from cure_core.unlearning.methods import METHODS
+    from cure_core.unlearning.runs import get_run
+
+    methods = list(METHODS) if args.methods.strip() == "all" else known_methods([m.strip() for m in args.methods.split(",") if m.strip()])
+    grid = configs(args, methods, args.strengths)
+    args.groups.build(args)
+    ws = workspace(args)
+    request = request_of(args, ws)
+    attribution, group_settings = group_inputs(args, request)
+    reports = []
+    for config in grid:
+        report = get_run(ws, request, config, attribution, group_settings)
+        reports.append(report)
+        printers.print_grid_row(config.method, config.strength, report)
+    original, retrain = ws.ensure_models(request, quiet=True)
+    base = compare_to_retrain(original, retrain, request, ws.samples, ws.sets(request), name="original")
+    refs = reference_rows(base, original.meta.get("train_seconds"), retrain.meta.get("train_seconds"))
+    table = comparison_table(reports, refs)
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out / "comparison.csv", table.to_csv(index=False).encode())
+    atomic_write_bytes(out / "comparison.md", table.to_markdown(index=False, floatfmt=".4g").encode())
+    fig = pareto_figure(reports, refs, f"Forget/retain trade-off on {request.id} ({request.description})")
+    atomic_write_bytes(out / "pareto.html", fig.to_html(include_plotlyjs=True, full_html=True).encode())
+    print(table.to_markdown(index=False, floatfmt=".4g"))
+    print(f"written: {out / 'comparison.md'}, {out / 'comparison.csv'}, {out / 'pareto.html'}")
