@@ -23,9 +23,10 @@ the clean run itself, so EAP is exactly EAP-IG with one step, and both share thi
   ``Δ[upstream sources] @ ∂m/∂x_v`` — and lets it go, so memory holds Δ and the
   activations the backward needs, never all readers' gradients at once.
 
-Memory grows with the batch (and ``steps``); ``max_memory`` splits each batch into
-micro-batches whose estimated working set fits (:func:`micro_batch_rows`). Scores are sums
-over prompts, so micro-batching changes nothing but rounding.
+Memory grows with the batch and the IG steps run at once; ``max_memory`` runs the steps in
+several passes (the clean one first, since it completes Δ) and, if still needed, splits each
+batch into micro-batches, so the estimated working set fits (:func:`plan_passes`). Scores are
+sums over steps and prompts, so this changes nothing but rounding.
 
 Left-padded batches (``PromptBatch.attention_mask``) run with the mask; Δ and the gradients
 are zero at padded positions, so padding contributes nothing and a padded batch scores like
@@ -137,56 +138,78 @@ def _score_hooks(shape: GraphShape, hooks: BridgeHooks, delta: torch.Tensor, sco
     return fwd
 
 
-def attribute_batch(bridge: Any, hooks: BridgeHooks, batch: PromptBatch, metric: Metric, steps: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Summed edge scores ``[n_src, n_dst]`` (float64) of one batch, with the clean and
-    corrupted metric per prompt."""
-    shape = graph_shape(bridge)
-    n = len(batch)
-    mask = batch.attention_mask
-    delta, corrupt_embed, corrupt_logits = run_sources(bridge, hooks, shape, batch.corrupt, metric_input_hooks(hooks, metric), mask)
+def _backward_pass(
+    bridge: Any, hooks: BridgeHooks, shape: GraphShape, batch: PromptBatch, metric: Metric, alphas: torch.Tensor, corrupt_embed: torch.Tensor, delta: torch.Tensor, scores: torch.Tensor
+) -> torch.Tensor | None:
+    """One forward and backward on ``len(alphas)`` interpolated copies of the clean prompts,
+    adding their edge scores into ``scores``. The pass whose last α is 1 is the clean run: it
+    subtracts the clean sources from ``delta`` (so it must come first) and returns the clean
+    metric per prompt; other passes return None."""
+    n, copies, mask = len(batch), len(alphas), batch.attention_mask
     pad = None if mask is None else ~mask.bool()
-    scores = torch.zeros(shape.n_src, shape.n_dst, dtype=torch.float64, device=delta.device)
-    alphas = torch.arange(1, steps + 1, dtype=corrupt_embed.dtype, device=corrupt_embed.device) / steps
+    clean_pass = bool(alphas[-1] == 1)
     leaf: list[torch.Tensor] = []
 
     def interpolate(x: torch.Tensor, hook: Any) -> torch.Tensor:
         clean = x[-n:]
-        path = corrupt_embed + alphas[:-1, None, None, None] * (clean - corrupt_embed)  # [steps-1, n, pos, d]
-        leaf.append(torch.cat([path.reshape(-1, *clean.shape[1:]), clean]).detach().requires_grad_(True))
+        along = alphas[:-1] if clean_pass else alphas
+        path = corrupt_embed + along[:, None, None, None] * (clean - corrupt_embed)  # [copies(-1), n, pos, d]
+        leaf.append(torch.cat([path.reshape(-1, *clean.shape[1:]), *([clean] if clean_pass else [])]).detach().requires_grad_(True))
         return leaf[0]
 
-    fwd = [
-        (hooks.embed, interpolate),
-        *source_capture_hooks(hooks, shape, delta, subtract=True),
-        *_score_hooks(shape, hooks, delta, scores, steps, pad),
-        *metric_input_hooks(hooks, metric),
-    ]
-    ids = batch.clean.repeat(steps, 1)
+    capture = source_capture_hooks(hooks, shape, delta, subtract=True) if clean_pass else []
+    fwd = [(hooks.embed, interpolate), *capture, *_score_hooks(shape, hooks, delta, scores, copies, pad), *metric_input_hooks(hooks, metric)]
     with torch.enable_grad(), bridge.hooks(fwd_hooks=fwd):
-        values = metric(bridge(ids, **run_kwargs(None if mask is None else mask.repeat(steps, 1)))) * batch.weight.repeat(steps)
-        if pad is not None:
+        values = metric(bridge(batch.clean.repeat(copies, 1), **run_kwargs(None if mask is None else mask.repeat(copies, 1)))) * batch.weight.repeat(copies)
+        if clean_pass and pad is not None:
             delta.masked_fill_(pad[None, :, :, None], 0)
         torch.autograd.grad(values.sum(), leaf)
-    return scores / steps, values.detach()[-n:], metric(corrupt_logits) * batch.weight
+    return values.detach()[-n:] if clean_pass else None
 
 
-def micro_batch_rows(bridge: Any, shape: GraphShape, batch: PromptBatch, steps: int, max_memory: int | None) -> int:
-    """How many prompts of ``batch`` one attribution pass takes within ``max_memory`` bytes.
+def attribute_batch(bridge: Any, hooks: BridgeHooks, batch: PromptBatch, metric: Metric, steps: int, steps_per_pass: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Summed edge scores ``[n_src, n_dst]`` (float64) of one batch, with the clean and
+    corrupted metric per prompt. The IG steps run ``steps_per_pass`` at a time (default: all
+    in one pass), the clean one (α = 1) first."""
+    shape = graph_shape(bridge)
+    delta, corrupt_embed, corrupt_logits = run_sources(bridge, hooks, shape, batch.corrupt, metric_input_hooks(hooks, metric), batch.attention_mask)
+    scores = torch.zeros(shape.n_src, shape.n_dst, dtype=torch.float64, device=delta.device)
+    alphas = torch.arange(1, steps + 1, dtype=corrupt_embed.dtype, device=corrupt_embed.device) / steps
+    chunk = steps_per_pass or steps
+    ends = range(steps, 0, -chunk)
+    metric_clean = None
+    for end in ends:
+        values = _backward_pass(bridge, hooks, shape, batch, metric, alphas[max(0, end - chunk) : end], corrupt_embed, delta, scores)
+        metric_clean = values if values is not None else metric_clean
+    assert metric_clean is not None  # the first pass ends at α = 1
+    return scores / steps, metric_clean, metric(corrupt_logits) * batch.weight
 
-    An estimate, per prompt: the Δ buffer (``n_src·pos·d_model``) plus, for each of ``steps``
-    clean copies, what a frozen-weight backward keeps per layer — the per-head q/k/v forks
-    (``(H+2G)·d_model`` per position, about three times over through their LayerNorm), the
-    MLP hidden activations and the attention pattern (``H·pos`` per position).
-    """
-    if max_memory is None:
-        return len(batch)
+
+def working_set_bytes(bridge: Any, shape: GraphShape, rows: int, pos: int, copies: int) -> int:
+    """Estimated memory of one attribution pass over ``rows`` prompts of ``pos`` tokens with
+    ``copies`` IG steps at once: the Δ buffer (``n_src·pos·d_model`` per prompt, float32) plus,
+    per copy and layer, what a frozen-weight backward keeps — the per-head q/k/v forks
+    (``(H+2G)·d_model`` per position, about three times over through their LayerNorm), the MLP
+    hidden activations and the attention pattern (``H·pos`` per position)."""
     cfg = bridge.cfg
-    pos, d_model = batch.clean.shape[1], int(cfg.d_model)
+    d_model = int(cfg.d_model)
     d_mlp = int(getattr(cfg, "d_mlp", None) or 4 * d_model)
     item = torch.finfo(next(bridge.parameters()).dtype).bits // 8
     per_layer = 3 * (shape.n_heads + 2 * shape.kv_heads) * d_model + 4 * d_mlp + 3 * shape.n_heads * pos + 8 * d_model
-    per_prompt = pos * (shape.n_src * d_model * 4 + steps * shape.n_layers * per_layer * item)
-    return max(1, min(len(batch), max_memory // per_prompt))
+    return rows * pos * (shape.n_src * d_model * 4 + copies * shape.n_layers * per_layer * item)
+
+
+def plan_passes(bridge: Any, shape: GraphShape, batch: PromptBatch, steps: int, max_memory: int | None) -> tuple[int, int]:
+    """``(rows, steps_per_pass)`` for ``batch`` within ``max_memory`` bytes: fewer IG steps per
+    pass first (same work, less memory), then fewer prompts per pass; never below one of each."""
+    if max_memory is None:
+        return len(batch), steps
+    pos = batch.clean.shape[1]
+    for copies in range(steps, 0, -1):
+        if working_set_bytes(bridge, shape, len(batch), pos, copies) <= max_memory:
+            return len(batch), copies
+    per_prompt = working_set_bytes(bridge, shape, 1, pos, 1)
+    return max(1, min(len(batch), max_memory // per_prompt)), 1
 
 
 def attribute(
@@ -203,8 +226,9 @@ def attribute(
 
     ``progress`` is called as ``progress(n_prompts_done)`` after each batch. Runs on whatever
     device the bridge is on; batches are moved there. ``max_memory`` (bytes) bounds each
-    pass's estimated working set by splitting batches into micro-batches; the per-batch scores
-    are those of the whole batch either way.
+    pass's estimated working set (:func:`plan_passes`) by running the IG steps in several
+    passes and splitting batches into micro-batches; the per-batch scores are those of the
+    whole batch either way.
     """
     steps = _validate(method, steps)
     shape = graph_shape(bridge)
@@ -216,10 +240,10 @@ def attribute(
     with edge_hooks(bridge) as hooks:
         for batch in batches:
             batch = batch.to(device)
-            rows = micro_batch_rows(bridge, shape, batch, steps, max_memory)
+            rows, steps_per_pass = plan_passes(bridge, shape, batch, steps, max_memory)
             scores = torch.zeros(shape.n_src, shape.n_dst, dtype=torch.float64)
             for start in range(0, len(batch), rows):
-                part, m_clean, m_corrupt = attribute_batch(bridge, hooks, batch[start : start + rows], metric, steps)
+                part, m_clean, m_corrupt = attribute_batch(bridge, hooks, batch[start : start + rows], metric, steps, steps_per_pass)
                 scores += part.cpu()
                 clean_values.append(m_clean.double().cpu().numpy())
                 corrupt_values.append(m_corrupt.double().cpu().numpy())

@@ -14,7 +14,7 @@ from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel, LlamaConfig
 
 from analysis.ablation import ablated_metric
 from analysis.activations import new_source_buffer, run_sources, source_capture_hooks
-from analysis.attribution import attribute
+from analysis.attribution import attribute, plan_passes, working_set_bytes
 from analysis.circuit import Circuit
 from analysis.faithfulness import faithfulness_curve
 from analysis.graph import QKV
@@ -123,12 +123,18 @@ def test_bounded_attribution_equals_the_dense_reference(bridge, steps):
     close(result.scores, dense_reference(bridge, batch, steps), 1e-6)
 
 
-def test_micro_batches_under_a_memory_budget_give_the_same_scores(bridge):
+def test_passes_and_micro_batches_under_a_memory_budget_give_the_same_scores(bridge):
     batch = equal_length_batch()
-    whole = attribute(bridge, [batch], METRIC, "eap-ig", steps=2)
-    tiny_budget = attribute(bridge, [batch], METRIC, "eap-ig", steps=2, max_memory=1)
-    close(tiny_budget.scores, whole.scores, 1e-6)
-    np.testing.assert_allclose(tiny_budget.metric_clean, whole.metric_clean, atol=1e-6)
+    shape = graph_shape(bridge)
+    whole = attribute(bridge, [batch], METRIC, "eap-ig", steps=3)
+    one_step = working_set_bytes(bridge, shape, len(batch), batch.clean.shape[1], 1)
+    assert plan_passes(bridge, shape, batch, 3, None) == (len(batch), 3)
+    assert plan_passes(bridge, shape, batch, 3, one_step) == (len(batch), 1)
+    assert plan_passes(bridge, shape, batch, 3, 1) == (1, 1)
+    for budget in (one_step, 1):
+        bounded = attribute(bridge, [batch], METRIC, "eap-ig", steps=3, max_memory=budget)
+        close(bounded.scores, whole.scores, 1e-6)
+        np.testing.assert_allclose(bounded.metric_clean, whole.metric_clean, atol=1e-6)
 
 
 def test_graph_size_matches_the_model(bridge):
