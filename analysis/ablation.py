@@ -7,6 +7,11 @@ at ``blocks.{l}.hook_mlp_out``. Modes:
 - ``mean``: it writes its per-position mean over the batches given as ``reference``
   (default: the batches themselves);
 - ``corrupt``: it writes what it writes on the batch's corrupted prompts.
+
+Left-padded batches run with their attention mask. Positions are counted from the end of the
+prompt (the answer position is the last one), so a mean is taken over the real tokens at each
+distance from the end, never over padding; a prompt longer than every reference prompt has no
+mean for its first positions and is refused.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import numpy as np
 import torch
 
 from analysis.errors import AnalysisInputError
-from analysis.hooks import HookFn, bridge_hooks, metric_input_hooks
+from analysis.hooks import HookFn, bridge_hooks, metric_input_hooks, run_kwargs
 from analysis.prompts import Metric, PromptBatch
 
 AblationMode = Literal["zero", "mean", "corrupt"]
@@ -41,7 +46,7 @@ def _targets(modules: Sequence[str]) -> dict[str, list[int | None]]:
     return targets
 
 
-def _capture(bridge: Any, ids: torch.Tensor, names: list[str]) -> dict[str, torch.Tensor]:
+def _capture(bridge: Any, batch: PromptBatch, names: list[str], corrupt: bool = False) -> dict[str, torch.Tensor]:
     store: dict[str, torch.Tensor] = {}
 
     def keep(name: str) -> HookFn:
@@ -51,8 +56,29 @@ def _capture(bridge: Any, ids: torch.Tensor, names: list[str]) -> dict[str, torc
         return hook
 
     with torch.no_grad(), bridge.hooks(fwd_hooks=[(n, keep(n)) for n in names]):
-        bridge(ids)
+        bridge(batch.corrupt if corrupt else batch.clean, **run_kwargs(batch.attention_mask))
     return store
+
+
+def _right_aligned_means(bridge: Any, reference: Sequence[PromptBatch], names: list[str], device: torch.device) -> dict[str, torch.Tensor]:
+    """Per-position means ``[1, pos, ...]`` over the real tokens of ``reference``, positions
+    counted from the end (the longest reference prompt sets ``pos``)."""
+    sums: dict[str, torch.Tensor] = {}
+    counts = torch.zeros(0, device=device)
+    for batch in reference:
+        batch = batch.to(device)
+        real = torch.ones_like(batch.clean, dtype=torch.float32) if batch.attention_mask is None else batch.attention_mask.float()
+        width = real.shape[1]
+        if width > counts.shape[0]:
+            counts = torch.cat([torch.zeros(width - counts.shape[0], device=device), counts])
+            sums = {name: torch.cat([total.new_zeros(1, width - total.shape[1], *total.shape[2:]), total], dim=1) for name, total in sums.items()}
+        counts[-width:] += real.sum(0)
+        for name, value in _capture(bridge, batch, names).items():
+            weighted = (value * real.view(*real.shape, *([1] * (value.ndim - 2))).to(value.dtype)).sum(0, keepdim=True)
+            if name not in sums:
+                sums[name] = weighted.new_zeros(1, counts.shape[0], *weighted.shape[2:])
+            sums[name][:, -width:] += weighted
+    return {name: total / counts.clamp(min=1).view(1, -1, *([1] * (total.ndim - 2))).to(total.dtype) for name, total in sums.items()}
 
 
 def _replace(targets: dict[str, list[int | None]], values: dict[str, torch.Tensor] | None) -> list[tuple[str, HookFn]]:
@@ -84,19 +110,19 @@ def ablated_metric(
     device = next(bridge.parameters()).device
     means: dict[str, torch.Tensor] | None = None
     if targets and mode == "mean":
-        sums: dict[str, torch.Tensor] = {}
-        count = 0
-        for batch in reference or batches:
-            captured = _capture(bridge, batch.clean.to(device), list(targets))
-            for name, value in captured.items():
-                sums[name] = sums.get(name, 0) + value.sum(0, keepdim=True)
-            count += len(batch)
-        means = {name: total / count for name, total in sums.items()}
+        means = _right_aligned_means(bridge, reference or batches, list(targets), device)
     values: list[np.ndarray] = []
     for batch in batches:
         batch = batch.to(device)
-        replacement = means if mode == "mean" else (_capture(bridge, batch.corrupt, list(targets)) if mode == "corrupt" and targets else None)
+        replacement = None
+        if mode == "mean" and means is not None:
+            width = batch.clean.shape[1]
+            if any(mean.shape[1] < width for mean in means.values()):
+                raise ValueError(f"a prompt of {width} positions is longer than every reference prompt — mean ablation has no mean for its first positions")
+            replacement = {name: mean[:, -width:] for name, mean in means.items()}
+        elif mode == "corrupt" and targets:
+            replacement = _capture(bridge, batch, list(targets), corrupt=True)
         fwd = [*_replace(targets, replacement), *metric_input_hooks(hooks, metric)]
         with torch.no_grad(), bridge.hooks(fwd_hooks=fwd):
-            values.append((metric(bridge(batch.clean)) * batch.weight).cpu().numpy())
+            values.append((metric(bridge(batch.clean, **run_kwargs(batch.attention_mask))) * batch.weight).cpu().numpy())
     return np.concatenate(values) if values else np.zeros(0)

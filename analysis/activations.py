@@ -3,7 +3,9 @@
 The buffer is ``[n_src, batch, pos, d_model]`` in graph source order, so a difference of two
 buffers times a ``[n_src, n_dst]`` weight matrix is a single matmul (see attribution and
 faithfulness). Only the last ``rows`` prompts of a run are kept, which lets EAP-IG read the
-clean activations from the α = 1 block of a batched interpolation run.
+clean activations from the α = 1 block of a batched interpolation run. With ``subtract`` the
+hooks subtract the run's writes from the buffer instead of storing them, so a buffer holding
+the corrupted sources becomes Δ = corrupt − clean without a second buffer.
 """
 
 from __future__ import annotations
@@ -15,7 +17,12 @@ import numpy as np
 import torch
 
 from analysis.graph import GraphShape
-from analysis.hooks import BridgeHooks, HookFn, bridge_hooks
+from analysis.hooks import BridgeHooks, HookFn, bridge_hooks, run_kwargs
+
+
+def buffer_dtype(model_dtype: torch.dtype) -> torch.dtype:
+    """Sources are kept in float32 for half-precision models (their differences are small)."""
+    return torch.float32 if model_dtype in (torch.float16, torch.bfloat16) else model_dtype
 
 
 def new_source_buffer(shape: GraphShape, ids: torch.Tensor, d_model: int, dtype: torch.dtype) -> torch.Tensor:
@@ -23,26 +30,36 @@ def new_source_buffer(shape: GraphShape, ids: torch.Tensor, d_model: int, dtype:
     return torch.zeros(shape.n_src, batch, pos, d_model, dtype=dtype, device=ids.device)
 
 
-def source_capture_hooks(hooks: BridgeHooks, shape: GraphShape, buffer: torch.Tensor) -> list[tuple[str, HookFn]]:
-    """Forward hooks writing each source of the last ``buffer.shape[1]`` prompts into ``buffer``.
+def source_capture_hooks(hooks: BridgeHooks, shape: GraphShape, buffer: torch.Tensor, subtract: bool = False) -> list[tuple[str, HookFn]]:
+    """Forward hooks writing (or with ``subtract``, subtracting) each source of the last
+    ``buffer.shape[1]`` prompts into ``buffer``.
 
     ``input`` is token plus position embedding: both hooks add into row 0, so the buffer must
-    start zeroed there.
+    start zeroed there (when storing).
     """
     rows = buffer.shape[1]
 
+    def last(x: torch.Tensor) -> torch.Tensor:
+        return x.detach()[-rows:]
+
     def add_input(x: torch.Tensor, hook: Any) -> None:
-        buffer[0] += x.detach()[-rows:] if x.shape[0] >= rows else x.detach()
+        buffer[0] += -last(x) if subtract else last(x)
+
+    def write(index: slice | int, value: torch.Tensor) -> None:
+        if subtract:
+            buffer[index] -= value
+        else:
+            buffer[index] = value
 
     def heads(first: int) -> HookFn:
         def capture(x: torch.Tensor, hook: Any) -> None:
-            buffer[first : first + shape.n_heads] = x.detach()[-rows:].permute(2, 0, 1, 3)
+            write(slice(first, first + shape.n_heads), last(x).permute(2, 0, 1, 3))
 
         return capture
 
     def mlp(index: int) -> HookFn:
         def capture(x: torch.Tensor, hook: Any) -> None:
-            buffer[index] = x.detach()[-rows:]
+            write(index, last(x))
 
         return capture
 
@@ -56,14 +73,25 @@ def source_capture_hooks(hooks: BridgeHooks, shape: GraphShape, buffer: torch.Te
 
 
 def run_sources(
-    bridge: Any, hooks: BridgeHooks, shape: GraphShape, ids: torch.Tensor, extra_hooks: Sequence[tuple[str, HookFn]] = ()
+    bridge: Any,
+    hooks: BridgeHooks,
+    shape: GraphShape,
+    ids: torch.Tensor,
+    extra_hooks: Sequence[tuple[str, HookFn]] = (),
+    attention_mask: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One no-grad forward: the source buffer, the token embeddings alone and the logits."""
-    buffer = new_source_buffer(shape, ids, int(bridge.cfg.d_model), next(bridge.parameters()).dtype)
+    """One no-grad forward: the source buffer, the token embeddings alone and the logits.
+
+    Padded positions (``attention_mask`` 0) are zero in the buffer, so they add nothing to any
+    difference taken against it.
+    """
+    buffer = new_source_buffer(shape, ids, int(bridge.cfg.d_model), buffer_dtype(next(bridge.parameters()).dtype))
     embeds: list[torch.Tensor] = []
     fwd = [*source_capture_hooks(hooks, shape, buffer), (hooks.embed, lambda x, hook: embeds.append(x.detach())), *extra_hooks]
     with torch.no_grad(), bridge.hooks(fwd_hooks=fwd):
-        logits = bridge(ids)
+        logits = bridge(ids, **run_kwargs(attention_mask))
+    if attention_mask is not None:
+        buffer.masked_fill_(~attention_mask.bool()[None, :, :, None], 0)
     return buffer, embeds[0], logits
 
 

@@ -13,12 +13,24 @@ EAP-IG averages ∂m/∂x_v over ``steps`` points on the straight path from the 
 clean input embeddings, α = k/steps for k = 1 … steps (right Riemann sum). The α = 1 point is
 the clean run itself, so EAP is exactly EAP-IG with one step, and both share this code:
 
-- one no-grad forward on the corrupted prompts (their sources and token embeddings);
+- one no-grad forward on the corrupted prompts, writing their sources into a buffer
+  ``[n_src, batch, pos, d_model]``;
 - one forward on ``steps`` stacked copies of the clean prompts whose token embeddings are
-  replaced by the interpolations, reading the clean sources from the α = 1 copy;
-- one backward (``torch.autograd.grad`` with respect to the destination inputs only; the
-  weights are frozen so no parameter gradient is formed);
-- one matmul ``Δ [n_src, N] @ G[n_dst, N]ᵀ`` with N = batch · pos · d_model.
+  replaced by the interpolations; hooks subtract the clean sources (the α = 1 copy) from the
+  buffer in place, which leaves Δ;
+- one backward (weights frozen, so no parameter gradient is formed). A gradient hook on each
+  reader's input turns its gradient into that reader's edge scores the moment it arrives —
+  ``Δ[upstream sources] @ ∂m/∂x_v`` — and lets it go, so memory holds Δ and the
+  activations the backward needs, never all readers' gradients at once.
+
+Memory grows with the batch and the IG steps run at once; ``max_memory`` runs the steps in
+several passes (the clean one first, since it completes Δ) and, if still needed, splits each
+batch into micro-batches, so the estimated working set fits (:func:`plan_passes`). Scores are
+sums over steps and prompts, so this changes nothing but rounding.
+
+Left-padded batches (``PromptBatch.attention_mask``) run with the mask; Δ and the gradients
+are zero at padded positions, so padding contributes nothing and a padded batch scores like
+its prompts run one at a time.
 
 A module's node score is the sum of its outgoing edge scores, which equals Δz_u · ∂m/∂z_u
 (the residual stream is a plain sum, so ∂m/∂z_u is the sum of ∂m/∂x_v over its readers).
@@ -33,10 +45,10 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from analysis.activations import new_source_buffer, run_sources, source_capture_hooks
+from analysis.activations import run_sources, source_capture_hooks
 from analysis.errors import AnalysisInputError
 from analysis.graph import QKV, GraphShape
-from analysis.hooks import BridgeHooks, edge_hooks, graph_shape, metric_input_hooks
+from analysis.hooks import BridgeHooks, HookFn, edge_hooks, graph_shape, metric_input_hooks, run_kwargs
 from analysis.prompts import Metric, PromptBatch
 
 Method = Literal["eap", "eap-ig"]
@@ -90,60 +102,115 @@ def _validate(method: str, steps: int) -> int:
     return steps
 
 
-def _destination_grads(
-    bridge: Any, hooks: BridgeHooks, shape: GraphShape, batch: PromptBatch, metric: Metric, corrupt_embed: torch.Tensor, steps: int, source_buffer: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gradients of the metric at every destination, averaged over the IG steps, as
-    ``[n_dst, batch·pos·d_model]``, and the clean metric per prompt."""
-    n = len(batch)
-    alphas = torch.arange(1, steps + 1, dtype=corrupt_embed.dtype, device=corrupt_embed.device) / steps
-    readers: dict[str, torch.Tensor] = {}
+def _score_hooks(shape: GraphShape, hooks: BridgeHooks, delta: torch.Tensor, scores: torch.Tensor, steps: int, pad: torch.Tensor | None) -> list[tuple[str, HookFn]]:
+    """Forward hooks on every reader that attach a gradient hook adding the reader's edge
+    scores ``Δ[:n_sources] · ∂m/∂x`` into ``scores`` (summed over the IG steps)."""
+    n = delta.shape[1]
 
-    def interpolate(x: torch.Tensor, hook: Any) -> torch.Tensor:
-        clean = x[-n:]
-        if steps == 1:
-            return clean.detach().requires_grad_(True)
-        path = corrupt_embed + alphas[:-1, None, None, None] * (clean - corrupt_embed)  # [steps-1, n, pos, d]
-        return torch.cat([path.reshape(-1, *clean.shape[1:]), clean]).detach().requires_grad_(True)
+    def on_gradient(first_dst: int, n_sources: int):
+        def accumulate(grad: torch.Tensor) -> None:
+            g = grad.reshape(steps, n, *grad.shape[1:]).sum(0)  # [n, pos, (readers,) d_model]
+            if pad is not None:
+                g = g.masked_fill(pad.view(*pad.shape, *([1] * (g.ndim - 2))), 0)
+            g = g.to(delta.dtype)
+            rows = g.permute(2, 0, 1, 3).reshape(g.shape[2], -1) if g.ndim == 4 else g.reshape(1, -1)
+            part = delta[:n_sources].reshape(n_sources, -1) @ rows.T
+            scores[:n_sources, first_dst : first_dst + rows.shape[0]] += part.to(scores.dtype)
 
-    def keep(name: str):
-        # The bridge hands the residual stream itself to ``hook_mlp_in`` (and the final
-        # residual hook); returning a copy makes the copy the reader's own input, so its
-        # gradient is the reader's alone and not the rest of the residual stream's too.
+        return accumulate
+
+    def reader(first_dst: int, n_sources: int) -> HookFn:
+        # A view is a node of its own: its gradient is this reader's alone, even where the
+        # bridge hands the residual stream itself to the hook (``hook_mlp_in``, the final
+        # residual), and it costs no memory.
         def hook(x: torch.Tensor, hook: Any) -> torch.Tensor:
-            readers[name] = x.clone()
-            return readers[name]
+            y = x.view_as(x)
+            y.register_hook(on_gradient(first_dst, n_sources))
+            return y
 
         return hook
 
-    reader_names = [hooks.head_input(layer, x) for layer in range(shape.n_layers) for x in QKV]
-    reader_names += [hooks.mlp_in(layer) for layer in range(shape.n_layers)] + [hooks.final_resid]
-    fwd = [(hooks.embed, interpolate), *source_capture_hooks(hooks, shape, source_buffer), *[(name, keep(name)) for name in reader_names], *metric_input_hooks(hooks, metric)]
-    ids = batch.clean.repeat(steps, 1)
-    weight = batch.weight.repeat(steps)
-    with torch.enable_grad(), bridge.hooks(fwd_hooks=fwd):
-        values = metric(bridge(ids)) * weight
-        grads = torch.autograd.grad(values.sum(), [readers[name] for name in reader_names])
-    by_name = {name: g.reshape(steps, n, *g.shape[1:]).mean(0) for name, g in zip(reader_names, grads, strict=True)}
-
-    rows: list[torch.Tensor] = []
+    fwd: list[tuple[str, HookFn]] = []
     for layer in range(shape.n_layers):
         for x in QKV:
-            rows.append(by_name[hooks.head_input(layer, x)].permute(2, 0, 1, 3).reshape(shape.n_heads, -1))
-        rows.append(by_name[hooks.mlp_in(layer)].reshape(1, -1))
-    rows.append(by_name[hooks.final_resid].reshape(1, -1))
-    return torch.cat(rows), values.detach()[-n:]
+            fwd.append((hooks.head_input(layer, x), reader(shape.qkv_dst(layer, x), shape.head_src(layer, 0))))
+        fwd.append((hooks.mlp_in(layer), reader(shape.mlp_dst(layer), shape.mlp_src(layer))))
+    fwd.append((hooks.final_resid, reader(shape.logits_dst, shape.n_src)))
+    return fwd
 
 
-def attribute_batch(bridge: Any, hooks: BridgeHooks, batch: PromptBatch, metric: Metric, steps: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Summed edge scores ``[n_src, n_dst]`` of one batch, with the clean and corrupted metric."""
+def _backward_pass(
+    bridge: Any, hooks: BridgeHooks, shape: GraphShape, batch: PromptBatch, metric: Metric, alphas: torch.Tensor, corrupt_embed: torch.Tensor, delta: torch.Tensor, scores: torch.Tensor
+) -> torch.Tensor | None:
+    """One forward and backward on ``len(alphas)`` interpolated copies of the clean prompts,
+    adding their edge scores into ``scores``. The pass whose last α is 1 is the clean run: it
+    subtracts the clean sources from ``delta`` (so it must come first) and returns the clean
+    metric per prompt; other passes return None."""
+    n, copies, mask = len(batch), len(alphas), batch.attention_mask
+    pad = None if mask is None else ~mask.bool()
+    clean_pass = bool(alphas[-1] == 1)
+    leaf: list[torch.Tensor] = []
+
+    def interpolate(x: torch.Tensor, hook: Any) -> torch.Tensor:
+        clean = x[-n:]
+        along = alphas[:-1] if clean_pass else alphas
+        path = corrupt_embed + along[:, None, None, None] * (clean - corrupt_embed)  # [copies(-1), n, pos, d]
+        leaf.append(torch.cat([path.reshape(-1, *clean.shape[1:]), *([clean] if clean_pass else [])]).detach().requires_grad_(True))
+        return leaf[0]
+
+    capture = source_capture_hooks(hooks, shape, delta, subtract=True) if clean_pass else []
+    fwd = [(hooks.embed, interpolate), *capture, *_score_hooks(shape, hooks, delta, scores, copies, pad), *metric_input_hooks(hooks, metric)]
+    with torch.enable_grad(), bridge.hooks(fwd_hooks=fwd):
+        values = metric(bridge(batch.clean.repeat(copies, 1), **run_kwargs(None if mask is None else mask.repeat(copies, 1)))) * batch.weight.repeat(copies)
+        if clean_pass and pad is not None:
+            delta.masked_fill_(pad[None, :, :, None], 0)
+        torch.autograd.grad(values.sum(), leaf)
+    return values.detach()[-n:] if clean_pass else None
+
+
+def attribute_batch(bridge: Any, hooks: BridgeHooks, batch: PromptBatch, metric: Metric, steps: int, steps_per_pass: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Summed edge scores ``[n_src, n_dst]`` (float64) of one batch, with the clean and
+    corrupted metric per prompt. The IG steps run ``steps_per_pass`` at a time (default: all
+    in one pass), the clean one (α = 1) first."""
     shape = graph_shape(bridge)
-    corrupt_sources, corrupt_embed, corrupt_logits = run_sources(bridge, hooks, shape, batch.corrupt, metric_input_hooks(hooks, metric))
-    clean_sources = new_source_buffer(shape, batch.clean, int(bridge.cfg.d_model), corrupt_sources.dtype)
-    grads, metric_clean = _destination_grads(bridge, hooks, shape, batch, metric, corrupt_embed, steps, clean_sources)
-    delta = (corrupt_sources - clean_sources).reshape(shape.n_src, -1)
-    scores = delta @ grads.T
-    return scores, metric_clean, metric(corrupt_logits) * batch.weight
+    delta, corrupt_embed, corrupt_logits = run_sources(bridge, hooks, shape, batch.corrupt, metric_input_hooks(hooks, metric), batch.attention_mask)
+    scores = torch.zeros(shape.n_src, shape.n_dst, dtype=torch.float64, device=delta.device)
+    alphas = torch.arange(1, steps + 1, dtype=corrupt_embed.dtype, device=corrupt_embed.device) / steps
+    chunk = steps_per_pass or steps
+    ends = range(steps, 0, -chunk)
+    metric_clean = None
+    for end in ends:
+        values = _backward_pass(bridge, hooks, shape, batch, metric, alphas[max(0, end - chunk) : end], corrupt_embed, delta, scores)
+        metric_clean = values if values is not None else metric_clean
+    assert metric_clean is not None  # the first pass ends at α = 1
+    return scores / steps, metric_clean, metric(corrupt_logits) * batch.weight
+
+
+def working_set_bytes(bridge: Any, shape: GraphShape, rows: int, pos: int, copies: int) -> int:
+    """Estimated memory of one attribution pass over ``rows`` prompts of ``pos`` tokens with
+    ``copies`` IG steps at once: the Δ buffer (``n_src·pos·d_model`` per prompt, float32) plus,
+    per copy and layer, what a frozen-weight backward keeps — the per-head q/k/v forks
+    (``(H+2G)·d_model`` per position, about three times over through their LayerNorm), the MLP
+    hidden activations and the attention pattern (``H·pos`` per position)."""
+    cfg = bridge.cfg
+    d_model = int(cfg.d_model)
+    d_mlp = int(getattr(cfg, "d_mlp", None) or 4 * d_model)
+    item = torch.finfo(next(bridge.parameters()).dtype).bits // 8
+    per_layer = 3 * (shape.n_heads + 2 * shape.kv_heads) * d_model + 4 * d_mlp + 3 * shape.n_heads * pos + 8 * d_model
+    return rows * pos * (shape.n_src * d_model * 4 + copies * shape.n_layers * per_layer * item)
+
+
+def plan_passes(bridge: Any, shape: GraphShape, batch: PromptBatch, steps: int, max_memory: int | None) -> tuple[int, int]:
+    """``(rows, steps_per_pass)`` for ``batch`` within ``max_memory`` bytes: fewer IG steps per
+    pass first (same work, less memory), then fewer prompts per pass; never below one of each."""
+    if max_memory is None:
+        return len(batch), steps
+    pos = batch.clean.shape[1]
+    for copies in range(steps, 0, -1):
+        if working_set_bytes(bridge, shape, len(batch), pos, copies) <= max_memory:
+            return len(batch), copies
+    per_prompt = working_set_bytes(bridge, shape, 1, pos, 1)
+    return max(1, min(len(batch), max_memory // per_prompt)), 1
 
 
 def attribute(
@@ -154,15 +221,18 @@ def attribute(
     steps: int = 5,
     settings: dict[str, Any] | None = None,
     progress: Any = None,
+    max_memory: int | None = None,
 ) -> Attribution:
     """EAP or EAP-IG edge scores over a stream of batches, averaged over prompts.
 
     ``progress`` is called as ``progress(n_prompts_done)`` after each batch. Runs on whatever
-    device the bridge is on; batches are moved there.
+    device the bridge is on; batches are moved there. ``max_memory`` (bytes) bounds each
+    pass's estimated working set (:func:`plan_passes`) by running the IG steps in several
+    passes and splitting batches into micro-batches; the per-batch scores are those of the
+    whole batch either way.
     """
     steps = _validate(method, steps)
     shape = graph_shape(bridge)
-    mask = torch.from_numpy(shape.real_edge_mask())
     device = next(bridge.parameters()).device
     total = torch.zeros(shape.n_src, shape.n_dst, dtype=torch.float64)
     per_batch: list[np.ndarray] = []
@@ -170,12 +240,16 @@ def attribute(
     corrupt_values: list[np.ndarray] = []
     with edge_hooks(bridge) as hooks:
         for batch in batches:
-            scores, m_clean, m_corrupt = attribute_batch(bridge, hooks, batch.to(device), metric, steps)
-            scores = scores.double().cpu() * mask
+            batch = batch.to(device)
+            rows, steps_per_pass = plan_passes(bridge, shape, batch, steps, max_memory)
+            scores = torch.zeros(shape.n_src, shape.n_dst, dtype=torch.float64)
+            for start in range(0, len(batch), rows):
+                part, m_clean, m_corrupt = attribute_batch(bridge, hooks, batch[start : start + rows], metric, steps, steps_per_pass)
+                scores += part.cpu()
+                clean_values.append(m_clean.double().cpu().numpy())
+                corrupt_values.append(m_corrupt.double().cpu().numpy())
             total += scores
             per_batch.append((scores / len(batch)).numpy())
-            clean_values.append(m_clean.double().cpu().numpy())
-            corrupt_values.append(m_corrupt.double().cpu().numpy())
             if progress is not None:
                 progress(sum(len(v) for v in clean_values))
     if not per_batch:

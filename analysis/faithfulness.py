@@ -8,6 +8,7 @@ upstream propagates through the circuit's own edges. Then
     F(C) = (m(C) − m(corrupt)) / (m(clean) − m(corrupt))
 
 with each m the mean over prompts: F = 1 for the full graph, F = 0 for the empty one.
+Left-padded batches run with their attention mask and are never patched at padded positions.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ import torch
 from analysis.activations import new_source_buffer, run_sources, source_capture_hooks
 from analysis.circuit import Circuit
 from analysis.errors import AnalysisInputError
-from analysis.graph import GraphShape
-from analysis.hooks import BridgeHooks, HookFn, edge_hooks, graph_shape, metric_input_hooks
+from analysis.graph import QKV, GraphShape
+from analysis.hooks import BridgeHooks, HookFn, edge_hooks, graph_shape, metric_input_hooks, run_kwargs
 from analysis.prompts import Metric, PromptBatch
 
 
@@ -44,41 +45,45 @@ class Faithfulness:
         return (self.metric_circuit - self.metric_corrupt) / self.gap if self.gap != 0 else float("nan")
 
 
-def _patch_hooks(hooks: BridgeHooks, shape: GraphShape, outside: torch.Tensor, corrupt: torch.Tensor, current: torch.Tensor) -> list[tuple[str, HookFn]]:
+def _patch_hooks(hooks: BridgeHooks, shape: GraphShape, outside: torch.Tensor, corrupt: torch.Tensor, current: torch.Tensor, real: torch.Tensor | None) -> list[tuple[str, HookFn]]:
     """Destination hooks adding ``Σ_{u outside} (corrupt − current)[u]`` to each reader input.
 
-    ``outside`` is ``[n_src, n_dst]`` float (1 = patch this edge). All readers of one
+    ``outside`` is ``[n_src, n_dst]`` float (1 = patch this edge). All q/k/v readers of one
     attention layer are computed in one matmul over the sources written before that layer.
+    ``real`` ``[batch, pos]`` (1 = real token) zeroes the correction at padded positions.
     """
     flat_shape = corrupt.shape[1:]
     per_layer: dict[int, torch.Tensor] = {}
 
     def correction(first_dst: int, n_dst: int, n_sources: int) -> torch.Tensor:
         weights = outside[:n_sources, first_dst : first_dst + n_dst]
-        diff = (corrupt[:n_sources] - current[:n_sources]).reshape(n_sources, -1)
-        return (weights.T @ diff).reshape(n_dst, *flat_shape)
+        diff = corrupt[:n_sources] - current[:n_sources]
+        if real is not None:
+            diff = diff * real[None, :, :, None]
+        return (weights.T @ diff.reshape(n_sources, -1)).reshape(n_dst, *flat_shape)
 
-    def head_input(layer: int, qkv_index: int) -> HookFn:
-        first = shape.head_dst(layer, 0, "q")
+    def head_input(layer: int, qkv: str) -> HookFn:
+        first = shape.qkv_dst(layer, "q")
+        offset = shape.qkv_dst(layer, qkv) - first
 
         def patch(x: torch.Tensor, hook: Any) -> torch.Tensor:
             if layer not in per_layer:
-                per_layer[layer] = correction(first, 3 * shape.n_heads, shape.head_src(layer, 0))
-            add = per_layer[layer][qkv_index * shape.n_heads : (qkv_index + 1) * shape.n_heads]
-            return x + add.permute(1, 2, 0, 3)
+                per_layer[layer] = correction(first, shape.readers_per_layer - 1, shape.head_src(layer, 0))
+            add = per_layer[layer][offset : offset + shape.n_inputs(qkv)]
+            return x + add.permute(1, 2, 0, 3).to(x.dtype)
 
         return patch
 
     def single(dst: int, n_sources: int) -> HookFn:
         def patch(x: torch.Tensor, hook: Any) -> torch.Tensor:
-            return x + correction(dst, 1, n_sources)[0]
+            return x + correction(dst, 1, n_sources)[0].to(x.dtype)
 
         return patch
 
     fwd: list[tuple[str, HookFn]] = []
     for layer in range(shape.n_layers):
-        for i, qkv in enumerate(("q", "k", "v")):
-            fwd.append((hooks.head_input(layer, qkv), head_input(layer, i)))
+        for qkv in QKV:
+            fwd.append((hooks.head_input(layer, qkv), head_input(layer, qkv)))
         fwd.append((hooks.mlp_in(layer), single(shape.mlp_dst(layer), shape.mlp_src(layer))))
     fwd.append((hooks.final_resid, single(shape.logits_dst, shape.n_src)))
     return fwd
@@ -87,9 +92,10 @@ def _patch_hooks(hooks: BridgeHooks, shape: GraphShape, outside: torch.Tensor, c
 def _patched_metric(bridge: Any, hooks: BridgeHooks, shape: GraphShape, batch: PromptBatch, metric: Metric, circuit: Circuit, corrupt: torch.Tensor) -> torch.Tensor:
     outside = torch.from_numpy(shape.real_edge_mask() & ~circuit.edges).to(corrupt.device, corrupt.dtype)
     current = new_source_buffer(shape, batch.clean, corrupt.shape[-1], corrupt.dtype)
-    fwd = [*source_capture_hooks(hooks, shape, current), *_patch_hooks(hooks, shape, outside, corrupt, current), *metric_input_hooks(hooks, metric)]
+    real = None if batch.attention_mask is None else batch.attention_mask.to(corrupt.dtype)
+    fwd = [*source_capture_hooks(hooks, shape, current), *_patch_hooks(hooks, shape, outside, corrupt, current, real), *metric_input_hooks(hooks, metric)]
     with torch.no_grad(), bridge.hooks(fwd_hooks=fwd):
-        return metric(bridge(batch.clean)) * batch.weight
+        return metric(bridge(batch.clean, **run_kwargs(batch.attention_mask))) * batch.weight
 
 
 def faithfulness_curve(
@@ -108,10 +114,10 @@ def faithfulness_curve(
     with edge_hooks(bridge) as hooks:
         for batch in batches:
             batch = batch.to(device)
-            corrupt, _, corrupt_logits = run_sources(bridge, hooks, shape, batch.corrupt, metric_input_hooks(hooks, metric))
+            corrupt, _, corrupt_logits = run_sources(bridge, hooks, shape, batch.corrupt, metric_input_hooks(hooks, metric), batch.attention_mask)
             corrupt_sum += float((metric(corrupt_logits) * batch.weight).sum())
             with torch.no_grad(), bridge.hooks(fwd_hooks=metric_input_hooks(hooks, metric)):
-                clean_sum += float((metric(bridge(batch.clean)) * batch.weight).sum())
+                clean_sum += float((metric(bridge(batch.clean, **run_kwargs(batch.attention_mask))) * batch.weight).sum())
             for i, circuit in enumerate(circuits):
                 sums[i] += float(_patched_metric(bridge, hooks, shape, batch, metric, circuit, corrupt).sum())
             n += len(batch)

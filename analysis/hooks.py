@@ -9,13 +9,19 @@ node                    hook point                             shape
 ``input`` (source)      ``hook_embed`` (+ ``hook_pos_embed``)  ``[batch, pos, d_model]``
 ``a{l}.h{h}`` (source)  ``blocks.{l}.attn.hook_result``        ``[batch, pos, head, d_model]``
 ``m{l}`` (source)       ``blocks.{l}.hook_mlp_out``            ``[batch, pos, d_model]``
-``a{l}.h{h}<q|k|v>``    ``blocks.{l}.attn.hook_{q,k,v}_input`` ``[batch, pos, head, d_model]``
+``a{l}.h{h}<q>``        ``blocks.{l}.attn.hook_q_input``       ``[batch, pos, head, d_model]``
+``a{l}.h|kv{g}<k|v>``   ``blocks.{l}.attn.hook_{k,v}_input``   ``[batch, pos, kv_head, d_model]``
 ``m{l}`` (destination)  ``blocks.{l}.hook_mlp_in``             ``[batch, pos, d_model]``
 ``logits``              ``blocks.{L-1}.hook_resid_post``       ``[batch, pos, d_model]``
 ======================  =====================================  ===========================
 
 Destinations are read *before* their LayerNorm, so in a pre-LayerNorm model each one is the
-plain sum of the sources upstream of it (plus constant biases such as ``b_O``).
+plain sum of the sources upstream of it (plus constant biases such as ``b_O``). With
+grouped-query attention the k and v inputs have one slice per key/value head (TransformerLens
+4.3 forks the residual ``n_key_value_heads`` times for them).
+
+Left-padded batches run with ``attention_mask`` (:func:`run_kwargs`); the bridge derives the
+position ids from it, so the real tokens sit at the same positions as without padding.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ HookFn = Callable[..., torch.Tensor | None]
 
 
 class UnsupportedModelError(ValueError):
-    """The model's architecture cannot be split into the edge graph (post-LN, GQA …)."""
+    """The model's architecture cannot be split into the edge graph (post-LN, parallel blocks …)."""
 
 
 @dataclass(frozen=True)
@@ -75,20 +81,21 @@ def metric_input_hooks(hooks: BridgeHooks, metric: object) -> list[tuple[str, Ho
     return [(hooks.unembed_in, lambda x, hook: x[:, -1:])]
 
 
+def run_kwargs(attention_mask: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    """Keyword arguments of a bridge forward on a (possibly left-padded) batch."""
+    return {} if attention_mask is None else {"attention_mask": attention_mask}
+
+
 def graph_shape(bridge: Any) -> GraphShape:
-    return GraphShape(int(bridge.cfg.n_layers), int(bridge.cfg.n_heads))
+    cfg = bridge.cfg
+    n_kv = getattr(cfg, "n_key_value_heads", None)
+    return GraphShape(int(cfg.n_layers), int(cfg.n_heads), int(n_kv) if n_kv else None)
 
 
 def bridge_hooks(bridge: Any) -> BridgeHooks:
     """The hook names of ``bridge``; raises :class:`UnsupportedModelError` for models the
-    edge graph does not describe (post-LayerNorm blocks, fewer K/V heads than query heads)."""
+    edge graph does not describe (post-LayerNorm blocks, parallel attention and MLP)."""
     cfg = bridge.cfg
-    n_kv = getattr(cfg, "n_key_value_heads", None)
-    if n_kv is not None and int(n_kv) != int(cfg.n_heads):
-        raise UnsupportedModelError(
-            f"the model has {n_kv} key/value heads for {cfg.n_heads} query heads (grouped-query attention) — "
-            "use a model without GQA: the edge graph needs one K and one V input per head"
-        )
     if getattr(cfg, "parallel_attn_mlp", False):
         raise UnsupportedModelError("the model runs attention and MLP in parallel — use a sequential pre-LayerNorm model (GPT-2 or Llama style)")
     if getattr(cfg, "original_architecture", "") in {"BertForMaskedLM", "OPTForCausalLM"} or getattr(cfg, "post_layernorm", False):

@@ -51,3 +51,35 @@ def test_edge_names_round_trip():
         g.parse_edge("a7.h0->logits")
     with pytest.raises(ValueError, match="not an edge name"):
         g.parse_edge("garbage")
+
+
+@pytest.mark.parametrize(("layers", "heads", "kv"), [(1, 2, 1), (2, 4, 2), (3, 8, 2), (4, 32, 8)])
+def test_grouped_query_graph_matches_closed_formula(layers, heads, kv):
+    g = GraphShape(layers, heads, kv)
+    assert g.n_dst == layers * (heads + 2 * kv + 1) + 1
+    assert int(g.real_edge_mask().sum()) == g.n_edges
+    assert len(set(g.dst_names)) == g.n_dst and len(g.dst_qkv) == g.n_dst == len(g.dst_stage)
+    readers = g.dst_readers.sum(axis=1)
+    for layer in range(layers):
+        assert all(readers[g.head_dst(layer, h, "q")] == 1 for h in range(heads))
+        assert all(readers[g.head_dst(layer, k, x)] == heads // kv for k in range(kv) for x in "kv")
+
+
+def test_grouped_query_names_and_readers():
+    g = GraphShape(2, 4, 2)
+    assert g.dst_names[g.head_dst(1, 1, "k")] == "a1.kv1<k>" and g.dst_names[g.head_dst(1, 3, "q")] == "a1.h3<q>"
+    assert [g.kv_head_of(h) for h in range(4)] == [0, 0, 1, 1]
+    assert g.parse_edge("a0.h2->a1.kv1<v>") == (g.head_src(0, 2), g.head_dst(1, 1, "v"))
+    assert g.parse_edge("a0.h2->a1.h3<k>") == g.parse_edge("a0.h2->a1.kv1<k>")  # a K input named by the query head reading it
+    assert g.src_names[g.dst_module[g.head_dst(1, 1, "v")]] == "a1.h2"  # listed under the group's first head
+    for src, dst in zip(*np.nonzero(g.real_edge_mask()), strict=True):
+        assert g.parse_edge(g.edge_name(src, dst)) == (src, dst)
+    with pytest.raises(ValueError, match="does not have"):
+        g.parse_edge("a0.h0->a1.kv2<k>")
+    with pytest.raises(ValueError, match="evenly"):
+        GraphShape(2, 4, 3)
+
+
+def test_plain_multi_head_attention_is_the_grouped_graph_with_one_head_per_group():
+    assert GraphShape(3, 4) == GraphShape(3, 4, 4)
+    assert GraphShape(3, 4).dst_names == GraphShape(3, 4, 4).dst_names

@@ -1,0 +1,209 @@
+"""Attribution at real-model shapes (random weights): EAP, EAP-IG(5) and a training step.
+
+Two models: GPT-2-small-shaped (12 layers, 12 heads, d_model 768, d_mlp 3072) and Llama-shaped
+with grouped-query attention (12 layers, 12 query heads sharing 4 key/value heads, d_model 768,
+SwiGLU d_mlp 2048), both with a small vocabulary (the unembedding is not what is measured).
+One batch of 8 prompts × 128 tokens, the metric read at the last position. For each model it
+times, as the median of ``--repeats`` runs after a cold one:
+
+- our EAP and EAP-IG (5 steps) through the TransformerBridge (``analysis.attribution``);
+  EAP-IG once with its 5 steps in one pass (fastest) and once ``stepwise``, under a
+  ``max_memory`` budget of one step's working set, so its steps run in 5 passes;
+- one full training step of the same batch on the Hugging Face model: forward, backward of the
+  answer cross-entropy at the last position, AdamW step;
+
+and the peak memory of each above the loaded model (its cold run): on CPU the peak resident
+set size sampled every 2 ms (tracemalloc does not see torch's allocations), on CUDA
+``torch.cuda.max_memory_allocated``. The training step's peak includes the AdamW state it
+allocates. Each measurement runs in a fresh process, so one run's freed-but-kept heap cannot
+hide the next one's peak.
+
+    .venv/bin/python benchmarks/attribution_scale.py [--layers 12] [--repeats 3] [--models gpt2,llama]
+    .venv/bin/python benchmarks/attribution_scale.py --device cuda   # bf16 on a GPU
+
+Ends with ``eap_over_train_step=``, ``eapig5_over_eap=`` (one-pass EAP-IG) and
+``peak_memory_over_train_step=`` (the larger of EAP's and stepwise EAP-IG's peak), each the
+worst of the models. Targets: EAP ≤ 1.5× a training step, EAP-IG(5) ≤ 4× EAP, peak memory
+≤ 1.5× a training step's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+MEASURES = ("eap", "eap-ig5", "eap-ig5-stepwise", "train-step")
+BATCH, TOKENS, VOCAB = 8, 128, 1024
+
+
+def build(arch: str, layers: int, device: str) -> tuple[torch.nn.Module, object]:
+    """The random-weight model (eval mode, seeded) and a TransformerBridge around it."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformer_lens.model_bridge import TransformerBridge
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    torch.manual_seed(0)
+    if arch == "gpt2":
+        model = GPT2LMHeadModel(GPT2Config(vocab_size=VOCAB, n_positions=TOKENS, n_embd=768, n_layer=layers, n_head=12, resid_pdrop=0, embd_pdrop=0, attn_pdrop=0))
+    else:
+        config = LlamaConfig(vocab_size=VOCAB, hidden_size=768, intermediate_size=2048, num_hidden_layers=layers, num_attention_heads=12, num_key_value_heads=4, max_position_embeddings=TOKENS)
+        model = LlamaForCausalLM(config)
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    model = model.to(device=device, dtype=dtype).eval()
+    tokenizer = _tokenizer(PreTrainedTokenizerFast)
+    bridge = TransformerBridge.boot_transformers(arch, hf_model=model, tokenizer=tokenizer)
+    bridge.eval()
+    return model, bridge
+
+
+def _tokenizer(cls: type) -> object:
+    """A word-level tokenizer of VOCAB tokens, saved and reloaded (the bridge wants a named one)."""
+    from tokenizers import Tokenizer, models
+
+    vocab = {f"t{i}": i for i in range(VOCAB)}
+    folder = Path(tempfile.mkdtemp())
+    cls(tokenizer_object=Tokenizer(models.WordLevel(vocab, unk_token="t0")), unk_token="t0", pad_token="t1", bos_token="t2", eos_token="t3").save_pretrained(folder)
+    return cls.from_pretrained(folder)
+
+
+def batch(device: str):
+    from analysis.prompts import PromptBatch
+
+    g = torch.Generator().manual_seed(1)
+    clean = torch.randint(4, VOCAB, (BATCH, TOKENS), generator=g)
+    corrupt = clean.clone()
+    corrupt[:, 10:40] = torch.randint(4, VOCAB, (BATCH, 30), generator=g)  # a swapped history
+    return PromptBatch(clean, corrupt, torch.ones(BATCH)).to(device)
+
+
+def operation(measure: str, model: torch.nn.Module, bridge: object, device: str) -> Callable[[], None]:
+    from analysis.attribution import attribute, working_set_bytes
+    from analysis.hooks import graph_shape
+    from analysis.prompts import LogitDiff
+
+    prompts = batch(device)
+    metric = LogitDiff(5, 6)
+    if measure == "eap":
+        return lambda: attribute(bridge, [prompts], metric, "eap")
+    if measure == "eap-ig5":
+        return lambda: attribute(bridge, [prompts], metric, "eap-ig", steps=5)
+    if measure == "eap-ig5-stepwise":
+        budget = working_set_bytes(bridge, graph_shape(bridge), BATCH, TOKENS, copies=1)
+        return lambda: attribute(bridge, [prompts], metric, "eap-ig", steps=5, max_memory=budget)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    targets = torch.randint(5, 7, (BATCH,), device=device)
+
+    def train_step() -> None:
+        model.train()
+        optimizer.zero_grad(set_to_none=True)
+        logits = model(prompts.clean).logits[:, -1]
+        torch.nn.functional.cross_entropy(logits.float(), targets).backward()
+        optimizer.step()
+        model.eval()
+
+    return train_step
+
+
+class PeakRss:
+    """Peak resident set size while the block runs, sampled on a thread."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        self.process = psutil.Process()
+        self.peak = 0
+        self._stop = threading.Event()
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.process.memory_info().rss)
+            time.sleep(0.002)
+
+    def __enter__(self) -> PeakRss:
+        self.base = self.process.memory_info().rss
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.process.memory_info().rss)
+
+    @property
+    def bytes(self) -> int:
+        return self.peak - self.base
+
+
+def worker(arch: str, measure: str, layers: int, repeats: int, device: str) -> dict[str, float]:
+    """One measurement in this process: the cold run's peak memory, then the median time."""
+    model, bridge = build(arch, layers, device)
+    run = operation(measure, model, bridge, device)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        run()
+        sync()
+        peak = torch.cuda.max_memory_allocated() - base
+    else:
+        with PeakRss() as rss:
+            run()
+        peak = rss.bytes
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        sync()
+        times.append(time.perf_counter() - start)
+    return {"seconds": statistics.median(times), "peak_bytes": peak}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--layers", type=int, default=12, help="layers of both models (12 = the real shapes)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs after the cold one (median)")
+    parser.add_argument("--models", default="gpt2,llama", help="comma-separated: gpt2, llama")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--worker", nargs=2, metavar=("ARCH", "MEASURE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(*args.worker, args.layers, args.repeats, args.device)))
+        return
+
+    print(f"batch {BATCH} × {TOKENS} tokens, {args.layers} layers, device {args.device} ({'bf16' if args.device == 'cuda' else 'fp32'}), torch {torch.__version__}, {torch.get_num_threads()} threads")
+    ratios: dict[str, list[float]] = {"eap_over_train_step": [], "eapig5_over_eap": [], "peak_memory_over_train_step": []}
+    for arch in args.models.split(","):
+        results = {}
+        for measure in MEASURES:
+            command = [sys.executable, __file__, "--worker", arch, measure, "--layers", str(args.layers), "--repeats", str(args.repeats), "--device", args.device]
+            output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+            results[measure] = json.loads(output.strip().splitlines()[-1])
+        label = {"gpt2": "GPT-2-small shape", "llama": "Llama shape, GQA 12q/4kv"}[arch]
+        print(f"{label}:")
+        for measure in MEASURES:
+            r = results[measure]
+            print(f"  {measure:<17} {r['seconds'] * 1000:9.0f} ms   peak {r['peak_bytes'] / 2**20:8.0f} MiB")
+        train = results["train-step"]
+        ratios["eap_over_train_step"].append(results["eap"]["seconds"] / train["seconds"])
+        ratios["eapig5_over_eap"].append(results["eap-ig5"]["seconds"] / results["eap"]["seconds"])
+        peak = max(results["eap"]["peak_bytes"], results["eap-ig5-stepwise"]["peak_bytes"])
+        ratios["peak_memory_over_train_step"].append(peak / max(train["peak_bytes"], 1))
+        print(f"  EAP / step {ratios['eap_over_train_step'][-1]:.2f}, EAP-IG(5) / EAP {ratios['eapig5_over_eap'][-1]:.2f}, peak (EAP, stepwise EAP-IG) / step {ratios['peak_memory_over_train_step'][-1]:.2f}")
+    for name, values in ratios.items():
+        print(f"{name}={max(values):.2f}")
+
+
+if __name__ == "__main__":
+    main()
