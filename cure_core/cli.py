@@ -354,13 +354,15 @@ def _print_run(report: dict[str, Any]) -> None:
 
 def _cmd_unlearn(args: argparse.Namespace) -> None:
     from cure_core.requests import load_request
-    from cure_core.unlearning.runs import default_strength, get_run
+    from cure_core.unlearning.methods import METHODS
+    from cure_core.unlearning.runs import get_run
 
     ws = _workspace(args)
     request = load_request(args.request) if args.request else ws.default_request()
-    config = _unlearn_config(args, args.method, args.strength if args.strength is not None else default_strength(args.method))
+    default = METHODS[args.method].default_strength if args.method in METHODS else 1e-4
+    config = _unlearn_config(args, args.method, args.strength if args.strength is not None else default)
     attribution, group_settings = _cure_group_inputs(args, request)
-    report = get_run(ws, request, config, attribution, group_settings, quiet=args.json, force=args.force)
+    report = get_run(ws, request, config, attribution, group_settings, quiet=args.json, force=args.force).model_dump()
     if args.json:
         print(json.dumps(_jsonable(report), indent=2, default=str))
         return
@@ -368,11 +370,10 @@ def _cmd_unlearn(args: argparse.Namespace) -> None:
 
 
 def _cmd_compare(args: argparse.Namespace) -> None:
-    from cure_core.evaluate import compare_to_retrain
     from cure_core.requests import load_request
     from cure_core.unlearning.compare import comparison_table, pareto_figure, reference_rows
     from cure_core.unlearning.methods import METHODS
-    from cure_core.unlearning.runs import DEFAULT_STRENGTHS, get_run
+    from cure_core.unlearning.runs import get_run
 
     ws = _workspace(args)
     request = load_request(args.request) if args.request else ws.default_request()
@@ -381,14 +382,12 @@ def _cmd_compare(args: argparse.Namespace) -> None:
     attribution, group_settings = _cure_group_inputs(args, request)
     reports = []
     for method in methods:
-        for strength in strengths or DEFAULT_STRENGTHS.get(method, [1e-4]):
+        for strength in strengths or (METHODS[method].strengths if method in METHODS else [1e-4]):
             config = _unlearn_config(args, method, strength)
             report = get_run(ws, request, config, attribution, group_settings)
             reports.append(report)
-            print(f"{method:>9} strength {strength:<8g} test AUC {report['test_auc']:.4f}  forget AUC {report['forget_auc']:.4f}  JSD {report['jsd_to_retrain']:.5f}  {report['seconds']:.1f}s")
-    original, retrain = ws.ensure_models(request, quiet=True)
-    base = compare_to_retrain(original, retrain, request, ws.samples, ws.sets(request), name="original")
-    refs = reference_rows(base, original.meta.get("train_seconds"), retrain.meta.get("train_seconds"))
+            print(f"{method:>9} strength {strength:<8g} test AUC {report.test_auc:.4f}  forget AUC {report.forget_auc:.4f}  JSD {report.jsd_to_retrain:.5f}  {report.seconds:.1f}s")
+    refs = reference_rows(ws, request)
     table = comparison_table(reports, refs)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -487,7 +486,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         rec = retrain
     else:
         rec = load_recommender(Path(args.model), ws.samples, ws.titles)
-    report = compare_to_retrain(rec, retrain, request, ws.samples, ws.sets(request), name=args.model)
+    report = compare_to_retrain(rec, retrain, request, ws.samples, ws.sets(request), name=args.model).model_dump()
     if args.json:
         print(json.dumps(_jsonable(report), indent=2))
         return
