@@ -10,7 +10,7 @@ import streamlit as st
 from state import default_models_job, poll_job, retrain_job, workspace
 
 from cure_core.errors import CureError
-from cure_core.evaluate import compare_to_retrain
+from cure_core.evaluate import reference_comparison
 from cure_core.jobs import BackgroundJob
 from cure_core.model.recommender import Recommender
 from cure_core.requests import ForgetRequest, load_request, save_request, user_request
@@ -22,12 +22,9 @@ st.set_page_config(page_title="CURE Studio", layout="wide")
 @st.cache_data(show_spinner="Evaluating Original and Retrain ...")
 def gap_table(_ws: Workspace, _original: Recommender, _retrain: Recommender, _request: ForgetRequest, request_id: str) -> pd.DataFrame:
     """Original vs Retrain on the request; cached per request id (the models are the job's)."""
-    report = compare_to_retrain(_original, _retrain, _request, _ws.samples, _ws.sets(_request), name="Original")
-    rows = {
-        "test AUC": ("test", "auc"), "forget AUC": ("forget", "auc"), "forget LogLoss": ("forget", "logloss"),
-        **{f"MIA AUC ({attack})": ("mia", attack) for attack in report["model"]["mia"]},
-    }  # fmt: skip
-    table = pd.DataFrame({name: {"Original": report["model"][a][b], "Retrain": report["retrain"][a][b]} for name, (a, b) in rows.items()}).T
+    reference = reference_comparison(_original, _retrain, _request, _ws.samples, _ws.sets(_request))
+    rows = reference.versus(["test AUC", "forget AUC", "forget LogLoss"])
+    table = pd.DataFrame({name: {"Original": ours, "Retrain": retrain} for name, ours, retrain in rows}).T
     table["Original − Retrain"] = table["Original"] - table["Retrain"]
     return table
 

@@ -28,7 +28,7 @@ import pandas as pd
 import torch
 
 from cure_core.circuits import AttributionSettings
-from cure_core.evaluate import compare_to_retrain
+from cure_core.evaluate import reference_comparison
 from cure_core.groups import GroupSettings, default_corruption
 from cure_core.metrics import jsd
 from cure_core.requests import item_request, save_request
@@ -49,25 +49,25 @@ def study(ws: Workspace, request) -> tuple[pd.DataFrame, dict[str, Any]]:
     for v in VARIANTS:
         chosen = choose([selector.score(get_run(ws, request, v.config(strength), attribution, GroupSettings(), quiet=True)) for strength in v.grid])
         report = chosen.report
-        seconds = report["seconds"] + (groups_seconds if v.needs_groups else 0.0)
+        seconds = report.seconds + (groups_seconds if v.needs_groups else 0.0)
         rows.append(
             {
                 "method": v.label,
-                "strength": report["strength"],
+                "strength": report.strength,
                 "JSD select half": chosen.select_jsd,
                 "JSD report half": chosen.report_jsd,
                 "valid AUC drop": chosen.valid_drop,
-                "test AUC": report["test_auc"],
-                "forget AUC": report["forget_auc"],
-                "MIA AUC": report["mia_auc"],
+                "test AUC": report.test_auc,
+                "forget AUC": report.forget_auc,
+                "MIA AUC": report.mia_auc,
                 "seconds": seconds,
-                "params updated": report["params_updated"],
+                "params updated": report.params_updated,
             }
         )
-    base = compare_to_retrain(original, retrain, request, ws.samples, sets, name="original")
+    base = reference_comparison(original, retrain, request, ws.samples, sets)
     references = [
-        {"method": "Original", "JSD report half": jsd(original.predict(ws.samples, report_idx), ref_report), "test AUC": base["test_auc"], "forget AUC": base["forget_auc"], "MIA AUC": base["mia_auc"], "seconds": original.meta["train_seconds"]},
-        {"method": "Retrain", "JSD report half": 0.0, "test AUC": base["retrain_test_auc"], "forget AUC": base["retrain_forget_auc"], "MIA AUC": base["retrain_mia_auc"], "seconds": retrain.meta["train_seconds"]},
+        {"method": "Original", "JSD report half": jsd(original.predict(ws.samples, report_idx), ref_report), "test AUC": base.test_auc, "forget AUC": base.forget_auc, "MIA AUC": base.mia_auc, "seconds": original.meta["train_seconds"]},
+        {"method": "Retrain", "JSD report half": 0.0, "test AUC": base.retrain_test_auc, "forget AUC": base.retrain_forget_auc, "MIA AUC": base.retrain_mia_auc, "seconds": retrain.meta["train_seconds"]},
     ]
     table = pd.DataFrame(references + rows)
     threads = torch.get_num_threads()

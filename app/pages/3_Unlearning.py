@@ -7,20 +7,17 @@ keeps its own list of runs.
 
 from __future__ import annotations
 
-import json
-
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 from state import analysis_page, poll_job, request_picker
 
-from cure_core.evaluate import compare_to_retrain
 from cure_core.jobs import BackgroundJob
 from cure_core.requests import load_request
 from cure_core.settings import choices
 from cure_core.unlearning.compare import comparison_table, pareto_figure, reference_rows
 from cure_core.unlearning.methods import METHODS, UnlearnConfig
-from cure_core.unlearning.runs import DEFAULT_STRENGTHS, checkpoint_archive, default_strength, get_run, load_history
+from cure_core.unlearning.runs import checkpoint_archive, get_run, load_history
 
 ws, request = analysis_page("Unlearning")
 session = st.session_state.setdefault("unlearning", {"runs": [], "active": None})
@@ -40,7 +37,7 @@ if finished is not None and finished["job"].finished:
 with st.form("run_form"):
     cols = st.columns(4)
     method = cols[0].selectbox("method", list(METHODS), format_func=lambda m: METHODS[m].label, key="method")
-    strength = cols[1].number_input("strength (Adam learning rate)", 1e-6, 1e-1, default_strength(method), format="%.0e", key="strength", help=f"sweep grids: {DEFAULT_STRENGTHS}")
+    strength = cols[1].number_input("strength (Adam learning rate)", 1e-6, 1e-1, METHODS[method].default_strength, format="%.0e", key="strength", help=f"{METHODS[method].help}; sweep grid: {', '.join(f'{s:g}' for s in METHODS[method].strengths)}")
     steps = cols[2].number_input("steps", 1, 1000, 60, key="steps")
     forget_loss = cols[3].selectbox("forget objective (PCGrad, SAGO, CURE)", choices(UnlearnConfig, "forget_loss"), key="forget_loss")
     cols = st.columns(3)
@@ -106,22 +103,19 @@ if not session["runs"]:
 
 @st.cache_data(show_spinner="Evaluating Original and Retrain ...")
 def references(request_id: str) -> list[dict]:
-    req = load_request(request_id)
-    original, retrain = ws.ensure_models(req, quiet=True)
-    base = compare_to_retrain(original, retrain, req, ws.samples, ws.sets(req), name="original")
-    return reference_rows(base, original.meta.get("train_seconds"), retrain.meta.get("train_seconds"))
+    return reference_rows(ws, load_request(request_id))
 
 
-runs = [r for r in session["runs"] if r["request"] == request.id]
+runs = [r for r in session["runs"] if r.request == request.id]
 if not runs:
     st.info(f"This session has no run on {request.id} yet.")
     st.stop()
 latest = runs[-1]
-st.subheader(f"Last run: {METHODS[latest['method']].label}, strength {latest['strength']:g}")
-history = load_history(latest["run"])
+st.subheader(f"Last run: {latest.label}, strength {latest.strength:g}")
+history = load_history(latest.run)
 if history:
     st.plotly_chart(curve_figure(history), width="stretch", key="final_curve")
-for note in latest.get("group_warnings", []):
+for note in latest.group_warnings:
     st.warning(note)
 refs = references(request.id)
 table = comparison_table(runs, refs)
@@ -129,6 +123,6 @@ st.dataframe(table, width="stretch", hide_index=True)
 st.caption("JSD and L2 to Retrain on the forget set (lower is closer); MIA: forget (members) vs holdout users (non-members); PrivLeak near 0 is ideal.")
 st.plotly_chart(pareto_figure(runs, refs, f"This session's runs on {request.id}"), width="stretch", key="pareto")
 cols = st.columns(3)
-cols[0].download_button("report (JSON)", json.dumps(latest, indent=2, default=str), file_name=f"{latest['run']}.json", key="dl_json")
+cols[0].download_button("report (JSON)", latest.model_dump_json(indent=2), file_name=f"{latest.run}.json", key="dl_json")
 cols[1].download_button("comparison (CSV)", table.to_csv(index=False), file_name=f"comparison-{request.id}.csv", key="dl_csv")
-cols[2].download_button("unlearned checkpoint (zip)", checkpoint_archive(latest["run"]), file_name=f"{latest['run']}.zip", key="dl_ckpt")
+cols[2].download_button("unlearned checkpoint (zip)", checkpoint_archive(latest.run), file_name=f"{latest.run}.zip", key="dl_ckpt")

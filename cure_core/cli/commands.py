@@ -95,7 +95,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     if args.json:
         printers.print_json(report)
         return
-    printers.print_evaluation(report, request, args.model)
+    printers.print_evaluation(report, request)
 
 
 def cmd_study(args: argparse.Namespace) -> None:

@@ -12,12 +12,17 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from analysis.attribution import Attribution
     from cure_core.circuits import AttributionSettings
+    from cure_core.comparison import Comparison
     from cure_core.groups import ModuleGroups
     from cure_core.model.recommender import Recommender
     from cure_core.requests import ForgetRequest
+    from cure_core.unlearning.runs import RunReport
 
 
 def print_json(obj: Any) -> None:
+    """One JSON document; pydantic results (a Comparison, a RunReport) as their ``model_dump``."""
+    if hasattr(obj, "model_dump"):
+        obj = obj.model_dump(mode="json")
     print(json.dumps(jsonable(obj), indent=2, default=str))
 
 
@@ -57,33 +62,35 @@ def print_request(request: ForgetRequest, sizes: dict[str, int]) -> None:
     print(f"next: cure train --retrain {request.id}   |   cure evaluate --request {request.id}")
 
 
-def print_versus_retrain(report: dict[str, Any], name: str, rows: list[tuple[str, str, str]]) -> None:
+def print_versus_retrain(report: Comparison, labels: list[str]) -> None:
     """A model's metrics next to Retrain's, MIA with PrivLeak, and the distances to Retrain."""
-    print(f"{'':>22}{name:>12}{'Retrain':>12}")
-    for label, split, key in rows:
-        print(f"{label:>22}{report['model'][split][key]:>12.4f}{report['retrain'][split][key]:>12.4f}")
-    for attack, auc in report["model"].get("mia", {}).items():
-        print(f"{'MIA AUC ' + attack:>22}{auc:>12.4f}{report['retrain']['mia'][attack]:>12.4f}   PrivLeak {report['privleak'].get(attack, float('nan')):+.1f}%")
-    print(f"{'JSD to Retrain':>22}{report['jsd_to_retrain']:>12.5f}")
-    print(f"{'L2 to Retrain':>22}{report['l2_to_retrain']:>12.5f}")
+    print(f"{'':>22}{report.name:>12}{'Retrain':>12}")
+    for label, value, retrain in report.versus(labels, mia=False):
+        print(f"{label:>22}{_number(value):>12}{_number(retrain):>12}")
+    for attack, auc in report.model.mia.items():
+        print(f"{'MIA AUC ' + attack:>22}{_number(auc):>12}{_number(report.retrain.mia.get(attack)):>12}   PrivLeak {report.privleak.get(attack, float('nan')):+.1f}%")
+    print(f"{'JSD to Retrain':>22}{report.jsd_to_retrain:>12.5f}")
+    print(f"{'L2 to Retrain':>22}{report.l2_to_retrain:>12.5f}")
 
 
-def print_evaluation(report: dict[str, Any], request: ForgetRequest, name: str) -> None:
-    print(f"request {request.id} ({request.description}); sets: {report['sizes']}")
-    rows = [("test AUC", "test", "auc"), ("test LogLoss", "test", "logloss"), ("forget AUC", "forget", "auc"), ("forget ACC", "forget", "acc"), ("forget LogLoss", "forget", "logloss"), ("retain AUC", "retain", "auc")]
-    print_versus_retrain(report, name, rows)
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
 
 
-def print_run(report: dict[str, Any]) -> None:
-    print(f"run {report['run']}: {report['method']} strength {report['strength']:g}, {report['seconds']:.1f}s, {report['params_updated']:,} of {report['params_total']:,} parameters updated, peak {report['peak_memory_mib']:.0f} MiB ({report['peak_memory_kind']})")
-    rows = [("test AUC", "test", "auc"), ("test ACC", "test", "acc"), ("test LogLoss", "test", "logloss"), ("forget AUC", "forget", "auc"), ("forget ACC", "forget", "acc")]
-    print_versus_retrain(report, report["method"], rows)
-    for note in report.get("group_warnings", []):
+def print_evaluation(report: Comparison, request: ForgetRequest) -> None:
+    print(f"request {request.id} ({request.description}); sets: {report.sizes}")
+    print_versus_retrain(report, ["test AUC", "test LogLoss", "forget AUC", "forget ACC", "forget LogLoss", "retain AUC"])
+
+
+def print_run(report: RunReport) -> None:
+    print(f"run {report.run}: {report.method} strength {report.strength:g}, {report.seconds:.1f}s, {report.params_updated:,} of {report.params_total:,} parameters updated, peak {report.peak_memory_mib:.0f} MiB ({report.peak_memory_kind})")
+    print_versus_retrain(report, ["test AUC", "test ACC", "test LogLoss", "forget AUC", "forget ACC"])
+    for note in report.group_warnings:
         print(f"warning: {note}")
 
 
-def print_grid_row(method: str, strength: float, report: dict[str, Any]) -> None:
-    print(f"{method:>9} strength {strength:<8g} test AUC {report['test_auc']:.4f}  forget AUC {report['forget_auc']:.4f}  JSD {report['jsd_to_retrain']:.5f}  {report['seconds']:.1f}s")
+def print_grid_row(report: RunReport) -> None:
+    print(f"{report.method:>9} strength {report.strength:<8g} test AUC {_number(report.test_auc)}  forget AUC {_number(report.forget_auc)}  JSD {report.jsd_to_retrain:.5f}  {report.seconds:.1f}s")
 
 
 def print_attribution(result: Attribution, request: ForgetRequest, set_name: str, settings: AttributionSettings, top: int, cached: str) -> None:

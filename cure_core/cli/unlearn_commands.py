@@ -31,9 +31,9 @@ def known_methods(names: list[str]) -> list[str]:
 
 def configs(args: argparse.Namespace, methods: list[str], strengths: list[float] | None) -> list[UnlearnConfig]:
     """Every (method, strength) run's settings, all validated before the first one runs."""
-    from cure_core.unlearning.runs import DEFAULT_STRENGTHS
+    from cure_core.unlearning.methods import METHODS
 
-    return [args.unlearn.build(args, method=m, strength=s) for m in methods for s in strengths or DEFAULT_STRENGTHS.get(m, [1e-4])]
+    return [args.unlearn.build(args, method=m, strength=s) for m in methods for s in strengths or METHODS[m].strengths]
 
 
 def group_inputs(args: argparse.Namespace, request: ForgetRequest) -> tuple[AttributionSettings, GroupSettings]:
@@ -47,10 +47,11 @@ def group_inputs(args: argparse.Namespace, request: ForgetRequest) -> tuple[Attr
 
 
 def cmd_unlearn(args: argparse.Namespace) -> None:
-    from cure_core.unlearning.runs import default_strength, get_run
+    from cure_core.unlearning.methods import METHODS
+    from cure_core.unlearning.runs import get_run
 
     (method,) = known_methods([args.method])
-    config = args.unlearn.build(args, strength=args.strength if args.strength is not None else default_strength(method))
+    config = args.unlearn.build(args, strength=args.strength if args.strength is not None else METHODS[method].default_strength)
     args.groups.build(args)  # checked before the workspace; rebuilt with the request below
     ws = workspace(args)
     request = request_of(args, ws)
@@ -64,7 +65,6 @@ def cmd_unlearn(args: argparse.Namespace) -> None:
 
 def cmd_compare(args: argparse.Namespace) -> None:
     from cure_core.cache import atomic_write_bytes
-    from cure_core.evaluate import compare_to_retrain
     from cure_core.unlearning.compare import comparison_table, pareto_figure, reference_rows
     from cure_core.unlearning.methods import METHODS
     from cure_core.unlearning.runs import get_run
@@ -79,10 +79,8 @@ def cmd_compare(args: argparse.Namespace) -> None:
     for config in grid:
         report = get_run(ws, request, config, attribution, group_settings)
         reports.append(report)
-        printers.print_grid_row(config.method, config.strength, report)
-    original, retrain = ws.ensure_models(request, quiet=True)
-    base = compare_to_retrain(original, retrain, request, ws.samples, ws.sets(request), name="original")
-    refs = reference_rows(base, original.meta.get("train_seconds"), retrain.meta.get("train_seconds"))
+        printers.print_grid_row(report)
+    refs = reference_rows(ws, request)
     table = comparison_table(reports, refs)
     out = args.out
     out.mkdir(parents=True, exist_ok=True)

@@ -9,11 +9,12 @@ from pydantic import BaseModel, ConfigDict
 
 from cure_core.circuits import AttributionSettings, circuit_context
 from cure_core.errors import CureError
-from cure_core.evaluate import compare_to_retrain
 from cure_core.groups import GroupSettings, default_corruption, groups_for_request
 from cure_core.requests import ForgetRequest, item_request, load_request, parse_share, save_request, user_request
+from cure_core.unlearning.compare import reference_rows
 
 if TYPE_CHECKING:
+    from cure_core.unlearning.runs import RunReport
     from cure_core.workspace import Workspace
 
 
@@ -44,19 +45,14 @@ def resolve_request(ws: Workspace, spec: str) -> ForgetRequest:
 
 
 def reference_points(ws: Workspace, request: ForgetRequest) -> dict[str, dict[str, Any]]:
-    """Original and Retrain on ``request``: the numbers every method is shown next to."""
-    original, retrain = ws.ensure_models(request, quiet=True)
-    base = compare_to_retrain(original, retrain, request, ws.samples, ws.sets(request), name="original")
-    return {
-        "Original": {"test_auc": base["test_auc"], "forget_auc": base["forget_auc"], "jsd_to_retrain": base["jsd_to_retrain"], "forget_auc_gap": base.get("forget_auc_gap"), "mia_auc": base.get("mia_auc"), "seconds": original.meta.get("train_seconds")},
-        "Retrain": {"test_auc": base["retrain_test_auc"], "forget_auc": base["retrain_forget_auc"], "jsd_to_retrain": 0.0, "forget_auc_gap": 0.0, "mia_auc": base.get("retrain_mia_auc"), "seconds": retrain.meta.get("train_seconds")},
-    }
+    """Original and Retrain on ``request`` by name: the rows every method is shown next to."""
+    return {row["method"]: row for row in reference_rows(ws, request)}
 
 
-def run_values(report: dict[str, Any]) -> dict[str, Any]:
+def run_values(report: RunReport) -> dict[str, Any]:
     """The headline numbers of one run's report (JSON-able, for a study cell)."""
     keys = ("test_auc", "forget_auc", "jsd_to_retrain", "forget_auc_gap", "mia_auc", "seconds", "params_updated", "run", "strength")
-    return {k: report.get(k) for k in keys}
+    return {k: getattr(report, k) for k in keys}
 
 
 def grouping_seconds(ws: Workspace, request: ForgetRequest, group_settings: GroupSettings) -> float:

@@ -11,7 +11,6 @@ noise floor then uses as many as fit, and the study says so.
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Annotated, Any
 
 import pandas as pd
@@ -20,14 +19,14 @@ from plotly.subplots import make_subplots
 from pydantic import Field
 
 from cure_core.groups import GroupSettings, fitting_group_settings
-from cure_core.progress import Progress, ProgressFn
+from cure_core.studies.base import Study, StudyJob, StudyOutput
 from cure_core.studies.common import StudySettings, grouping_seconds, reference_points, resolve_request, run_values
-from cure_core.studies.selection import VARIANTS, VariantLabel, chosen_run, variant
-from cure_core.studies.store import StudyStore, weights_key
+from cure_core.studies.selection import VARIANTS, Variant, VariantLabel, chosen_run, variant
+from cure_core.studies.store import weights_key
 from cure_core.unlearning.runs import get_run
 
 if TYPE_CHECKING:
-    from cure_core.workspace import Workspace
+    pass
 
 
 class DeletionRateSettings(StudySettings):
@@ -41,50 +40,55 @@ class DeletionRateSettings(StudySettings):
         return cls(quick_mode=True, rates=[0.05, 0.2], variants=["GA", "CURE (NPO)"], steps=3, grid_points=2)
 
 
-def chosen_strengths(ws: Workspace, store: StudyStore, settings: DeletionRateSettings, bar: Progress) -> dict[str, float]:
+def chosen_strengths(job: StudyJob, variants: list[Variant]) -> dict[str, float]:
     """Each variant's strength, chosen on the default request without the test set."""
+    ws, settings = job.ws, job.settings
     request = ws.default_request()
     chosen = {}
-    for v in map(variant, settings.variants):
-        chosen[v.label] = store.cell(f"strength-{v.label}", lambda v=v: chosen_run(ws, request, v, settings.steps, settings.grid_points).report["strength"])
-        bar.update(1, chose=v.label)
+    for v in variants:
+        chosen[v.label] = job.cell(f"strength-{v.label}", lambda v=v: chosen_run(ws, request, v, settings.steps, settings.grid_points).report.strength)
+        job.tick(chose=v.label)
     return chosen
 
 
-def run(ws: Workspace, settings: DeletionRateSettings, progress: ProgressFn | None = None, quiet: bool = False) -> dict[str, Any]:
-    start = time.perf_counter()
-    original, default_retrain = ws.ensure_models(ws.default_request(), quiet=quiet)  # strengths are chosen against this Retrain
-    store = StudyStore("deletion-rate", settings, {"data": ws.dataset.content_hash, "weights": original.meta.get("weights_sha256"), "retrain": default_retrain.meta.get("weights_sha256")})
-    variants = list(map(variant, settings.variants))
-    bar = Progress(len(variants) * (1 + len(settings.rates)) + 2 * len(settings.rates), "deletion-rate", progress, quiet)
-    strengths = chosen_strengths(ws, store, settings, bar)
-    rows = []
-    for rate in settings.rates:
+class DeletionRate(Study):
+    name = "deletion-rate"
+    settings = DeletionRateSettings
+
+    def compute(self, job: StudyJob) -> StudyOutput:
+        ws, settings = job.ws, job.settings
+        original, default_retrain = ws.ensure_models(ws.default_request(), quiet=job.quiet)  # strengths are chosen against this Retrain
+        job.open({"data": ws.dataset.content_hash, "weights": original.meta.get("weights_sha256"), "retrain": default_retrain.meta.get("weights_sha256")})
+        variants = list(map(variant, settings.variants))
+        job.bar(len(variants) * (1 + len(settings.rates)) + 2 * len(settings.rates))
+        strengths = chosen_strengths(job, variants)
+        rows = []
+        for rate in settings.rates:
+            rows += self.rate_rows(job, rate, variants, strengths)
+        table = pd.DataFrame(rows)
+        return StudyOutput({"rates": rows, "strengths": [{"variant": k, "strength": s} for k, s in strengths.items()]}, {"deletion_rate": figure(table)}, verdict(table))
+
+    @staticmethod
+    def rate_rows(job: StudyJob, rate: float, variants: list[Variant], strengths: dict[str, float]) -> list[dict[str, Any]]:
+        """Original, Retrain and every variant on the request of ``rate`` of the users."""
+        ws, settings = job.ws, job.settings
         request = resolve_request(ws, f"users:{rate}")
-        _, retrain = ws.ensure_models(request, quiet=quiet)  # Retrain of this rate, trained when missing
-        bar.update(1, rate=rate, step="Retrain")
+        _, retrain = ws.ensure_models(request, quiet=job.quiet)  # Retrain of this rate, trained when missing
         reference = weights_key(retrain.meta)
-        refs = store.cell(f"references-{request.id}-{reference}", lambda request=request: reference_points(ws, request))
-        for name, ref in refs.items():
-            rows.append({"rate": rate, "request": request.id, "method": name, "strength": None, **{k: ref[k] for k in ("test_auc", "forget_auc", "jsd_to_retrain", "mia_auc", "seconds")}})
-        bar.update(1, rate=rate, step="references")
+        job.tick(rate=rate, step="Retrain")
+        refs = reference_points(ws, request)
+        rows = [{"rate": rate, "request": request.id, "method": name, "strength": None, **{k: ref[k] for k in ("test_auc", "forget_auc", "jsd_to_retrain", "mia_auc", "seconds")}} for name, ref in refs.items()]
+        job.tick(rate=rate, step="references")
         group_settings = fitting_group_settings(request, ws.samples, ws.sets(request)) if any(v.needs_groups for v in variants) else None
-        groups_seconds = store.cell(f"groups-seconds-{request.id}", lambda request=request, gs=group_settings: grouping_seconds(ws, request, gs)) if group_settings else 0.0
+        groups_seconds = job.cell(f"groups-seconds-{request.id}", lambda: grouping_seconds(ws, request, group_settings)) if group_settings else 0.0
         for v in variants:
             config = v.config(strengths[v.label], steps=settings.steps)
-            values = store.cell(f"{request.id}-{v.label}-{reference}", lambda config=config, request=request, gs=group_settings: run_values(get_run(ws, request, config, group_settings=gs, quiet=True)))
+            values = job.cell(f"{request.id}-{v.label}-{reference}", lambda config=config: run_values(get_run(ws, request, config, group_settings=group_settings, quiet=True)))
             seconds = values["seconds"] + (groups_seconds if v.needs_groups else 0.0)
-            rows.append({"rate": rate, "request": request.id, "method": v.label, **{k: values[k] for k in ("strength", "test_auc", "forget_auc", "jsd_to_retrain", "mia_auc")}, "seconds": seconds, "control_draws": group_settings.null_draws if group_settings and v.needs_groups else None})
-            bar.update(1, rate=rate, method=v.label)
-    bar.close()
-    table = pd.DataFrame(rows)
-    return store.save(
-        {"rates": rows, "strengths": [{"variant": k, "strength": s} for k, s in strengths.items()]},
-        {"deletion_rate": figure(table)},
-        verdict(table),
-        time.perf_counter() - start,
-        f"cure study deletion-rate{' --quick' if settings.quick_mode else ''}",
-    )
+            draws = group_settings.null_draws if group_settings and v.needs_groups else None
+            rows.append({"rate": rate, "request": request.id, "method": v.label, **{k: values[k] for k in ("strength", "test_auc", "forget_auc", "jsd_to_retrain", "mia_auc")}, "seconds": seconds, "control_draws": draws})
+            job.tick(rate=rate, method=v.label)
+        return rows
 
 
 def verdict(table: pd.DataFrame) -> list[str]:

@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -30,11 +29,10 @@ from cure_core.circuits import AttributionSettings, answer_metric, circuit_conte
 from cure_core.errors import CureError
 from cure_core.metrics import jsd
 from cure_core.model.store import load_recommender
-from cure_core.progress import Progress, ProgressFn
 from cure_core.requests import user_request
+from cure_core.studies.base import Study, StudyJob, StudyOutput
 from cure_core.studies.common import StudySettings, resolve_request
 from cure_core.studies.selection import VariantLabel, chosen_run, variant
-from cure_core.studies.store import StudyStore
 from cure_core.unlearning.methods import UnlearnConfig
 from cure_core.unlearning.runner import unlearn
 from cure_core.unlearning.runs import run_dir
@@ -93,52 +91,49 @@ def difficulty_scores(vectors: np.ndarray, easy: np.ndarray, hard: np.ndarray) -
     return np.array([cos_to(hard, i) - cos_to(easy, i) for i in range(len(vectors))])
 
 
-def run(ws: Workspace, settings: DifficultySettings, progress: ProgressFn | None = None, quiet: bool = False) -> dict[str, Any]:
-    start = time.perf_counter()
-    request = resolve_request(ws, settings.request)
-    if request.kind != "user":
-        raise CureError(f"the difficulty study needs a user-level request, not {request.kind}-level {request.id}", "use --request default or a `cure forget --users` request")
-    original, retrain = ws.ensure_models(request, quiet=quiet)
-    sets = ws.sets(request)
-    store = StudyStore("difficulty", settings, {"data": ws.dataset.content_hash, "weights": original.meta.get("weights_sha256"), "retrain": retrain.meta.get("weights_sha256"), "request": request.id})
-    codes = ws.samples.user[sets.forget]
-    users = [str(ws.samples.user_ids[c]) for c in np.unique(codes)]
-    per_user_idx = {u: sets.forget[codes == code] for u, code in zip(users, np.unique(codes), strict=True)}
-    bar = Progress(2 * len(users) + 1, "difficulty", progress, quiet)
-    ctx = circuit_context(ws, request)
-    rows, vectors = [], []
-    for u in users:
-        idx = per_user_idx[u]
-        rise = store.cell(f"probe-{u}", lambda u=u, idx=idx: probe_rise(ws, original, u, idx, settings))
-        bar.update(1, user=u, step="probe")
-        vectors.append(store.cell(f"circuit-{u}", lambda idx=idx: user_circuit(ctx, ws, idx, settings)))
-        bar.update(1, user=u, step="circuit")
-        rows.append({"user": u, "samples": len(idx), "probe_rise": rise})
-    chosen = store.cell("cure-run", lambda: chosen_run(ws, request, variant(settings.cure_variant), settings.steps, settings.grid_points).report["run"])
-    cure = load_recommender(run_dir(chosen) / "model", ws.samples)
-    bar.update(1, step="CURE run")
-    bar.close()
-    for row in rows:
-        idx = per_user_idx[row["user"]]
-        labels = ws.samples.label[idx]
-        before, after, ref = (model.predict(ws.samples, idx) for model in (original, cure, retrain))
-        row["cure_nll_rise"] = nll(after, labels) - nll(before, labels)
-        row["cure_jsd_fall"] = jsd(before, ref) - jsd(after, ref)
-    table = pd.DataFrame(rows)
-    order = np.argsort(-table["probe_rise"].to_numpy())
-    k = min(settings.anchors, len(users) // 2)
-    easy, hard = order[:k], order[-k:]
-    table["anchor"] = ""
-    table.loc[easy, "anchor"], table.loc[hard, "anchor"] = "easy", "hard"
-    table["difficulty"] = difficulty_scores(np.array(vectors), easy, hard)
-    correlations = correlate(table)
-    return store.save(
-        {"users": table.to_dict("records"), "correlations": correlations},
-        {"difficulty": figure(table)},
-        verdict(correlations, chosen, k),
-        time.perf_counter() - start,
-        f"cure study difficulty{' --quick' if settings.quick_mode else ''} --request {settings.request}",
-    )
+class Difficulty(Study):
+    name = "difficulty"
+    settings = DifficultySettings
+
+    def compute(self, job: StudyJob) -> StudyOutput:
+        ws, settings = job.ws, job.settings
+        request = resolve_request(ws, settings.request)
+        if request.kind != "user":
+            raise CureError(f"the difficulty study needs a user-level request, not {request.kind}-level {request.id}", "use --request default or a `cure forget --users` request")
+        original, retrain = ws.ensure_models(request, quiet=job.quiet)
+        sets = ws.sets(request)
+        job.open({"data": ws.dataset.content_hash, "weights": original.meta.get("weights_sha256"), "retrain": retrain.meta.get("weights_sha256"), "request": request.id})
+        codes = ws.samples.user[sets.forget]
+        users = [str(ws.samples.user_ids[c]) for c in np.unique(codes)]
+        per_user_idx = {u: sets.forget[codes == code] for u, code in zip(users, np.unique(codes), strict=True)}
+        job.bar(2 * len(users) + 1)
+        ctx = circuit_context(ws, request)
+        rows, vectors = [], []
+        for u in users:
+            idx = per_user_idx[u]
+            rise = job.cell(f"probe-{u}", lambda u=u, idx=idx: probe_rise(ws, original, u, idx, settings))
+            job.tick(user=u, step="probe")
+            vectors.append(job.cell(f"circuit-{u}", lambda idx=idx: user_circuit(ctx, ws, idx, settings)))
+            job.tick(user=u, step="circuit")
+            rows.append({"user": u, "samples": len(idx), "probe_rise": rise})
+        chosen = job.cell("cure-run", lambda: chosen_run(ws, request, variant(settings.cure_variant), settings.steps, settings.grid_points).report.run)
+        cure = load_recommender(run_dir(chosen) / "model", ws.samples)
+        job.tick(step="CURE run")
+        for row in rows:
+            idx = per_user_idx[row["user"]]
+            labels = ws.samples.label[idx]
+            before, after, ref = (model.predict(ws.samples, idx) for model in (original, cure, retrain))
+            row["cure_nll_rise"] = nll(after, labels) - nll(before, labels)
+            row["cure_jsd_fall"] = jsd(before, ref) - jsd(after, ref)
+        table = pd.DataFrame(rows)
+        order = np.argsort(-table["probe_rise"].to_numpy())
+        k = min(settings.anchors, len(users) // 2)
+        easy, hard = order[:k], order[-k:]
+        table["anchor"] = ""
+        table.loc[easy, "anchor"], table.loc[hard, "anchor"] = "easy", "hard"
+        table["difficulty"] = difficulty_scores(np.array(vectors), easy, hard)
+        correlations = correlate(table)
+        return StudyOutput({"users": table.to_dict("records"), "correlations": correlations}, {"difficulty": figure(table)}, verdict(correlations, chosen, k))
 
 
 def correlate(table: pd.DataFrame) -> list[dict[str, Any]]:

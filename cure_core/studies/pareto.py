@@ -7,7 +7,6 @@ marked on the means. No strength is chosen here, so the test set is only reporte
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -16,16 +15,15 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 from pydantic import Field
 
-from cure_core.progress import Progress, ProgressFn
 from cure_core.settings import Seed
+from cure_core.studies.base import Study, StudyJob, StudyOutput
 from cure_core.studies.common import StudySettings, reference_points, resolve_request, run_values
 from cure_core.studies.selection import VARIANTS, VariantLabel, variant
-from cure_core.studies.store import StudyStore
 from cure_core.unlearning.compare import pareto_front
 from cure_core.unlearning.runs import get_run
 
 if TYPE_CHECKING:
-    from cure_core.workspace import Workspace
+    pass
 
 
 class ParetoSettings(StudySettings):
@@ -40,29 +38,29 @@ class ParetoSettings(StudySettings):
         return cls(quick_mode=True, variants=["GA", "NPO", "CURE (NPO)"], seeds=[0, 1], steps=3, grid_points=2)
 
 
-def run(ws: Workspace, settings: ParetoSettings, progress: ProgressFn | None = None, quiet: bool = False) -> dict[str, Any]:
-    start = time.perf_counter()
-    request = resolve_request(ws, settings.request)
-    original, retrain = ws.ensure_models(request, quiet=quiet)
-    store = StudyStore("pareto", settings, {"data": ws.dataset.content_hash, "weights": original.meta.get("weights_sha256"), "retrain": retrain.meta.get("weights_sha256"), "request": request.id})
-    jobs = [(v, s, seed) for v in map(variant, settings.variants) for s in v.grid[: settings.grid_points] for seed in settings.seeds]
-    bar = Progress(len(jobs), "pareto runs", progress, quiet)
-    rows = []
-    for v, strength, seed in jobs:
-        values = store.cell(f"{v.label}-{strength:g}-seed{seed}", lambda v=v, strength=strength, seed=seed: run_values(get_run(ws, request, v.config(strength, seed=seed, steps=settings.steps), quiet=True)))
-        rows.append({"variant": v.label, "strength": strength, "seed": seed, **values})
-        bar.update(1, run=f"{v.label} {strength:g} seed {seed}")
-    bar.close()
-    refs = store.cell("references", lambda: reference_points(ws, request))
-    table = summarize(pd.DataFrame(rows))
-    figures = {"pareto": pareto_figure(table, refs, request.id)}
-    return store.save(
-        {"runs": rows, "summary": table.to_dict("records"), "references": [{"model": k, **v} for k, v in refs.items()]},
-        figures,
-        verdict(table, refs),
-        time.perf_counter() - start,
-        f"cure study pareto{' --quick' if settings.quick_mode else ''} --request {settings.request}",
-    )
+class Pareto(Study):
+    name = "pareto"
+    settings = ParetoSettings
+
+    def compute(self, job: StudyJob) -> StudyOutput:
+        ws, settings = job.ws, job.settings
+        request = resolve_request(ws, settings.request)
+        original, retrain = ws.ensure_models(request, quiet=job.quiet)
+        job.open({"data": ws.dataset.content_hash, "weights": original.meta.get("weights_sha256"), "retrain": retrain.meta.get("weights_sha256"), "request": request.id})
+        runs = [(v, s, seed) for v in map(variant, settings.variants) for s in v.grid[: settings.grid_points] for seed in settings.seeds]
+        job.bar(len(runs), "pareto runs")
+        rows = []
+        for v, strength, seed in runs:
+            values = job.cell(f"{v.label}-{strength:g}-seed{seed}", lambda v=v, strength=strength, seed=seed: run_values(get_run(ws, request, v.config(strength, seed=seed, steps=settings.steps), quiet=True)))
+            rows.append({"variant": v.label, "strength": strength, "seed": seed, **values})
+            job.tick(run=f"{v.label} {strength:g} seed {seed}")
+        refs = reference_points(ws, request)
+        table = summarize(pd.DataFrame(rows))
+        return StudyOutput(
+            {"runs": rows, "summary": table.to_dict("records"), "references": [{"model": k, **v} for k, v in refs.items()]},
+            {"pareto": pareto_figure(table, refs, request.id)},
+            verdict(table, refs),
+        )
 
 
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:

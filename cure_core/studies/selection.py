@@ -18,7 +18,7 @@ from cure_core.metrics import jsd, utility
 from cure_core.model.store import load_recommender
 from cure_core.requests import ForgetRequest, RequestSets
 from cure_core.unlearning.methods import METHODS, UnlearnConfig
-from cure_core.unlearning.runs import DEFAULT_STRENGTHS, get_run, run_dir
+from cure_core.unlearning.runs import RunReport, get_run, run_dir
 
 if TYPE_CHECKING:
     from cure_core.model.recommender import Recommender
@@ -29,12 +29,16 @@ MAX_VALID_DROP = 0.01
 
 @dataclass(frozen=True)
 class Variant:
-    """A method with fixed settings and its strength grid."""
+    """A method with fixed settings and its strength grid (the method's own unless given)."""
 
     label: str
     method: str
     extra: dict[str, Any] = field(default_factory=dict)
-    grid: tuple[float, ...] = ()
+    strengths: tuple[float, ...] = ()
+
+    @property
+    def grid(self) -> tuple[float, ...]:
+        return self.strengths or METHODS[self.method].strengths
 
     @property
     def needs_groups(self) -> bool:
@@ -45,15 +49,15 @@ class Variant:
         return UnlearnConfig(method=self.method, strength=strength, **{**self.extra, **overrides})
 
 
-_TEACHER = tuple(DEFAULT_STRENGTHS["e2urec"])
+_TEACHER = METHODS["e2urec"].strengths  # the teacher objective's steps are larger than NPO's
 VARIANTS: list[Variant] = [
-    Variant("GA", "ga", grid=tuple(DEFAULT_STRENGTHS["ga"])),
-    Variant("GradDiff", "graddiff", grid=tuple(DEFAULT_STRENGTHS["graddiff"])),
-    Variant("NPO", "npo", grid=tuple(DEFAULT_STRENGTHS["npo"])),
-    Variant("E2URec-style", "e2urec", grid=_TEACHER),
-    Variant("PCGrad", "pcgrad", grid=tuple(DEFAULT_STRENGTHS["pcgrad"])),
-    Variant("SAGO", "sago", grid=tuple(DEFAULT_STRENGTHS["sago"])),
-    Variant("CURE (NPO)", "cure", grid=tuple(DEFAULT_STRENGTHS["cure"])),
+    Variant("GA", "ga"),
+    Variant("GradDiff", "graddiff"),
+    Variant("NPO", "npo"),
+    Variant("E2URec-style", "e2urec"),
+    Variant("PCGrad", "pcgrad"),
+    Variant("SAGO", "sago"),
+    Variant("CURE (NPO)", "cure"),
     Variant("CURE (teacher)", "cure", {"forget_loss": "teacher"}, _TEACHER),
     Variant("CURE (teacher, reset rows)", "cure", {"forget_loss": "teacher", "row_rule": "reset"}, _TEACHER),
     Variant("No circuits (teacher, reset rows)", "cure-nocircuit", {"forget_loss": "teacher", "row_rule": "reset"}, _TEACHER),
@@ -94,7 +98,7 @@ def halves(ws: Workspace, request: ForgetRequest, sets: RequestSets, seed: int =
 class Candidate:
     """One finished run scored for selection (selection half, validation) and report (report half)."""
 
-    report: dict[str, Any]
+    report: RunReport
     select_jsd: float
     valid_drop: float
     report_jsd: float
@@ -112,13 +116,13 @@ class Selector:
         self.ref_report = retrain.predict(ws.samples, self.report_idx)
         self.valid_auc_original = utility(ws.samples.label[self.valid], original.predict(ws.samples, self.valid))["auc"] or 0.5
 
-    def score_model(self, model: Recommender, report: dict[str, Any]) -> Candidate:
+    def score_model(self, model: Recommender, report: RunReport) -> Candidate:
         samples = self.ws.samples
         drop = self.valid_auc_original - (utility(samples.label[self.valid], model.predict(samples, self.valid))["auc"] or 0.5)
         return Candidate(report, jsd(model.predict(samples, self.select_idx), self.ref_select), drop, jsd(model.predict(samples, self.report_idx), self.ref_report))
 
-    def score(self, report: dict[str, Any]) -> Candidate:
-        return self.score_model(load_recommender(run_dir(report["run"]) / "model", self.ws.samples), report)
+    def score(self, report: RunReport) -> Candidate:
+        return self.score_model(load_recommender(run_dir(str(report.run)) / "model", self.ws.samples), report)
 
 
 def choose(candidates: list[Candidate]) -> Candidate:

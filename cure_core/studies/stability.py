@@ -15,7 +15,6 @@ data uses them, so they are the same in every run by construction and are counte
 from __future__ import annotations
 
 import itertools
-import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -28,10 +27,10 @@ from analysis.circuit import top_n
 from analysis.compare import jaccard
 from cure_core.circuits import AttributionSettings, circuit_context, get_attribution
 from cure_core.groups import GROUPS, default_corruption, fitting_group_settings, groups_for_request
-from cure_core.progress import Progress, ProgressFn
 from cure_core.settings import Seed
+from cure_core.studies.base import Study, StudyJob, StudyOutput
 from cure_core.studies.common import StudySettings, resolve_request
-from cure_core.studies.store import StudyStore, weights_key
+from cure_core.studies.store import weights_key
 
 if TYPE_CHECKING:
     from cure_core.workspace import Workspace
@@ -82,44 +81,47 @@ def split_of(ws: Workspace, request_spec: str, model_seed: int, resample: int, s
     }
 
 
-def run(ws: Workspace, settings: StabilitySettings, progress: ProgressFn | None = None, quiet: bool = False) -> dict[str, Any]:
-    start = time.perf_counter()
-    store = StudyStore("stability", settings, {"data": ws.dataset.content_hash, "recipe": ws.recipe.cache_spec()})
-    base_seed, base_resample = settings.model_seeds[0], settings.resamples[0]
-    axes = {"model seed": [(s, base_resample) for s in settings.model_seeds], "prompt resample": [(base_seed, r) for r in settings.resamples]}
-    combos = list(dict.fromkeys(c for combos in axes.values() for c in combos))
-    bar = Progress(len(settings.requests) * len(combos), "stability", progress, quiet)
-    splits: dict[tuple[str, int, int], dict[str, Any]] = {}
-    for spec in settings.requests:
-        for seed, resample in combos:  # models of other seeds are trained on first use (cached)
-            model = weights_key(ws.with_recipe(ws.recipe.model_copy(update={"seed": seed})).original(quiet=quiet).meta)
-            splits[(spec, seed, resample)] = store.cell(f"{spec}-seed{seed}-resample{resample}-{model}-verdict", lambda spec=spec, seed=seed, resample=resample: split_of(ws, spec, seed, resample, settings))
-            bar.update(1, request=spec, seed=seed, resample=resample)
-    bar.close()
-    pairs, per_run = [], []
-    for spec in settings.requests:
-        for (seed, resample) in combos:
-            split = splits[(spec, seed, resample)]
-            counts = {f"n {g} (heads/MLPs)": len(modules_only(split["groups"][g])) for g in SPLIT_GROUPS}
-            rows = len(rows_only(split["groups"]["forget-specific"]))
-            per_run.append({"request": split["request"], "spec": spec, "model_seed": seed, "resample": resample, "separability": split["separability"], "beyond_noise": split["beyond_noise"], "beyond_null": split["significant"], **counts, "n forget rows": rows})
-        for axis, members in axes.items():
-            for a, b in itertools.combinations(members, 2):
-                x, y = splits[(spec, *a)], splits[(spec, *b)]
-                row = {"request": x["request"], "spec": spec, "axis": axis, "pair": f"{a} vs {b}"}
-                row.update({f"{s} edges": jaccard(set(x["edges"][s]), set(y["edges"][s]), empty=None) for s in ("forget", "retain")})
-                # a group empty in both runs is missing (None), not agreement: the verdict says so
-                row.update({g: jaccard(modules_only(x["groups"][g]), modules_only(y["groups"][g]), empty=None) for g in SPLIT_GROUPS})
-                row["forget rows"] = jaccard(rows_only(x["groups"]["forget-specific"]), rows_only(y["groups"]["forget-specific"]), empty=None)
-                pairs.append(row)
-    pair_table, run_table = pd.DataFrame(pairs), pd.DataFrame(per_run)
-    return store.save(
-        {"pairs": pairs, "runs": per_run},
-        {"stability": figure(pair_table)},
-        verdict(pair_table, run_table),
-        time.perf_counter() - start,
-        f"cure study stability{' --quick' if settings.quick_mode else ''}",
-    )
+class Stability(Study):
+    name = "stability"
+    settings = StabilitySettings
+
+    def compute(self, job: StudyJob) -> StudyOutput:
+        ws, settings = job.ws, job.settings
+        job.open({"data": ws.dataset.content_hash, "recipe": ws.recipe.cache_spec()})
+        base_seed, base_resample = settings.model_seeds[0], settings.resamples[0]
+        axes = {"model seed": [(s, base_resample) for s in settings.model_seeds], "prompt resample": [(base_seed, r) for r in settings.resamples]}
+        combos = list(dict.fromkeys(c for combos in axes.values() for c in combos))
+        job.bar(len(settings.requests) * len(combos))
+        splits: dict[tuple[str, int, int], dict[str, Any]] = {}
+        for spec in settings.requests:
+            for seed, resample in combos:  # models of other seeds are trained on first use (cached)
+                model = weights_key(ws.with_recipe(ws.recipe.model_copy(update={"seed": seed})).original(quiet=job.quiet).meta)
+                splits[(spec, seed, resample)] = job.cell(f"{spec}-seed{seed}-resample{resample}-{model}-verdict", lambda spec=spec, seed=seed, resample=resample: split_of(ws, spec, seed, resample, settings))
+                job.tick(request=spec, seed=seed, resample=resample)
+        pairs, per_run = [], []
+        for spec in settings.requests:
+            per_run += [run_row(spec, seed, resample, splits[(spec, seed, resample)]) for seed, resample in combos]
+            for axis, members in axes.items():
+                pairs += [pair_row(spec, axis, a, b, splits[(spec, *a)], splits[(spec, *b)]) for a, b in itertools.combinations(members, 2)]
+        pair_table, run_table = pd.DataFrame(pairs), pd.DataFrame(per_run)
+        return StudyOutput({"pairs": pairs, "runs": per_run}, {"stability": figure(pair_table)}, verdict(pair_table, run_table))
+
+
+def run_row(spec: str, seed: int, resample: int, split: dict[str, Any]) -> dict[str, Any]:
+    """Group sizes and separability of one (model seed, resample)."""
+    counts = {f"n {g} (heads/MLPs)": len(modules_only(split["groups"][g])) for g in SPLIT_GROUPS}
+    rows = len(rows_only(split["groups"]["forget-specific"]))
+    return {"request": split["request"], "spec": spec, "model_seed": seed, "resample": resample, "separability": split["separability"], "beyond_noise": split["beyond_noise"], "beyond_null": split["significant"], **counts, "n forget rows": rows}
+
+
+def pair_row(spec: str, axis: str, a: tuple[int, int], b: tuple[int, int], x: dict[str, Any], y: dict[str, Any]) -> dict[str, Any]:
+    """Jaccard of the top-n edges and of each group between two runs."""
+    row = {"request": x["request"], "spec": spec, "axis": axis, "pair": f"{a} vs {b}"}
+    row.update({f"{s} edges": jaccard(set(x["edges"][s]), set(y["edges"][s]), empty=None) for s in ("forget", "retain")})
+    # a group empty in both runs is missing (None), not agreement: the verdict says so
+    row.update({g: jaccard(modules_only(x["groups"][g]), modules_only(y["groups"][g]), empty=None) for g in SPLIT_GROUPS})
+    row["forget rows"] = jaccard(rows_only(x["groups"]["forget-specific"]), rows_only(y["groups"]["forget-specific"]), empty=None)
+    return row
 
 
 def _word(value: float) -> str:

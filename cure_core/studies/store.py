@@ -15,6 +15,7 @@ import json
 import platform
 import re
 import time
+import warnings
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
@@ -111,14 +112,15 @@ class StudyStore:
 
 
 def load_results() -> list[dict[str, Any]]:
-    """Every finished study result in the cache, newest first."""
+    """Every finished study result in the cache, newest first; an unreadable one is skipped
+    with a warning naming it."""
     root = cache_dir("studies")
     results = []
     for path in sorted(root.glob(f"*/{RESULT_FILE}"), key=lambda p: p.stat().st_mtime, reverse=True):
         try:
             results.append(json.loads(path.read_text()))
-        except (OSError, json.JSONDecodeError):
-            continue
+        except (OSError, json.JSONDecodeError) as err:
+            warnings.warn(f"skipped the unreadable study result {path} ({err}); rerun that study to rebuild it", stacklevel=2)
     return results
 
 

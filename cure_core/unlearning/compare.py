@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import plotly.graph_objects as go
 
-from cure_core.unlearning.methods import METHODS
+from cure_core.evaluate import reference_comparison
+from cure_core.requests import ForgetRequest
+from cure_core.unlearning.runs import RunReport
+
+if TYPE_CHECKING:
+    from cure_core.workspace import Workspace
 
 COLUMNS = {
     "method": "method",
@@ -26,37 +31,15 @@ COLUMNS = {
 }
 
 
-def reference_rows(original_report: dict[str, Any], original_seconds: float | None, retrain_seconds: float | None) -> list[dict[str, Any]]:
-    """Original and Retrain as table rows, from ``compare_to_retrain(original, retrain, ...)``."""
-    rows = []
-    for name, values, seconds, jsd in (
-        ("Original", original_report["model"], original_seconds, original_report["jsd_to_retrain"]),
-        ("Retrain", original_report["retrain"], retrain_seconds, 0.0),
-    ):
-        rows.append(
-            {
-                "method": name,
-                "test_auc": values["test"]["auc"],
-                "test_logloss": values["test"]["logloss"],
-                "forget_auc": values["forget"]["auc"],
-                "forget_acc": values["forget"]["acc"],
-                "jsd_to_retrain": jsd,
-                "mia_auc": values.get("mia", {}).get("loss"),
-                "seconds": seconds,
-            }
-        )
-    return rows
+def reference_rows(ws: Workspace, request: ForgetRequest) -> list[dict[str, Any]]:
+    """Original and Retrain as table rows, from the one cached Original-vs-Retrain reference."""
+    original, retrain = ws.ensure_models(request, quiet=True)
+    reference = reference_comparison(original, retrain, request, ws.samples, ws.sets(request))
+    return reference.reference_rows(original.meta.get("train_seconds"), retrain.meta.get("train_seconds"))
 
 
-def run_row(report: dict[str, Any]) -> dict[str, Any]:
-    row = {key: report.get(key) for key in COLUMNS}
-    row["method"] = METHODS[report["method"]].label if report["method"] in METHODS else report["method"]
-    row["privleak_loss"] = report.get("privleak", {}).get("loss")
-    return row
-
-
-def comparison_table(reports: list[dict[str, Any]], references: list[dict[str, Any]]) -> pd.DataFrame:
-    frame = pd.DataFrame([*references, *(run_row(r) for r in reports)])
+def comparison_table(reports: list[RunReport], references: list[dict[str, Any]]) -> pd.DataFrame:
+    frame = pd.DataFrame([*references, *(r.row() for r in reports)])
     return frame.reindex(columns=list(COLUMNS)).rename(columns=COLUMNS)
 
 
@@ -70,22 +53,22 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return front
 
 
-def pareto_figure(reports: list[dict[str, Any]], references: list[dict[str, Any]], title: str) -> go.Figure:
+def pareto_figure(reports: list[RunReport], references: list[dict[str, Any]], title: str) -> go.Figure:
     """Forget closeness to Retrain (JSD, lower is better) against test AUC, one line per
     method over its strength; Original and Retrain as reference points; the front marked."""
     fig = go.Figure()
-    by_method: dict[str, list[dict[str, Any]]] = {}
+    by_method: dict[str, list[RunReport]] = {}
     for r in reports:
-        by_method.setdefault(r["method"], []).append(r)
-    for method, runs in by_method.items():
-        runs = sorted(runs, key=lambda r: r["strength"])
+        by_method.setdefault(r.method, []).append(r)
+    for runs in by_method.values():
+        runs = sorted(runs, key=lambda r: r.strength)
         fig.add_trace(
             go.Scatter(
-                x=[r["test_auc"] for r in runs],
-                y=[r["jsd_to_retrain"] for r in runs],
+                x=[r.test_auc for r in runs],
+                y=[r.jsd_to_retrain for r in runs],
                 mode="lines+markers",
-                name=METHODS[method].label if method in METHODS else method,
-                text=[f"strength {r['strength']:g}" for r in runs],
+                name=runs[0].label,
+                text=[f"strength {r.strength:g}" for r in runs],
                 hovertemplate="%{fullData.name}<br>%{text}<br>test AUC %{x:.4f}<br>JSD %{y:.5f}<extra></extra>",
             )
         )
@@ -94,7 +77,7 @@ def pareto_figure(reports: list[dict[str, Any]], references: list[dict[str, Any]
             fig.add_trace(go.Scatter(x=[ref["test_auc"]], y=[ref["jsd_to_retrain"]], mode="markers", marker={"symbol": "star", "size": 14}, name=ref["method"]))
         else:  # Retrain: JSD 0 by definition, off a log axis; its test AUC as a line
             fig.add_vline(x=ref["test_auc"], line_dash="dash", annotation_text=f"{ref['method']} test AUC")
-    points = [(r["test_auc"], r["jsd_to_retrain"]) for r in reports]
+    points = [(r.test_auc, r.jsd_to_retrain) for r in reports]
     front = sorted((points[i] for i in pareto_front(points)), key=lambda p: p[0])
     if front:
         fig.add_trace(go.Scatter(x=[p[0] for p in front], y=[p[1] for p in front], mode="lines", line={"dash": "dot", "color": "black"}, name="Pareto front"))

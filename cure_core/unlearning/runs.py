@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from pydantic import Field
 
 from cure_core.cache import atomic_write_json, cache_dir
 from cure_core.circuits import AttributionSettings, circuit_context
+from cure_core.comparison import Comparison
 from cure_core.data.samples import Samples
 from cure_core.evaluate import compare_to_retrain
 from cure_core.groups import GroupSettings, default_corruption, fitting_group_settings, groups_for_request
@@ -43,61 +45,68 @@ def run_dir(run: str) -> Path:
     return cache_dir("runs") / run
 
 
-def evaluate_run(result: UnlearnResult, retrain: Recommender, request: ForgetRequest, samples: Samples, sets: RequestSets) -> dict[str, Any]:
+class RunReport(Comparison):
+    """A finished run next to Retrain (method.md §8), with its cost and settings."""
+
+    method: str
+    strength: float
+    config: UnlearnConfig
+    seconds: float
+    params_updated: int
+    params_total: int
+    peak_memory_mib: float
+    peak_memory_kind: str
+    groups_used: dict[str, int] = Field(default_factory=dict)
+    versions: dict[str, str] = Field(default_factory=dict)
+    group_warnings: list[str] = Field(default_factory=list)
+    separability: dict[str, Any] | None = None
+    run: str | None = None
+
+    @property
+    def label(self) -> str:
+        """The method's name in words (its id when no longer registered)."""
+        return METHODS[self.method].label if self.method in METHODS else self.method
+
+    def row(self) -> dict[str, Any]:
+        """This run as a row of the comparison tables."""
+        return {**super().row(), "method": self.label, "strength": self.strength, "seconds": self.seconds, "params_updated": self.params_updated, "peak_memory_mib": self.peak_memory_mib}
+
+
+def evaluate_run(result: UnlearnResult, retrain: Recommender, request: ForgetRequest, samples: Samples, sets: RequestSets) -> RunReport:
     """method.md §8 next to Retrain, plus cost (wall time, parameters updated, peak memory)."""
-    report = compare_to_retrain(result.model, retrain, request, samples, sets, name=result.config.method)
-    report.update(
-        {
-            "method": result.config.method,
-            "strength": result.config.strength,
-            "config": result.config.model_dump(),
-            "seconds": result.seconds,
-            "params_updated": result.params_updated,
-            "params_total": result.params_total,
-            "peak_memory_mib": result.peak_memory_mib,
-            "peak_memory_kind": "CUDA max allocated" if torch.cuda.is_available() else "process peak RSS",
-            "groups_used": result.groups_used,
-            "versions": {"torch": torch.__version__, "python": platform.python_version()},
-        }
+    comparison = compare_to_retrain(result.model, retrain, request, samples, sets, name=result.config.method)
+    return RunReport(
+        **dict(comparison),
+        method=result.config.method,
+        strength=result.config.strength,
+        config=result.config,
+        seconds=result.seconds,
+        params_updated=result.params_updated,
+        params_total=result.params_total,
+        peak_memory_mib=result.peak_memory_mib,
+        peak_memory_kind="CUDA max allocated" if torch.cuda.is_available() else "process peak RSS",
+        groups_used=result.groups_used,
+        versions={"torch": torch.__version__, "python": platform.python_version()},
     )
-    return report
 
 
-def save_run(run: str, result: UnlearnResult, report: dict[str, Any], samples: Samples) -> Path:
+def save_run(run: str, result: UnlearnResult, report: RunReport, samples: Samples) -> Path:
     """Write checkpoint, report and history atomically (the report last: it marks completion)."""
     folder = run_dir(run)
-    meta = {"run": run, "method": result.config.method, "request": report["request"], "metrics": {"test_auc": report["test_auc"], "forget_auc": report["forget_auc"]}}
+    meta = {"run": run, "method": result.config.method, "request": report.request, "metrics": {"test_auc": report.test_auc, "forget_auc": report.forget_auc}}
     save_recommender(result.model, folder / "model", samples, meta)
     atomic_write_json(folder / "history.json", result.history)
-    atomic_write_json(folder / "report.json", {**report, "run": run})
+    atomic_write_json(folder / "report.json", report.model_dump())
     return folder
 
 
-def load_report(run: str) -> dict[str, Any] | None:
+def load_report(run: str) -> RunReport | None:
     """A finished run's report, or ``None`` (missing or unreadable: it will be recomputed)."""
     path = run_dir(run) / "report.json"
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+        return RunReport.model_validate_json(path.read_text())
+    except (OSError, ValueError):
         return None
-
-
-DEFAULT_STRENGTHS: dict[str, list[float]] = {
-    "ga": [1e-5, 3e-5, 1e-4],
-    "graddiff": [3e-5, 1e-4, 3e-4],
-    "npo": [3e-5, 1e-4, 3e-4],
-    "e2urec": [3e-4, 1e-3, 3e-3],
-    "pcgrad": [3e-5, 1e-4, 3e-4],
-    "sago": [3e-5, 1e-4, 3e-4],
-    "cure": [1e-4, 3e-4, 1e-3],
-    "cure-nocircuit": [1e-4, 3e-4, 1e-3],
-}
-"""The sweep grid of each method's strength (Adam learning rate); the middle one is the default."""
-
-
-def default_strength(method: str) -> float:
-    grid = DEFAULT_STRENGTHS.get(method)
-    return grid[len(grid) // 2] if grid else 1e-4
 
 
 def get_run(
@@ -110,13 +119,13 @@ def get_run(
     callback: StepCallback | None = None,
     quiet: bool = False,
     force: bool = False,
-) -> dict[str, Any]:
+) -> RunReport:
     """The report of a run, from ``cache/runs`` or computed (Retrain and groups first if needed)."""
     original, retrain = ws.ensure_models(request, quiet=quiet)
     sets = ws.sets(request)
     groups = None
     groups_key = ""
-    if config.method in METHODS and METHODS[config.method].needs_groups:
+    if METHODS[config.method].needs_groups:
         attribution = attribution or AttributionSettings(corruption=default_corruption(request))
         group_settings = group_settings or fitting_group_settings(request, ws.samples, sets)
         groups_key = attribution.model_dump_json() + group_settings.model_dump_json()
@@ -139,11 +148,12 @@ def get_run(
     finally:
         bar.close()
     report = evaluate_run(result, retrain, request, ws.samples, sets)
+    report.run = run
     if groups is not None:
-        report["group_warnings"] = groups.warnings
-        report["separability"] = groups.separability
+        report.group_warnings = groups.warnings
+        report.separability = groups.separability
     save_run(run, result, report, ws.samples)
-    return {**report, "run": run}
+    return report
 
 
 def load_history(run: str) -> list[dict[str, Any]]:

@@ -1,0 +1,98 @@
+"""The skeleton every study shares: time it, open its store, drive its progress bar, save.
+
+A study subclasses :class:`Study` and implements :meth:`Study.compute`, which opens the store
+with the context its cells depend on (``job.open``), sizes the bar (``job.bar``), computes its
+cells through ``job.cell`` (so an interrupted study resumes) and returns its tables, figures and
+summary lines. :meth:`Study.run` does the rest: wall time, invocations, closing the bar, saving.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
+
+import plotly.graph_objects as go
+
+from cure_core.progress import Progress, ProgressFn
+from cure_core.studies import ABOUT
+from cure_core.studies.common import StudySettings
+from cure_core.studies.store import StudyStore
+
+if TYPE_CHECKING:
+    from cure_core.workspace import Workspace
+
+
+class StudyOutput(NamedTuple):
+    tables: dict[str, list[dict[str, Any]]]
+    figures: dict[str, go.Figure]
+    summary: list[str]
+
+
+@dataclass
+class StudyJob:
+    """One invocation of a study: its inputs, its store (once opened) and its progress bar."""
+
+    name: str
+    ws: Workspace
+    settings: Any
+    progress: ProgressFn | None = None
+    quiet: bool = False
+    store: StudyStore | None = None
+    _bar: Progress | None = field(default=None, repr=False)
+
+    def open(self, context: dict[str, Any]) -> StudyStore:
+        """The store of this study, settings and ``context`` (data, model, request ...)."""
+        self.store = StudyStore(self.name, self.settings, context)
+        return self.store
+
+    def bar(self, total: int, desc: str | None = None) -> Progress:
+        self._bar = Progress(total, desc or self.name, self.progress, self.quiet)
+        return self._bar
+
+    def tick(self, **info: Any) -> None:
+        """One unit of work done."""
+        if self._bar is not None:
+            self._bar.update(1, **info)
+
+    def cell(self, cell: str, compute: Callable[[], Any]) -> Any:
+        """The saved value of ``cell``, or ``compute()`` saved (see :class:`StudyStore`)."""
+        assert self.store is not None, "open the store before computing cells"
+        return self.store.cell(cell, compute)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+class Study(ABC):
+    """One evidence study: its name, settings model and computation."""
+
+    name: ClassVar[str]
+    settings: ClassVar[type[StudySettings]]
+
+    @property
+    def about(self) -> str:
+        return ABOUT[self.name]
+
+    @abstractmethod
+    def compute(self, job: StudyJob) -> StudyOutput:
+        """Open the store, compute the cells and return the tables, figures and summary."""
+
+    def command(self, settings: StudySettings) -> str:
+        """The command line that reproduces this result."""
+        request = getattr(settings, "request", None)
+        return f"cure study {self.name}{' --quick' if settings.quick_mode else ''}{f' --request {request}' if request else ''}"
+
+    def run(self, ws: Workspace, settings: StudySettings, progress: ProgressFn | None = None, quiet: bool = False) -> dict[str, Any]:
+        """Compute (resuming from saved cells) and save the result; returns it."""
+        start = time.perf_counter()
+        job = StudyJob(self.name, ws, settings, progress, quiet)
+        try:
+            output = self.compute(job)
+        finally:
+            job.close()
+        assert job.store is not None
+        return job.store.save(output.tables, output.figures, output.summary, time.perf_counter() - start, self.command(settings))

@@ -1,0 +1,47 @@
+"""CURE-style unlearning: a different rule per module group, and its no-circuit ablation.
+
+Per group: forget-specific takes g_f; retain-specific α·g_r or stays frozen (``retain_rule``);
+task-shared combines both by PCGrad or SAGO (``shared_rule``); outside stays frozen. Forget-
+specific embedding rows take the forget update or are reset once (``row_rule``; done by the
+runner before the first step).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from cure_core.errors import CureError
+from cure_core.unlearning.combine import COMBINERS
+from cure_core.unlearning.methods.base import GroupMasks
+from cure_core.unlearning.methods.conflict import PCGrad
+
+if TYPE_CHECKING:
+    from cure_core.unlearning.methods.config import UnlearnConfig
+
+
+class Cure(PCGrad):
+    name = "cure"
+    label = "CURE-style (per-group rules)"
+    help = "per module group: forget-specific g_f, retain-specific α·g_r or frozen, task-shared PCGrad or SAGO, outside frozen"
+    strengths = (1e-4, 3e-4, 1e-3)
+    needs_groups = True
+
+    def direction(self, g_f: torch.Tensor, g_r: torch.Tensor, config: UnlearnConfig, masks: GroupMasks | None) -> torch.Tensor:
+        if masks is None:
+            raise CureError("CURE-style unlearning needs module groups", "compute them first (`cure groups`), or let `cure unlearn` do it")
+        direction = torch.zeros_like(g_f)
+        direction[masks.forget] = g_f[masks.forget]
+        if config.retain_rule == "retain_update":
+            direction[masks.retain] = config.retain_weight * g_r[masks.retain]
+        if masks.shared.any():
+            direction[masks.shared] = COMBINERS[config.shared_rule](g_f[masks.shared], g_r[masks.shared], 1.0, config.retain_weight)
+        return direction
+
+
+class CureNoCircuit(Cure):
+    name = "cure-nocircuit"
+    label = "CURE-style without circuits (ablation: every head/MLP task-shared)"
+    help = "CURE-style rules with every head and MLP task-shared: what is left when the circuits decide nothing"
+    circuit_groups = False

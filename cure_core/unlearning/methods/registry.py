@@ -1,0 +1,23 @@
+"""Every unlearning method by name. Adding a method: one class (a new module or an existing
+family's) and one line here; the CLI, the app, the strength grids and the config follow."""
+
+from __future__ import annotations
+
+from cure_core.unlearning.methods.base import UnlearnMethod
+from cure_core.unlearning.methods.conflict import SAGO, PCGrad
+from cure_core.unlearning.methods.cure import Cure, CureNoCircuit
+from cure_core.unlearning.methods.gradient import NPO, E2URec, GradDiff, GradientAscent
+
+METHODS: dict[str, UnlearnMethod] = {
+    method.name: method
+    for method in (
+        GradientAscent(),
+        GradDiff(),
+        NPO(),
+        E2URec(),
+        PCGrad(),
+        SAGO(),
+        Cure(),
+        CureNoCircuit(),
+    )
+}

@@ -1,0 +1,158 @@
+"""The method registry, the run settings, the typed Comparison, the cached reference and the
+study skeleton: invariants only, no trained model."""
+
+from __future__ import annotations
+
+import json
+import typing
+from types import SimpleNamespace
+
+import plotly.graph_objects as go
+import pytest
+from pydantic import ValidationError
+
+from cure_core import evaluate
+from cure_core.comparison import Comparison, ModelScores, Utility
+from cure_core.studies.base import Study, StudyJob, StudyOutput
+from cure_core.studies.common import StudySettings
+from cure_core.studies.store import RESULT_FILE, load_results
+from cure_core.unlearning.methods import METHODS, UnlearnConfig, UnlearnMethod
+from cure_core.unlearning.runs import RunReport
+
+CONFIG_FIELDS = ["method", "strength", "steps", "batch_size", "seed", "retain_weight", "retain_loss", "forget_loss", "npo_beta", "retain_rule", "shared_rule", "row_rule", "probe_every", "probe_size"]
+"""Run ids hash the config's JSON: these fields (and their defaults) keep cached runs valid."""
+
+FLAT_KEYS = {
+    "name", "request", "request_description", "sizes", "test_auc", "test_acc", "test_logloss", "forget_auc", "forget_acc", "forget_logloss",
+    "retrain_test_auc", "retrain_forget_auc", "retrain_forget_logloss", "jsd_to_retrain", "l2_to_retrain", "model", "retrain",
+    "forget_auc_gap", "mia_auc", "retrain_mia_auc", "privleak",
+}  # fmt: skip
+"""The keys saved reports and ``--json`` outputs have always had."""
+
+
+def test_every_method_is_one_registered_class_with_its_whole_definition():
+    assert list(METHODS) == ["ga", "graddiff", "npo", "e2urec", "pcgrad", "sago", "cure", "cure-nocircuit"]
+    for name, method in METHODS.items():
+        assert isinstance(method, UnlearnMethod) and method.name == name and method.label and method.help
+        assert list(method.strengths) == sorted(method.strengths) and method.default_strength == method.strengths[len(method.strengths) // 2]
+    assert [m for m, method in METHODS.items() if method.needs_groups] == ["cure", "cure-nocircuit"]
+    assert not METHODS["cure-nocircuit"].circuit_groups and METHODS["cure"].circuit_groups
+
+
+def test_forget_objective_and_teacher_follow_the_method_or_forget_loss():
+    fixed = {"ga": "ga", "graddiff": "ga", "npo": "npo", "e2urec": "teacher"}
+    for forget_loss in ("npo", "ga", "teacher"):
+        for name, method in METHODS.items():
+            config = UnlearnConfig(method=name, forget_loss=forget_loss)
+            assert method.forget_kind(config) == fixed.get(name, forget_loss)
+            assert method.uses_teacher(config) == (method.forget_kind(config) == "teacher")
+
+
+def test_config_fields_are_unchanged_choices_are_literals_and_unknown_fields_are_refused():
+    assert list(UnlearnConfig.model_fields) == CONFIG_FIELDS
+    assert UnlearnConfig(method="npo").model_dump_json() == (
+        '{"method":"npo","strength":0.001,"steps":60,"batch_size":64,"seed":0,"retain_weight":1.0,"retain_loss":"nll","forget_loss":"npo",'
+        '"npo_beta":0.1,"retain_rule":"retain_update","shared_rule":"pcgrad","row_rule":"update","probe_every":10,"probe_size":256}'
+    )
+    assert typing.get_args(UnlearnConfig.model_fields["method"].annotation) == tuple(METHODS)
+    for name in ("retain_loss", "forget_loss", "retain_rule", "shared_rule", "row_rule"):
+        assert typing.get_origin(UnlearnConfig.model_fields[name].annotation) is typing.Literal
+    with pytest.raises(ValidationError, match="n_layers"):
+        UnlearnConfig(method="npo", n_layers=7)
+    with pytest.raises(ValidationError):
+        UnlearnConfig(method="magic")
+
+
+def _comparison(name: str = "model", mia: bool = True) -> Comparison:
+    def scores(auc: float, mia_loss: float) -> ModelScores:
+        split = Utility(auc=auc, acc=0.7, logloss=0.6, n=10)
+        return ModelScores(test=split, forget=split, retain=split, mia={"loss": mia_loss, "zlib": None} if mia else {})
+
+    return Comparison(name=name, request="user-x", request_description="1 user", sizes={"forget": 10}, model=scores(0.8, 0.6), retrain=scores(0.7, 0.5), jsd_to_retrain=0.01, l2_to_retrain=0.1)
+
+
+def test_comparison_dumps_the_flat_keys_and_round_trips():
+    comparison = _comparison()
+    dumped = comparison.model_dump()
+    assert set(dumped) == FLAT_KEYS
+    assert dumped["model"]["test"]["auc"] == 0.8 and dumped["retrain"]["mia"]["loss"] == 0.5
+    assert dumped["forget_auc_gap"] == pytest.approx(0.1) and dumped["mia_auc"] == 0.6 and dumped["retrain_mia_auc"] == 0.5
+    assert dumped["privleak"] == {"loss": pytest.approx(-20.0)}  # an attack undefined on either side is left out
+    assert Comparison.model_validate_json(comparison.model_dump_json()) == comparison
+    assert _comparison(mia=False).model_dump()["privleak"] == {} and _comparison(mia=False).mia_auc is None
+
+
+def test_comparison_rows():
+    comparison = _comparison()
+    assert comparison.versus(["test AUC", "forget LogLoss"]) == [("test AUC", 0.8, 0.7), ("forget LogLoss", 0.6, 0.6), ("MIA AUC (loss)", 0.6, 0.5), ("MIA AUC (zlib)", None, None)]
+    original, retrain = comparison.reference_rows(12.0, 10.0)
+    assert original["method"] == "Original" and original["seconds"] == 12.0 and original["test_auc"] == 0.8 and original["jsd_to_retrain"] == 0.01
+    assert retrain["method"] == "Retrain" and retrain["test_auc"] == 0.7 and retrain["jsd_to_retrain"] == 0.0 and retrain["forget_auc_gap"] == 0.0
+
+
+def test_run_report_keeps_the_saved_keys_and_loads_them_back():
+    config = UnlearnConfig(method="cure", strength=3e-4)
+    cost = {"seconds": 1.5, "params_updated": 10, "params_total": 100, "peak_memory_mib": 5.0, "peak_memory_kind": "process peak RSS"}
+    report = RunReport(**dict(_comparison("cure")), method="cure", strength=3e-4, config=config, run="cure-abc", **cost)
+    dumped = report.model_dump()
+    assert FLAT_KEYS | {"method", "strength", "config", "run", "groups_used", "versions", "group_warnings", "separability", *cost} == set(dumped)
+    assert dumped["config"] == config.model_dump()
+    assert RunReport.model_validate_json(json.dumps(dumped)) == report
+    row = report.row()
+    assert row["method"] == METHODS["cure"].label and row["strength"] == 3e-4 and row["privleak_loss"] == pytest.approx(-20.0)
+
+
+def test_the_reference_is_computed_once_per_pair_of_weights_and_request(monkeypatch):
+    calls = []
+
+    def compute(original, retrain, request, samples, sets, name="model"):
+        calls.append(name)
+        return _comparison(name)
+
+    monkeypatch.setattr(evaluate, "compare_to_retrain", compute)
+    sets = SimpleNamespace(sizes=lambda: {"forget": 10})
+    request = SimpleNamespace(id="user-x")
+    model = lambda sha: SimpleNamespace(meta={"weights_sha256": sha})  # noqa: E731
+    first = evaluate.reference_comparison(model("a"), model("b"), request, None, sets)
+    assert evaluate.reference_comparison(model("a"), model("b"), request, None, sets) == first and calls == ["original"]
+    evaluate.reference_comparison(model("a"), model("c"), request, None, sets)  # another Retrain: another reference
+    assert len(calls) == 2
+    evaluate.reference_comparison(model("a"), SimpleNamespace(meta={}), request, None, sets)  # unsaved: never cached
+    evaluate.reference_comparison(model("a"), SimpleNamespace(meta={}), request, None, sets)
+    assert len(calls) == 4
+
+
+class _Counting(Study):
+    name = "pareto"  # any registered name: ``about`` reads it
+    settings = StudySettings
+
+    def __init__(self) -> None:
+        self.computed: list[str] = []
+
+    def compute(self, job: StudyJob) -> StudyOutput:
+        job.open({"data": "x"})
+        job.bar(2)
+        values = []
+        for cell in ("a", "b"):
+            values.append(job.cell(cell, lambda cell=cell: self.computed.append(cell) or cell))
+            job.tick(cell=cell)
+        return StudyOutput({"cells": [{"value": v} for v in values]}, {"empty": go.Figure()}, ["done"])
+
+
+def test_the_study_skeleton_times_resumes_reports_progress_and_saves():
+    study, updates = _Counting(), []
+    first = study.run(None, StudySettings(quick_mode=True), progress=lambda done, total, info: updates.append((done, total)), quiet=True)  # type: ignore[arg-type]
+    assert first["tables"]["cells"] == [{"value": "a"}, {"value": "b"}] and study.computed == ["a", "b"]
+    assert updates == [(1, 2), (2, 2)] and first["command"] == "cure study pareto --quick" and first["summary"] == ["done"]
+    again = study.run(None, StudySettings(quick_mode=True), quiet=True)  # type: ignore[arg-type]
+    assert study.computed == ["a", "b"], "saved cells are not recomputed"
+    assert len(again["invocations"]) == 2 and again["key"] == first["key"]
+    assert load_results()[0]["key"] == first["key"]
+
+
+def test_a_corrupt_study_result_is_skipped_with_a_warning(isolated_cache):
+    folder = isolated_cache / "studies" / "pareto-0123456789"
+    folder.mkdir(parents=True)
+    (folder / RESULT_FILE).write_text("{broken")
+    with pytest.warns(UserWarning, match=r"pareto-0123456789.*rerun"):
+        assert load_results() == []
