@@ -75,7 +75,7 @@ def json_object(text: str, where: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as err:
-        raise CureError(f"{where} is not valid JSON ({err})", "give one JSON object, e.g. '{\"seeds\": [0, 1]}' (double quotes around names)") from None
+        raise CureError(f"{where} is not valid JSON ({err})", "give one JSON object of field names and values, with double quotes around names, e.g. '{\"name\": 1}'") from None
     if not isinstance(value, dict):
-        raise CureError(f"{where} is a JSON {type(value).__name__}, not an object", "give one JSON object of field names and values, e.g. '{\"seeds\": [0, 1]}'")
+        raise CureError(f"{where} is a JSON {type(value).__name__}, not an object", "give one JSON object of field names and values, e.g. '{\"name\": 1}'")
     return value

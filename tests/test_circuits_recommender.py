@@ -124,7 +124,7 @@ def test_cli_attribute_and_circuit_export(capsys, tmp_path, synthetic, monkeypat
     ("argv", "message"),
     [
         (["circuit", "--export", "png", "x.png"], "unknown export format"),
-        (["attribute", "--steps", "0"], "invalid setting steps"),
+        (["attribute", "--steps", "0"], "argument --steps"),
         (["attribute", "--request", "user-00000000"], "no forget request"),
     ],
 )

@@ -39,7 +39,7 @@ CASES: list[tuple[list[str], str]] = [
     (["groups", "--draws", "51"], "--draws"),
     (["groups", "--set", "forget"], "unrecognized arguments"),
     (["unlearn", "--method", "npo", "--threshold", "5"], "--threshold"),
-    (["unlearn", "--method", "bogus"], "unknown unlearning method"),
+    (["unlearn", "--method", "bogus"], "invalid choice: 'bogus'"),
     (["unlearn"], "--method"),
     (["unlearn", "--method", "npo", "--steps", "0"], "--steps"),
     (["unlearn", "--method", "npo", "--batch-size", "0"], "--batch-size"),

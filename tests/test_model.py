@@ -183,5 +183,5 @@ def test_recipe_json_overrides_and_refuses_bad_fields():
     assert recipe_from_json('{"n_layer": 2, "d_model": 32}') == Recipe(n_layer=2, d_model=32)
     with pytest.raises(CureError, match=r"n_layer.*recipe fields"):
         recipe_from_json('{"n_layer": 0}')
-    with pytest.raises(CureError, match="invalid"):
+    with pytest.raises(CureError, match="not valid JSON"):
         recipe_from_json("{not json")

@@ -66,6 +66,9 @@ def _library_messages() -> Iterator[None]:
     def show(message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None, line: str | None = None) -> None:
         print(f"warning: {' '.join(str(message).split())}", file=sys.stderr)
 
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # "Loading weights" bars on every model load: not ours to show
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger = logging.getLogger("cure_core")
