@@ -22,6 +22,7 @@ chromium:
 
 test: setup chromium
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -q
 
 lint: setup

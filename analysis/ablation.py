@@ -60,25 +60,37 @@ def _capture(bridge: Any, batch: PromptBatch, names: list[str], corrupt: bool = 
     return store
 
 
-def _right_aligned_means(bridge: Any, reference: Sequence[PromptBatch], names: list[str], device: torch.device) -> dict[str, torch.Tensor]:
+def _right_aligned_means(
+    bridge: Any, reference: Sequence[PromptBatch], names: list[str], device: torch.device
+) -> dict[str, torch.Tensor]:
     """Per-position means ``[1, pos, ...]`` over the real tokens of ``reference``, positions
     counted from the end (the longest reference prompt sets ``pos``)."""
     sums: dict[str, torch.Tensor] = {}
     counts = torch.zeros(0, device=device)
     for batch in reference:
         batch = batch.to(device)
-        real = torch.ones_like(batch.clean, dtype=torch.float32) if batch.attention_mask is None else batch.attention_mask.float()
+        real = (
+            torch.ones_like(batch.clean, dtype=torch.float32)
+            if batch.attention_mask is None
+            else batch.attention_mask.float()
+        )
         width = real.shape[1]
         if width > counts.shape[0]:
             counts = torch.cat([torch.zeros(width - counts.shape[0], device=device), counts])
-            sums = {name: torch.cat([total.new_zeros(1, width - total.shape[1], *total.shape[2:]), total], dim=1) for name, total in sums.items()}
+            sums = {
+                name: torch.cat([total.new_zeros(1, width - total.shape[1], *total.shape[2:]), total], dim=1)
+                for name, total in sums.items()
+            }
         counts[-width:] += real.sum(0)
         for name, value in _capture(bridge, batch, names).items():
             weighted = (value * real.view(*real.shape, *([1] * (value.ndim - 2))).to(value.dtype)).sum(0, keepdim=True)
             if name not in sums:
                 sums[name] = weighted.new_zeros(1, counts.shape[0], *weighted.shape[2:])
             sums[name][:, -width:] += weighted
-    return {name: total / counts.clamp(min=1).view(1, -1, *([1] * (total.ndim - 2))).to(total.dtype) for name, total in sums.items()}
+    return {
+        name: total / counts.clamp(min=1).view(1, -1, *([1] * (total.ndim - 2))).to(total.dtype)
+        for name, total in sums.items()
+    }
 
 
 def _replace(targets: dict[str, list[int | None]], values: dict[str, torch.Tensor] | None) -> list[tuple[str, HookFn]]:
@@ -99,7 +111,12 @@ def _replace(targets: dict[str, list[int | None]], values: dict[str, torch.Tenso
 
 
 def ablated_metric(
-    bridge: Any, batches: Sequence[PromptBatch], metric: Metric, modules: Sequence[str], mode: AblationMode = "zero", reference: Sequence[PromptBatch] | None = None
+    bridge: Any,
+    batches: Sequence[PromptBatch],
+    metric: Metric,
+    modules: Sequence[str],
+    mode: AblationMode = "zero",
+    reference: Sequence[PromptBatch] | None = None,
 ) -> np.ndarray:
     """Per-prompt metric (times each prompt's weight) with ``modules`` ablated; with no
     modules, the plain clean metric."""
@@ -118,11 +135,15 @@ def ablated_metric(
         if mode == "mean" and means is not None:
             width = batch.clean.shape[1]
             if any(mean.shape[1] < width for mean in means.values()):
-                raise ValueError(f"a prompt of {width} positions is longer than every reference prompt — mean ablation has no mean for its first positions")
+                raise ValueError(
+                    f"a prompt of {width} positions is longer than every reference prompt — mean ablation has no mean for its first positions"
+                )
             replacement = {name: mean[:, -width:] for name, mean in means.items()}
         elif mode == "corrupt" and targets:
             replacement = _capture(bridge, batch, list(targets), corrupt=True)
         fwd = [*_replace(targets, replacement), *metric_input_hooks(hooks, metric)]
         with torch.no_grad(), bridge.hooks(fwd_hooks=fwd):
-            values.append((metric(bridge(batch.clean, **run_kwargs(batch.attention_mask))) * batch.weight).cpu().numpy())
+            values.append(
+                (metric(bridge(batch.clean, **run_kwargs(batch.attention_mask))) * batch.weight).cpu().numpy()
+            )
     return np.concatenate(values) if values else np.zeros(0)

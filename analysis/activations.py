@@ -30,7 +30,9 @@ def new_source_buffer(shape: GraphShape, ids: torch.Tensor, d_model: int, dtype:
     return torch.zeros(shape.n_src, batch, pos, d_model, dtype=dtype, device=ids.device)
 
 
-def source_capture_hooks(hooks: BridgeHooks, shape: GraphShape, buffer: torch.Tensor, subtract: bool = False) -> list[tuple[str, HookFn]]:
+def source_capture_hooks(
+    hooks: BridgeHooks, shape: GraphShape, buffer: torch.Tensor, subtract: bool = False
+) -> list[tuple[str, HookFn]]:
     """Forward hooks writing (or with ``subtract``, subtracting) each source of the last
     ``buffer.shape[1]`` prompts into ``buffer``.
 
@@ -87,7 +89,11 @@ def run_sources(
     """
     buffer = new_source_buffer(shape, ids, int(bridge.cfg.d_model), buffer_dtype(next(bridge.parameters()).dtype))
     embeds: list[torch.Tensor] = []
-    fwd = [*source_capture_hooks(hooks, shape, buffer), (hooks.embed, lambda x, hook: embeds.append(x.detach())), *extra_hooks]
+    fwd = [
+        *source_capture_hooks(hooks, shape, buffer),
+        (hooks.embed, lambda x, hook: embeds.append(x.detach())),
+        *extra_hooks,
+    ]
     with torch.no_grad(), bridge.hooks(fwd_hooks=fwd):
         logits = bridge(ids, **run_kwargs(attention_mask))
     if attention_mask is not None:

@@ -89,7 +89,9 @@ class Attribution:
 
     def top_edges(self, n: int = 10) -> list[tuple[str, float]]:
         order = np.argsort(-np.abs(self.scores), axis=None)[:n]
-        return [(self.shape.edge_name(*np.unravel_index(i, self.scores.shape)), float(self.scores.flat[i])) for i in order]
+        return [
+            (self.shape.edge_name(*np.unravel_index(i, self.scores.shape)), float(self.scores.flat[i])) for i in order
+        ]
 
 
 def _validate(method: str, steps: int) -> int:
@@ -102,7 +104,14 @@ def _validate(method: str, steps: int) -> int:
     return steps
 
 
-def _score_hooks(shape: GraphShape, hooks: BridgeHooks, delta: torch.Tensor, scores: torch.Tensor, steps: int, pad: torch.Tensor | None) -> list[tuple[str, HookFn]]:
+def _score_hooks(
+    shape: GraphShape,
+    hooks: BridgeHooks,
+    delta: torch.Tensor,
+    scores: torch.Tensor,
+    steps: int,
+    pad: torch.Tensor | None,
+) -> list[tuple[str, HookFn]]:
     """Forward hooks on every reader that attach a gradient hook adding the reader's edge
     scores ``Δ[:n_sources] · ∂m/∂x`` into ``scores`` (summed over the IG steps)."""
     n = delta.shape[1]
@@ -140,7 +149,15 @@ def _score_hooks(shape: GraphShape, hooks: BridgeHooks, delta: torch.Tensor, sco
 
 
 def _backward_pass(
-    bridge: Any, hooks: BridgeHooks, shape: GraphShape, batch: PromptBatch, metric: Metric, alphas: torch.Tensor, corrupt_embed: torch.Tensor, delta: torch.Tensor, scores: torch.Tensor
+    bridge: Any,
+    hooks: BridgeHooks,
+    shape: GraphShape,
+    batch: PromptBatch,
+    metric: Metric,
+    alphas: torch.Tensor,
+    corrupt_embed: torch.Tensor,
+    delta: torch.Tensor,
+    scores: torch.Tensor,
 ) -> torch.Tensor | None:
     """One forward and backward on ``len(alphas)`` interpolated copies of the clean prompts,
     adding their edge scores into ``scores``. The pass whose last α is 1 is the clean run: it
@@ -155,32 +172,49 @@ def _backward_pass(
         clean = x[-n:]
         along = alphas[:-1] if clean_pass else alphas
         path = corrupt_embed + along[:, None, None, None] * (clean - corrupt_embed)  # [copies(-1), n, pos, d]
-        leaf.append(torch.cat([path.reshape(-1, *clean.shape[1:]), *([clean] if clean_pass else [])]).detach().requires_grad_(True))
+        leaf.append(
+            torch.cat([path.reshape(-1, *clean.shape[1:]), *([clean] if clean_pass else [])])
+            .detach()
+            .requires_grad_(True)
+        )
         return leaf[0]
 
     capture = source_capture_hooks(hooks, shape, delta, subtract=True) if clean_pass else []
-    fwd = [(hooks.embed, interpolate), *capture, *_score_hooks(shape, hooks, delta, scores, copies, pad), *metric_input_hooks(hooks, metric)]
+    fwd = [
+        (hooks.embed, interpolate),
+        *capture,
+        *_score_hooks(shape, hooks, delta, scores, copies, pad),
+        *metric_input_hooks(hooks, metric),
+    ]
     with torch.enable_grad(), bridge.hooks(fwd_hooks=fwd):
-        values = metric(bridge(batch.clean.repeat(copies, 1), **run_kwargs(None if mask is None else mask.repeat(copies, 1)))) * batch.weight.repeat(copies)
+        values = metric(
+            bridge(batch.clean.repeat(copies, 1), **run_kwargs(None if mask is None else mask.repeat(copies, 1)))
+        ) * batch.weight.repeat(copies)
         if clean_pass and pad is not None:
             delta.masked_fill_(pad[None, :, :, None], 0)
         torch.autograd.grad(values.sum(), leaf)
     return values.detach()[-n:] if clean_pass else None
 
 
-def attribute_batch(bridge: Any, hooks: BridgeHooks, batch: PromptBatch, metric: Metric, steps: int, steps_per_pass: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def attribute_batch(
+    bridge: Any, hooks: BridgeHooks, batch: PromptBatch, metric: Metric, steps: int, steps_per_pass: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Summed edge scores ``[n_src, n_dst]`` (float64) of one batch, with the clean and
     corrupted metric per prompt. The IG steps run ``steps_per_pass`` at a time (default: all
     in one pass), the clean one (α = 1) first."""
     shape = graph_shape(bridge)
-    delta, corrupt_embed, corrupt_logits = run_sources(bridge, hooks, shape, batch.corrupt, metric_input_hooks(hooks, metric), batch.attention_mask)
+    delta, corrupt_embed, corrupt_logits = run_sources(
+        bridge, hooks, shape, batch.corrupt, metric_input_hooks(hooks, metric), batch.attention_mask
+    )
     scores = torch.zeros(shape.n_src, shape.n_dst, dtype=torch.float64, device=delta.device)
     alphas = torch.arange(1, steps + 1, dtype=corrupt_embed.dtype, device=corrupt_embed.device) / steps
     chunk = steps_per_pass or steps
     ends = range(steps, 0, -chunk)
     metric_clean = None
     for end in ends:
-        values = _backward_pass(bridge, hooks, shape, batch, metric, alphas[max(0, end - chunk) : end], corrupt_embed, delta, scores)
+        values = _backward_pass(
+            bridge, hooks, shape, batch, metric, alphas[max(0, end - chunk) : end], corrupt_embed, delta, scores
+        )
         metric_clean = values if values is not None else metric_clean
     assert metric_clean is not None  # the first pass ends at α = 1
     return scores / steps, metric_clean, metric(corrupt_logits) * batch.weight
@@ -200,7 +234,9 @@ def working_set_bytes(bridge: Any, shape: GraphShape, rows: int, pos: int, copie
     return rows * pos * (shape.n_src * d_model * 4 + copies * shape.n_layers * per_layer * item)
 
 
-def plan_passes(bridge: Any, shape: GraphShape, batch: PromptBatch, steps: int, max_memory: int | None) -> tuple[int, int]:
+def plan_passes(
+    bridge: Any, shape: GraphShape, batch: PromptBatch, steps: int, max_memory: int | None
+) -> tuple[int, int]:
     """``(rows, steps_per_pass)`` for ``batch`` within ``max_memory`` bytes: fewer IG steps per
     pass first (same work, less memory), then fewer prompts per pass; never below one of each."""
     if max_memory is None:
@@ -244,7 +280,9 @@ def attribute(
             rows, steps_per_pass = plan_passes(bridge, shape, batch, steps, max_memory)
             scores = torch.zeros(shape.n_src, shape.n_dst, dtype=torch.float64)
             for start in range(0, len(batch), rows):
-                part, m_clean, m_corrupt = attribute_batch(bridge, hooks, batch[start : start + rows], metric, steps, steps_per_pass)
+                part, m_clean, m_corrupt = attribute_batch(
+                    bridge, hooks, batch[start : start + rows], metric, steps, steps_per_pass
+                )
                 scores += part.cpu()
                 clean_values.append(m_clean.double().cpu().numpy())
                 corrupt_values.append(m_corrupt.double().cpu().numpy())

@@ -70,4 +70,7 @@ def overlap(first: Circuit, second: Circuit) -> dict[str, float]:
 
 def _check_same_graph(first: Attribution, second: Attribution) -> None:
     if first.shape != second.shape:
-        raise AnalysisInputError(f"cannot compare attributions of different models ({first.shape} vs {second.shape})", "compare attributions of one model")
+        raise AnalysisInputError(
+            f"cannot compare attributions of different models ({first.shape} vs {second.shape})",
+            "compare attributions of one model",
+        )

@@ -66,22 +66,46 @@ def _node_kind(shape: GraphShape, name: str) -> tuple[str, int | None, int | Non
     return ("head" if head is not None else "mlp"), layer, head
 
 
-def document(circuit: Circuit, edge_scores: dict[str, np.ndarray], node_scores: dict[str, np.ndarray], primary: str, settings: dict[str, Any] | None = None) -> CircuitDocument:
+def document(
+    circuit: Circuit,
+    edge_scores: dict[str, np.ndarray],
+    node_scores: dict[str, np.ndarray],
+    primary: str,
+    settings: dict[str, Any] | None = None,
+) -> CircuitDocument:
     """The circuit with each set's edge scores ``[n_src, n_dst]`` and node scores ``[n_src]``."""
     if primary not in edge_scores:
-        raise AnalysisInputError(f"primary set {primary!r} has no scores", f"use one of the sets: {', '.join(edge_scores)}")
+        raise AnalysisInputError(
+            f"primary set {primary!r} has no scores", f"use one of the sets: {', '.join(edge_scores)}"
+        )
     shape = circuit.shape
     edges = []
     for s, t in zip(*np.nonzero(circuit.edges), strict=True):
         owner = shape.dst_module[t]
         target = "logits" if owner < 0 else shape.src_names[owner]
-        edges.append(EdgeRecord(source=shape.src_names[s], target=target, qkv=shape.dst_qkv[t], scores={k: float(v[s, t]) for k, v in edge_scores.items()}))
+        edges.append(
+            EdgeRecord(
+                source=shape.src_names[s],
+                target=target,
+                qkv=shape.dst_qkv[t],
+                scores={k: float(v[s, t]) for k, v in edge_scores.items()},
+            )
+        )
     nodes = []
-    for name in sorted(circuit.nodes(), key=lambda n: shape.src_names.index(n) if n in shape.src_names else shape.n_src):
+    for name in sorted(
+        circuit.nodes(), key=lambda n: shape.src_names.index(n) if n in shape.src_names else shape.n_src
+    ):
         kind, layer, head = _node_kind(shape, name)
         scores = {k: float(v[shape.src_names.index(name)]) for k, v in node_scores.items()} if name != "logits" else {}
         nodes.append(NodeRecord(name=name, kind=kind, layer=layer, head=head, scores=scores))
-    return CircuitDocument(n_layers=shape.n_layers, n_heads=shape.n_heads, primary=primary, settings=dict(settings or {}), nodes=nodes, edges=edges)
+    return CircuitDocument(
+        n_layers=shape.n_layers,
+        n_heads=shape.n_heads,
+        primary=primary,
+        settings=dict(settings or {}),
+        nodes=nodes,
+        edges=edges,
+    )
 
 
 def to_circuit(doc: CircuitDocument) -> tuple[Circuit, dict[str, np.ndarray]]:
@@ -101,9 +125,15 @@ def to_circuit(doc: CircuitDocument) -> tuple[Circuit, dict[str, np.ndarray]]:
 def to_networkx(doc: CircuitDocument) -> nx.DiGraph:
     """Module-level DiGraph: node attributes kind/layer/head/``score_<set>``; edge attributes
     ``qkv``, ``score`` and ``sign`` (primary set), ``score_<set>``, and ``score_q``/``_k``/``_v``."""
-    graph = nx.DiGraph(schema=SCHEMA, version=SCHEMA_VERSION, primary=doc.primary, n_layers=doc.n_layers, n_heads=doc.n_heads)
+    graph = nx.DiGraph(
+        schema=SCHEMA, version=SCHEMA_VERSION, primary=doc.primary, n_layers=doc.n_layers, n_heads=doc.n_heads
+    )
     for node in doc.nodes:
-        attrs = {"kind": node.kind, "layer": -1 if node.layer is None else node.layer, "head": -1 if node.head is None else node.head}
+        attrs = {
+            "kind": node.kind,
+            "layer": -1 if node.layer is None else node.layer,
+            "head": -1 if node.head is None else node.head,
+        }
         graph.add_node(node.name, **attrs, **{f"score_{k}": v for k, v in node.scores.items()})
     for edge in doc.edges:
         data = graph.get_edge_data(edge.source, edge.target)
@@ -127,8 +157,27 @@ def edge_table(doc: CircuitDocument) -> pd.DataFrame:
     rows = []
     for e in doc.edges:
         score = e.scores.get(doc.primary, 0.0)
-        rows.append({"source": e.source, "target": e.target, "qkv": e.qkv, "score": score, "sign": int(np.sign(score)), **{f"score_{k}": v for k, v in e.scores.items()}})
-    return pd.DataFrame(rows, columns=["source", "target", "qkv", "score", "sign", *sorted({f"score_{k}" for e in doc.edges for k in e.scores})])
+        rows.append(
+            {
+                "source": e.source,
+                "target": e.target,
+                "qkv": e.qkv,
+                "score": score,
+                "sign": int(np.sign(score)),
+                **{f"score_{k}": v for k, v in e.scores.items()},
+            }
+        )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "source",
+            "target",
+            "qkv",
+            "score",
+            "sign",
+            *sorted({f"score_{k}" for e in doc.edges for k in e.scores}),
+        ],
+    )
 
 
 def export(doc: CircuitDocument, fmt: Format, path: Path) -> None:
@@ -156,5 +205,8 @@ def read_json(path: Path) -> CircuitDocument:
     text = Path(path).read_text()
     doc = CircuitDocument.model_validate_json(text)
     if doc.version > SCHEMA_VERSION:
-        raise AnalysisInputError(f"{path} uses circuit schema version {doc.version}; this CURE Studio reads up to {SCHEMA_VERSION}", "upgrade CURE Studio")
+        raise AnalysisInputError(
+            f"{path} uses circuit schema version {doc.version}; this CURE Studio reads up to {SCHEMA_VERSION}",
+            "upgrade CURE Studio",
+        )
     return doc

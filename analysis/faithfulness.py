@@ -45,7 +45,14 @@ class Faithfulness:
         return (self.metric_circuit - self.metric_corrupt) / self.gap if self.gap != 0 else float("nan")
 
 
-def _patch_hooks(hooks: BridgeHooks, shape: GraphShape, outside: torch.Tensor, corrupt: torch.Tensor, current: torch.Tensor, real: torch.Tensor | None) -> list[tuple[str, HookFn]]:
+def _patch_hooks(
+    hooks: BridgeHooks,
+    shape: GraphShape,
+    outside: torch.Tensor,
+    corrupt: torch.Tensor,
+    current: torch.Tensor,
+    real: torch.Tensor | None,
+) -> list[tuple[str, HookFn]]:
     """Destination hooks adding ``Σ_{u outside} (corrupt − current)[u]`` to each reader input.
 
     ``outside`` is ``[n_src, n_dst]`` float (1 = patch this edge). All q/k/v readers of one
@@ -89,11 +96,23 @@ def _patch_hooks(hooks: BridgeHooks, shape: GraphShape, outside: torch.Tensor, c
     return fwd
 
 
-def _patched_metric(bridge: Any, hooks: BridgeHooks, shape: GraphShape, batch: PromptBatch, metric: Metric, circuit: Circuit, corrupt: torch.Tensor) -> torch.Tensor:
+def _patched_metric(
+    bridge: Any,
+    hooks: BridgeHooks,
+    shape: GraphShape,
+    batch: PromptBatch,
+    metric: Metric,
+    circuit: Circuit,
+    corrupt: torch.Tensor,
+) -> torch.Tensor:
     outside = torch.from_numpy(shape.real_edge_mask() & ~circuit.edges).to(corrupt.device, corrupt.dtype)
     current = new_source_buffer(shape, batch.clean, corrupt.shape[-1], corrupt.dtype)
     real = None if batch.attention_mask is None else batch.attention_mask.to(corrupt.dtype)
-    fwd = [*source_capture_hooks(hooks, shape, current), *_patch_hooks(hooks, shape, outside, corrupt, current, real), *metric_input_hooks(hooks, metric)]
+    fwd = [
+        *source_capture_hooks(hooks, shape, current),
+        *_patch_hooks(hooks, shape, outside, corrupt, current, real),
+        *metric_input_hooks(hooks, metric),
+    ]
     with torch.no_grad(), bridge.hooks(fwd_hooks=fwd):
         return metric(bridge(batch.clean, **run_kwargs(batch.attention_mask))) * batch.weight
 
@@ -114,17 +133,23 @@ def faithfulness_curve(
     with edge_hooks(bridge) as hooks:
         for batch in batches:
             batch = batch.to(device)
-            corrupt, _, corrupt_logits = run_sources(bridge, hooks, shape, batch.corrupt, metric_input_hooks(hooks, metric), batch.attention_mask)
+            corrupt, _, corrupt_logits = run_sources(
+                bridge, hooks, shape, batch.corrupt, metric_input_hooks(hooks, metric), batch.attention_mask
+            )
             corrupt_sum += float((metric(corrupt_logits) * batch.weight).sum())
             with torch.no_grad(), bridge.hooks(fwd_hooks=metric_input_hooks(hooks, metric)):
-                clean_sum += float((metric(bridge(batch.clean, **run_kwargs(batch.attention_mask))) * batch.weight).sum())
+                clean_sum += float(
+                    (metric(bridge(batch.clean, **run_kwargs(batch.attention_mask))) * batch.weight).sum()
+                )
             for i, circuit in enumerate(circuits):
                 sums[i] += float(_patched_metric(bridge, hooks, shape, batch, metric, circuit, corrupt).sum())
             n += len(batch)
             if progress is not None:
                 progress(n)
     if n == 0:
-        raise AnalysisInputError("no prompts to measure faithfulness on: the set is empty", "pick a request or set with samples")
+        raise AnalysisInputError(
+            "no prompts to measure faithfulness on: the set is empty", "pick a request or set with samples"
+        )
     return [Faithfulness(c.n_edges, s / n, clean_sum / n, corrupt_sum / n) for c, s in zip(circuits, sums, strict=True)]
 
 

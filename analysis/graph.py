@@ -219,11 +219,19 @@ class GraphShape:
         """Inverse of :meth:`edge_name`; raises ``ValueError`` naming an unknown edge."""
         match = _EDGE.match(name)
         if match is None:
-            raise AnalysisInputError(f"{name!r} is not an edge name", "write edges like 'a0.h1->a2.h3<q>' or 'm1->logits'")
+            raise AnalysisInputError(
+                f"{name!r} is not an edge name", "write edges like 'a0.h1->a2.h3<q>' or 'm1->logits'"
+            )
         try:
             src, dst = self.src_names.index(match["src"]), self._dst_index(match["dst"], match["qkv"])
         except ValueError:
-            raise AnalysisInputError(f"{name!r} names a node this {self.n_layers}-layer, {self.n_heads}-head graph does not have", "name nodes of this model") from None
+            raise AnalysisInputError(
+                f"{name!r} names a node this {self.n_layers}-layer, {self.n_heads}-head graph does not have",
+                "name nodes of this model",
+            ) from None
         if not self.real_edge_mask()[src, dst]:
-            raise AnalysisInputError(f"{name!r} is not a real edge: its source is computed after its destination reads", "name an edge from an earlier to a later component")
+            raise AnalysisInputError(
+                f"{name!r} is not a real edge: its source is computed after its destination reads",
+                "name an edge from an earlier to a later component",
+            )
         return src, dst

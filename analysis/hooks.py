@@ -97,20 +97,28 @@ def bridge_hooks(bridge: Any) -> BridgeHooks:
     edge graph does not describe (post-LayerNorm blocks, parallel attention and MLP)."""
     cfg = bridge.cfg
     if getattr(cfg, "parallel_attn_mlp", False):
-        raise UnsupportedModelError("the model runs attention and MLP in parallel — use a sequential pre-LayerNorm model (GPT-2 or Llama style)")
-    if getattr(cfg, "original_architecture", "") in {"BertForMaskedLM", "OPTForCausalLM"} or getattr(cfg, "post_layernorm", False):
+        raise UnsupportedModelError(
+            "the model runs attention and MLP in parallel — use a sequential pre-LayerNorm model (GPT-2 or Llama style)"
+        )
+    if getattr(cfg, "original_architecture", "") in {"BertForMaskedLM", "OPTForCausalLM"} or getattr(
+        cfg, "post_layernorm", False
+    ):
         raise UnsupportedModelError("the model normalises after the residual add — use a pre-LayerNorm model")
     hooks = BridgeHooks(int(cfg.n_layers), has_pos_embed="hook_pos_embed" in bridge.hook_dict)
     missing = [name for name in _all_names(hooks) if name not in bridge.hook_dict]
     if missing:
-        raise UnsupportedModelError(f"the bridge has no hook point(s) {', '.join(missing[:4])} — use a TransformerLens 4.x TransformerBridge")
+        raise UnsupportedModelError(
+            f"the bridge has no hook point(s) {', '.join(missing[:4])} — use a TransformerLens 4.x TransformerBridge"
+        )
     return hooks
 
 
 def _all_names(hooks: BridgeHooks) -> list[str]:
     names = [hooks.embed, hooks.final_resid, hooks.unembed_in]
     for layer in range(hooks.n_layers):
-        names += [hooks.result(layer), hooks.mlp_out(layer), hooks.mlp_in(layer)] + [hooks.head_input(layer, x) for x in QKV]
+        names += [hooks.result(layer), hooks.mlp_out(layer), hooks.mlp_in(layer)] + [
+            hooks.head_input(layer, x) for x in QKV
+        ]
     return names
 
 
@@ -125,7 +133,12 @@ def edge_hooks(bridge: Any) -> Iterator[BridgeHooks]:
     """
     hooks = bridge_hooks(bridge)
     cfg = bridge.cfg
-    saved_flags = (cfg.use_attn_result, cfg.use_split_qkv_input, cfg.use_hook_mlp_in, bool(getattr(cfg, "use_attn_in", False)))
+    saved_flags = (
+        cfg.use_attn_result,
+        cfg.use_split_qkv_input,
+        cfg.use_hook_mlp_in,
+        bool(getattr(cfg, "use_attn_in", False)),
+    )
     saved_grad = [(p, p.requires_grad) for p in bridge.parameters()]
     was_training = bridge.training
     try:

@@ -39,19 +39,29 @@ class PromptBatch:
                 "— corruptions must keep the prompt length (swap tokens, do not insert or delete)"
             )
         if self.weight.shape != (self.clean.shape[0],):
-            raise ValueError(f"weight must have one entry per prompt ({self.clean.shape[0]}), got shape {tuple(self.weight.shape)}")
+            raise ValueError(
+                f"weight must have one entry per prompt ({self.clean.shape[0]}), got shape {tuple(self.weight.shape)}"
+            )
         if self.attention_mask is not None:
             mask = self.attention_mask
             if mask.shape != self.clean.shape:
-                raise PromptLengthError(f"the attention mask has shape {tuple(mask.shape)}, the prompts {tuple(self.clean.shape)}")
+                raise PromptLengthError(
+                    f"the attention mask has shape {tuple(mask.shape)}, the prompts {tuple(self.clean.shape)}"
+                )
             if not bool(mask[:, -1].all()) or bool((mask[:, 1:] < mask[:, :-1]).any()):
-                raise PromptLengthError("the batch must be left-padded: every prompt's mask is 0s then 1s, ending on a real token")
+                raise PromptLengthError(
+                    "the batch must be left-padded: every prompt's mask is 0s then 1s, ending on a real token"
+                )
 
     @classmethod
-    def from_pairs(cls, clean: Sequence[Sequence[int]], corrupt: Sequence[Sequence[int]], weight: torch.Tensor, pad_id: int) -> PromptBatch:
+    def from_pairs(
+        cls, clean: Sequence[Sequence[int]], corrupt: Sequence[Sequence[int]], weight: torch.Tensor, pad_id: int
+    ) -> PromptBatch:
         """Left-pad prompts of different lengths into one batch; each pair must have equal length."""
         if len(clean) != len(corrupt) or not clean:
-            raise ValueError(f"need as many corrupted prompts as clean ones (at least one), got {len(clean)} and {len(corrupt)}")
+            raise ValueError(
+                f"need as many corrupted prompts as clean ones (at least one), got {len(clean)} and {len(corrupt)}"
+            )
         unequal = [i for i, (a, b) in enumerate(zip(clean, corrupt, strict=True)) if len(a) != len(b)]
         if unequal:
             i = unequal[0]

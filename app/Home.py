@@ -20,7 +20,9 @@ st.set_page_config(page_title="CURE Studio", layout="wide")
 
 
 @st.cache_data(show_spinner="Evaluating Original and Retrain ...")
-def gap_table(_ws: Workspace, _original: Recommender, _retrain: Recommender, _request: ForgetRequest, request_id: str) -> pd.DataFrame:
+def gap_table(
+    _ws: Workspace, _original: Recommender, _retrain: Recommender, _request: ForgetRequest, request_id: str
+) -> pd.DataFrame:
     """Original vs Retrain on the request; cached per request id (the models are the job's)."""
     reference = reference_comparison(_original, _retrain, _request, _ws.samples, _ws.sets(_request))
     rows = reference.versus(["test AUC", "forget AUC", "forget LogLoss"])
@@ -41,7 +43,9 @@ def request_builder(ws: Workspace, original: Recommender) -> None:
     if submitted:
         try:
             if how == "user ids":
-                request = user_request(ws.dataset, ws.samples, user_ids=[u.strip() for u in ids.split(",") if u.strip()])
+                request = user_request(
+                    ws.dataset, ws.samples, user_ids=[u.strip() for u in ids.split(",") if u.strip()]
+                )
             else:
                 request = user_request(ws.dataset, ws.samples, fraction=share / 100, seed=int(seed))
             ws.sets(request)
@@ -54,9 +58,13 @@ def request_builder(ws: Workspace, original: Recommender) -> None:
     if not built:
         return
     request = load_request(built)
-    st.markdown(f"**{request.id}** — {request.description}. Use this id on the other pages and in `cure unlearn --request {request.id}`.")
+    st.markdown(
+        f"**{request.id}** — {request.description}. Use this id on the other pages and in `cure unlearn --request {request.id}`."
+    )
     st.dataframe(pd.DataFrame({"samples": ws.sets(request).sizes()}).T, width="stretch")
-    st.caption(f"The chosen users' latest ratings, (+) liked, (-) not ({min(len(request.users), 25)} of {len(request.users)} users shown):")
+    st.caption(
+        f"The chosen users' latest ratings, (+) liked, (-) not ({min(len(request.users), 25)} of {len(request.users)} users shown):"
+    )
     st.dataframe(ws.dataset.recent_ratings(request.users[:25]), width="stretch", hide_index=True)
     retrain = ws.load_model("retrain", request)
     if retrain is None:
@@ -79,7 +87,9 @@ def request_builder(ws: Workspace, original: Recommender) -> None:
 
 
 st.title("CURE Studio")
-st.caption("Circuit-aware unlearning for LLM-based recommenders — MovieLens-100K, a GPT-2 recommender trained here, and the Retrain reference.")
+st.caption(
+    "Circuit-aware unlearning for LLM-based recommenders — MovieLens-100K, a GPT-2 recommender trained here, and the Retrain reference."
+)
 
 try:
     ws = workspace()
@@ -93,7 +103,9 @@ except CureError as err:
 left, right = st.columns(2)
 with left:
     st.subheader("Dataset")
-    st.dataframe(pd.DataFrame({"value": [str(v) for v in summary.values()]}, index=list(summary.keys())), width="stretch")
+    st.dataframe(
+        pd.DataFrame({"value": [str(v) for v in summary.values()]}, index=list(summary.keys())), width="stretch"
+    )
 with right:
     st.subheader("Default forget request")
     st.markdown(f"**{request.id}** — {request.kind}-level, {request.description}")
@@ -110,7 +122,9 @@ def training_text(job: BackgroundJob) -> str:
 
 
 if not job.finished:
-    st.info("Training the default model and its Retrain reference side by side (first launch only; cached afterwards). The page stays usable.")
+    st.info(
+        "Training the default model and its Retrain reference side by side (first launch only; cached afterwards). The page stays usable."
+    )
     poll_job(job, training_text)
 elif job.error:
     st.error(job.error)
@@ -119,10 +133,21 @@ else:
     rows = []
     for name, rec in (("Original", original), ("Retrain", retrain)):
         meta = rec.meta
-        rows.append({"model": name, "parameters": meta["n_params"], "train samples": meta["train_samples"], "best epoch": meta["best_epoch"], "train seconds": meta["train_seconds"], **{k: round(v, 4) for k, v in meta["metrics"].items()}})
+        rows.append(
+            {
+                "model": name,
+                "parameters": meta["n_params"],
+                "train samples": meta["train_samples"],
+                "best epoch": meta["best_epoch"],
+                "train seconds": meta["train_seconds"],
+                **{k: round(v, 4) for k, v in meta["metrics"].items()},
+            }
+        )
     st.dataframe(pd.DataFrame(rows).set_index("model"), width="stretch")
     st.subheader("Memorization gap on the default request")
-    st.caption("Unlearning only means something if Original is measurably better on the forget set than Retrain, which never saw it. Membership inference: forget samples (members) vs holdout users' samples (non-members); 0.5 = no signal.")
+    st.caption(
+        "Unlearning only means something if Original is measurably better on the forget set than Retrain, which never saw it. Membership inference: forget samples (members) vs holdout users' samples (non-members); 0.5 = no signal."
+    )
     st.dataframe(gap_table(ws, original, retrain, request, request.id), width="stretch")
     recipe = original.meta["recipe"]
     with st.expander("Model card"):

@@ -71,12 +71,28 @@ def circuit_figure(
     for (key, width_bin), (xs, ys) in sorted(traces.items()):
         colour = {"+": SIGN_COLOURS[1], "−": SIGN_COLOURS[-1], **QKV_COLOURS, **OVERLAP_COLOURS}.get(key, "#7f7f7f")
         label = {"+": "score > 0", "−": "score < 0"}.get(key, key or "MLP/logits input")
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line={"width": WIDTHS[width_bin], "color": colour}, opacity=0.55, hoverinfo="skip", name=label, legendgroup=key, showlegend=width_bin == 0 or (key, 0) not in traces))
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=ys,
+                mode="lines",
+                line={"width": WIDTHS[width_bin], "color": colour},
+                opacity=0.55,
+                hoverinfo="skip",
+                name=label,
+                legendgroup=key,
+                showlegend=width_bin == 0 or (key, 0) not in traces,
+            )
+        )
     names = list(pos)
     in_circuit = circuit.nodes() | (overlap_with.nodes() if overlap_with is not None else set())
     hover = []
     for name in names:
-        lines = [f"<b>{name}</b>"] + [f"node score {k}: {v[shape.src_names.index(name)]:+.4f}" for k, v in node_scores.items() if name in shape.src_names]
+        lines = [f"<b>{name}</b>"] + [
+            f"node score {k}: {v[shape.src_names.index(name)]:+.4f}"
+            for k, v in node_scores.items()
+            if name in shape.src_names
+        ]
         hover.append("<br>".join(lines))
     fig.add_trace(
         go.Scatter(
@@ -92,7 +108,10 @@ def circuit_figure(
                 "size": [22 if n == selected else 16 for n in names],
                 "color": ["#222" if n in in_circuit else "#ddd" for n in names],
                 "line": {"width": [3 if n == selected else 1 for n in names], "color": "#ff7f0e"},
-                "symbol": ["square" if n.startswith("m") else "diamond" if n in ("input", "logits") else "circle" for n in names],
+                "symbol": [
+                    "square" if n.startswith("m") else "diamond" if n in ("input", "logits") else "circle"
+                    for n in names
+                ],
             },
             name="modules",
             showlegend=False,

@@ -55,12 +55,16 @@ def require_models(job: BackgroundJob) -> None:
     if job.error:
         st.error(job.error)
         st.stop()
-    st.info("The default model is still training (see the Home page for details). This page opens as soon as it is ready.")
+    st.info(
+        "The default model is still training (see the Home page for details). This page opens as soon as it is ready."
+    )
     poll_job(job, lambda j: f"{j.fraction:.0%}")
     st.stop()
 
 
-def poll_job(job: BackgroundJob, text: Callable[[BackgroundJob], str], every: float = 2.0, body: Callable[[], None] | None = None) -> None:
+def poll_job(
+    job: BackgroundJob, text: Callable[[BackgroundJob], str], every: float = 2.0, body: Callable[[], None] | None = None
+) -> None:
     """The one way a page follows a background job: a fragment that redraws only itself every
     ``every`` seconds (a progress bar labelled ``text(job)``, then ``body()``, e.g. a live chart)
     and reruns the whole page once the job has finished, so the page shows its result."""
@@ -105,7 +109,12 @@ def request_picker(ws: Workspace, default: ForgetRequest, key: str) -> ForgetReq
     readable error for an unknown id or a request made for other data."""
     from cure_core.requests import load_request
 
-    request_id = st.text_input("forget request id", value=default.id, key=key, help="`cure forget` or the Home page's builder prints the id of a new request")
+    request_id = st.text_input(
+        "forget request id",
+        value=default.id,
+        key=key,
+        help="`cure forget` or the Home page's builder prints the id of a new request",
+    )
     try:
         request = load_request(request_id.strip())
         ws.sets(request)

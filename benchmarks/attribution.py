@@ -77,8 +77,12 @@ def main() -> None:
     metric = LogitDiff(ctx.rec.encoder.yes_id, ctx.rec.encoder.no_id)
     bridge = ctx.bridge
     shape = graph_shape(bridge)
-    print(f"model: {ctx.rec.path.name}, {shape.n_layers} layers × {shape.n_heads} heads, {shape.n_edges} edges; batch {len(batch)} × {batch.clean.shape[1]} tokens")
-    print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads, device cpu")
+    print(
+        f"model: {ctx.rec.path.name}, {shape.n_layers} layers × {shape.n_heads} heads, {shape.n_edges} edges; batch {len(batch)} × {batch.clean.shape[1]} tokens"
+    )
+    print(
+        f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads, device cpu"
+    )
 
     eap = median_seconds(lambda: attribute(bridge, [batch], metric, "eap"), args.repeats)
     eapig = median_seconds(lambda: attribute(bridge, [batch], metric, "eap-ig", steps=5), args.repeats)
@@ -103,20 +107,33 @@ def main() -> None:
 
     config = EdgeAttributionConfig(granularity="edge")
     holder: dict[str, object] = {}
-    tl = median_seconds(lambda: holder.__setitem__("r", attribution_patch(bridge, batch.clean, batch.corrupt, tl_metric, config)), args.tl_repeats)
+    tl = median_seconds(
+        lambda: holder.__setitem__("r", attribution_patch(bridge, batch.clean, batch.corrupt, tl_metric, config)),
+        args.tl_repeats,
+    )
 
     ours_denoising = attribute(bridge, [PromptBatch(batch.corrupt, batch.clean, batch.weight)], metric, "eap")
     theirs = tl_dense_scores(holder["r"], shape)
     ours = ours_denoising.scores
     print("cross-check against TransformerLens (same convention, per-edge sums over positions):")
     for label, columns in (
-        ("into q/k/v", [shape.head_dst(layer, h, x) for layer in range(shape.n_layers) for h in range(shape.n_heads) for x in "qkv"]),
+        (
+            "into q/k/v",
+            [
+                shape.head_dst(layer, h, x)
+                for layer in range(shape.n_layers)
+                for h in range(shape.n_heads)
+                for x in "qkv"
+            ],
+        ),
         ("into MLPs", [shape.mlp_dst(layer) for layer in range(shape.n_layers)]),
         ("into logits", [shape.logits_dst]),
     ):
         mask = shape.real_edge_mask()[:, columns]
         a, b = ours[:, columns][mask], theirs[:, columns][mask]
-        print(f"  {label:<12} max |ours − TL| {np.abs(a - b).max():.2e} (scores up to {np.abs(b).max():.2e}), correlation {np.corrcoef(a, b)[0, 1]:.4f}")
+        print(
+            f"  {label:<12} max |ours − TL| {np.abs(a - b).max():.2e} (scores up to {np.abs(b).max():.2e}), correlation {np.corrcoef(a, b)[0, 1]:.4f}"
+        )
 
     print(f"our EAP:               {eap * 1000:8.1f} ms")
     print(f"our EAP-IG (5 steps):  {eapig * 1000:8.1f} ms")

@@ -55,9 +55,28 @@ def build(arch: str, layers: int, device: str) -> tuple[torch.nn.Module, object]
 
     torch.manual_seed(0)
     if arch == "gpt2":
-        model = GPT2LMHeadModel(GPT2Config(vocab_size=VOCAB, n_positions=TOKENS, n_embd=768, n_layer=layers, n_head=12, resid_pdrop=0, embd_pdrop=0, attn_pdrop=0))
+        model = GPT2LMHeadModel(
+            GPT2Config(
+                vocab_size=VOCAB,
+                n_positions=TOKENS,
+                n_embd=768,
+                n_layer=layers,
+                n_head=12,
+                resid_pdrop=0,
+                embd_pdrop=0,
+                attn_pdrop=0,
+            )
+        )
     else:
-        config = LlamaConfig(vocab_size=VOCAB, hidden_size=768, intermediate_size=2048, num_hidden_layers=layers, num_attention_heads=12, num_key_value_heads=4, max_position_embeddings=TOKENS)
+        config = LlamaConfig(
+            vocab_size=VOCAB,
+            hidden_size=768,
+            intermediate_size=2048,
+            num_hidden_layers=layers,
+            num_attention_heads=12,
+            num_key_value_heads=4,
+            max_position_embeddings=TOKENS,
+        )
         model = LlamaForCausalLM(config)
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     model = model.to(device=device, dtype=dtype).eval()
@@ -73,7 +92,13 @@ def _tokenizer(cls: type) -> object:
 
     vocab = {f"t{i}": i for i in range(VOCAB)}
     folder = Path(tempfile.mkdtemp())
-    cls(tokenizer_object=Tokenizer(models.WordLevel(vocab, unk_token="t0")), unk_token="t0", pad_token="t1", bos_token="t2", eos_token="t3").save_pretrained(folder)
+    cls(
+        tokenizer_object=Tokenizer(models.WordLevel(vocab, unk_token="t0")),
+        unk_token="t0",
+        pad_token="t1",
+        bos_token="t2",
+        eos_token="t3",
+    ).save_pretrained(folder)
     return cls.from_pretrained(folder)
 
 
@@ -182,12 +207,30 @@ def main() -> None:
         print(json.dumps(worker(*args.worker, args.layers, args.repeats, args.device)))
         return
 
-    print(f"batch {BATCH} × {TOKENS} tokens, {args.layers} layers, device {args.device} ({'bf16' if args.device == 'cuda' else 'fp32'}), torch {torch.__version__}, {torch.get_num_threads()} threads")
-    ratios: dict[str, list[float]] = {"eap_over_train_step": [], "eapig5_over_eap": [], "peak_memory_over_train_step": []}
+    print(
+        f"batch {BATCH} × {TOKENS} tokens, {args.layers} layers, device {args.device} ({'bf16' if args.device == 'cuda' else 'fp32'}), torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
+    ratios: dict[str, list[float]] = {
+        "eap_over_train_step": [],
+        "eapig5_over_eap": [],
+        "peak_memory_over_train_step": [],
+    }
     for arch in args.models.split(","):
         results = {}
         for measure in MEASURES:
-            command = [sys.executable, __file__, "--worker", arch, measure, "--layers", str(args.layers), "--repeats", str(args.repeats), "--device", args.device]
+            command = [
+                sys.executable,
+                __file__,
+                "--worker",
+                arch,
+                measure,
+                "--layers",
+                str(args.layers),
+                "--repeats",
+                str(args.repeats),
+                "--device",
+                args.device,
+            ]
             output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
             results[measure] = json.loads(output.strip().splitlines()[-1])
         label = {"gpt2": "GPT-2-small shape", "llama": "Llama shape, GQA 12q/4kv"}[arch]
@@ -200,7 +243,9 @@ def main() -> None:
         ratios["eapig5_over_eap"].append(results["eap-ig5"]["seconds"] / results["eap"]["seconds"])
         peak = max(results["eap"]["peak_bytes"], results["eap-ig5-stepwise"]["peak_bytes"])
         ratios["peak_memory_over_train_step"].append(peak / max(train["peak_bytes"], 1))
-        print(f"  EAP / step {ratios['eap_over_train_step'][-1]:.2f}, EAP-IG(5) / EAP {ratios['eapig5_over_eap'][-1]:.2f}, peak (EAP, stepwise EAP-IG) / step {ratios['peak_memory_over_train_step'][-1]:.2f}")
+        print(
+            f"  EAP / step {ratios['eap_over_train_step'][-1]:.2f}, EAP-IG(5) / EAP {ratios['eapig5_over_eap'][-1]:.2f}, peak (EAP, stepwise EAP-IG) / step {ratios['peak_memory_over_train_step'][-1]:.2f}"
+        )
     for name, values in ratios.items():
         print(f"{name}={max(values):.2f}")
 

@@ -47,7 +47,12 @@ def study(ws: Workspace, request) -> tuple[pd.DataFrame, dict[str, Any]]:
     groups_seconds = grouping_seconds(ws, request, GroupSettings())
     rows = []
     for v in VARIANTS:
-        chosen = choose([selector.score(get_run(ws, request, v.config(strength), attribution, GroupSettings(), quiet=True)) for strength in v.grid])
+        chosen = choose(
+            [
+                selector.score(get_run(ws, request, v.config(strength), attribution, GroupSettings(), quiet=True))
+                for strength in v.grid
+            ]
+        )
         report = chosen.report
         seconds = report.seconds + (groups_seconds if v.needs_groups else 0.0)
         rows.append(
@@ -66,8 +71,22 @@ def study(ws: Workspace, request) -> tuple[pd.DataFrame, dict[str, Any]]:
         )
     base = reference_comparison(original, retrain, request, ws.samples, sets)
     references = [
-        {"method": "Original", "JSD report half": jsd(original.predict(ws.samples, report_idx), ref_report), "test AUC": base.test_auc, "forget AUC": base.forget_auc, "MIA AUC": base.mia_auc, "seconds": original.meta["train_seconds"]},
-        {"method": "Retrain", "JSD report half": 0.0, "test AUC": base.retrain_test_auc, "forget AUC": base.retrain_forget_auc, "MIA AUC": base.retrain_mia_auc, "seconds": retrain.meta["train_seconds"]},
+        {
+            "method": "Original",
+            "JSD report half": jsd(original.predict(ws.samples, report_idx), ref_report),
+            "test AUC": base.test_auc,
+            "forget AUC": base.forget_auc,
+            "MIA AUC": base.mia_auc,
+            "seconds": original.meta["train_seconds"],
+        },
+        {
+            "method": "Retrain",
+            "JSD report half": 0.0,
+            "test AUC": base.retrain_test_auc,
+            "forget AUC": base.retrain_forget_auc,
+            "MIA AUC": base.retrain_mia_auc,
+            "seconds": retrain.meta["train_seconds"],
+        },
     ]
     table = pd.DataFrame(references + rows)
     threads = torch.get_num_threads()
@@ -76,7 +95,13 @@ def study(ws: Workspace, request) -> tuple[pd.DataFrame, dict[str, Any]]:
     else:  # e.g. trained beside Original on one thread each: compare like with like instead
         reference = original.meta["train_seconds"]
         note = f"Retrain was trained on {retrain.meta.get('threads')} thread(s) ({retrain.meta['train_seconds']:.0f}s); used instead: the same recipe on the full training set, {original.meta.get('threads')} threads"
-    return table, {"base": base, "retrain_seconds": retrain.meta["train_seconds"], "groups_seconds": groups_seconds, "reference_seconds": reference, "reference_note": note}
+    return table, {
+        "base": base,
+        "retrain_seconds": retrain.meta["train_seconds"],
+        "groups_seconds": groups_seconds,
+        "reference_seconds": reference,
+        "reference_note": note,
+    }
 
 
 def main() -> None:
@@ -88,7 +113,9 @@ def main() -> None:
     for request in (default, childrens):
         table, info = study(ws, request)
         results[request.id] = (table, info)
-        print(f"\n## {request.id}: {request.description} (groups computed in {info['groups_seconds']:.0f}s; Retrain trained in {info['retrain_seconds']:.0f}s)")
+        print(
+            f"\n## {request.id}: {request.description} (groups computed in {info['groups_seconds']:.0f}s; Retrain trained in {info['retrain_seconds']:.0f}s)"
+        )
         print(table.to_markdown(index=False, floatfmt=".4g"))
     table, info = results[default.id]
     methods = table.iloc[2:]
@@ -97,11 +124,15 @@ def main() -> None:
     best = baselines.iloc[0]
     original_test = table.iloc[0]["test AUC"]
     retrain_mia = table.iloc[1]["MIA AUC"]
-    print(f"\nCURE stands for: {cure['method']} (strength {cure['strength']:g}); best baseline by the same criterion: {best['method']} (strength {best['strength']:g})")
+    print(
+        f"\nCURE stands for: {cure['method']} (strength {cure['strength']:g}); best baseline by the same criterion: {best['method']} (strength {best['strength']:g})"
+    )
     print(f"cure_jsd_to_retrain={cure['JSD report half']:.5f}")
     print(f"best_baseline_jsd_to_retrain={best['JSD report half']:.5f}")
     print(f"cure_test_auc_drop={original_test - cure['test AUC']:.4f}")
-    print(f"speed-up reference: {info['reference_seconds']:.0f}s — {info['reference_note']}; CURE's {cure['seconds']:.1f}s include {info['groups_seconds']:.1f}s of module grouping")
+    print(
+        f"speed-up reference: {info['reference_seconds']:.0f}s — {info['reference_note']}; CURE's {cure['seconds']:.1f}s include {info['groups_seconds']:.1f}s of module grouping"
+    )
     print(f"cure_speedup_vs_retrain={info['reference_seconds'] / cure['seconds']:.1f}")
     print(f"cure_mia_auc_minus_retrain={cure['MIA AUC'] - retrain_mia:+.4f}")
 

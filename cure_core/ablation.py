@@ -16,7 +16,14 @@ from cure_core.circuits import AttributionSettings, CircuitContext, answer_metri
 from cure_core.metrics import safe_auc
 
 
-def ablation_table(ctx: CircuitContext, modules: list[str], mode: AblationMode, corruption: str = "history", n_probe: int = 256, seed: int = 0) -> pd.DataFrame:
+def ablation_table(
+    ctx: CircuitContext,
+    modules: list[str],
+    mode: AblationMode,
+    corruption: str = "history",
+    n_probe: int = 256,
+    seed: int = 0,
+) -> pd.DataFrame:
     """Per set (forget, test): AUC and mean margin without and with ``modules`` ablated."""
     settings = AttributionSettings(corruption=corruption, metric="margin", batch_size=64, seed=seed)
     rng = np.random.default_rng(seed)

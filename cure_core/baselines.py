@@ -9,7 +9,9 @@ from cure_core.data.samples import Samples
 from cure_core.metrics import safe_auc
 
 
-def _smoothed_rate(keys: np.ndarray, labels: np.ndarray, n_keys: int, prior: float, strength: float = 5.0) -> np.ndarray:
+def _smoothed_rate(
+    keys: np.ndarray, labels: np.ndarray, n_keys: int, prior: float, strength: float = 5.0
+) -> np.ndarray:
     """Like-rate per key with ``strength`` pseudo-counts at the global rate (rare keys shrink)."""
     likes = np.bincount(keys, weights=labels, minlength=n_keys)
     counts = np.bincount(keys, minlength=n_keys)

@@ -60,7 +60,8 @@ class AttributionSettings(BaseModel):
         "history", description="history: another user's history; target: another item; user: the unknown-user token"
     )
     metric: Literal["signed", "margin"] = Field(
-        "signed", description="signed: logit(Yes) - logit(No) times +1/-1 by label, so clean prompts score high; margin: unsigned"
+        "signed",
+        description="signed: logit(Yes) - logit(No) times +1/-1 by label, so clean prompts score high; margin: unsigned",
     )
     n_prompts: int = Field(512, ge=1, description="prompts per set for attribution")
     n_eval: int = Field(256, ge=1, description="other prompts of the set for faithfulness")
@@ -77,25 +78,42 @@ def split_prompts(indices: np.ndarray, settings: AttributionSettings) -> tuple[n
     rng = np.random.default_rng(settings.seed)
     drawn = rng.permutation(indices)
     if len(drawn) < 2:
-        raise CureError(f"the set has {len(drawn)} sample(s)", "circuit discovery needs at least 2 samples per set; choose a larger request")
+        raise CureError(
+            f"the set has {len(drawn)} sample(s)",
+            "circuit discovery needs at least 2 samples per set; choose a larger request",
+        )
     if len(drawn) < settings.n_prompts + settings.n_eval:
         cut = max(1, round(len(drawn) * 2 / 3))
         return np.sort(drawn[:cut]), np.sort(drawn[cut:])
-    return np.sort(drawn[: settings.n_prompts]), np.sort(drawn[settings.n_prompts : settings.n_prompts + settings.n_eval])
+    return np.sort(drawn[: settings.n_prompts]), np.sort(
+        drawn[settings.n_prompts : settings.n_prompts + settings.n_eval]
+    )
 
 
-def prompt_batches(rec: Recommender, samples: Samples, idx: np.ndarray, request: ForgetRequest, settings: AttributionSettings) -> list[PromptBatch]:
+def prompt_batches(
+    rec: Recommender, samples: Samples, idx: np.ndarray, request: ForgetRequest, settings: AttributionSettings
+) -> list[PromptBatch]:
     """Clean/corrupted token-id pairs of samples ``idx`` in batches (seeded)."""
     rng = np.random.default_rng(settings.seed + 1)
     known = rec.user_known(samples, idx)
     clean = rec.encode(samples, idx)
     bad = corrupt(settings.corruption, samples, idx, known, request, rng)
-    corrupted = rec.encoder.encode(bad.samples, np.arange(len(idx)), bad.user_known if bad.user_known is not None else known)
+    corrupted = rec.encoder.encode(
+        bad.samples, np.arange(len(idx)), bad.user_known if bad.user_known is not None else known
+    )
     if clean.attention_mask is not None:
-        raise CureError("circuit discovery needs an item-mode model (fixed-length prompts)", "use a model trained here (`cure train`); text-mode prompts change length under corruption")
-    weight = torch.ones(len(idx)) if settings.metric == "margin" else torch.from_numpy(2.0 * samples.label[idx] - 1).float()
+        raise CureError(
+            "circuit discovery needs an item-mode model (fixed-length prompts)",
+            "use a model trained here (`cure train`); text-mode prompts change length under corruption",
+        )
+    weight = (
+        torch.ones(len(idx)) if settings.metric == "margin" else torch.from_numpy(2.0 * samples.label[idx] - 1).float()
+    )
     size = settings.batch_size
-    return [PromptBatch(clean.input_ids[i : i + size], corrupted.input_ids[i : i + size], weight[i : i + size]) for i in range(0, len(idx), size)]
+    return [
+        PromptBatch(clean.input_ids[i : i + size], corrupted.input_ids[i : i + size], weight[i : i + size])
+        for i in range(0, len(idx), size)
+    ]
 
 
 def answer_metric(rec: Recommender) -> LogitDiff:
@@ -120,7 +138,17 @@ def save_attribution(result: Attribution, path: Path) -> None:
         batch_scores=result.batch_scores,
         metric_clean=result.metric_clean,
         metric_corrupt=result.metric_corrupt,
-        header=np.array(json.dumps({"n_layers": result.shape.n_layers, "n_heads": result.shape.n_heads, "method": result.method, "steps": result.steps, "settings": result.settings})),
+        header=np.array(
+            json.dumps(
+                {
+                    "n_layers": result.shape.n_layers,
+                    "n_heads": result.shape.n_heads,
+                    "method": result.method,
+                    "steps": result.steps,
+                    "settings": result.settings,
+                }
+            )
+        ),
     )
     atomic_write_bytes(path, buffer.getvalue())
 
@@ -167,16 +195,27 @@ class CircuitContext:
             return getattr(self.sets, set_name)
         match = re.fullmatch(r"control(?:-(\d+))?", set_name)
         if match is None:
-            raise CureError(f"unknown set {set_name!r}", "use forget, retain, or control-N (a matched control draw, e.g. control-0)")
+            raise CureError(
+                f"unknown set {set_name!r}", "use forget, retain, or control-N (a matched control draw, e.g. control-0)"
+            )
         return control_set(self.request, self.samples, self.sets, int(match[1] or 0))
 
-    def batches(self, set_name: str, settings: AttributionSettings, part: Literal["attribution", "eval"]) -> list[PromptBatch]:
+    def batches(
+        self, set_name: str, settings: AttributionSettings, part: Literal["attribution", "eval"]
+    ) -> list[PromptBatch]:
         attribution_idx, eval_idx = split_prompts(self.set_indices(set_name), settings)
         idx = attribution_idx if part == "attribution" else eval_idx
         return prompt_batches(self.rec, self.samples, idx, self.request, settings)
 
 
-def get_attribution(ctx: CircuitContext, set_name: str, settings: AttributionSettings, progress: ProgressFn | None = None, quiet: bool = False, force: bool = False) -> Attribution:
+def get_attribution(
+    ctx: CircuitContext,
+    set_name: str,
+    settings: AttributionSettings,
+    progress: ProgressFn | None = None,
+    quiet: bool = False,
+    force: bool = False,
+) -> Attribution:
     """Cached attribution of one set, computed (with a progress bar) when missing."""
     path = attribution_path(ctx.rec, ctx.request, set_name, settings)
     cached = None if force else load_attribution(path)
@@ -225,19 +264,28 @@ def find_circuit(
     shape = attribution.shape
     circuit = select(shape, attribution.scores, how, value)
     sizes = curve_sizes(shape.n_edges, curve_points) if curve_points else []
-    values = measure_circuits(ctx, set_name, settings, [circuit, *size_curve(shape, attribution.scores, sizes)], progress, quiet)
+    values = measure_circuits(
+        ctx, set_name, settings, [circuit, *size_curve(shape, attribution.scores, sizes)], progress, quiet
+    )
     return CircuitResult(set_name, circuit, values[0], list(zip(sizes, values[1:], strict=True)))
 
 
 def measure_circuits(
-    ctx: CircuitContext, set_name: str, settings: AttributionSettings, circuits: list[Circuit], progress: ProgressFn | None = None, quiet: bool = False
+    ctx: CircuitContext,
+    set_name: str,
+    settings: AttributionSettings,
+    circuits: list[Circuit],
+    progress: ProgressFn | None = None,
+    quiet: bool = False,
 ) -> list[Faithfulness]:
     """Exact faithfulness of each circuit on the set's evaluation prompts (disjoint from the
     prompts whose attribution chose the circuits)."""
     batches = ctx.batches(set_name, settings, "eval")
     bar = Progress(sum(len(b) for b in batches), f"faithfulness on {set_name}", progress, quiet)
     try:
-        return faithfulness_curve(ctx.bridge, batches, answer_metric(ctx.rec), circuits, progress=lambda done: bar.update(done - bar.done))
+        return faithfulness_curve(
+            ctx.bridge, batches, answer_metric(ctx.rec), circuits, progress=lambda done: bar.update(done - bar.done)
+        )
     finally:
         bar.close()
 
@@ -250,15 +298,24 @@ def circuit_context(ws: Workspace, request: ForgetRequest, device: str | None = 
 
     rec = ws.original()
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return CircuitContext(rec=rec, bridge=load_bridge(rec.path, device), samples=ws.samples, request=request, sets=ws.sets(request))
+    return CircuitContext(
+        rec=rec, bridge=load_bridge(rec.path, device), samples=ws.samples, request=request, sets=ws.sets(request)
+    )
 
 
-def circuit_document(result: CircuitResult, attributions: dict[str, Attribution], settings: AttributionSettings, how: str, value: float) -> CircuitDocument:
+def circuit_document(
+    result: CircuitResult, attributions: dict[str, Attribution], settings: AttributionSettings, how: str, value: float
+) -> CircuitDocument:
     """The export document of one set's circuit, with every set's scores on its edges."""
     return document(
         result.circuit,
         {name: a.scores for name, a in attributions.items()},
         {name: a.node_scores for name, a in attributions.items()},
         primary=result.set_name,
-        settings={**settings.model_dump(), "selection": how, "selection_value": value, "faithfulness": result.faithfulness.value},
+        settings={
+            **settings.model_dump(),
+            "selection": how,
+            "selection_value": value,
+            "faithfulness": result.faithfulness.value,
+        },
     )

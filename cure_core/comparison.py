@@ -136,14 +136,20 @@ class Comparison(BaseModel):
     def privleak(self) -> dict[str, float]:
         """MUSE PrivLeak (%) per attack where both AUCs are defined."""
         ref = self.retrain.mia
-        return {a: privleak(auc, ref[a]) for a, auc in self.model.mia.items() if auc is not None and ref.get(a) is not None}  # type: ignore[arg-type]
+        return {
+            a: privleak(auc, ref[a]) for a, auc in self.model.mia.items() if auc is not None and ref.get(a) is not None
+        }  # type: ignore[arg-type]
 
     def versus(self, labels: Iterable[str], mia: bool = True) -> list[tuple[str, float | None, float | None]]:
         """(label, this model, Retrain) for each label of :data:`METRIC_ROWS`, then, with
         ``mia``, one ``MIA AUC (<attack>)`` row per attack."""
-        rows = [(label, self.model.value(*METRIC_ROWS[label]), self.retrain.value(*METRIC_ROWS[label])) for label in labels]
+        rows = [
+            (label, self.model.value(*METRIC_ROWS[label]), self.retrain.value(*METRIC_ROWS[label])) for label in labels
+        ]
         if mia:
-            rows += [(f"MIA AUC ({attack})", auc, self.retrain.mia.get(attack)) for attack, auc in self.model.mia.items()]
+            rows += [
+                (f"MIA AUC ({attack})", auc, self.retrain.mia.get(attack)) for attack, auc in self.model.mia.items()
+            ]
         return rows
 
     def row(self) -> dict[str, Any]:
@@ -176,4 +182,7 @@ class Comparison(BaseModel):
             "mia_auc": self.retrain_mia_auc,
             "privleak_loss": 0.0 if self.retrain_mia_auc is not None else None,
         }
-        return [{**self.row(), "method": "Original", "seconds": original_seconds}, {**retrain, "seconds": retrain_seconds}]
+        return [
+            {**self.row(), "method": "Original", "seconds": original_seconds},
+            {**retrain, "seconds": retrain_seconds},
+        ]

@@ -22,7 +22,10 @@ from cure_core.requests import ForgetRequest, RequestSets
 def _chunk(pool: np.ndarray, size: int, draw: int, seed: int, what: str) -> np.ndarray:
     order = np.random.default_rng(seed).permutation(pool)
     if (draw + 1) * size > len(order):
-        raise CureError(f"control draw {draw} needs {(draw + 1) * size} {what} but the retain set has {len(order)}", "use fewer control draws or a smaller request")
+        raise CureError(
+            f"control draw {draw} needs {(draw + 1) * size} {what} but the retain set has {len(order)}",
+            "use fewer control draws or a smaller request",
+        )
     return order[draw * size : (draw + 1) * size]
 
 
@@ -44,7 +47,9 @@ def max_control_draws(request: ForgetRequest, samples: Samples, sets: RequestSet
     return len(pool) // max(1, size)
 
 
-def control_set(request: ForgetRequest, samples: Samples, sets: RequestSets, draw: int = 0, seed: int = 0) -> np.ndarray:
+def control_set(
+    request: ForgetRequest, samples: Samples, sets: RequestSets, draw: int = 0, seed: int = 0
+) -> np.ndarray:
     """Indices (into ``samples``, all in the retain set) of matched control draw ``draw``."""
     retain = sets.retain
     pool, size, what = _pool(request, samples, sets)

@@ -31,7 +31,9 @@ class Corrupted:
 CorruptionFn = Callable[[Samples, np.ndarray, np.ndarray | None, ForgetRequest, np.random.Generator], Corrupted]
 
 
-def _other_users_history(samples: Samples, idx: np.ndarray, known: np.ndarray | None, request: ForgetRequest, rng: np.random.Generator) -> Corrupted:
+def _other_users_history(
+    samples: Samples, idx: np.ndarray, known: np.ndarray | None, request: ForgetRequest, rng: np.random.Generator
+) -> Corrupted:
     pool = samples.index(Samples.TRAIN)
     donors = rng.choice(pool, size=len(idx))
     for _ in range(20):  # redraw the few donors that belong to the same user
@@ -44,12 +46,16 @@ def _other_users_history(samples: Samples, idx: np.ndarray, known: np.ndarray | 
     return Corrupted(out, known)
 
 
-def _other_target(samples: Samples, idx: np.ndarray, known: np.ndarray | None, request: ForgetRequest, rng: np.random.Generator) -> Corrupted:
+def _other_target(
+    samples: Samples, idx: np.ndarray, known: np.ndarray | None, request: ForgetRequest, rng: np.random.Generator
+) -> Corrupted:
     candidates = np.unique(samples.target[samples.index(Samples.TRAIN)])
     if request.kind == "item":
         candidates = np.setdiff1d(candidates, samples.item_codes(request.items))
     if len(candidates) < 2:
-        raise CureError("no items are left to swap the target with", "use the history or user corruption for this request")
+        raise CureError(
+            "no items are left to swap the target with", "use the history or user corruption for this request"
+        )
     targets = rng.choice(candidates, size=len(idx))
     for _ in range(20):
         same = targets == samples.target[idx]
@@ -61,14 +67,23 @@ def _other_target(samples: Samples, idx: np.ndarray, known: np.ndarray | None, r
     return Corrupted(out, known)
 
 
-def _unknown_user(samples: Samples, idx: np.ndarray, known: np.ndarray | None, request: ForgetRequest, rng: np.random.Generator) -> Corrupted:
+def _unknown_user(
+    samples: Samples, idx: np.ndarray, known: np.ndarray | None, request: ForgetRequest, rng: np.random.Generator
+) -> Corrupted:
     return Corrupted(samples.take(idx), np.zeros(len(idx), dtype=bool))
 
 
 CORRUPTIONS: dict[str, CorruptionFn] = {"history": _other_users_history, "target": _other_target, "user": _unknown_user}
 
 
-def corrupt(name: str, samples: Samples, idx: np.ndarray, known: np.ndarray | None, request: ForgetRequest, rng: np.random.Generator) -> Corrupted:
+def corrupt(
+    name: str,
+    samples: Samples,
+    idx: np.ndarray,
+    known: np.ndarray | None,
+    request: ForgetRequest,
+    rng: np.random.Generator,
+) -> Corrupted:
     if name not in CORRUPTIONS:
         raise CureError(f"unknown corruption {name!r}", f"use one of: {', '.join(CORRUPTIONS)}")
     return CORRUPTIONS[name](samples, idx, known, request, rng)

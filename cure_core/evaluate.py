@@ -25,7 +25,9 @@ RETAIN_PROBE = 5000
 SetPredictions = dict[str, tuple[np.ndarray, Predictions]]
 
 
-def set_predictions(rec: Recommender, samples: Samples, sets: RequestSets, retain_probe: int = RETAIN_PROBE, seed: int = 0) -> SetPredictions:
+def set_predictions(
+    rec: Recommender, samples: Samples, sets: RequestSets, retain_probe: int = RETAIN_PROBE, seed: int = 0
+) -> SetPredictions:
     """Predictions on test, forget, holdout and a seeded probe of the retain set."""
     retain = sets.retain
     if len(retain) > retain_probe:
@@ -36,7 +38,9 @@ def set_predictions(rec: Recommender, samples: Samples, sets: RequestSets, retai
 
 def model_scores(rec: Recommender, samples: Samples, preds: SetPredictions) -> ModelScores:
     """Utility on each set and membership-inference AUC (forget = members, holdout = non-members)."""
-    scores: dict[str, Any] = {name: utility(samples.label[idx], p) for name, (idx, p) in preds.items() if name != "holdout" and len(idx)}
+    scores: dict[str, Any] = {
+        name: utility(samples.label[idx], p) for name, (idx, p) in preds.items() if name != "holdout" and len(idx)
+    }
     (f_idx, f_pred), (h_idx, h_pred) = preds["forget"], preds["holdout"]
     if len(h_idx):
         members = mia_scores(f_pred, samples.label[f_idx], _prompt_bytes(rec, samples, f_idx))
@@ -45,7 +49,14 @@ def model_scores(rec: Recommender, samples: Samples, preds: SetPredictions) -> M
     return ModelScores.model_validate(scores)
 
 
-def compare_to_retrain(rec: Recommender, retrain: Recommender, request: ForgetRequest, samples: Samples, sets: RequestSets, name: str = "model") -> Comparison:
+def compare_to_retrain(
+    rec: Recommender,
+    retrain: Recommender,
+    request: ForgetRequest,
+    samples: Samples,
+    sets: RequestSets,
+    name: str = "model",
+) -> Comparison:
     """Both models' scores, distances to Retrain on forget, PrivLeak (see :class:`Comparison`)."""
     preds = set_predictions(rec, samples, sets)
     ref_preds, ref = _retrain_scores(retrain, request, samples, sets)
@@ -61,13 +72,17 @@ def compare_to_retrain(rec: Recommender, retrain: Recommender, request: ForgetRe
     )
 
 
-def reference_comparison(original: Recommender, retrain: Recommender, request: ForgetRequest, samples: Samples, sets: RequestSets) -> Comparison:
+def reference_comparison(
+    original: Recommender, retrain: Recommender, request: ForgetRequest, samples: Samples, sets: RequestSets
+) -> Comparison:
     """Original compared with Retrain (named ``original``), from ``cache/references`` when both
     models are saved ones, else computed (and then saved)."""
     weights = (original.meta.get("weights_sha256"), retrain.meta.get("weights_sha256"))
     if not all(weights):
         return compare_to_retrain(original, retrain, request, samples, sets, name="original")
-    spec = json.dumps({"original": weights[0], "retrain": weights[1], "request": request.id, "sizes": sets.sizes()}, sort_keys=True)
+    spec = json.dumps(
+        {"original": weights[0], "retrain": weights[1], "request": request.id, "sizes": sets.sizes()}, sort_keys=True
+    )
     path = cache_dir("references") / f"{hashlib.sha256(spec.encode()).hexdigest()[:16]}.json"
     try:
         return Comparison.model_validate_json(path.read_text())
@@ -81,7 +96,9 @@ def reference_comparison(original: Recommender, retrain: Recommender, request: F
 _RETRAIN_SCORES: dict[tuple[str, str, str], tuple[SetPredictions, ModelScores]] = {}
 
 
-def _retrain_scores(retrain: Recommender, request: ForgetRequest, samples: Samples, sets: RequestSets) -> tuple[SetPredictions, ModelScores]:
+def _retrain_scores(
+    retrain: Recommender, request: ForgetRequest, samples: Samples, sets: RequestSets
+) -> tuple[SetPredictions, ModelScores]:
     """Retrain's predictions and scores, computed once per process for a saved Retrain (runs
     and sweeps compare many models with the same reference)."""
     weights = str(retrain.meta.get("weights_sha256", ""))

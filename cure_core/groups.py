@@ -52,12 +52,20 @@ class GroupSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    threshold_rule: Literal["share", "quantile", "absolute"] = Field("share", description="how 'in a set's circuit' is decided")
-    threshold: float = Field(0.8, description="share of importance or quantile (both in (0, 1]), or absolute importance (at least 0)")
+    threshold_rule: Literal["share", "quantile", "absolute"] = Field(
+        "share", description="how 'in a set's circuit' is decided"
+    )
+    threshold: float = Field(
+        0.8, description="share of importance or quantile (both in (0, 1]), or absolute importance (at least 0)"
+    )
     null_draws: int = Field(5, ge=1, le=50, description="matched control draws for the noise floor")
-    null_quantile: float = Field(0.95, gt=0, le=1, description="quantile of |I_c - I_r| over the draws that a difference must beat")
+    null_quantile: float = Field(
+        0.95, gt=0, le=1, description="quantile of |I_c - I_r| over the draws that a difference must beat"
+    )
     embedding_rows: bool = Field(True, description="also group user/item embedding rows (by use)")
-    embedding_share: float = Field(0.9, gt=0, le=1, description="share of a row's uses in the forget set that makes it forget-specific")
+    embedding_share: float = Field(
+        0.9, gt=0, le=1, description="share of a row's uses in the forget set that makes it forget-specific"
+    )
 
     @field_validator("threshold")
     @classmethod
@@ -97,7 +105,9 @@ def log_ratio_spread(values: np.ndarray, reference: np.ndarray) -> float:
 class ModuleGroups:
     """Every module with its scores and group, the separability of the split, and warnings."""
 
-    table: pd.DataFrame  # module, kind, layer, head, importance_forget, importance_retain, difference, null, significant, group
+    table: (
+        pd.DataFrame
+    )  # module, kind, layer, head, importance_forget, importance_retain, difference, null, significant, group
     separability: dict[str, float]
     settings: GroupSettings
     warnings: list[str]
@@ -127,7 +137,9 @@ class ModuleGroups:
         table = self.table.copy()
         table.loc[table["kind"].isin(["head", "mlp"]), "group"] = "task-shared"
         note = "ablation: heads and MLPs are all task-shared, whatever their circuits say"
-        return ModuleGroups(table=table, separability=self.separability, settings=self.settings, warnings=[*self.warnings, note])
+        return ModuleGroups(
+            table=table, separability=self.separability, settings=self.settings, warnings=[*self.warnings, note]
+        )
 
 
 def group_modules(
@@ -177,7 +189,9 @@ def group_modules(
                 "importance_retain": 1 - share,
                 "difference": 2 * share - 1,
                 "significant": share >= settings.embedding_share,
-                "group": np.where((share >= settings.embedding_share) & (embedding_usage["forget"] > 0), "forget-specific", "outside"),
+                "group": np.where(
+                    (share >= settings.embedding_share) & (embedding_usage["forget"] > 0), "forget-specific", "outside"
+                ),
             }
         )
         table = pd.concat([table, rows[rows["group"] != "outside"]], ignore_index=True)
@@ -206,11 +220,15 @@ def _empty_group_warnings(table: pd.DataFrame, settings: GroupSettings) -> list[
     if counts.get("retain-specific", 0) == 0:
         notes.append("no module is retain-specific beyond the noise floor: the retain rule applies to nothing")
     if counts.get("task-shared", 0) == 0:
-        notes.append(f"no module is task-shared with threshold {settings.threshold_rule} {settings.threshold}: the shared rule applies to nothing")
+        notes.append(
+            f"no module is task-shared with threshold {settings.threshold_rule} {settings.threshold}: the shared rule applies to nothing"
+        )
     return notes
 
 
-def embedding_usage(samples: Samples, sets: RequestSets, vocab_tokens: list[str], known_users: np.ndarray | None) -> pd.DataFrame:
+def embedding_usage(
+    samples: Samples, sets: RequestSets, vocab_tokens: list[str], known_users: np.ndarray | None
+) -> pd.DataFrame:
     """Occurrences of every user and item token in forget and retain training prompts."""
     counts = {}
     for name, idx in (("forget", sets.forget), ("retain", sets.retain)):
@@ -233,7 +251,10 @@ def fitting_group_settings(request: ForgetRequest, samples: Samples, sets: Reque
     default = GroupSettings()
     fit = max_control_draws(request, samples, sets)
     if fit < 2:
-        raise CureError(f"request {request.id} leaves room for {fit} disjoint matched control draw(s)", "module grouping needs at least 2; use a smaller request")
+        raise CureError(
+            f"request {request.id} leaves room for {fit} disjoint matched control draw(s)",
+            "module grouping needs at least 2; use a smaller request",
+        )
     return default if fit >= default.null_draws else default.model_copy(update={"null_draws": fit})
 
 
@@ -244,7 +265,12 @@ def default_corruption(request: ForgetRequest) -> str:
 
 
 def groups_for_request(
-    ctx: CircuitContext, attribution: AttributionSettings, settings: GroupSettings, progress: ProgressFn | None = None, quiet: bool = False, force: bool = False
+    ctx: CircuitContext,
+    attribution: AttributionSettings,
+    settings: GroupSettings,
+    progress: ProgressFn | None = None,
+    quiet: bool = False,
+    force: bool = False,
 ) -> ModuleGroups:
     """Attribute the forget, retain and ``null_draws`` control sets (cached) and group."""
     names = ["forget", "retain"] + [f"control-{k}" for k in range(settings.null_draws)]
@@ -256,4 +282,6 @@ def groups_for_request(
     usage = None
     if settings.embedding_rows and hasattr(ctx.rec.encoder, "vocab"):
         usage = embedding_usage(ctx.samples, ctx.sets, ctx.rec.encoder.vocab.tokens, ctx.rec.known_users)
-    return group_modules(results["forget"].shape, results["forget"], results["retain"], [results[n] for n in names[2:]], settings, usage)
+    return group_modules(
+        results["forget"].shape, results["forget"], results["retain"], [results[n] for n in names[2:]], settings, usage
+    )

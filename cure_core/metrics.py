@@ -51,7 +51,9 @@ def l2_distance(a: Predictions, b: Predictions) -> float:
     return float(np.mean(np.linalg.norm(answer_distribution(a) - answer_distribution(b), axis=1)))
 
 
-def mia_scores(preds: Predictions, labels: np.ndarray, prompt_bytes: list[bytes], k: float = 0.2) -> dict[str, np.ndarray]:
+def mia_scores(
+    preds: Predictions, labels: np.ndarray, prompt_bytes: list[bytes], k: float = 0.2
+) -> dict[str, np.ndarray]:
     """Per-sample membership scores, higher = more likely a member.
 
     The scored tokens are the answer tokens (``[n, T]`` with T = 1 here: the model is trained on

@@ -39,7 +39,9 @@ def embedding_param_name(model: PreTrainedModel) -> str:
     return next(name for name, p in model.named_parameters() if p is weight)
 
 
-def module_slices(model: PreTrainedModel, module: str, vocab_index: dict[str, int] | None = None) -> dict[str, list[Index]]:
+def module_slices(
+    model: PreTrainedModel, module: str, vocab_index: dict[str, int] | None = None
+) -> dict[str, list[Index]]:
     """``{parameter name: [index, ...]}`` of the parameter entries ``module`` owns."""
     arch = _arch(model)
     cfg = model.config
@@ -53,7 +55,11 @@ def module_slices(model: PreTrainedModel, module: str, vocab_index: dict[str, in
         if arch == "gpt2":
             prefix = f"transformer.h.{layer}.attn."
             qkv = [slice(i * d_model + cols.start, i * d_model + cols.stop) for i in range(3)]
-            return {prefix + "c_attn.weight": [(slice(None), s) for s in qkv], prefix + "c_attn.bias": [(s,) for s in qkv], prefix + "c_proj.weight": [(cols, slice(None))]}
+            return {
+                prefix + "c_attn.weight": [(slice(None), s) for s in qkv],
+                prefix + "c_attn.bias": [(s,) for s in qkv],
+                prefix + "c_proj.weight": [(cols, slice(None))],
+            }
         prefix = f"model.layers.{layer}.self_attn."
         out = {prefix + f"{p}_proj.weight": [(cols, slice(None))] for p in "qkv"}
         out.update({prefix + f"{p}_proj.bias": [(cols,)] for p in "qkv" if prefix + f"{p}_proj.bias" in params})
@@ -70,7 +76,9 @@ def module_slices(model: PreTrainedModel, module: str, vocab_index: dict[str, in
     raise ValueError(f"unknown module {module!r} — use a{{layer}}.h{{head}}, m{{layer}}, u:<user> or i:<item>")
 
 
-def parameter_mask(model: PreTrainedModel, modules: Iterable[str], vocab_index: dict[str, int] | None = None) -> dict[str, torch.Tensor]:
+def parameter_mask(
+    model: PreTrainedModel, modules: Iterable[str], vocab_index: dict[str, int] | None = None
+) -> dict[str, torch.Tensor]:
     """Boolean masks (same shapes as the parameters) of every entry owned by ``modules``."""
     params = dict(model.named_parameters())
     masks = {name: torch.zeros_like(p, dtype=torch.bool) for name, p in params.items()}

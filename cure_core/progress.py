@@ -14,7 +14,14 @@ ProgressFn = Callable[[int, int, dict[str, Any]], None]
 class Progress:
     """Drives a tqdm bar (unless ``quiet``) and forwards every update to ``callback``."""
 
-    def __init__(self, total: int, desc: str, callback: ProgressFn | None = None, quiet: bool = False, position: int | None = None) -> None:
+    def __init__(
+        self,
+        total: int,
+        desc: str,
+        callback: ProgressFn | None = None,
+        quiet: bool = False,
+        position: int | None = None,
+    ) -> None:
         self.total, self.done, self.callback = total, 0, callback
         self.bar = None if quiet else tqdm(total=total, desc=desc, position=position, leave=True, dynamic_ncols=True)
 
@@ -23,7 +30,9 @@ class Progress:
         if self.bar is not None:
             self.bar.update(n)
             if info:
-                self.bar.set_postfix({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in info.items()}, refresh=False)
+                self.bar.set_postfix(
+                    {k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in info.items()}, refresh=False
+                )
         if self.callback is not None:
             self.callback(self.done, self.total, info)
 

@@ -24,7 +24,16 @@ from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 from cure_core.data.samples import Samples
 from cure_core.errors import CureError
 
-PAD, UNK_USER, LIKE, DISLIKE, ASK, YES, NO, UNK_ITEM = "<pad>", "<unk_user>", "<like>", "<dislike>", "<ask>", "<yes>", "<no>", "<unk_item>"
+PAD, UNK_USER, LIKE, DISLIKE, ASK, YES, NO, UNK_ITEM = (
+    "<pad>",
+    "<unk_user>",
+    "<like>",
+    "<dislike>",
+    "<ask>",
+    "<yes>",
+    "<no>",
+    "<unk_item>",
+)
 SPECIAL_TOKENS = [PAD, UNK_USER, LIKE, DISLIKE, ASK, YES, NO, UNK_ITEM]
 
 
@@ -54,7 +63,10 @@ class ItemVocab:
         self.tokens = tokens
         self.index = {t: i for i, t in enumerate(tokens)}
         if tokens[: len(SPECIAL_TOKENS)] != SPECIAL_TOKENS:
-            raise CureError("vocab.json does not start with the item-mode special tokens", "retrain the model (delete its cache folder) with this version of CURE Studio")
+            raise CureError(
+                "vocab.json does not start with the item-mode special tokens",
+                "retrain the model (delete its cache folder) with this version of CURE Studio",
+            )
 
     @classmethod
     def for_samples(cls, samples: Samples) -> ItemVocab:
@@ -69,7 +81,9 @@ class ItemVocab:
         like ``u:196 i:242 <like> ... <ask>``."""
         tokenizer = Tokenizer(models.WordLevel(self.index, unk_token=UNK_ITEM))
         tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-        return PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token=UNK_ITEM, pad_token=PAD, bos_token=PAD, eos_token=PAD)
+        return PreTrainedTokenizerFast(
+            tokenizer_object=tokenizer, unk_token=UNK_ITEM, pad_token=PAD, bos_token=PAD, eos_token=PAD
+        )
 
     def check_covers(self, samples: Samples) -> None:
         """A model can only read data whose users and items it has tokens for."""
@@ -121,20 +135,26 @@ class TextModeEncoder:
     def _single_token(self, word: str) -> int:
         ids = self.tokenizer.encode(word, add_special_tokens=False)
         if not ids:
-            raise CureError(f"the tokenizer cannot encode {word!r}", "use a tokenizer that can write the answers ' Yes' and ' No'")
+            raise CureError(
+                f"the tokenizer cannot encode {word!r}", "use a tokenizer that can write the answers ' Yes' and ' No'"
+            )
         return int(ids[0])
 
     def prompt(self, samples: Samples, i: int, user_known: bool = True) -> str:
         name = lambda code: self.titles.get(samples.item_ids[code], samples.item_ids[code])  # noqa: E731
         history = "; ".join(
-            f"{name(item)}: {'liked' if like else 'disliked'}" for item, like in zip(samples.history[i], samples.history_likes[i], strict=True)
+            f"{name(item)}: {'liked' if like else 'disliked'}"
+            for item, like in zip(samples.history[i], samples.history_likes[i], strict=True)
         )
         who = f"User {samples.user_ids[samples.user[i]]}" if user_known else "A new user"
         return f"{who} rated: {history}. Will the user like {name(samples.target[i])}? Answer:"
 
     def encode(self, samples: Samples, idx: np.ndarray, user_known: np.ndarray | None = None) -> EncodedBatch:
         known = np.ones(len(idx), bool) if user_known is None else user_known
-        rows = [self.tokenizer.encode(self.prompt(samples, i, k), add_special_tokens=False) for i, k in zip(idx, known, strict=True)]
+        rows = [
+            self.tokenizer.encode(self.prompt(samples, i, k), add_special_tokens=False)
+            for i, k in zip(idx, known, strict=True)
+        ]
         width = max(len(r) for r in rows)
         ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)

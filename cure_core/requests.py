@@ -85,14 +85,23 @@ def _checked_fraction(fraction: float) -> float:
     return fraction
 
 
-def user_request(dataset: RatingsDataset, samples: Samples, fraction: float | None = None, user_ids: list[str] | None = None, seed: int = 0) -> ForgetRequest:
+def user_request(
+    dataset: RatingsDataset,
+    samples: Samples,
+    fraction: float | None = None,
+    user_ids: list[str] | None = None,
+    seed: int = 0,
+) -> ForgetRequest:
     """Forget every training sample of some users: a seeded fraction of them, or given ids."""
     pool = trainable_users(samples)
     if user_ids:
         codes = samples.user_codes(user_ids)
         held = [samples.user_ids[c] for c in codes if c in set(samples.holdout_users.tolist())]
         if held:
-            raise CureError(f"user(s) {', '.join(held[:5])} are holdout users that no model was trained on", "pick other users; holdout users are kept aside as membership-inference non-members")
+            raise CureError(
+                f"user(s) {', '.join(held[:5])} are holdout users that no model was trained on",
+                "pick other users; holdout users are kept aside as membership-inference non-members",
+            )
         chosen = np.unique(codes)
         description = f"{len(chosen)} given user(s)"
     else:
@@ -102,15 +111,31 @@ def user_request(dataset: RatingsDataset, samples: Samples, fraction: float | No
         description = f"{fraction * 100:.4g}% of users ({n}), seed {seed}"
     if len(chosen) >= len(pool):
         raise CureError("the request takes every trainable user, so nothing would be retained", "forget fewer users")
-    return ForgetRequest(kind="user", data_hash=dataset.content_hash, description=description, users=[samples.user_ids[c] for c in chosen], seed=seed if not user_ids else None)
+    return ForgetRequest(
+        kind="user",
+        data_hash=dataset.content_hash,
+        description=description,
+        users=[samples.user_ids[c] for c in chosen],
+        seed=seed if not user_ids else None,
+    )
 
 
-def item_request(dataset: RatingsDataset, samples: Samples, item_ids: list[str] | None = None, genre: str | None = None, scope: str = "target_or_history") -> ForgetRequest:
+def item_request(
+    dataset: RatingsDataset,
+    samples: Samples,
+    item_ids: list[str] | None = None,
+    genre: str | None = None,
+    scope: str = "target_or_history",
+) -> ForgetRequest:
     """Forget every sample whose target (or, by ``scope``, also history) holds chosen items."""
     if genre:
         item_ids = dataset.genre_items(genre)
         if not item_ids:
-            known = f"use one of: {', '.join(dataset.genres)}" if dataset.genres else "this dataset tags no genres; name items with --items"
+            known = (
+                f"use one of: {', '.join(dataset.genres)}"
+                if dataset.genres
+                else "this dataset tags no genres; name items with --items"
+            )
             raise CureError(f"no item has the genre {genre!r}", known)
         description = f"genre {genre} ({len(item_ids)} items, {scope})"
     elif item_ids:
@@ -122,7 +147,13 @@ def item_request(dataset: RatingsDataset, samples: Samples, item_ids: list[str] 
         trained = _trained(samples)
         kept = trained & ~np.isin(samples.target, codes) & np.isin(samples.history, codes).any(axis=1)
         description += f"; {int(kept.sum())} retained training sample(s) still hold these items in their history"
-    return ForgetRequest(kind="item", data_hash=dataset.content_hash, description=description, items=sorted(set(item_ids)), item_scope=scope)  # type: ignore[arg-type]
+    return ForgetRequest(
+        kind="item",
+        data_hash=dataset.content_hash,
+        description=description,
+        items=sorted(set(item_ids)),
+        item_scope=scope,
+    )  # type: ignore[arg-type]
 
 
 def interaction_request(dataset: RatingsDataset, samples: Samples, pairs: list[tuple[str, str]]) -> ForgetRequest:
@@ -130,16 +161,22 @@ def interaction_request(dataset: RatingsDataset, samples: Samples, pairs: list[t
     or in its history (a user's earliest ratings occur only in histories). The description
     counts the training samples each way."""
     if not pairs:
-        raise CureError("an interaction request needs at least one (user, item) pair", "pass --interactions USER:ITEM,USER:ITEM")
+        raise CureError(
+            "an interaction request needs at least one (user, item) pair", "pass --interactions USER:ITEM,USER:ITEM"
+        )
     blank = [f"{u}:{i}" for u, i in pairs if not u.strip() or not i.strip()]
     if blank:
-        raise CureError(f"interaction {blank[0]!r} has a blank user or item id", "write each rating as USER:ITEM, e.g. 196:242")
+        raise CureError(
+            f"interaction {blank[0]!r} has a blank user or item id", "write each rating as USER:ITEM, e.g. 196:242"
+        )
     pairs = sorted(set(pairs))
     as_target, in_history = _interaction_masks(pairs, samples)
     trained = _trained(samples)
     n_target, n_history = int((trained & as_target).sum()), int((trained & in_history & ~as_target).sum())
     description = f"{len(pairs)} rating(s), carried by {n_target + n_history} training sample(s) ({n_target} as target, {n_history} only in histories)"
-    return ForgetRequest(kind="interaction", data_hash=dataset.content_hash, description=description, interactions=pairs)
+    return ForgetRequest(
+        kind="interaction", data_hash=dataset.content_hash, description=description, interactions=pairs
+    )
 
 
 def request_sets(request: ForgetRequest, samples: Samples) -> RequestSets:
@@ -151,10 +188,15 @@ def request_sets(request: ForgetRequest, samples: Samples) -> RequestSets:
     removed_user = np.isin(samples.user, forget_users)
     forget = np.flatnonzero(train & ~holdout_user & covered)
     if len(forget) == 0:
-        raise CureError(f"request {request.id} ({request.description}) covers no training sample", "choose users or items that occur in the training split")
+        raise CureError(
+            f"request {request.id} ({request.description}) covers no training sample",
+            "choose users or items that occur in the training split",
+        )
     retain = np.flatnonzero(train & ~holdout_user & ~covered)
     if len(retain) == 0:
-        raise CureError(f"request {request.id} covers every training sample", "forget less so that something is retained")
+        raise CureError(
+            f"request {request.id} covers every training sample", "forget less so that something is retained"
+        )
     keep = ~holdout_user & ~removed_user & ~covered
     # Non-members like the members: for items, holdout users' samples of the same items;
     # for users and interactions, all of the holdout users' training-split samples.
@@ -211,8 +253,14 @@ def load_request(request_id: str) -> ForgetRequest:
     path = cache_dir("requests") / f"{request_id}.json"
     if not path.exists():
         known = sorted(p.stem for p in cache_dir("requests").glob("*.json"))
-        raise CureError(f"no forget request with id {request_id!r}", f"create one with `cure forget` (saved ids: {', '.join(known) or 'none'})")
+        raise CureError(
+            f"no forget request with id {request_id!r}",
+            f"create one with `cure forget` (saved ids: {', '.join(known) or 'none'})",
+        )
     try:
         return ForgetRequest.model_validate_json(path.read_text())
     except (ValidationError, ValueError) as err:
-        raise CureError(f"request file {path} is corrupt ({str(err).splitlines()[0]})", "delete it and recreate the request with `cure forget`") from None
+        raise CureError(
+            f"request file {path} is corrupt ({str(err).splitlines()[0]})",
+            "delete it and recreate the request with `cure forget`",
+        ) from None

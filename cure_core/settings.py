@@ -59,7 +59,9 @@ def describe(err: ValidationError, names: Mapping[str, str] | None = None) -> st
     return "; ".join(parts)
 
 
-def validated(model: type[M], data: Mapping[str, Any], what: str, fix: str, names: Mapping[str, str] | None = None) -> M:
+def validated(
+    model: type[M], data: Mapping[str, Any], what: str, fix: str, names: Mapping[str, str] | None = None
+) -> M:
     """``model`` from ``data``, or one :class:`CureError` naming every bad field (by ``names``)
     and, for unknown fields, the valid ones."""
     try:
@@ -75,7 +77,13 @@ def json_object(text: str, where: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as err:
-        raise CureError(f"{where} is not valid JSON ({err})", "give one JSON object of field names and values, with double quotes around names, e.g. '{\"name\": 1}'") from None
+        raise CureError(
+            f"{where} is not valid JSON ({err})",
+            "give one JSON object of field names and values, with double quotes around names, e.g. '{\"name\": 1}'",
+        ) from None
     if not isinstance(value, dict):
-        raise CureError(f"{where} is a JSON {type(value).__name__}, not an object", "give one JSON object of field names and values, e.g. '{\"name\": 1}'")
+        raise CureError(
+            f"{where} is a JSON {type(value).__name__}, not an object",
+            "give one JSON object of field names and values, e.g. '{\"name\": 1}'",
+        )
     return value

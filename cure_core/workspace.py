@@ -43,7 +43,13 @@ Role = Literal["original", "retrain"]
 class Workspace:
     """Lazily loaded dataset + samples, and the Original/Retrain models for its requests."""
 
-    def __init__(self, data: str | Path | None = None, split: SplitConfig | None = None, recipe: Recipe | None = None, dataset: RatingsDataset | None = None) -> None:
+    def __init__(
+        self,
+        data: str | Path | None = None,
+        split: SplitConfig | None = None,
+        recipe: Recipe | None = None,
+        dataset: RatingsDataset | None = None,
+    ) -> None:
         """``data``: a path or ``None`` for MovieLens-100K; ``dataset``: data already in memory."""
         self.data_source = None if data is None else str(data)
         self.split = split or SplitConfig()
@@ -85,7 +91,10 @@ class Workspace:
 
     def sets(self, request: ForgetRequest) -> RequestSets:
         if request.data_hash != self.dataset.content_hash:
-            raise CureError(f"request {request.id} was made for other data (hash {request.data_hash})", f"create a request on this dataset ({self.dataset.name}) with `cure forget`")
+            raise CureError(
+                f"request {request.id} was made for other data (hash {request.data_hash})",
+                f"create a request on this dataset ({self.dataset.name}) with `cure forget`",
+            )
         return request_sets(request, self.samples)
 
     # --- models ---------------------------------------------------------------------------
@@ -94,7 +103,9 @@ class Workspace:
         samples = self.samples
         known = trainable_users(samples)
         if role == "original":
-            return TrainSets(samples.index(Samples.TRAIN), samples.index(Samples.VALID), samples.index(Samples.TEST), known)
+            return TrainSets(
+                samples.index(Samples.TRAIN), samples.index(Samples.VALID), samples.index(Samples.TEST), known
+            )
         if request is None:
             raise ValueError("Retrain needs a request")
         sets = self.sets(request)
@@ -121,19 +132,33 @@ class Workspace:
         try:
             rec = load_item_model(folder, self.samples)
             if cut_short(rec.meta):
-                raise CorruptModelError(f"model {folder.name} stopped after {len(rec.meta['curve'])} of {rec.meta['recipe']['max_epochs']} epochs on a wall-clock budget, so it cannot serve as {role.capitalize()}", "it is retrained by epochs and validation patience")
+                raise CorruptModelError(
+                    f"model {folder.name} stopped after {len(rec.meta['curve'])} of {rec.meta['recipe']['max_epochs']} epochs on a wall-clock budget, so it cannot serve as {role.capitalize()}",
+                    "it is retrained by epochs and validation patience",
+                )
         except CorruptModelError as err:
             warnings.warn(f"{err.problem}; retraining it", stacklevel=2)
             shutil.rmtree(folder, ignore_errors=True)
             return None
         return rec
 
-    def train_model(self, role: Role, request: ForgetRequest | None = None, progress: ProgressFn | None = None, threads: int | None = None, quiet: bool = False, position: int | None = None) -> Recommender:
+    def train_model(
+        self,
+        role: Role,
+        request: ForgetRequest | None = None,
+        progress: ProgressFn | None = None,
+        threads: int | None = None,
+        quiet: bool = False,
+        position: int | None = None,
+    ) -> Recommender:
         """Train and cache one model (Original, or Retrain of ``request``) on ``threads`` torch
         threads (1 to the available cores; ``None``: torch's current setting)."""
         cores = available_cores()
         if threads is not None and not 1 <= threads <= cores:
-            raise CureError(f"--threads {threads} is outside 1..{cores} (the cores available here)", f"give --threads between 1 and {cores}, or leave it out to use torch's default")
+            raise CureError(
+                f"--threads {threads} is outside 1..{cores} (the cores available here)",
+                f"give --threads between 1 and {cores}, or leave it out to use torch's default",
+            )
         sets = self.train_sets(role, request)
         previous_threads = torch.get_num_threads()
         if threads:
@@ -141,7 +166,9 @@ class Workspace:
         start = time.perf_counter()
         try:
             desc = "Original" if role == "original" else f"Retrain {request.id}"  # type: ignore[union-attr]
-            rec, curve, stopped_by = train_item_model(self.samples, sets, self.recipe, progress=progress, quiet=quiet, desc=desc, position=position)
+            rec, curve, stopped_by = train_item_model(
+                self.samples, sets, self.recipe, progress=progress, quiet=quiet, desc=desc, position=position
+            )
         finally:
             torch.set_num_threads(previous_threads)
         seconds = time.perf_counter() - start
@@ -161,13 +188,20 @@ class Workspace:
             "best_epoch": best["epoch"],
             "stopped_by": stopped_by,
             "curve": curve,
-            "metrics": {"valid_auc": best["valid_auc"], "test_auc": test["auc"], "test_acc": test["acc"], "test_logloss": test["logloss"]},
+            "metrics": {
+                "valid_auc": best["valid_auc"],
+                "test_auc": test["auc"],
+                "test_acc": test["acc"],
+                "test_logloss": test["logloss"],
+            },
             "torch": torch.__version__,
         }
         save_recommender(rec, self.model_dir(role, request), self.samples, meta)
         return rec
 
-    def model(self, role: Role, request: ForgetRequest | None = None, progress: ProgressFn | None = None, quiet: bool = False) -> Recommender:
+    def model(
+        self, role: Role, request: ForgetRequest | None = None, progress: ProgressFn | None = None, quiet: bool = False
+    ) -> Recommender:
         """Load from the cache, or train now."""
         return self.load_model(role, request) or self.train_model(role, request, progress=progress, quiet=quiet)
 
@@ -177,13 +211,18 @@ class Workspace:
     def retrain(self, request: ForgetRequest, progress: ProgressFn | None = None, quiet: bool = False) -> Recommender:
         return self.model("retrain", request, progress=progress, quiet=quiet)
 
-    def ensure_models(self, request: ForgetRequest, progress: ProgressFn | None = None, quiet: bool = False) -> tuple[Recommender, Recommender]:
+    def ensure_models(
+        self, request: ForgetRequest, progress: ProgressFn | None = None, quiet: bool = False
+    ) -> tuple[Recommender, Recommender]:
         """Original and Retrain of ``request``; when both are missing they train side by side.
 
         Two processes that split the cores are faster here than one process on all of them.
         ``progress`` gets the sum of both jobs' steps.
         """
-        models: dict[Role, Recommender | None] = {"original": self.load_model("original"), "retrain": self.load_model("retrain", request)}
+        models: dict[Role, Recommender | None] = {
+            "original": self.load_model("original"),
+            "retrain": self.load_model("retrain", request),
+        }
         missing = [role for role, model in models.items() if model is None]
         cores = min(torch.get_num_threads(), available_cores())
         if len(missing) == 2 and cores > 1 and self._given_dataset is None:
@@ -191,10 +230,14 @@ class Workspace:
             models = {"original": self.model("original"), "retrain": self.model("retrain", request)}
         else:
             for role in missing:
-                models[role] = self.train_model(role, request if role == "retrain" else None, progress=progress, quiet=quiet)
+                models[role] = self.train_model(
+                    role, request if role == "retrain" else None, progress=progress, quiet=quiet
+                )
         return models["original"], models["retrain"]  # type: ignore[return-value]
 
-    def _train_in_parallel(self, request: ForgetRequest, progress: ProgressFn | None, quiet: bool, threads: int) -> None:
+    def _train_in_parallel(
+        self, request: ForgetRequest, progress: ProgressFn | None, quiet: bool, threads: int
+    ) -> None:
         """Two ``cure train --threads <threads>`` subprocesses; progress comes back through small JSON files.
 
         Subprocesses (not multiprocessing) so that nothing re-imports the caller's main module —
@@ -206,11 +249,26 @@ class Workspace:
             workers = []
             for role in ("original", "retrain"):
                 progress_file = Path(tmp) / f"{role}.json"
-                cmd = [sys.executable, "-m", "cure_core.cli", "train", "--threads", str(threads), "--progress-file", str(progress_file), "--recipe-json", self.recipe.model_dump_json(), "--split-json", self.split.model_dump_json()]
+                cmd = [
+                    sys.executable,
+                    "-m",
+                    "cure_core.cli",
+                    "train",
+                    "--threads",
+                    str(threads),
+                    "--progress-file",
+                    str(progress_file),
+                    "--recipe-json",
+                    self.recipe.model_dump_json(),
+                    "--split-json",
+                    self.split.model_dump_json(),
+                ]
                 cmd += ["--data", self.data_source] if self.data_source else []
                 cmd += ["--retrain", request.id] if role == "retrain" else []
                 log = open(Path(tmp) / f"{role}.log", "w+")  # noqa: SIM115 - closed below, after the worker exits
-                workers.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT if quiet else None), progress_file, log))
+                workers.append(
+                    (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT if quiet else None), progress_file, log)
+                )
             try:
                 while True:
                     running = any(proc.poll() is None for proc, _, _ in workers)
@@ -234,7 +292,9 @@ class Workspace:
                     if proc.returncode not in (0, -15):  # -15: terminated by us on cancel
                         failures.append(f"exit {proc.returncode}: {tail.splitlines()[-1] if tail else 'no output'}")
             if failures:
-                raise CureError(f"a training worker failed ({'; '.join(failures)})", "run `cure train` directly to see the full log")
+                raise CureError(
+                    f"a training worker failed ({'; '.join(failures)})", "run `cure train` directly to see the full log"
+                )
 
 
 def available_cores() -> int:
@@ -254,9 +314,17 @@ def cut_short(meta: dict) -> bool:
     the machine's load and must not serve as Original or Retrain."""
     try:
         recipe = meta["recipe"]
-        return stop_reason([float(row["valid_auc"]) for row in meta["curve"]], int(recipe["max_epochs"]), int(recipe["patience"])) is None
+        return (
+            stop_reason(
+                [float(row["valid_auc"]) for row in meta["curve"]], int(recipe["max_epochs"]), int(recipe["patience"])
+            )
+            is None
+        )
     except (KeyError, TypeError, ValueError) as err:
-        raise CorruptModelError(f"meta.json lacks the training curve or recipe ({err})", "delete the folder; cached models are retrained on next use") from None
+        raise CorruptModelError(
+            f"meta.json lacks the training curve or recipe ({err})",
+            "delete the folder; cached models are retrained on next use",
+        ) from None
 
 
 def _read_progress(path: Path) -> tuple[int, int, dict]:

@@ -21,7 +21,9 @@ from cure_core.workspace import Workspace
 # float32 training: bf16 autocast rounds differently on CPUs with and without native bf16, so
 # tests that compare two trainings or a training with its cached copy use fp32 (one test trains
 # the bf16 default on purpose)
-TINY_RECIPE = Recipe(n_layer=2, n_head=2, d_model=32, d_mlp=64, max_epochs=3, batch_size=32, lr=3e-3, patience=3, train_precision="fp32")
+TINY_RECIPE = Recipe(
+    n_layer=2, n_head=2, d_model=32, d_mlp=64, max_epochs=3, batch_size=32, lr=3e-3, patience=3, train_precision="fp32"
+)
 REPO_CACHE = Path(__file__).resolve().parent.parent / "cache"  # where cure_core.cache writes without CURE_CACHE
 
 
@@ -36,7 +38,15 @@ def new_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def listing(folder: Path) -> dict[str, tuple[int, int]]:
     """Every file under ``folder`` with its size and modification time."""
-    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.rglob("*")) if p.is_file()} if folder.is_dir() else {}
+    return (
+        {
+            str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*"))
+            if p.is_file()
+        }
+        if folder.is_dir()
+        else {}
+    )
 
 
 @pytest.fixture(scope="session", autouse=True)

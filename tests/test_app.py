@@ -47,7 +47,9 @@ def _open_page(page: str, tmp_path, synthetic, monkeypatch) -> AppTest:
     data = str(write_grouplens(tmp_path / "ml", synthetic))
     monkeypatch.setenv("CURE_DATA", data)
     monkeypatch.setattr("cure_core.workspace.Recipe", lambda: TINY_RECIPE)
-    monkeypatch.syspath_prepend(str(Path(HOME).parent))  # `streamlit run app/Home.py` puts app/ on the path for its pages
+    monkeypatch.syspath_prepend(
+        str(Path(HOME).parent)
+    )  # `streamlit run app/Home.py` puts app/ on the path for its pages
     ws = Workspace(data=data, recipe=TINY_RECIPE)
     ws.ensure_models(ws.default_request(), quiet=True)
     at = AppTest.from_file(page, default_timeout=120)
@@ -142,7 +144,9 @@ def test_user_errors_show_as_one_line_in_the_page(tmp_path, synthetic, monkeypat
     """An unknown request id, a cancelled run and a bad recipe: a readable st.error, no traceback."""
     at = _open_page(UNLEARNING_PAGE, tmp_path, synthetic, monkeypatch)
     at.text_input(key="unlearn_request").input("user-doesnotexist").run()
-    assert not at.exception and any("user-doesnotexist" in e.value and "fix:" in e.value for e in at.error), [e.value for e in at.error]
+    assert not at.exception and any("user-doesnotexist" in e.value and "fix:" in e.value for e in at.error), [
+        e.value for e in at.error
+    ]
 
     at = AppTest.from_file(UNLEARNING_PAGE, default_timeout=120).run()
     at.number_input(key="steps").set_value(1000)

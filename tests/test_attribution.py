@@ -23,10 +23,29 @@ POS, NEG = 5, 6  # <yes>, <no> in the special tokens
 def _save_tiny(folder, arch: str) -> None:
     torch.manual_seed(0)
     if arch == "gpt2":
-        config = GPT2Config(vocab_size=VOCAB, n_positions=16, n_embd=32, n_layer=2, n_head=2, initializer_range=0.3, resid_pdrop=0, embd_pdrop=0, attn_pdrop=0)
+        config = GPT2Config(
+            vocab_size=VOCAB,
+            n_positions=16,
+            n_embd=32,
+            n_layer=2,
+            n_head=2,
+            initializer_range=0.3,
+            resid_pdrop=0,
+            embd_pdrop=0,
+            attn_pdrop=0,
+        )
         model = GPT2LMHeadModel(config)
     else:
-        config = LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=16, initializer_range=0.3)
+        config = LlamaConfig(
+            vocab_size=VOCAB,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            max_position_embeddings=16,
+            initializer_range=0.3,
+        )
         model = LlamaForCausalLM(config)
     model.save_pretrained(folder, safe_serialization=True)
     tokens = SPECIAL_TOKENS + [f"t{i}" for i in range(VOCAB - len(SPECIAL_TOKENS))]
@@ -55,7 +74,9 @@ def _batches(n: int = 12, seq: int = 7, swaps: int = 3, seed: int = 0) -> list[P
     for row in corrupt:
         where = torch.randperm(seq - 1, generator=g)[:swaps]
         row[where] = torch.randint(len(SPECIAL_TOKENS), VOCAB, (swaps,), generator=g)
-    return [PromptBatch(clean[i : i + 5], corrupt[i : i + 5], torch.ones(len(clean[i : i + 5]))) for i in range(0, n, 5)]
+    return [
+        PromptBatch(clean[i : i + 5], corrupt[i : i + 5], torch.ones(len(clean[i : i + 5]))) for i in range(0, n, 5)
+    ]
 
 
 METRIC = LogitDiff(POS, NEG)
@@ -75,11 +96,17 @@ def test_eap_ig_is_complete_with_many_steps(bridge):
     """IG on the input embeddings: per prompt, the input node's edges sum to m(corrupt) −
     m(clean), within 3% of the typical effect (a right Riemann sum of 200 steps on a random,
     strongly non-linear model)."""
-    batches = [PromptBatch(b.clean[i : i + 1], b.corrupt[i : i + 1], b.weight[i : i + 1]) for b in _batches() for i in range(len(b))]
+    batches = [
+        PromptBatch(b.clean[i : i + 1], b.corrupt[i : i + 1], b.weight[i : i + 1])
+        for b in _batches()
+        for i in range(len(b))
+    ]
     result = attribute(bridge, batches, METRIC, "eap-ig", steps=200)
     effects = result.metric_corrupt - result.metric_clean
     assert np.abs(effects).mean() > 1e-2, "the corruption must move the metric for this test to mean anything"
-    np.testing.assert_allclose(result.batch_scores[:, 0].sum(axis=1), effects, rtol=0.03, atol=0.03 * np.abs(effects).mean())
+    np.testing.assert_allclose(
+        result.batch_scores[:, 0].sum(axis=1), effects, rtol=0.03, atol=0.03 * np.abs(effects).mean()
+    )
 
 
 def test_eap_equals_eap_ig_with_one_step(bridge):
@@ -99,7 +126,12 @@ def test_eap_ranks_edges_like_exact_single_edge_patching(gpt2_bridge):
     clean[:, 2] = VOCAB - 2
     with torch.no_grad():
         original = embedding[VOCAB - 1].clone()
-        embedding[VOCAB - 1] = embedding[VOCAB - 2] + 0.01 * torch.randn(embedding.shape[1], generator=torch.Generator().manual_seed(2)) * embedding[VOCAB - 2].norm()
+        embedding[VOCAB - 1] = (
+            embedding[VOCAB - 2]
+            + 0.01
+            * torch.randn(embedding.shape[1], generator=torch.Generator().manual_seed(2))
+            * embedding[VOCAB - 2].norm()
+        )
     try:
         corrupt = clean.clone()
         corrupt[:, 2] = VOCAB - 1
@@ -185,9 +217,13 @@ def test_corrupt_ablation_equals_cutting_every_edge_out_of_the_module(bridge, mo
     ablated = ablated_metric(bridge, [batch], METRIC, [module], "corrupt")
     assert ablated.mean() == pytest.approx(cut.metric_circuit, abs=1e-5)
     assert abs(ablated.mean() - cut.metric_clean) > 1e-4
-    np.testing.assert_allclose(ablated_metric(bridge, [batch], METRIC, [], "zero"), METRIC(bridge(batch.clean)).detach().numpy(), atol=1e-5)
+    np.testing.assert_allclose(
+        ablated_metric(bridge, [batch], METRIC, [], "zero"), METRIC(bridge(batch.clean)).detach().numpy(), atol=1e-5
+    )
     for mode in ("zero", "mean"):
-        assert not np.allclose(ablated_metric(bridge, [batch], METRIC, [module], mode), ablated_metric(bridge, [batch], METRIC, [], mode))
+        assert not np.allclose(
+            ablated_metric(bridge, [batch], METRIC, [module], mode), ablated_metric(bridge, [batch], METRIC, [], mode)
+        )
     assert attached_hook_count(bridge) == 0
     with pytest.raises(ValueError, match="cannot ablate"):
         ablated_metric(bridge, [batch], METRIC, ["u:1"], "zero")

@@ -46,7 +46,21 @@ def app_url(tmp_path_factory, synthetic) -> Iterator[str]:
         OMP_NUM_THREADS="1",
     )
     port = _free_port()
-    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "Home.py"), "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(ROOT / "app" / "Home.py"),
+        "--server.port",
+        str(port),
+        "--server.address",
+        "127.0.0.1",
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+    ]
     log = (root / "streamlit.log").open("w")
     server = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -70,7 +84,9 @@ def app_url(tmp_path_factory, synthetic) -> Iterator[str]:
 def browser() -> Iterator[object]:
     chromium = shutil.which("chromium")
     if chromium is None:
-        pytest.fail("Chromium is missing: install it with `apt-get update && apt-get install -y chromium` (as root), or run `make test` as root")
+        pytest.fail(
+            "Chromium is missing: install it with `apt-get update && apt-get install -y chromium` (as root), or run `make test` as root"
+        )
     with sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
         yield b

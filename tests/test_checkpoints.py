@@ -36,7 +36,12 @@ def checkpoints(tmp_path_factory, synthetic):
 
 
 def _digests(*folders: Path) -> dict[str, str]:
-    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for folder in folders for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p): hashlib.sha256(p.read_bytes()).hexdigest()
+        for folder in folders
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _ids(vocab: int, n: int = 3, seq: int = 14) -> torch.Tensor:
@@ -162,7 +167,9 @@ def test_folder_errors(checkpoints, tmp_path):
 def test_unsupported_architecture(tmp_path):
     from transformers import BioGptConfig
 
-    BioGptConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32).save_pretrained(tmp_path)
+    BioGptConfig(
+        vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32
+    ).save_pretrained(tmp_path)
     with pytest.raises(CureError, match=r"biogpt.*bridge does not support"):
         load_checkpoint(tmp_path, device="cpu")
 
@@ -178,7 +185,10 @@ def test_empty_adapter_errors(checkpoints, tmp_path):
     folder, adapter = checkpoints["qwen2"]
     zeroed = _copy(adapter, tmp_path / "zeroed")
     tensors = load_file(adapter / "adapter_model.safetensors")
-    save_file({k: torch.zeros_like(v) if "lora_B" in k else v for k, v in tensors.items()}, zeroed / "adapter_model.safetensors")
+    save_file(
+        {k: torch.zeros_like(v) if "lora_B" in k else v for k, v in tensors.items()},
+        zeroed / "adapter_model.safetensors",
+    )
     with pytest.raises(CureError, match=r"empty.*lora_B tensors are zero"):
         load_checkpoint(folder, zeroed, device="cpu")
     legacy_empty = _copy(adapter, tmp_path / "legacy-empty", skip="*.safetensors")
@@ -207,7 +217,10 @@ def test_adapter_for_another_base_errors(checkpoints, tmp_path):
         load_checkpoint(gpt2, _rebased(qwen2_lora, tmp_path / "hub"), device="cpu")
     wider = _rebased(qwen2_lora, tmp_path / "wider")
     tensors = load_file(qwen2_lora / "adapter_model.safetensors")
-    save_file({k: torch.ones(v.shape[0], v.shape[1] * 2) if "lora_A" in k else v for k, v in tensors.items()}, wider / "adapter_model.safetensors")
+    save_file(
+        {k: torch.ones(v.shape[0], v.shape[1] * 2) if "lora_A" in k else v for k, v in tensors.items()},
+        wider / "adapter_model.safetensors",
+    )
     with pytest.raises(CureError, match=r"does not fit this model"):
         load_checkpoint(qwen2, wider, device="cpu")
 

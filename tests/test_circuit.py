@@ -74,7 +74,13 @@ def test_overlap_and_normalisation():
 def _doc() -> CircuitDocument:
     forget, retain = _scores(0), _scores(1)
     circuit = select(SHAPE, forget, "top-n", 25)
-    return document(circuit, {"forget": forget, "retain": retain}, {"forget": forget.sum(1), "retain": retain.sum(1)}, "forget", {"method": "eap-ig"})
+    return document(
+        circuit,
+        {"forget": forget, "retain": retain},
+        {"forget": forget.sum(1), "retain": retain.sum(1)},
+        "forget",
+        {"method": "eap-ig"},
+    )
 
 
 def test_json_round_trip_is_exact(tmp_path):
@@ -141,7 +147,9 @@ def test_views_and_size_curve():
     from analysis.attribution import Attribution
     from analysis.compare import VIEWS, differential_edges, view_scores
 
-    forget, retain = (Attribution(SHAPE, "eap", 1, _scores(seed), _scores(seed)[None], np.zeros(2), np.zeros(2)) for seed in (0, 1))
+    forget, retain = (
+        Attribution(SHAPE, "eap", 1, _scores(seed), _scores(seed)[None], np.zeros(2), np.zeros(2)) for seed in (0, 1)
+    )
     views = view_scores(forget, retain)
     assert tuple(views) == VIEWS and views["forget"] is forget.scores
     np.testing.assert_array_equal(views["difference"], differential_edges(forget, retain))

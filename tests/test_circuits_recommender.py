@@ -9,7 +9,14 @@ import pytest
 from analysis.circuit import select
 from analysis.export import read_json, to_circuit
 from cure_core import cli
-from cure_core.circuits import AttributionSettings, attribution_path, circuit_context, find_circuit, get_attribution, split_prompts
+from cure_core.circuits import (
+    AttributionSettings,
+    attribution_path,
+    circuit_context,
+    find_circuit,
+    get_attribution,
+    split_prompts,
+)
 from cure_core.corruptions import corrupt
 from cure_core.data import Samples
 from cure_core.errors import CureError
@@ -35,7 +42,9 @@ def test_history_swap_keeps_user_and_target_and_takes_another_users_history(synt
     samples = synthetic_samples
     idx = samples.index(Samples.TRAIN)[:200]
     bad = corrupt("history", samples, idx, None, tiny_ws.default_request(), np.random.default_rng(0))
-    assert np.array_equal(bad.samples.target, samples.target[idx]) and np.array_equal(bad.samples.user, samples.user[idx])
+    assert np.array_equal(bad.samples.target, samples.target[idx]) and np.array_equal(
+        bad.samples.user, samples.user[idx]
+    )
     assert (bad.samples.history != samples.history[idx]).any(axis=1).mean() > 0.9
     donors = [np.flatnonzero((samples.history == h).all(axis=1)) for h in bad.samples.history[:20]]
     assert all((samples.user[d] != samples.user[i]).any() for d, i in zip(donors, idx[:20], strict=True))
@@ -95,7 +104,9 @@ def test_find_circuit_gives_a_curve_that_ends_at_one(ctx):
     attribution = get_attribution(ctx, "retain", QUICK, quiet=True)
     result = find_circuit(ctx, attribution, "retain", QUICK, "top-n", 30, curve_points=6, quiet=True)
     assert np.array_equal(result.circuit.edges, select(attribution.shape, attribution.scores, "top-n", 30).edges)
-    assert result.circuit.n_edges <= 30  # pruning keeps how many of the 30 lie on input→logits paths: the model's business
+    assert (
+        result.circuit.n_edges <= 30
+    )  # pruning keeps how many of the 30 lie on input→logits paths: the model's business
     sizes = [n for n, _ in result.curve]
     assert sizes[0] == 0 and sizes[-1] == attribution.shape.n_edges
     assert result.curve[0][1].value == pytest.approx(0.0, abs=1e-5)
@@ -109,13 +120,35 @@ def test_cli_attribute_and_circuit_export(capsys, tmp_path, synthetic, monkeypat
     assert cli.main(["attribute", "--set", "retain", "--method", "eap", *small]) == 0
     out = capsys.readouterr().out
     assert "retain set: 40 prompts, eap" in out and "->" in out
-    assert cli.main(["circuit", "--top-n", "20", "--curve-points", "4", "--export", "json", str(tmp_path / "c.json"), *small]) == 0
+    assert (
+        cli.main(
+            ["circuit", "--top-n", "20", "--curve-points", "4", "--export", "json", str(tmp_path / "c.json"), *small]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "forget circuit" in out and "retain circuit" in out and "Jaccard" in out
     circuit, scores = to_circuit(read_json(tmp_path / "c-forget.json"))
     assert circuit.n_edges <= 20 and set(scores) == {"forget", "retain", "control-0"}
     assert "noise floor" in out and (tmp_path / "c-control-0.json").exists()
-    assert cli.main(["circuit", "--set", "retain", "--share", "0.5", "--curve-points", "0", "--export", "csv", str(tmp_path / "r.csv"), *small]) == 0
+    assert (
+        cli.main(
+            [
+                "circuit",
+                "--set",
+                "retain",
+                "--share",
+                "0.5",
+                "--curve-points",
+                "0",
+                "--export",
+                "csv",
+                str(tmp_path / "r.csv"),
+                *small,
+            ]
+        )
+        == 0
+    )
     table = pd.read_csv(tmp_path / "r.csv", keep_default_na=False)
     assert {"source", "target", "qkv", "score"} <= set(table.columns)
 

@@ -60,7 +60,15 @@ def test_forget_then_evaluate_json(capsys, data_dir, monkeypatch):
     code, out, _ = run(capsys, "evaluate", "--request", request_id, "--json", "--data", data_dir)
     assert code == 0
     report = json.loads(out)
-    for key in ("test_auc", "forget_auc", "retrain_forget_auc", "mia_auc", "retrain_mia_auc", "jsd_to_retrain", "privleak"):
+    for key in (
+        "test_auc",
+        "forget_auc",
+        "retrain_forget_auc",
+        "mia_auc",
+        "retrain_mia_auc",
+        "jsd_to_retrain",
+        "privleak",
+    ):
         assert key in report
     assert report["request"] == request_id
     assert 0 <= report["mia_auc"] <= 1

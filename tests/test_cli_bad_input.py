@@ -123,7 +123,11 @@ def run(capsys, argv):
 
 
 def written(cache) -> list[str]:
-    return sorted(str(p.relative_to(cache)) for p in cache.rglob("*") if p.is_file() and "downloads" not in p.relative_to(cache).parts)
+    return sorted(
+        str(p.relative_to(cache))
+        for p in cache.rglob("*")
+        if p.is_file() and "downloads" not in p.relative_to(cache).parts
+    )
 
 
 def assert_one_error_line(code: int, err: str, expected: str) -> None:
@@ -162,11 +166,19 @@ def _damage(folder, name, lines=None, append=None):
 DATA_CASES = {
     "duplicated": (lambda f: _damage(f, "u.data", append=(f / "u.data").read_text().splitlines()), "u.data row"),
     "rating 99": (lambda f: _damage(f, "u.data", {3: "1\t2\t99\t1000"}), "u.data row 4 has a rating outside"),
-    "empty rating": (lambda f: _damage(f, "u.data", {0: "1\t2\t\t1000"}), "u.data row 1 has an empty or non-numeric rating"),
+    "empty rating": (
+        lambda f: _damage(f, "u.data", {0: "1\t2\t\t1000"}),
+        "u.data row 1 has an empty or non-numeric rating",
+    ),
     "negative timestamp": (lambda f: _damage(f, "u.data", {5: "1\t3\t4\t-5"}), "u.data row 6 has a negative timestamp"),
     "blank user": (lambda f: _damage(f, "u.data", {2: " \t3\t4\t100"}), "blank user or item id"),
     "u.user columns": (lambda f: (f / "u.user").write_text("1|24|M\n2|30|F\n"), "u.user has 3 column(s)"),
-    "genre flag": (lambda f: _damage(f, "u.item", {1: (f / "u.item").read_text(encoding="latin-1").splitlines()[1].rsplit("|", 1)[0] + "|x"}), "u.item row 2 has a genre flag"),
+    "genre flag": (
+        lambda f: _damage(
+            f, "u.item", {1: (f / "u.item").read_text(encoding="latin-1").splitlines()[1].rsplit("|", 1)[0] + "|x"}
+        ),
+        "u.item row 2 has a genre flag",
+    ),
     "no u.item": (lambda f: (f / "u.item").unlink(), "no u.item"),
 }
 
@@ -196,18 +208,28 @@ def test_corrupt_zip_member_is_one_line(capsys, tmp_path, synthetic):
 
 
 @pytest.mark.parametrize("target", ["folder", "under a file", "read-only"])
-@pytest.mark.parametrize("argv", [["report", "--out"], ["groups", "--csv"], ["compare", "--out"], ["circuit", "--export", "json"]])
+@pytest.mark.parametrize(
+    "argv", [["report", "--out"], ["groups", "--csv"], ["compare", "--out"], ["circuit", "--export", "json"]]
+)
 def test_unwritable_output_is_refused_before_work(capsys, isolated_cache, tmp_path, monkeypatch, argv, target):
     a_file = tmp_path / "file.txt"
     a_file.write_text("x")
     locked = tmp_path / "locked"
     locked.mkdir()
     folder_output = argv[0] == "compare"
-    path = {"folder": a_file if folder_output else tmp_path, "under a file": a_file / "out.csv", "read-only": locked / "out.csv"}[target]
+    path = {
+        "folder": a_file if folder_output else tmp_path,
+        "under a file": a_file / "out.csv",
+        "read-only": locked / "out.csv",
+    }[target]
     real_access = os.access
-    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if str(p).startswith(str(locked)) else real_access(p, mode, **kw))
+    monkeypatch.setattr(
+        os, "access", lambda p, mode, **kw: False if str(p).startswith(str(locked)) else real_access(p, mode, **kw)
+    )
     code, _, err = run(capsys, [*argv, str(path)])
-    assert_one_error_line(code, err, {"folder": "is a", "under a file": "which is a file", "read-only": "read-only"}[target])
+    assert_one_error_line(
+        code, err, {"folder": "is a", "under a file": "which is a file", "read-only": "read-only"}[target]
+    )
     assert written(isolated_cache) == []
 
 
@@ -222,7 +244,9 @@ def test_library_warning_is_one_line(capsys, monkeypatch, data_dir):
 
     from cure_core.cli import commands
 
-    monkeypatch.setattr(commands.printers, "print_summary", lambda *a: warnings.warn("something odd\non two lines", stacklevel=1))
+    monkeypatch.setattr(
+        commands.printers, "print_summary", lambda *a: warnings.warn("something odd\non two lines", stacklevel=1)
+    )
     code, _, err = run(capsys, ["data", "--data", data_dir])
     assert code == 0 and err.strip() == "warning: something odd on two lines"
 

@@ -22,9 +22,23 @@ def write_grouplens(folder, dataset):
 
 def write_recbole(folder, dataset):
     folder.mkdir(parents=True, exist_ok=True)
-    r = dataset.ratings.rename(columns={"user": "user_id:token", "item": "item_id:token", "rating": "rating:float", "timestamp": "timestamp:float"})
+    r = dataset.ratings.rename(
+        columns={
+            "user": "user_id:token",
+            "item": "item_id:token",
+            "rating": "rating:float",
+            "timestamp": "timestamp:float",
+        }
+    )
     r.to_csv(folder / "x.inter", sep="\t", index=False)
-    items = pd.DataFrame({"item_id:token": dataset.items["item"], "movie_title:token_seq": dataset.items["title"], "release_year:token": dataset.items["year"], "class:token_seq": dataset.items["genres"].str.replace("|", " ")})
+    items = pd.DataFrame(
+        {
+            "item_id:token": dataset.items["item"],
+            "movie_title:token_seq": dataset.items["title"],
+            "release_year:token": dataset.items["year"],
+            "class:token_seq": dataset.items["genres"].str.replace("|", " "),
+        }
+    )
     items.to_csv(folder / "x.item", sep="\t", index=False)
     return folder
 

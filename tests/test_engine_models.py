@@ -10,7 +10,15 @@ import numpy as np
 import pytest
 import torch
 from scipy.stats import spearmanr
-from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+from transformers import (
+    AutoTokenizer,
+    GPT2Config,
+    GPT2LMHeadModel,
+    LlamaConfig,
+    LlamaForCausalLM,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+)
 
 from analysis.ablation import ablated_metric
 from analysis.activations import new_source_buffer, run_sources, source_capture_hooks
@@ -31,8 +39,29 @@ ARCHS = ("gpt2", "llama", "qwen2")
 def tiny_model(arch: str) -> torch.nn.Module:
     torch.manual_seed(0)
     if arch == "gpt2":
-        return GPT2LMHeadModel(GPT2Config(vocab_size=VOCAB, n_positions=16, n_embd=32, n_layer=2, n_head=2, initializer_range=0.3, resid_pdrop=0, embd_pdrop=0, attn_pdrop=0))
-    kwargs = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=16, initializer_range=0.3)
+        return GPT2LMHeadModel(
+            GPT2Config(
+                vocab_size=VOCAB,
+                n_positions=16,
+                n_embd=32,
+                n_layer=2,
+                n_head=2,
+                initializer_range=0.3,
+                resid_pdrop=0,
+                embd_pdrop=0,
+                attn_pdrop=0,
+            )
+        )
+    kwargs = dict(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=16,
+        initializer_range=0.3,
+    )
     return LlamaForCausalLM(LlamaConfig(**kwargs)) if arch == "llama" else Qwen2ForCausalLM(Qwen2Config(**kwargs))
 
 
@@ -54,7 +83,9 @@ def bridge(request, tokenizer):
     return booted
 
 
-def pairs(n: int = 5, lengths: tuple[int, ...] = (7, 4, 6, 7, 3), swaps: int = 2, seed: int = 0) -> tuple[list[list[int]], list[list[int]]]:
+def pairs(
+    n: int = 5, lengths: tuple[int, ...] = (7, 4, 6, 7, 3), swaps: int = 2, seed: int = 0
+) -> tuple[list[list[int]], list[list[int]]]:
     """Random prompts of different lengths; the corrupted copy changes ``swaps`` tokens (never the last)."""
     g = torch.Generator().manual_seed(seed)
     clean, corrupt = [], []
@@ -78,7 +109,9 @@ def dense_reference(bridge, batch: PromptBatch, steps: int) -> np.ndarray:
     shape = graph_shape(bridge)
     n, mask = len(batch), batch.attention_mask
     with edge_hooks(bridge) as hooks:
-        corrupt, corrupt_embed, _ = run_sources(bridge, hooks, shape, batch.corrupt, metric_input_hooks(hooks, METRIC), mask)
+        corrupt, corrupt_embed, _ = run_sources(
+            bridge, hooks, shape, batch.corrupt, metric_input_hooks(hooks, METRIC), mask
+        )
         clean = new_source_buffer(shape, batch.clean, corrupt.shape[-1], corrupt.dtype)
         alphas = torch.arange(1, steps + 1, dtype=corrupt.dtype) / steps
         readers: dict[str, torch.Tensor] = {}
@@ -94,15 +127,31 @@ def dense_reference(bridge, batch: PromptBatch, steps: int) -> np.ndarray:
 
             return hook
 
-        names = [hooks.head_input(layer, x) for layer in range(shape.n_layers) for x in QKV] + [hooks.mlp_in(layer) for layer in range(shape.n_layers)] + [hooks.final_resid]
-        fwd = [(hooks.embed, interpolate), *source_capture_hooks(hooks, shape, clean), *[(name, keep(name)) for name in names], *metric_input_hooks(hooks, METRIC)]
+        names = (
+            [hooks.head_input(layer, x) for layer in range(shape.n_layers) for x in QKV]
+            + [hooks.mlp_in(layer) for layer in range(shape.n_layers)]
+            + [hooks.final_resid]
+        )
+        fwd = [
+            (hooks.embed, interpolate),
+            *source_capture_hooks(hooks, shape, clean),
+            *[(name, keep(name)) for name in names],
+            *metric_input_hooks(hooks, METRIC),
+        ]
         with torch.enable_grad(), bridge.hooks(fwd_hooks=fwd):
-            values = METRIC(bridge(batch.clean.repeat(steps, 1), **run_kwargs(None if mask is None else mask.repeat(steps, 1)))) * batch.weight.repeat(steps)
+            values = METRIC(
+                bridge(batch.clean.repeat(steps, 1), **run_kwargs(None if mask is None else mask.repeat(steps, 1)))
+            ) * batch.weight.repeat(steps)
             grads = dict(zip(names, torch.autograd.grad(values.sum(), [readers[name] for name in names]), strict=True))
     mean = {name: g.reshape(steps, n, *g.shape[1:]).mean(0).double() for name, g in grads.items()}
     rows = []
     for layer in range(shape.n_layers):
-        rows += [mean[hooks.head_input(layer, x)].permute(2, 0, 1, 3).reshape(-1, n * batch.clean.shape[1] * corrupt.shape[-1]) for x in QKV]
+        rows += [
+            mean[hooks.head_input(layer, x)]
+            .permute(2, 0, 1, 3)
+            .reshape(-1, n * batch.clean.shape[1] * corrupt.shape[-1])
+            for x in QKV
+        ]
         rows.append(mean[hooks.mlp_in(layer)].reshape(1, -1))
     rows.append(mean[hooks.final_resid].reshape(1, -1))
     delta = (corrupt - clean).double()
@@ -141,7 +190,9 @@ def test_graph_size_matches_the_model(bridge):
     shape = graph_shape(bridge)
     model = bridge.original_model.config
     kv = getattr(model, "num_key_value_heads", None) or shape.n_heads
-    assert (shape.n_heads, shape.kv_heads) == ((2, 2) if model.model_type == "gpt2" else (4, 2)) and shape.kv_heads == kv
+    assert (shape.n_heads, shape.kv_heads) == (
+        (2, 2) if model.model_type == "gpt2" else (4, 2)
+    ) and shape.kv_heads == kv
     assert shape.n_dst == shape.n_layers * (shape.n_heads + 2 * kv + 1) + 1
     assert int(shape.real_edge_mask().sum()) == shape.n_edges
 
@@ -164,7 +215,12 @@ def test_eap_ranks_edges_like_exact_single_edge_patching(bridge):
     clean[:, 2] = VOCAB - 2
     with torch.no_grad():
         original = embedding[VOCAB - 1].clone()
-        embedding[VOCAB - 1] = embedding[VOCAB - 2] + 0.01 * torch.randn(embedding.shape[1], generator=torch.Generator().manual_seed(2)) * embedding[VOCAB - 2].norm()
+        embedding[VOCAB - 1] = (
+            embedding[VOCAB - 2]
+            + 0.01
+            * torch.randn(embedding.shape[1], generator=torch.Generator().manual_seed(2))
+            * embedding[VOCAB - 2].norm()
+        )
     try:
         corrupt = clean.clone()
         corrupt[:, 2] = VOCAB - 1
@@ -195,7 +251,13 @@ def test_a_left_padded_batch_attributes_like_its_prompts_one_at_a_time(bridge, m
     padded = PromptBatch.from_pairs(clean, corrupt, torch.ones(len(clean)), pad_id=0)
     assert padded.attention_mask is not None and not padded.attention_mask.all()
     together = attribute(bridge, [padded], METRIC, method, steps=steps)
-    alone = attribute(bridge, [PromptBatch.from_pairs([a], [b], torch.ones(1), pad_id=0) for a, b in zip(clean, corrupt, strict=True)], METRIC, method, steps=steps)
+    alone = attribute(
+        bridge,
+        [PromptBatch.from_pairs([a], [b], torch.ones(1), pad_id=0) for a, b in zip(clean, corrupt, strict=True)],
+        METRIC,
+        method,
+        steps=steps,
+    )
     close(together.scores, alone.scores, 1e-5)
     np.testing.assert_allclose(together.metric_clean, alone.metric_clean, atol=1e-5)
     np.testing.assert_allclose(together.metric_corrupt, alone.metric_corrupt, atol=1e-5)
@@ -210,10 +272,20 @@ def test_faithfulness_and_ablation_on_a_left_padded_batch_match_one_prompt_at_a_
     mask = shape.real_edge_mask().copy()
     mask[:, shape.mlp_dst(0)] = False
     circuits = [Circuit.full(shape), Circuit.empty(shape), Circuit(shape, mask)]
-    for a, b in zip(faithfulness_curve(bridge, padded, METRIC, circuits), faithfulness_curve(bridge, alone, METRIC, circuits), strict=True):
-        assert (a.metric_circuit, a.metric_clean, a.metric_corrupt) == pytest.approx((b.metric_circuit, b.metric_clean, b.metric_corrupt), abs=1e-5)
+    for a, b in zip(
+        faithfulness_curve(bridge, padded, METRIC, circuits),
+        faithfulness_curve(bridge, alone, METRIC, circuits),
+        strict=True,
+    ):
+        assert (a.metric_circuit, a.metric_clean, a.metric_corrupt) == pytest.approx(
+            (b.metric_circuit, b.metric_clean, b.metric_corrupt), abs=1e-5
+        )
     for mode in ("zero", "corrupt"):
-        np.testing.assert_allclose(ablated_metric(bridge, padded, METRIC, ["a1.h1", "m0"], mode), ablated_metric(bridge, alone, METRIC, ["a1.h1", "m0"], mode), atol=1e-5)
+        np.testing.assert_allclose(
+            ablated_metric(bridge, padded, METRIC, ["a1.h1", "m0"], mode),
+            ablated_metric(bridge, alone, METRIC, ["a1.h1", "m0"], mode),
+            atol=1e-5,
+        )
     means = ablated_metric(bridge, padded, METRIC, ["m1"], "mean")
     assert means.shape == (len(clean),) and np.isfinite(means).all()
 

@@ -70,7 +70,9 @@ def test_grouped_query_names_and_readers():
     assert g.dst_names[g.head_dst(1, 1, "k")] == "a1.kv1<k>" and g.dst_names[g.head_dst(1, 3, "q")] == "a1.h3<q>"
     assert [g.kv_head_of(h) for h in range(4)] == [0, 0, 1, 1]
     assert g.parse_edge("a0.h2->a1.kv1<v>") == (g.head_src(0, 2), g.head_dst(1, 1, "v"))
-    assert g.parse_edge("a0.h2->a1.h3<k>") == g.parse_edge("a0.h2->a1.kv1<k>")  # a K input named by the query head reading it
+    assert g.parse_edge("a0.h2->a1.h3<k>") == g.parse_edge(
+        "a0.h2->a1.kv1<k>"
+    )  # a K input named by the query head reading it
     assert g.src_names[g.dst_module[g.head_dst(1, 1, "v")]] == "a1.h2"  # listed under the group's first head
     for src, dst in zip(*np.nonzero(g.real_edge_mask()), strict=True):
         assert g.parse_edge(g.edge_name(src, dst)) == (src, dst)

@@ -19,14 +19,47 @@ from cure_core.studies.store import RESULT_FILE, load_results
 from cure_core.unlearning.methods import METHODS, UnlearnConfig, UnlearnMethod
 from cure_core.unlearning.runs import RunReport
 
-CONFIG_FIELDS = ["method", "strength", "steps", "batch_size", "seed", "retain_weight", "retain_loss", "forget_loss", "npo_beta", "retain_rule", "shared_rule", "row_rule", "probe_every", "probe_size"]
+CONFIG_FIELDS = [
+    "method",
+    "strength",
+    "steps",
+    "batch_size",
+    "seed",
+    "retain_weight",
+    "retain_loss",
+    "forget_loss",
+    "npo_beta",
+    "retain_rule",
+    "shared_rule",
+    "row_rule",
+    "probe_every",
+    "probe_size",
+]
 """Run ids hash the config's JSON: these fields (and their defaults) keep cached runs valid."""
 
 FLAT_KEYS = {
-    "name", "request", "request_description", "sizes", "test_auc", "test_acc", "test_logloss", "forget_auc", "forget_acc", "forget_logloss",
-    "retrain_test_auc", "retrain_forget_auc", "retrain_forget_logloss", "jsd_to_retrain", "l2_to_retrain", "model", "retrain",
-    "forget_auc_gap", "mia_auc", "retrain_mia_auc", "privleak",
-}  # fmt: skip
+    "name",
+    "request",
+    "request_description",
+    "sizes",
+    "test_auc",
+    "test_acc",
+    "test_logloss",
+    "forget_auc",
+    "forget_acc",
+    "forget_logloss",
+    "retrain_test_auc",
+    "retrain_forget_auc",
+    "retrain_forget_logloss",
+    "jsd_to_retrain",
+    "l2_to_retrain",
+    "model",
+    "retrain",
+    "forget_auc_gap",
+    "mia_auc",
+    "retrain_mia_auc",
+    "privleak",
+}
 """The keys saved reports and ``--json`` outputs have always had."""
 
 
@@ -34,7 +67,10 @@ def test_every_method_is_one_registered_class_with_its_whole_definition():
     assert list(METHODS) == ["ga", "graddiff", "npo", "e2urec", "pcgrad", "sago", "cure", "cure-nocircuit"]
     for name, method in METHODS.items():
         assert isinstance(method, UnlearnMethod) and method.name == name and method.label and method.help
-        assert list(method.strengths) == sorted(method.strengths) and method.default_strength == method.strengths[len(method.strengths) // 2]
+        assert (
+            list(method.strengths) == sorted(method.strengths)
+            and method.default_strength == method.strengths[len(method.strengths) // 2]
+        )
     assert [m for m, method in METHODS.items() if method.needs_groups] == ["cure", "cure-nocircuit"]
     assert not METHODS["cure-nocircuit"].circuit_groups and METHODS["cure"].circuit_groups
 
@@ -68,7 +104,16 @@ def _comparison(name: str = "model", mia: bool = True) -> Comparison:
         split = Utility(auc=auc, acc=0.7, logloss=0.6, n=10)
         return ModelScores(test=split, forget=split, retain=split, mia={"loss": mia_loss, "zlib": None} if mia else {})
 
-    return Comparison(name=name, request="user-x", request_description="1 user", sizes={"forget": 10}, model=scores(0.8, 0.6), retrain=scores(0.7, 0.5), jsd_to_retrain=0.01, l2_to_retrain=0.1)
+    return Comparison(
+        name=name,
+        request="user-x",
+        request_description="1 user",
+        sizes={"forget": 10},
+        model=scores(0.8, 0.6),
+        retrain=scores(0.7, 0.5),
+        jsd_to_retrain=0.01,
+        l2_to_retrain=0.1,
+    )
 
 
 def test_comparison_dumps_the_flat_keys_and_round_trips():
@@ -76,7 +121,9 @@ def test_comparison_dumps_the_flat_keys_and_round_trips():
     dumped = comparison.model_dump()
     assert set(dumped) == FLAT_KEYS
     assert dumped["model"]["test"]["auc"] == 0.8 and dumped["retrain"]["mia"]["loss"] == 0.5
-    assert dumped["forget_auc_gap"] == pytest.approx(0.1) and dumped["mia_auc"] == 0.6 and dumped["retrain_mia_auc"] == 0.5
+    assert (
+        dumped["forget_auc_gap"] == pytest.approx(0.1) and dumped["mia_auc"] == 0.6 and dumped["retrain_mia_auc"] == 0.5
+    )
     assert dumped["privleak"] == {"loss": pytest.approx(-20.0)}  # an attack undefined on either side is left out
     assert Comparison.model_validate_json(comparison.model_dump_json()) == comparison
     assert _comparison(mia=False).model_dump()["privleak"] == {} and _comparison(mia=False).mia_auc is None
@@ -84,22 +131,57 @@ def test_comparison_dumps_the_flat_keys_and_round_trips():
 
 def test_comparison_rows():
     comparison = _comparison()
-    assert comparison.versus(["test AUC", "forget LogLoss"]) == [("test AUC", 0.8, 0.7), ("forget LogLoss", 0.6, 0.6), ("MIA AUC (loss)", 0.6, 0.5), ("MIA AUC (zlib)", None, None)]
+    assert comparison.versus(["test AUC", "forget LogLoss"]) == [
+        ("test AUC", 0.8, 0.7),
+        ("forget LogLoss", 0.6, 0.6),
+        ("MIA AUC (loss)", 0.6, 0.5),
+        ("MIA AUC (zlib)", None, None),
+    ]
     original, retrain = comparison.reference_rows(12.0, 10.0)
-    assert original["method"] == "Original" and original["seconds"] == 12.0 and original["test_auc"] == 0.8 and original["jsd_to_retrain"] == 0.01
-    assert retrain["method"] == "Retrain" and retrain["test_auc"] == 0.7 and retrain["jsd_to_retrain"] == 0.0 and retrain["forget_auc_gap"] == 0.0
+    assert (
+        original["method"] == "Original"
+        and original["seconds"] == 12.0
+        and original["test_auc"] == 0.8
+        and original["jsd_to_retrain"] == 0.01
+    )
+    assert (
+        retrain["method"] == "Retrain"
+        and retrain["test_auc"] == 0.7
+        and retrain["jsd_to_retrain"] == 0.0
+        and retrain["forget_auc_gap"] == 0.0
+    )
 
 
 def test_run_report_keeps_the_saved_keys_and_loads_them_back():
     config = UnlearnConfig(method="cure", strength=3e-4)
-    cost = {"seconds": 1.5, "params_updated": 10, "params_total": 100, "peak_memory_mib": 5.0, "peak_memory_kind": "process peak RSS"}
+    cost = {
+        "seconds": 1.5,
+        "params_updated": 10,
+        "params_total": 100,
+        "peak_memory_mib": 5.0,
+        "peak_memory_kind": "process peak RSS",
+    }
     report = RunReport(**dict(_comparison("cure")), method="cure", strength=3e-4, config=config, run="cure-abc", **cost)
     dumped = report.model_dump()
-    assert FLAT_KEYS | {"method", "strength", "config", "run", "groups_used", "versions", "group_warnings", "separability", *cost} == set(dumped)
+    assert FLAT_KEYS | {
+        "method",
+        "strength",
+        "config",
+        "run",
+        "groups_used",
+        "versions",
+        "group_warnings",
+        "separability",
+        *cost,
+    } == set(dumped)
     assert dumped["config"] == config.model_dump()
     assert RunReport.model_validate_json(json.dumps(dumped)) == report
     row = report.row()
-    assert row["method"] == METHODS["cure"].label and row["strength"] == 3e-4 and row["privleak_loss"] == pytest.approx(-20.0)
+    assert (
+        row["method"] == METHODS["cure"].label
+        and row["strength"] == 3e-4
+        and row["privleak_loss"] == pytest.approx(-20.0)
+    )
 
 
 def test_the_reference_is_computed_once_per_pair_of_weights_and_request(monkeypatch):
@@ -141,9 +223,16 @@ class _Counting(Study):
 
 def test_the_study_skeleton_times_resumes_reports_progress_and_saves():
     study, updates = _Counting(), []
-    first = study.run(None, StudySettings(quick_mode=True), progress=lambda done, total, info: updates.append((done, total)), quiet=True)  # type: ignore[arg-type]
+    first = study.run(
+        None,
+        StudySettings(quick_mode=True),
+        progress=lambda done, total, info: updates.append((done, total)),
+        quiet=True,
+    )  # type: ignore[arg-type]
     assert first["tables"]["cells"] == [{"value": "a"}, {"value": "b"}] and study.computed == ["a", "b"]
-    assert updates == [(1, 2), (2, 2)] and first["command"] == "cure study pareto --quick" and first["summary"] == ["done"]
+    assert (
+        updates == [(1, 2), (2, 2)] and first["command"] == "cure study pareto --quick" and first["summary"] == ["done"]
+    )
     again = study.run(None, StudySettings(quick_mode=True), quiet=True)  # type: ignore[arg-type]
     assert study.computed == ["a", "b"], "saved cells are not recomputed"
     assert len(again["invocations"]) == 2 and again["key"] == first["key"]

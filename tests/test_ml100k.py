@@ -42,7 +42,10 @@ def test_summary_numbers(ws):
     assert (summary["users"], summary["items"], summary["ratings"]) == (943, 1682, 100_000)
     assert summary["samples"] == 100_000 - 943 * 10
     assert summary["holdout_users"] == 47
-    assert summary["train_samples"] + summary["valid_samples"] + summary["test_samples"] + summary["holdout_samples"] < summary["samples"]
+    assert (
+        summary["train_samples"] + summary["valid_samples"] + summary["test_samples"] + summary["holdout_samples"]
+        < summary["samples"]
+    )
     assert 0.5 < summary["train_positive_rate"] < 0.6
     assert ws.titles["1"] == "Toy Story (1995)"
 
@@ -80,7 +83,10 @@ def test_v1_recipe_keeps_its_cache_key(ws):
 @pytest.fixture(scope="module")
 def small_ws(ws):
     """A small model trained for one epoch (shared by the tests below)."""
-    small = Workspace(recipe=Recipe(n_layer=2, n_head=2, d_model=64, d_mlp=128, max_epochs=1, batch_size=256, lr=3e-3), dataset=ws.dataset)
+    small = Workspace(
+        recipe=Recipe(n_layer=2, n_head=2, d_model=64, d_mlp=128, max_epochs=1, batch_size=256, lr=3e-3),
+        dataset=ws.dataset,
+    )
     small.original(quiet=True)
     return small
 
@@ -94,7 +100,9 @@ def test_short_training_records_the_test_auc_of_its_weights(ws, small_ws):
     test = s.index(Samples.TEST)
     baselines = baseline_aucs(s, s.index(Samples.TRAIN), test)
     assert all(0 <= v <= 1 for v in baselines.values())
-    assert rec.meta["metrics"]["test_auc"] == pytest.approx(utility(s.label[test], rec.predict(s, test))["auc"], abs=1e-9)
+    assert rec.meta["metrics"]["test_auc"] == pytest.approx(
+        utility(s.label[test], rec.predict(s, test))["auc"], abs=1e-9
+    )
 
 
 @pytest.mark.parametrize("corruption", ["history", "target"])
@@ -107,4 +115,6 @@ def test_circuits_on_the_default_request(small_ws, corruption):
     assert forget.n_prompts == 64 and np.isfinite(forget.scores).all()
     result = find_circuit(ctx, forget, "forget", settings, "top-n", 40, curve_points=5, quiet=True)
     assert abs(result.faithfulness.gap) > 1e-6, "the corruption must move the metric for F to mean anything"
-    assert result.curve[0][1].value == pytest.approx(0.0, abs=1e-4) and result.curve[-1][1].value == pytest.approx(1.0, abs=1e-4)
+    assert result.curve[0][1].value == pytest.approx(0.0, abs=1e-4) and result.curve[-1][1].value == pytest.approx(
+        1.0, abs=1e-4
+    )

@@ -29,8 +29,12 @@ def test_training_keeps_the_best_validation_epoch_and_records_its_metrics(traine
     weights, recomputed from their predictions."""
     ws, rec = trained
     curve, meta = rec.meta["curve"], rec.meta
-    assert 1 <= len(curve) <= TINY_RECIPE.max_epochs and [row["epoch"] for row in curve] == list(range(1, len(curve) + 1))
-    assert all(np.isfinite(row["train_loss"]) and 0 <= row["valid_auc"] <= 1 and 0 <= row["test_auc"] <= 1 for row in curve)
+    assert 1 <= len(curve) <= TINY_RECIPE.max_epochs and [row["epoch"] for row in curve] == list(
+        range(1, len(curve) + 1)
+    )
+    assert all(
+        np.isfinite(row["train_loss"]) and 0 <= row["valid_auc"] <= 1 and 0 <= row["test_auc"] <= 1 for row in curve
+    )
     best = max(curve, key=lambda row: row["valid_auc"])
     assert meta["best_epoch"] == best["epoch"] and meta["metrics"]["valid_auc"] == best["valid_auc"]
     test = ws.samples.index(Samples.TEST)
@@ -44,14 +48,25 @@ def test_mixed_precision_keeps_float32_weights(trained, synthetic):
     (The tests' tiny recipe trains in fp32, so that trainings compare exactly on any CPU.)"""
     _, plain = trained
     assert plain.meta["recipe"]["train_precision"] == "fp32" and Recipe().train_precision == "bf16-mixed"
-    mixed = Workspace(dataset=synthetic, recipe=TINY_RECIPE.model_copy(update={"train_precision": "bf16-mixed", "activation": "gelu_new", "max_epochs": 1}))
+    mixed = Workspace(
+        dataset=synthetic,
+        recipe=TINY_RECIPE.model_copy(
+            update={"train_precision": "bf16-mixed", "activation": "gelu_new", "max_epochs": 1}
+        ),
+    )
     rec = mixed.original(quiet=True)
-    assert rec.path != plain.path and rec.meta["recipe"]["train_precision"] == "bf16-mixed" and rec.model.config.activation_function == "gelu_new"
+    assert (
+        rec.path != plain.path
+        and rec.meta["recipe"]["train_precision"] == "bf16-mixed"
+        and rec.model.config.activation_function == "gelu_new"
+    )
     assert all(p.dtype == torch.float32 for p in rec.model.parameters())
     test = mixed.samples.index(Samples.TEST)
     predictions = rec.predict(mixed.samples, test)
     assert np.isfinite(predictions.margin).all()
-    assert rec.meta["metrics"]["test_auc"] == pytest.approx(utility(mixed.samples.label[test], predictions)["auc"], abs=1e-9)
+    assert rec.meta["metrics"]["test_auc"] == pytest.approx(
+        utility(mixed.samples.label[test], predictions)["auc"], abs=1e-9
+    )
 
 
 def test_later_recipe_fields_leave_the_cache_key_while_at_their_old_value():
@@ -68,7 +83,9 @@ def test_removed_recipe_fields_keep_their_old_value_in_the_key():
 
 def test_training_is_seeded(synthetic):
     a = Workspace(dataset=synthetic, recipe=TINY_RECIPE.model_copy(update={"max_epochs": 1})).original(quiet=True)
-    b = Workspace(dataset=synthetic, recipe=TINY_RECIPE.model_copy(update={"max_epochs": 1})).train_model("original", quiet=True)
+    b = Workspace(dataset=synthetic, recipe=TINY_RECIPE.model_copy(update={"max_epochs": 1})).train_model(
+        "original", quiet=True
+    )
     for (name, pa), pb in zip(a.model.named_parameters(), b.model.parameters(), strict=True):
         assert torch.equal(pa, pb), name
 
@@ -128,19 +145,43 @@ def test_llama_architecture_trains_and_boots(synthetic):
     assert rec.model.config.model_type == "llama"
     ids = rec.encode(ws.samples, np.arange(4)).input_ids
     with torch.no_grad():
-        torch.testing.assert_close(load_bridge(rec.path)(ids, return_type="logits"), rec.model(ids).logits, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(
+            load_bridge(rec.path)(ids, return_type="logits"), rec.model(ids).logits, atol=1e-4, rtol=1e-4
+        )
 
 
 def test_text_mode_checkpoint_through_the_same_api(tmp_path, synthetic, synthetic_samples):
     s = synthetic_samples
     titles = synthetic.titles()
     words = {w for t in titles.values() for w in t.replace("(", " ").replace(")", " ").split()}
-    words |= set(["User", "A", "new", "user", "rated", ":", ";", ".", "liked", "disliked", "Will", "the", "like", "?", "Answer", "Yes", "No"]) | {str(u) for u in s.user_ids}
+    words |= set(
+        [
+            "User",
+            "A",
+            "new",
+            "user",
+            "rated",
+            ":",
+            ";",
+            ".",
+            "liked",
+            "disliked",
+            "Will",
+            "the",
+            "like",
+            "?",
+            "Answer",
+            "Yes",
+            "No",
+        ]
+    ) | {str(u) for u in s.user_ids}
     vocab = {"[PAD]": 0, "[UNK]": 1, **{w: i + 2 for i, w in enumerate(sorted(words))}}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
     PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]").save_pretrained(tmp_path)
-    GPT2LMHeadModel(GPT2Config(vocab_size=len(vocab), n_positions=256, n_embd=16, n_layer=1, n_head=2)).save_pretrained(tmp_path)
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(vocab), n_positions=256, n_embd=16, n_layer=1, n_head=2)).save_pretrained(
+        tmp_path
+    )
     rec = load_recommender(tmp_path, s, titles)
     assert rec.meta["mode"] == "text"
     prompt = rec.encoder.prompt(s, 0)
@@ -150,7 +191,9 @@ def test_text_mode_checkpoint_through_the_same_api(tmp_path, synthetic, syntheti
 
 
 def test_text_mode_refuses_pickle_weights(tmp_path, synthetic_samples):
-    GPT2LMHeadModel(GPT2Config(vocab_size=10, n_positions=8, n_embd=8, n_layer=1, n_head=1)).save_pretrained(tmp_path, safe_serialization=False)
+    GPT2LMHeadModel(GPT2Config(vocab_size=10, n_positions=8, n_embd=8, n_layer=1, n_head=1)).save_pretrained(
+        tmp_path, safe_serialization=False
+    )
     for f in tmp_path.glob("*.safetensors"):
         f.unlink()
     with pytest.raises(CureError, match=r"no \.safetensors"):
@@ -167,7 +210,9 @@ def test_original_and_retrain_train_side_by_side(tmp_path, synthetic, monkeypatc
     ws = Workspace(data=write_grouplens(tmp_path / "ml", synthetic), recipe=TINY_RECIPE)
     request = user_request(ws.dataset, ws.samples, fraction=0.1, seed=2)
     seen = []
-    original, retrain = ws.ensure_models(request, progress=lambda done, total, info: seen.append((done, total)), quiet=True)
+    original, retrain = ws.ensure_models(
+        request, progress=lambda done, total, info: seen.append((done, total)), quiet=True
+    )
     assert original.meta["role"] == "original" and retrain.meta["role"] == "retrain"
     assert original.meta["threads"] == retrain.meta["threads"] == 1  # two workers split the two cores
     assert {original.meta["stopped_by"], retrain.meta["stopped_by"]} <= {"patience", "max_epochs"}

@@ -29,15 +29,39 @@ ALPACA = (
 )
 # One user's ratings in time order (title, year, stars): the history and target of that record.
 TALLREC_USER = [
-    ("Paris, Texas", "1984", 5), ("Rebel Without a Cause", "1955", 4), ("Kalifornia", "1993", 2), ("Return of the Pink Panther, The", "1974", 4),
-    ("Ace Ventura: Pet Detective", "1994", 5), ("Magnificent Seven, The", "1954", 4), ("Star Trek: The Wrath of Khan", "1982", 5), ("Cat People", "1982", 4),
-    ("Orlando", "1993", 4), ("Dave", "1993", 5), ("Perez Family, The", "1995", 2), ("Jurassic Park", "1993", 4), ("Sleeper", "1973", 4),
-]  # fmt: skip
+    ("Paris, Texas", "1984", 5),
+    ("Rebel Without a Cause", "1955", 4),
+    ("Kalifornia", "1993", 2),
+    ("Return of the Pink Panther, The", "1974", 4),
+    ("Ace Ventura: Pet Detective", "1994", 5),
+    ("Magnificent Seven, The", "1954", 4),
+    ("Star Trek: The Wrath of Khan", "1982", 5),
+    ("Cat People", "1982", 4),
+    ("Orlando", "1993", 4),
+    ("Dave", "1993", 5),
+    ("Perez Family, The", "1995", 2),
+    ("Jurassic Park", "1993", 4),
+    ("Sleeper", "1973", 4),
+]
 
 
 def _one_user_dataset(rated: list[tuple[str, str, int]], users: pd.DataFrame | None = None) -> RatingsDataset:
-    items = pd.DataFrame({"item": [str(i + 1) for i in range(len(rated))], "title": [t for t, _, _ in rated], "year": [y for _, y, _ in rated], "genres": "Drama"})
-    ratings = pd.DataFrame({"user": "7", "item": items["item"], "rating": [float(s) for _, _, s in rated], "timestamp": np.arange(len(rated)) + 1000})
+    items = pd.DataFrame(
+        {
+            "item": [str(i + 1) for i in range(len(rated))],
+            "title": [t for t, _, _ in rated],
+            "year": [y for _, y, _ in rated],
+            "genres": "Drama",
+        }
+    )
+    ratings = pd.DataFrame(
+        {
+            "user": "7",
+            "item": items["item"],
+            "rating": [float(s) for _, _, s in rated],
+            "timestamp": np.arange(len(rated)) + 1000,
+        }
+    )
     return RatingsDataset(name="one-user", ratings=ratings, items=items, users=users)
 
 
@@ -63,8 +87,17 @@ def test_tallrec_prompt_is_byte_for_byte(tokenizer):
 
 
 def test_e2urec_prompt(tokenizer):
-    rated = [("Heat", "1995", 1), ("Fargo", "1996", 4), ("Schindler's List", "1993", 5), ("Babe", "1995", 3), ("Ran", "1985", 2), ("Big", "1988", 4)]
-    users = pd.DataFrame({"user": ["7"], "age": ["24"], "gender": ["F"], "occupation": ["technician"], "zip": ["85711"]})
+    rated = [
+        ("Heat", "1995", 1),
+        ("Fargo", "1996", 4),
+        ("Schindler's List", "1993", 5),
+        ("Babe", "1995", 3),
+        ("Ran", "1985", 2),
+        ("Big", "1988", 4),
+    ]
+    users = pd.DataFrame(
+        {"user": ["7"], "age": ["24"], "gender": ["F"], "occupation": ["technician"], "zip": ["85711"]}
+    )
     dataset = _one_user_dataset(rated, users)
     samples = build_samples(dataset, SplitConfig(history_len=3, holdout_user_frac=0))
     prompt = ProfileEncoder(load_profile("e2urec"), tokenizer, dataset, samples).prompt(samples, 0)
@@ -104,7 +137,10 @@ def test_answer_ids_are_read_in_context(tokenizer, synthetic, synthetic_samples)
         prompt = encoder.prompt(synthetic_samples, 3)
         for word, token in ((encoder.profile.yes, encoder.yes_id), (encoder.profile.no, encoder.no_id)):
             base = tokenizer.encode(prompt, add_special_tokens=encoder.profile.add_special_tokens)
-            assert tokenizer.encode(prompt + word, add_special_tokens=encoder.profile.add_special_tokens)[len(base)] == token
+            assert (
+                tokenizer.encode(prompt + word, add_special_tokens=encoder.profile.add_special_tokens)[len(base)]
+                == token
+            )
 
 
 def test_answer_errors(tokenizer, synthetic_samples):
@@ -132,12 +168,30 @@ def test_encode_left_pads(tokenizer, synthetic, synthetic_samples):
     [
         ("template = 'x\n", "not valid TOML"),
         ("colour = 1\n", "unknown key"),
-        ("template = '{{ target }}'\n[item]\ntemplate = '{{ name }}'\n[history]\nentry = '{{ item }}'\n", "lacks 'yes'"),
-        ("template = '{{ targte }}'\n[item]\ntemplate = '{{ name }}'\n[history]\nentry = '{{ item }}'\n[answer]\nyes = 'Yes'\nno = 'No'\n", "unknown variable.*targte"),
-        ("template = '{% if %}'\n[item]\ntemplate = '{{ name }}'\n[history]\nentry = '{{ item }}'\n[answer]\nyes = 'Yes'\nno = 'No'\n", "not a valid Jinja2"),
-        ("template = '{{ target }}'\n[item]\ntemplate = '{{ name }}'\n[history]\nentry = '{{ item }}'\n[answer]\nyes = 'Yes'\nno = 'Yes'\n", "two different"),
-        ("template = '{{ target }}'\nadd_special_tokens = 'yes'\n[item]\ntemplate = '{{ name }}'\n[history]\nentry = '{{ item }}'\n[answer]\nyes = 'Y'\nno = 'N'\n", "must be a bool"),
-        ("template = '{{ target }}'\nitem = 3\n[history]\nentry = '{{ item }}'\n[answer]\nyes = 'Y'\nno = 'N'\n", "is not a table"),
+        (
+            "template = '{{ target }}'\n[item]\ntemplate = '{{ name }}'\n[history]\nentry = '{{ item }}'\n",
+            "lacks 'yes'",
+        ),
+        (
+            "template = '{{ targte }}'\n[item]\ntemplate = '{{ name }}'\n[history]\nentry = '{{ item }}'\n[answer]\nyes = 'Yes'\nno = 'No'\n",
+            "unknown variable.*targte",
+        ),
+        (
+            "template = '{% if %}'\n[item]\ntemplate = '{{ name }}'\n[history]\nentry = '{{ item }}'\n[answer]\nyes = 'Yes'\nno = 'No'\n",
+            "not a valid Jinja2",
+        ),
+        (
+            "template = '{{ target }}'\n[item]\ntemplate = '{{ name }}'\n[history]\nentry = '{{ item }}'\n[answer]\nyes = 'Yes'\nno = 'Yes'\n",
+            "two different",
+        ),
+        (
+            "template = '{{ target }}'\nadd_special_tokens = 'yes'\n[item]\ntemplate = '{{ name }}'\n[history]\nentry = '{{ item }}'\n[answer]\nyes = 'Y'\nno = 'N'\n",
+            "must be a bool",
+        ),
+        (
+            "template = '{{ target }}'\nitem = 3\n[history]\nentry = '{{ item }}'\n[answer]\nyes = 'Y'\nno = 'N'\n",
+            "is not a table",
+        ),
     ],
 )
 def test_bad_profile_files(tmp_path, text, message):

@@ -96,8 +96,26 @@ def _meta(value) -> object:
 
 @pytest.mark.parametrize(
     "damage",
-    [_no_vocab, _vocab({"<pad>": 0}), _vocab([1, 2, 3]), _vocab("tokens"), _shorter_vocab, _vocab(["x"] * 5), _meta([]), _meta({"weights_sha256": 3})],
-    ids=["no-vocab", "vocab-dict", "vocab-ints", "vocab-string", "vocab-short", "vocab-no-specials", "meta-list", "meta-bad-sha"],
+    [
+        _no_vocab,
+        _vocab({"<pad>": 0}),
+        _vocab([1, 2, 3]),
+        _vocab("tokens"),
+        _shorter_vocab,
+        _vocab(["x"] * 5),
+        _meta([]),
+        _meta({"weights_sha256": 3}),
+    ],
+    ids=[
+        "no-vocab",
+        "vocab-dict",
+        "vocab-ints",
+        "vocab-string",
+        "vocab-short",
+        "vocab-no-specials",
+        "meta-list",
+        "meta-bad-sha",
+    ],
 )
 def test_unreadable_model_folder_is_corrupt_and_rebuilt(saved, damage):
     ws, folder = cached_copy(saved)
@@ -120,7 +138,10 @@ def test_parallel_workers_split_the_cores():
 
 def test_run_id_changes_with_the_retrain_it_is_compared_with():
     original = SimpleNamespace(meta={"weights_sha256": "a" * 64})
-    retrain, retrained = SimpleNamespace(meta={"weights_sha256": "b" * 64}), SimpleNamespace(meta={"weights_sha256": "c" * 64})
+    retrain, retrained = (
+        SimpleNamespace(meta={"weights_sha256": "b" * 64}),
+        SimpleNamespace(meta={"weights_sha256": "c" * 64}),
+    )
     request, config = SimpleNamespace(id="users-abc"), json.dumps({"method": "npo", "strength": 1e-4})
     assert run_id(original, retrain, request, config) == run_id(original, retrain, request, config)
     assert run_id(original, retrain, request, config) != run_id(original, retrained, request, config)
@@ -128,7 +149,9 @@ def test_run_id_changes_with_the_retrain_it_is_compared_with():
 
 def test_study_cells_are_not_reused_against_another_retrain(tiny_ws, monkeypatch):
     """A study finished against one Retrain is recomputed, not read back, against a retrained one."""
-    settings = STUDIES["pareto"].settings.quick().model_copy(update={"variants": ["GA"], "seeds": [0], "grid_points": 1})
+    settings = (
+        STUDIES["pareto"].settings.quick().model_copy(update={"variants": ["GA"], "seeds": [0], "grid_points": 1})
+    )
     first = STUDIES["pareto"].run(tiny_ws, settings, quiet=True)
     original, retrain = tiny_ws.ensure_models(tiny_ws.default_request(), quiet=True)
     retrain.meta = {**retrain.meta, "weights_sha256": "f" * 64}

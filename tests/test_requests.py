@@ -5,7 +5,15 @@ import pytest
 
 from cure_core.data import Samples
 from cure_core.errors import CureError
-from cure_core.requests import interaction_request, item_request, load_request, request_sets, save_request, trainable_users, user_request
+from cure_core.requests import (
+    interaction_request,
+    item_request,
+    load_request,
+    request_sets,
+    save_request,
+    trainable_users,
+    user_request,
+)
 
 
 def assert_partition(samples, sets):
@@ -77,7 +85,10 @@ def test_interaction_covers_every_sample_that_carries_it(synthetic, synthetic_sa
     request = interaction_request(synthetic, s, [(user, first), (user, kth)])
     sets = request_sets(request, s)
     np.testing.assert_array_equal(np.sort(sets.forget), expected)
-    assert request.description == f"2 rating(s), carried by {len(expected)} training sample(s) (1 as target, {len(expected) - 1} only in histories)"
+    assert (
+        request.description
+        == f"2 rating(s), carried by {len(expected)} training sample(s) (1 as target, {len(expected) - 1} only in histories)"
+    )
     only_first = request_sets(interaction_request(synthetic, s, [(user, first)]), s)
     np.testing.assert_array_equal(only_first.forget, idx[:1])
     assert_partition(s, sets)
@@ -94,7 +105,9 @@ def test_item_request_with_target_scope_counts_what_histories_keep(synthetic, sy
     trained = (s.split == Samples.TRAIN) & ~s.is_holdout_user
     kept = trained & ~np.isin(s.target, codes) & np.isin(s.history, codes).any(axis=1)
     assert kept.sum() > 0
-    assert request.description.endswith(f"; {int(kept.sum())} retained training sample(s) still hold these items in their history")
+    assert request.description.endswith(
+        f"; {int(kept.sum())} retained training sample(s) still hold these items in their history"
+    )
     sets = request_sets(request, s)
     assert set(np.flatnonzero(kept)) <= set(sets.retain)
 

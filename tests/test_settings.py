@@ -41,21 +41,39 @@ def test_options_are_built_from_any_settings_class():
     args = parser.parse_args(["--colour", "green", "--things", "4", "--loud"])
     assert options.build(args) == Toy(colour="green", size=3, n_things=4, loud=True)
     assert options.build(parser.parse_args([])) == Toy()
-    for argv, flag in ((["--size", "0"], "--size"), (["--size", "x"], "--size"), (["--colour", "blue"], "--colour"), (["--things", "-1"], "--things")):
+    for argv, flag in (
+        (["--size", "0"], "--size"),
+        (["--size", "x"], "--size"),
+        (["--colour", "blue"], "--colour"),
+        (["--things", "-1"], "--things"),
+    ):
         with pytest.raises(CureError, match=flag):
             parser.parse_args(argv)
 
 
 def test_validation_errors_name_the_flag_not_the_field():
     parser = CliParser(prog="toy")
-    options = SettingsOptions.add(parser, GroupSettings, ["threshold_rule", "threshold", "null_draws"], rename={"null_draws": "--draws"})
+    options = SettingsOptions.add(
+        parser, GroupSettings, ["threshold_rule", "threshold", "null_draws"], rename={"null_draws": "--draws"}
+    )
     with pytest.raises(CureError, match=r"--threshold: the quantile rule needs a threshold in \(0, 1\]"):
         options.build(parser.parse_args(["--threshold-rule", "quantile", "--threshold", "2"]))
     with pytest.raises(CureError, match="--draws"):
         options.build(parser.parse_args([]), null_draws=0)
 
 
-@pytest.mark.parametrize(("rule", "threshold", "ok"), [("share", 0.8, True), ("share", 1.0, True), ("share", 0.0, False), ("quantile", 1.5, False), ("absolute", 0.0, True), ("absolute", 3.0, True), ("absolute", -0.1, False)])
+@pytest.mark.parametrize(
+    ("rule", "threshold", "ok"),
+    [
+        ("share", 0.8, True),
+        ("share", 1.0, True),
+        ("share", 0.0, False),
+        ("quantile", 1.5, False),
+        ("absolute", 0.0, True),
+        ("absolute", 3.0, True),
+        ("absolute", -0.1, False),
+    ],
+)
 def test_group_threshold_fits_its_rule(rule, threshold, ok):
     if ok:
         assert GroupSettings(threshold_rule=rule, threshold=threshold).threshold == threshold
@@ -72,7 +90,15 @@ def test_recipe_rejects_unknown_fields_and_indivisible_heads():
     assert recipe_from_json('{"n_layer": 2}') == Recipe(n_layer=2)
 
 
-@pytest.mark.parametrize(("ratio", "mean", "std", "beyond"), [(1.5, 1.0, 0.1, True), (1.1, 1.0, 0.1, False), (1.2, 1.0, 0.1, False), (1.21, 1.0, 0.1, True)])
+@pytest.mark.parametrize(
+    ("ratio", "mean", "std", "beyond"),
+    [(1.5, 1.0, 0.1, True), (1.1, 1.0, 0.1, False), (1.2, 1.0, 0.1, False), (1.21, 1.0, 0.1, True)],
+)
 def test_one_separability_verdict(ratio, mean, std, beyond):
-    groups = ModuleGroups(table=None, separability={"separability": ratio, "spread_control_mean": mean, "spread_control_std": std}, settings=GroupSettings(), warnings=[])  # type: ignore[arg-type]
+    groups = ModuleGroups(
+        table=None,
+        separability={"separability": ratio, "spread_control_mean": mean, "spread_control_std": std},
+        settings=GroupSettings(),
+        warnings=[],
+    )  # type: ignore[arg-type]
     assert groups.beyond_noise is beyond

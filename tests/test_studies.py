@@ -114,7 +114,10 @@ def test_difficulty_scores_leave_anchors_out():
     assert scores[2] > 0 > scores[0] and scores[3] > 0 > scores[1]
     assert abs(scores[4]) < 0.1
     # user 0's easy centre is user 1 alone (left out of its own anchor mean)
-    assert scores[0] == pytest.approx(vectors[0] @ (vectors[2:4].mean(0)) / np.linalg.norm(vectors[2:4].mean(0)) - vectors[0] @ vectors[1] / np.linalg.norm(vectors[1]))
+    assert scores[0] == pytest.approx(
+        vectors[0] @ (vectors[2:4].mean(0)) / np.linalg.norm(vectors[2:4].mean(0))
+        - vectors[0] @ vectors[1] / np.linalg.norm(vectors[1])
+    )
 
 
 def test_difficulty_quick_correlates_with_forgetting(tiny_ws):
@@ -139,7 +142,9 @@ def test_report_html_and_page_show_a_study(tiny_ws, tmp_path, monkeypatch):
     assert text.count("plotly.js v") >= 1 and 'src="https://cdn' not in text  # plotly.js inline, no network
     assert main(["report", "--out", str(tmp_path / "r.html")]) == 0 and (tmp_path / "r.html").stat().st_size > 1_000_000
     model = tiny_ws.model_dir("original").name
-    assert model in model_label(result, cached_models()) and model in text, "each result names the model it was computed on"
+    assert model in model_label(result, cached_models()) and model in text, (
+        "each result names the model it was computed on"
+    )
     assert "no longer cached" in model_label({"context": {"weights": "0" * 64}}, cached_models())
 
     st.cache_resource.clear()

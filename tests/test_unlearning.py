@@ -64,7 +64,9 @@ def test_planted_scores_give_the_planted_groups():
 def test_noise_alone_gives_no_specific_modules_and_warns():
     base = np.array([0.0, 1, 2, 3, 1, 2, 3])
     controls = [_attribution(base, noise=0.3, seed=s) for s in range(5)]
-    groups = group_modules(SHAPE, _attribution(base, noise=0.1, seed=11), _attribution(base, noise=0.1, seed=12), controls, GroupSettings())
+    groups = group_modules(
+        SHAPE, _attribution(base, noise=0.1, seed=11), _attribution(base, noise=0.1, seed=12), controls, GroupSettings()
+    )
     assert not groups.members("forget-specific") and not groups.members("retain-specific")
     assert any("no module is forget-specific" in w for w in groups.warnings)
 
@@ -111,7 +113,10 @@ def test_parameter_masks_cover_exactly_the_modules_slices(setup):
     d, dh = 32, 16
     attn = masks["transformer.h.1.attn.c_attn.weight"]
     assert attn.sum() == 3 * d * dh and attn[:, :dh].all() and not attn[:, dh:d].any() and attn[:, d : d + dh].all()
-    assert masks["transformer.h.1.attn.c_proj.weight"][:dh].all() and not masks["transformer.h.1.attn.c_proj.weight"][dh:].any()
+    assert (
+        masks["transformer.h.1.attn.c_proj.weight"][:dh].all()
+        and not masks["transformer.h.1.attn.c_proj.weight"][dh:].any()
+    )
     assert not masks["transformer.h.1.attn.c_proj.bias"].any()
     assert masks["transformer.h.0.mlp.c_fc.weight"].all() and not masks["transformer.h.1.mlp.c_fc.weight"].any()
     row = original.encoder.vocab.index["u:3"]
@@ -127,7 +132,9 @@ def test_pcgrad_never_opposes_the_retain_gradient_and_sago_takes_it_on_conflicts
         assert torch.dot(pcgrad(g_f, g_r, 1.0, 0.0), g_r) >= -1e-5
         combined = sago(g_f, g_r, 2.0, 0.5)
         conflict = g_f * g_r < 0
-        assert torch.equal(combined[conflict], 0.5 * g_r[conflict]) and torch.equal(combined[~conflict], 2.0 * g_f[~conflict])
+        assert torch.equal(combined[conflict], 0.5 * g_r[conflict]) and torch.equal(
+            combined[~conflict], 2.0 * g_f[~conflict]
+        )
 
 
 @pytest.mark.parametrize("method", [m for m, spec in METHODS.items() if not spec.needs_groups])
@@ -138,9 +145,13 @@ def test_every_method_moves_the_forget_loss_the_right_way_on_a_copy(setup, metho
     # α = 0 isolates the forget objective, which every method must then move the right way
     # (the distillation starts next to its teacher on this tiny model, so it takes smaller steps)
     strength = 1e-5 if method == "e2urec" else 3e-3  # Adam takes lr-sized steps even on a KL of 1e-6
-    config = UnlearnConfig(method=method, strength=strength, steps=8, batch_size=32, probe_every=4, probe_size=32, retain_weight=0.0)
+    config = UnlearnConfig(
+        method=method, strength=strength, steps=8, batch_size=32, probe_every=4, probe_size=32, retain_weight=0.0
+    )
     result = unlearn(original, ws.samples, sets, request, config)
-    assert all(torch.equal(a, b) for a, b in zip(before, original.model.parameters(), strict=True)), "the original must not change"
+    assert all(torch.equal(a, b) for a, b in zip(before, original.model.parameters(), strict=True)), (
+        "the original must not change"
+    )
     idx = sets.forget[:200]
     answers = ws.samples.label[idx]
     nll = lambda rec: float(-rec.predict(ws.samples, idx).answer_logp(answers).mean())  # noqa: E731
@@ -151,15 +162,32 @@ def test_every_method_moves_the_forget_loss_the_right_way_on_a_copy(setup, metho
         assert gap(result.model) < gap(original)
     else:
         assert nll(result.model) > nll(original)
-    assert len(result.history) == 8 and "forget_auc" in result.history[3] and np.isfinite(result.history[-1]["forget_loss"])
+    assert (
+        len(result.history) == 8
+        and "forget_auc" in result.history[3]
+        and np.isfinite(result.history[-1]["forget_loss"])
+    )
 
 
 def test_cure_updates_only_its_groups_slices(setup):
     ws, request, original, _ = setup
     sets = ws.sets(request)
-    table = pd.DataFrame({"module": ["a0.h1", "m1", "a1.h0"], "kind": ["head", "mlp", "head"], "group": ["forget-specific", "task-shared", "outside"]})
+    table = pd.DataFrame(
+        {
+            "module": ["a0.h1", "m1", "a1.h0"],
+            "kind": ["head", "mlp", "head"],
+            "group": ["forget-specific", "task-shared", "outside"],
+        }
+    )
     groups = ModuleGroups(table=table, separability={}, settings=GroupSettings(), warnings=[])
-    result = unlearn(original, ws.samples, sets, request, UnlearnConfig(method="cure", strength=3e-3, steps=4, batch_size=32, probe_size=32), groups)
+    result = unlearn(
+        original,
+        ws.samples,
+        sets,
+        request,
+        UnlearnConfig(method="cure", strength=3e-3, steps=4, batch_size=32, probe_size=32),
+        groups,
+    )
     masks = parameter_mask(original.model, ["a0.h1", "m1"], original.encoder.vocab.index)
     changed_inside = False
     for (name, new), old in zip(result.model.model.named_parameters(), original.model.parameters(), strict=True):
@@ -177,16 +205,34 @@ def test_cure_without_circuits_treats_every_head_and_mlp_as_shared(setup):
     ws, request, original, _ = setup
     sets = ws.sets(request)
     row = f"u:{request.users[0]}"
-    table = pd.DataFrame({"module": ["a0.h1", "m1", "a1.h0", row], "kind": ["head", "mlp", "head", "user row"], "group": ["forget-specific", "task-shared", "outside", "forget-specific"]})
+    table = pd.DataFrame(
+        {
+            "module": ["a0.h1", "m1", "a1.h0", row],
+            "kind": ["head", "mlp", "head", "user row"],
+            "group": ["forget-specific", "task-shared", "outside", "forget-specific"],
+        }
+    )
     groups = ModuleGroups(table=table, separability={}, settings=GroupSettings(), warnings=[])
     ablated = groups.without_circuits()
     assert ablated.members("task-shared") == ["a0.h1", "m1", "a1.h0"] and ablated.members("forget-specific") == [row]
     assert groups.members("outside") == ["a1.h0"], "the original groups are left as they were"
-    config = UnlearnConfig(method="cure-nocircuit", strength=3e-3, steps=4, batch_size=32, probe_size=32, forget_loss="teacher", row_rule="reset")
+    config = UnlearnConfig(
+        method="cure-nocircuit",
+        strength=3e-3,
+        steps=4,
+        batch_size=32,
+        probe_size=32,
+        forget_loss="teacher",
+        row_rule="reset",
+    )
     result = unlearn(original, ws.samples, sets, request, config, groups)
     masks = parameter_mask(original.model, ["a0.h1", "m1", "a1.h0", row], original.encoder.vocab.index)
     head = parameter_mask(original.model, ["a1.h0"], original.encoder.vocab.index)
-    moved = {name: not torch.equal(new[head[name]], old[head[name]]) for (name, new), old in zip(result.model.model.named_parameters(), original.model.parameters(), strict=True) if head[name].any()}
+    moved = {
+        name: not torch.equal(new[head[name]], old[head[name]])
+        for (name, new), old in zip(result.model.model.named_parameters(), original.model.parameters(), strict=True)
+        if head[name].any()
+    }
     assert any(moved.values()), "the head outside the circuits must be updated in the ablation"
     assert result.params_updated == sum(int(m.sum()) for m in masks.values())
     assert result.groups_used == {"forget-specific": 1, "retain-specific": 0, "task-shared": 3}
@@ -204,7 +250,13 @@ def test_exploding_loss_stops_and_keeps_the_original(setup):
     ws, request, original, _ = setup
     sha = [p.detach().clone() for p in original.model.parameters()]
     with pytest.raises(UnlearningDiverged, match="diverged"):
-        unlearn(original, ws.samples, ws.sets(request), request, UnlearnConfig(method="ga", strength=5.0, steps=200, batch_size=32))
+        unlearn(
+            original,
+            ws.samples,
+            ws.sets(request),
+            request,
+            UnlearnConfig(method="ga", strength=5.0, steps=200, batch_size=32),
+        )
     assert all(torch.equal(a, b) for a, b in zip(sha, original.model.parameters(), strict=True))
 
 
@@ -221,7 +273,10 @@ def test_cli_unlearn_and_compare_keep_the_checkpoint_and_write_outputs(capsys, t
     run = next(line for line in out.splitlines() if line.startswith("run ")).split()[1].rstrip(":")
     report = load_report(run)
     assert report is not None and report.method == "cure"
-    assert cli.main(["compare", "--methods", "npo,cure", "--strengths", "1e-3", "--out", str(tmp_path / "cmp"), *quick]) == 0
+    assert (
+        cli.main(["compare", "--methods", "npo,cure", "--strengths", "1e-3", "--out", str(tmp_path / "cmp"), *quick])
+        == 0
+    )
     assert (tmp_path / "cmp" / "pareto.html").read_text().count("plotly") > 0
     table = pd.read_csv(tmp_path / "cmp" / "comparison.csv")
     assert list(table["method"])[:2] == ["Original", "Retrain"] and len(table) == 4
@@ -263,14 +318,30 @@ def test_cure_row_reset_makes_forgotten_users_read_as_unknown(setup):
 def test_cli_groups_prints_the_table_separability_and_sizes(capsys, tmp_path, synthetic, monkeypatch):
     monkeypatch.setattr("cure_core.workspace.Recipe", lambda: TINY_RECIPE)
     data = str(write_grouplens(tmp_path / "ml", synthetic))
-    argv = ["groups", "--prompts", "32", "--eval-prompts", "8", "--batch-size", "16", "--draws", "3", "--csv", str(tmp_path / "g.csv"), "--data", data]
+    argv = [
+        "groups",
+        "--prompts",
+        "32",
+        "--eval-prompts",
+        "8",
+        "--batch-size",
+        "16",
+        "--draws",
+        "3",
+        "--csv",
+        str(tmp_path / "g.csv"),
+        "--data",
+        data,
+    ]
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
     assert "separability" in out and "3 matched control draws" in out and "group sizes" in out
     table = pd.read_csv(tmp_path / "g.csv")
     assert {"module", "importance_forget", "importance_retain", "null", "group"} <= set(table.columns)
     assert set(table["group"]) <= {"forget-specific", "retain-specific", "task-shared", "outside"}
-    assert (table["module"].str.startswith("u:") & (table["group"] == "forget-specific")).sum() == 5  # the forgotten users' rows
+    assert (
+        table["module"].str.startswith("u:") & (table["group"] == "forget-specific")
+    ).sum() == 5  # the forgotten users' rows
     assert cli.main(["groups", "--threshold", "-1", "--data", data]) == 2
     assert "--threshold: the share rule needs a threshold in (0, 1]" in capsys.readouterr().err
 
@@ -284,7 +355,10 @@ def test_a_cancelled_run_stops_saves_nothing_and_keeps_the_original(setup, monke
     before = [p.detach().clone() for p in original.model.parameters()]
     config = UnlearnConfig(method="npo", strength=1e-3, steps=5000, batch_size=16, probe_every=1000, probe_size=16)
     started = []
-    job = BackgroundJob("cancel-test", lambda progress: get_run(ws, request, config, progress=progress, callback=started.append, quiet=True))
+    job = BackgroundJob(
+        "cancel-test",
+        lambda progress: get_run(ws, request, config, progress=progress, callback=started.append, quiet=True),
+    )
     for _ in range(300):
         if started:
             break
@@ -294,5 +368,7 @@ def test_a_cancelled_run_stops_saves_nothing_and_keeps_the_original(setup, monke
     assert job.finished and job.error is not None and "cancelled" in job.error
     assert len(started) < config.steps
     saved = [load_report(folder.name) for folder in run_dir("any").parent.iterdir()]
-    assert not any(report and report.config.steps == config.steps for report in saved), "a cancelled run must not be saved"
+    assert not any(report and report.config.steps == config.steps for report in saved), (
+        "a cancelled run must not be saved"
+    )
     assert all(torch.equal(a, b) for a, b in zip(before, original.model.parameters(), strict=True))

@@ -31,21 +31,41 @@ with st.sidebar:
     st.header("Attribution")
     request = request_picker(ws, request, key="circuits_request")
     methods = choices(AttributionSettings, "method")
-    method = st.radio("method", methods, index=methods.index(AttributionSettings.model_fields["method"].default), horizontal=True)
+    method = st.radio(
+        "method", methods, index=methods.index(AttributionSettings.model_fields["method"].default), horizontal=True
+    )
     steps = st.slider("EAP-IG steps", 1, 20, 5, disabled=method == "eap")
     corruptions = choices(AttributionSettings, "corruption")
-    corruption = st.selectbox("corruption", corruptions, index=corruptions.index(default_corruption(request)), help=AttributionSettings.model_fields["corruption"].description)
-    metric = st.radio("metric", choices(AttributionSettings, "metric"), horizontal=True, help="signed: logit(Yes) − logit(No) × ±1 by label")
+    corruption = st.selectbox(
+        "corruption",
+        corruptions,
+        index=corruptions.index(default_corruption(request)),
+        help=AttributionSettings.model_fields["corruption"].description,
+    )
+    metric = st.radio(
+        "metric",
+        choices(AttributionSettings, "metric"),
+        horizontal=True,
+        help="signed: logit(Yes) − logit(No) × ±1 by label",
+    )
     n_prompts = st.select_slider("prompts per set", [64, 128, 256, 512], value=512, key="n_prompts")
     st.header("Circuit")
-    view = st.radio("view", [*VIEWS, "overlap"], key="view", horizontal=True, help="difference: normalised forget − retain scores; overlap: forget vs retain circuits")
+    view = st.radio(
+        "view",
+        [*VIEWS, "overlap"],
+        key="view",
+        horizontal=True,
+        help="difference: normalised forget − retain scores; overlap: forget vs retain circuits",
+    )
     rule = st.radio("select by", ["top-n", "share", "threshold"], horizontal=True)
     colour_by = st.radio("colour edges by", ["sign", "qkv"], horizontal=True, disabled=view == "overlap")
 
 settings = AttributionSettings(method=method, steps=steps, corruption=corruption, metric=metric, n_prompts=n_prompts)
 try:
     ctx: CircuitContext = context(ws, request.id)
-    attributions = {name: attribution(ctx, request.id, name, settings.model_dump_json()) for name in ("forget", "retain")}
+    attributions = {
+        name: attribution(ctx, request.id, name, settings.model_dump_json()) for name in ("forget", "retain")
+    }
 except CureError as err:
     st.error(str(err))
     st.stop()
@@ -54,7 +74,13 @@ scores = view_scores(attributions["forget"], attributions["retain"])
 shown = scores["forget" if view == "overlap" else view]
 
 if rule == "top-n":
-    value: float = st.slider("edges kept (top-n by |score|, then pruned to input→logits paths)", 1, shape.n_edges, min(100, shape.n_edges), key="top_n")
+    value: float = st.slider(
+        "edges kept (top-n by |score|, then pruned to input→logits paths)",
+        1,
+        shape.n_edges,
+        min(100, shape.n_edges),
+        key="top_n",
+    )
 elif rule == "share":
     value = st.slider("cumulative share of total |score|", 0.05, 1.0, 0.8, 0.05)
 else:
@@ -63,9 +89,13 @@ else:
 
 
 @st.cache_data(show_spinner="Measuring exact faithfulness on held-out prompts ...", max_entries=256)
-def exact_faithfulness(_ctx: CircuitContext, key: str, set_name: str, _circuits: list[Circuit], settings_json: str) -> list[dict[str, float]]:
+def exact_faithfulness(
+    _ctx: CircuitContext, key: str, set_name: str, _circuits: list[Circuit], settings_json: str
+) -> list[dict[str, float]]:
     """F of each circuit on the set's evaluation prompts (disjoint from the attribution prompts)."""
-    values = measure_circuits(_ctx, set_name, AttributionSettings.model_validate_json(settings_json), _circuits, quiet=True)
+    values = measure_circuits(
+        _ctx, set_name, AttributionSettings.model_validate_json(settings_json), _circuits, quiet=True
+    )
     return [{"edges": f.n_edges, "F": f.value, "clean": f.metric_clean, "corrupt": f.metric_corrupt} for f in values]
 
 
@@ -75,22 +105,41 @@ def measured(set_name: str, circuit: Circuit) -> dict[str, float]:
 
 
 circuits = {name: select(shape, scores[name], rule, value) for name in VIEWS}
-main_circuit = circuits["difference"] if view == "difference" else circuits["forget"] if view == "overlap" else circuits[view]
+main_circuit = (
+    circuits["difference"] if view == "difference" else circuits["forget"] if view == "overlap" else circuits[view]
+)
 faith_sets = ["forget", "retain"] if view == "overlap" else ["forget" if view == "difference" else view]
 
 cols = st.columns(len(faith_sets) + 2)
 for col, set_name in zip(cols, faith_sets, strict=False):
     result = measured(set_name, circuits["difference"] if view == "difference" else circuits[set_name])
-    col.metric(f"faithfulness F on {set_name}", f"{result['F']:.3f}", help=f"exact: every edge outside the circuit patched to its corrupted value; m(clean) {result['clean']:+.3f}, m(corrupt) {result['corrupt']:+.3f}")
+    col.metric(
+        f"faithfulness F on {set_name}",
+        f"{result['F']:.3f}",
+        help=f"exact: every edge outside the circuit patched to its corrupted value; m(clean) {result['clean']:+.3f}, m(corrupt) {result['corrupt']:+.3f}",
+    )
 cols[-2].metric("edges / nodes", f"{main_circuit.n_edges} / {len(main_circuit.nodes())}")
 o = overlap(circuits["forget"], circuits["retain"])
-cols[-1].metric("forget–retain edge Jaccard", f"{o['edges_jaccard']:.3f}", help="the matched-control noise floor is on the command line: `cure circuit`")
+cols[-1].metric(
+    "forget–retain edge Jaccard",
+    f"{o['edges_jaccard']:.3f}",
+    help="the matched-control noise floor is on the command line: `cure circuit`",
+)
 if view == "difference":
-    st.caption("Difference view: edges ranked by |normalised forget score − normalised retain score|; F is measured on forget prompts.")
+    st.caption(
+        "Difference view: edges ranked by |normalised forget score − normalised retain score|; F is measured on forget prompts."
+    )
 
 node_scores = {name: a.node_scores for name, a in attributions.items()}
 selected = st.session_state.get("selected_node")
-figure = circuit_figure(main_circuit, shown, node_scores, "overlap" if view == "overlap" else colour_by, circuits["retain"] if view == "overlap" else None, selected)
+figure = circuit_figure(
+    main_circuit,
+    shown,
+    node_scores,
+    "overlap" if view == "overlap" else colour_by,
+    circuits["retain"] if view == "overlap" else None,
+    selected,
+)
 event = st.plotly_chart(figure, on_select="rerun", selection_mode="points", key="circuit_chart", width="stretch")
 points = getattr(getattr(event, "selection", None), "points", None) or []
 clicked = next((p.get("customdata") for p in points if p.get("customdata")), None)
@@ -106,8 +155,22 @@ with left:
     ranking = scores["difference"] if view == "difference" else scores[set_name]
     key = f"curve-{view}-{request.id}"
     curve = exact_faithfulness(ctx, key, set_name, size_curve(shape, ranking, sizes), settings.model_dump_json())
-    fig = go.Figure(go.Scatter(x=sizes, y=[c["F"] for c in curve], mode="lines+markers", text=[f"{c['edges']} edges after pruning" for c in curve]))
-    fig.update_layout(xaxis_title="top-n edges requested", yaxis_title="F", xaxis_type="log", height=320, template="plotly_white", margin={"t": 10})
+    fig = go.Figure(
+        go.Scatter(
+            x=sizes,
+            y=[c["F"] for c in curve],
+            mode="lines+markers",
+            text=[f"{c['edges']} edges after pruning" for c in curve],
+        )
+    )
+    fig.update_layout(
+        xaxis_title="top-n edges requested",
+        yaxis_title="F",
+        xaxis_type="log",
+        height=320,
+        template="plotly_white",
+        margin={"t": 10},
+    )
     st.plotly_chart(fig, width="stretch")
 with right:
     st.subheader("Module")
@@ -116,7 +179,9 @@ with right:
     else:
         index = shape.src_names.index(selected) if selected in shape.src_names else None
         if index is not None:
-            st.dataframe(pd.DataFrame({"node score": {k: float(v[index]) for k, v in node_scores.items()}}), width="stretch")
+            st.dataframe(
+                pd.DataFrame({"node score": {k: float(v[index]) for k, v in node_scores.items()}}), width="stretch"
+            )
         layer, head = shape.module_layer_head(index) if index is not None else (None, None)
         if head is not None:
             forget = ctx.sets.forget
@@ -126,10 +191,24 @@ with right:
             tokens = [ctx.rec.encoder.vocab.tokens[i] for i in ids[0].tolist()]
             labels = [f"{i}:{ws.titles.get(t[2:], t)[:18] if t.startswith('i:') else t}" for i, t in enumerate(tokens)]
             heat = go.Figure(go.Heatmap(z=pattern, x=labels, y=labels, colorscale="Blues"))
-            heat.update_layout(height=420, yaxis_autorange="reversed", xaxis_title="attended (key)", yaxis_title="attending (query)", margin={"t": 10})
+            heat.update_layout(
+                height=420,
+                yaxis_autorange="reversed",
+                xaxis_title="attended (key)",
+                yaxis_title="attending (query)",
+                margin={"t": 10},
+            )
             st.plotly_chart(heat, width="stretch")
 
 st.subheader("Export")
-doc = document(main_circuit, scores, node_scores, primary="forget" if view in ("overlap", "difference") else view, settings={**settings.model_dump(), "view": view, "rule": rule, "value": value, "request": request.id})
+doc = document(
+    main_circuit,
+    scores,
+    node_scores,
+    primary="forget" if view in ("overlap", "difference") else view,
+    settings={**settings.model_dump(), "view": view, "rule": rule, "value": value, "request": request.id},
+)
 for col, fmt in zip(st.columns(len(FORMATS)), FORMATS, strict=True):
-    col.download_button(f"download {fmt}", export_bytes(doc, fmt), file_name=f"circuit-{request.id}-{view}.{fmt}", key=f"export-{fmt}")
+    col.download_button(
+        f"download {fmt}", export_bytes(doc, fmt), file_name=f"circuit-{request.id}-{view}.{fmt}", key=f"export-{fmt}"
+    )

@@ -18,23 +18,47 @@ from cure_core.errors import CureError
 from cure_core.groups import GROUPS, GroupSettings, ModuleGroups, default_corruption, groups_for_request
 from cure_core.settings import choices
 
-GROUP_COLOURS = {"forget-specific": "#d62728", "retain-specific": "#1f77b4", "task-shared": "#9467bd", "outside": "#e5e5e5"}
+GROUP_COLOURS = {
+    "forget-specific": "#d62728",
+    "retain-specific": "#1f77b4",
+    "task-shared": "#9467bd",
+    "outside": "#e5e5e5",
+}
 
 ws, request = analysis_page("Module groups")
 
 with st.sidebar:
     st.header("Grouping")
     corruptions = choices(AttributionSettings, "corruption")
-    corruption = st.selectbox("corruption", corruptions, index=corruptions.index(default_corruption(request)), key="groups_corruption")
-    rule = st.radio("in a set's circuit when", choices(GroupSettings, "threshold_rule"), horizontal=True, help="share: among the fewest modules holding this share of the importance")
-    threshold = st.slider("threshold", 0.05, 1.0, 0.8, 0.05) if rule != "absolute" else st.number_input("absolute importance", 0.0, 1.0, 0.05, 0.01)
+    corruption = st.selectbox(
+        "corruption", corruptions, index=corruptions.index(default_corruption(request)), key="groups_corruption"
+    )
+    rule = st.radio(
+        "in a set's circuit when",
+        choices(GroupSettings, "threshold_rule"),
+        horizontal=True,
+        help="share: among the fewest modules holding this share of the importance",
+    )
+    threshold = (
+        st.slider("threshold", 0.05, 1.0, 0.8, 0.05)
+        if rule != "absolute"
+        else st.number_input("absolute importance", 0.0, 1.0, 0.05, 0.01)
+    )
     draws = st.slider("matched control draws (noise floor)", 2, 8, 5)
     n_prompts = st.select_slider("prompts per set", [64, 128, 256, 512], value=512, key="groups_prompts")
 
 
-@st.cache_resource(show_spinner="Attributing forget, retain and the control sets (cached on disk after the first time) ...", max_entries=32)
+@st.cache_resource(
+    show_spinner="Attributing forget, retain and the control sets (cached on disk after the first time) ...",
+    max_entries=32,
+)
 def compute_groups(_ctx: CircuitContext, request_id: str, attribution_json: str, settings_json: str) -> ModuleGroups:
-    return groups_for_request(_ctx, AttributionSettings.model_validate_json(attribution_json), GroupSettings.model_validate_json(settings_json), quiet=True)
+    return groups_for_request(
+        _ctx,
+        AttributionSettings.model_validate_json(attribution_json),
+        GroupSettings.model_validate_json(settings_json),
+        quiet=True,
+    )
 
 
 @st.cache_data(show_spinner="Running the ablated model on forget and test probes ...", max_entries=128)
@@ -53,10 +77,20 @@ except CureError as err:
 
 sep = groups.separability
 cols = st.columns(3)
-cols[0].metric("separability", f"{sep['separability']:.2f}", help="log-ratio spread of forget vs retain importance, over the mean spread of matched control sets vs retain; ≈ 1: no more different than random matched sets")
-cols[1].metric("spread forget / control", f"{sep['spread_forget']:.3f} / {sep['spread_control_mean']:.3f}", help=f"control ± {sep['spread_control_std']:.3f} over {sep['control_draws']} draws")
+cols[0].metric(
+    "separability",
+    f"{sep['separability']:.2f}",
+    help="log-ratio spread of forget vs retain importance, over the mean spread of matched control sets vs retain; ≈ 1: no more different than random matched sets",
+)
+cols[1].metric(
+    "spread forget / control",
+    f"{sep['spread_forget']:.3f} / {sep['spread_control_mean']:.3f}",
+    help=f"control ± {sep['spread_control_std']:.3f} over {sep['control_draws']} draws",
+)
 cols[2].metric("heads/MLPs beyond their null", str(sep["significant_modules"]))
-st.caption(f"Module kinds grouped: {', '.join(groups.kinds)}. Attribution: {attribution_settings.method} ({attribution_settings.steps} steps), corruption {corruption}, signed metric.")
+st.caption(
+    f"Module kinds grouped: {', '.join(groups.kinds)}. Attribution: {attribution_settings.method} ({attribution_settings.steps} steps), corruption {corruption}, signed metric."
+)
 for note in groups.warnings:
     st.warning(note)
 
@@ -70,9 +104,23 @@ hover = [["" for _ in range(shape_layers)] for _ in range(n_heads + 1)]
 for _, row in modules.iterrows():
     r = n_heads if row["kind"] == "mlp" else int(row["head"])
     z[r, int(row["layer"])] = codes[row["group"]]
-    hover[r][int(row["layer"])] = f"{row['module']}: {row['group']}<br>I forget {row['importance_forget']:.3f}, I retain {row['importance_retain']:.3f}<br>difference {row['difference']:+.3f}, null {row['null']:.3f}"
+    hover[r][int(row["layer"])] = (
+        f"{row['module']}: {row['group']}<br>I forget {row['importance_forget']:.3f}, I retain {row['importance_retain']:.3f}<br>difference {row['difference']:+.3f}, null {row['null']:.3f}"
+    )
 scale = [[i / (len(GROUPS) - 1), GROUP_COLOURS[g]] for i, g in enumerate(GROUPS)]
-heat = go.Figure(go.Heatmap(z=z, text=hover, hoverinfo="text", colorscale=scale, zmin=0, zmax=len(GROUPS) - 1, showscale=False, xgap=3, ygap=3))
+heat = go.Figure(
+    go.Heatmap(
+        z=z,
+        text=hover,
+        hoverinfo="text",
+        colorscale=scale,
+        zmin=0,
+        zmax=len(GROUPS) - 1,
+        showscale=False,
+        xgap=3,
+        ygap=3,
+    )
+)
 heat.update_layout(
     xaxis={"tickvals": list(range(shape_layers)), "ticktext": [f"layer {i}" for i in range(shape_layers)]},
     yaxis={"tickvals": list(range(n_heads + 1)), "ticktext": [f"head {h}" for h in range(n_heads)] + ["MLP"]},
@@ -83,18 +131,31 @@ heat.update_layout(
 left, right = st.columns([3, 2])
 with left:
     st.plotly_chart(heat, width="stretch")
-    st.caption(" · ".join(f":{'red' if g == 'forget-specific' else 'blue' if g == 'retain-specific' else 'violet' if g == 'task-shared' else 'gray'}[{g}]" for g in GROUPS))
+    st.caption(
+        " · ".join(
+            f":{'red' if g == 'forget-specific' else 'blue' if g == 'retain-specific' else 'violet' if g == 'task-shared' else 'gray'}[{g}]"
+            for g in GROUPS
+        )
+    )
 with right:
     st.dataframe(groups.sizes(), width="stretch")
     rows = table[~table["kind"].isin(["head", "mlp"])]
     if len(rows):
-        st.caption(f"{len(rows)} embedding rows are forget-specific (used ≥ {group_settings.embedding_share:.0%} by forget prompts): {', '.join(rows['module'].head(12))}{' …' if len(rows) > 12 else ''}")
+        st.caption(
+            f"{len(rows)} embedding rows are forget-specific (used ≥ {group_settings.embedding_share:.0%} by forget prompts): {', '.join(rows['module'].head(12))}{' …' if len(rows) > 12 else ''}"
+        )
 
 st.subheader("Ablate a group")
-st.caption("Knock out every head and MLP of the chosen groups and compare forget-set and test metrics with the intact model (256 seeded probe prompts each). Embedding rows are not ablated here.")
+st.caption(
+    "Knock out every head and MLP of the chosen groups and compare forget-set and test metrics with the intact model (256 seeded probe prompts each). Embedding rows are not ablated here."
+)
 toggle_cols = st.columns(len(GROUPS) + 1)
 chosen = [g for g, col in zip(GROUPS, toggle_cols, strict=False) if col.toggle(g, key=f"ablate-{g}", value=False)]
-mode = toggle_cols[-1].selectbox("ablation", MODES, help="zero: no output; mean: the mean output over the probe prompts; corrupt: the output on the corrupted prompt")
+mode = toggle_cols[-1].selectbox(
+    "ablation",
+    MODES,
+    help="zero: no output; mean: the mean output over the probe prompts; corrupt: the output on the corrupted prompt",
+)
 ablated_modules = tuple(modules.loc[modules["group"].isin(chosen), "module"])
 if chosen and not ablated_modules:
     st.info(f"The chosen group(s) hold no head or MLP: {', '.join(chosen)}.")

@@ -37,20 +37,45 @@ if finished is not None and finished["job"].finished:
 with st.form("run_form"):
     cols = st.columns(4)
     method = cols[0].selectbox("method", list(METHODS), format_func=lambda m: METHODS[m].label, key="method")
-    strength = cols[1].number_input("strength (Adam learning rate)", 1e-6, 1e-1, METHODS[method].default_strength, format="%.0e", key="strength", help=f"{METHODS[method].help}; sweep grid: {', '.join(f'{s:g}' for s in METHODS[method].strengths)}")
+    strength = cols[1].number_input(
+        "strength (Adam learning rate)",
+        1e-6,
+        1e-1,
+        METHODS[method].default_strength,
+        format="%.0e",
+        key="strength",
+        help=f"{METHODS[method].help}; sweep grid: {', '.join(f'{s:g}' for s in METHODS[method].strengths)}",
+    )
     steps = cols[2].number_input("steps", 1, 1000, 60, key="steps")
-    forget_loss = cols[3].selectbox("forget objective (PCGrad, SAGO, CURE)", choices(UnlearnConfig, "forget_loss"), key="forget_loss")
+    forget_loss = cols[3].selectbox(
+        "forget objective (PCGrad, SAGO, CURE)", choices(UnlearnConfig, "forget_loss"), key="forget_loss"
+    )
     cols = st.columns(3)
     retain_rule = cols[0].selectbox("CURE: retain-specific modules", choices(UnlearnConfig, "retain_rule"))
     shared_rule = cols[1].selectbox("CURE: task-shared modules", choices(UnlearnConfig, "shared_rule"))
-    row_rule = cols[2].selectbox("CURE: forget-specific embedding rows", choices(UnlearnConfig, "row_rule"), help="reset: set once to what Retrain reads (<unk_user>), then frozen")
+    row_rule = cols[2].selectbox(
+        "CURE: forget-specific embedding rows",
+        choices(UnlearnConfig, "row_rule"),
+        help="reset: set once to what Retrain reads (<unk_user>), then frozen",
+    )
     submitted = st.form_submit_button("Run", disabled=session["active"] is not None)
 
 if submitted:
-    config = UnlearnConfig(method=method, strength=float(strength), steps=int(steps), forget_loss=forget_loss, retain_rule=retain_rule, shared_rule=shared_rule, row_rule=row_rule)
+    config = UnlearnConfig(
+        method=method,
+        strength=float(strength),
+        steps=int(steps),
+        forget_loss=forget_loss,
+        retain_rule=retain_rule,
+        shared_rule=shared_rule,
+        row_rule=row_rule,
+    )
     rows: list[dict] = []
     run_request = request
-    job = BackgroundJob(f"unlearn-{method}", lambda progress: get_run(ws, run_request, config, progress=progress, callback=rows.append, quiet=True))
+    job = BackgroundJob(
+        f"unlearn-{method}",
+        lambda progress: get_run(ws, run_request, config, progress=progress, callback=rows.append, quiet=True),
+    )
     session["active"] = {"job": job, "rows": rows, "label": f"{METHODS[method].label}, strength {float(strength):g}"}
     st.rerun()
 
@@ -61,11 +86,23 @@ def curve_figure(rows: list[dict]) -> go.Figure:
     for column, axis in (("forget_loss", "y"), ("retain_loss", "y"), ("forget_auc", "y2"), ("test_auc", "y2")):
         if column in frame and frame[column].notna().any():
             data = frame[["step", column]].dropna()
-            fig.add_trace(go.Scatter(x=data["step"], y=data[column], name=column.replace("_", " "), yaxis=axis, mode="lines+markers" if axis == "y2" else "lines"))
+            fig.add_trace(
+                go.Scatter(
+                    x=data["step"],
+                    y=data[column],
+                    name=column.replace("_", " "),
+                    yaxis=axis,
+                    mode="lines+markers" if axis == "y2" else "lines",
+                )
+            )
     for column in [c for c in frame.columns if c.startswith("cos_")]:
         data = frame[["step", column]].dropna()
         if len(data):
-            fig.add_trace(go.Scatter(x=data["step"], y=data[column], name=f"cos(g_f, g_r) {column[4:]}", yaxis="y3", line={"dash": "dot"}))
+            fig.add_trace(
+                go.Scatter(
+                    x=data["step"], y=data[column], name=f"cos(g_f, g_r) {column[4:]}", yaxis="y3", line={"dash": "dot"}
+                )
+            )
     fig.update_layout(
         xaxis={"title": "step", "domain": [0, 0.85]},
         yaxis={"title": "loss"},
@@ -93,11 +130,20 @@ if active is not None:
             if st.button("Cancel", key="cancel_run"):
                 job.cancel()
 
-        poll_job(job, lambda j: f"step {j.done_steps} of {j.total_steps or '…'} (Retrain and module groups are computed first when missing)", every=1, body=live)
+        poll_job(
+            job,
+            lambda j: (
+                f"step {j.done_steps} of {j.total_steps or '…'} (Retrain and module groups are computed first when missing)"
+            ),
+            every=1,
+            body=live,
+        )
         st.stop()
 
 if not session["runs"]:
-    st.info("No run in this session yet: pick a method and strength above and press Run. Runs are cached; an identical run is loaded, not recomputed.")
+    st.info(
+        "No run in this session yet: pick a method and strength above and press Run. Runs are cached; an identical run is loaded, not recomputed."
+    )
     st.stop()
 
 
@@ -120,9 +166,17 @@ for note in latest.group_warnings:
 refs = references(request.id)
 table = comparison_table(runs, refs)
 st.dataframe(table, width="stretch", hide_index=True)
-st.caption("JSD and L2 to Retrain on the forget set (lower is closer); MIA: forget (members) vs holdout users (non-members); PrivLeak near 0 is ideal.")
+st.caption(
+    "JSD and L2 to Retrain on the forget set (lower is closer); MIA: forget (members) vs holdout users (non-members); PrivLeak near 0 is ideal."
+)
 st.plotly_chart(pareto_figure(runs, refs, f"This session's runs on {request.id}"), width="stretch", key="pareto")
 cols = st.columns(3)
-cols[0].download_button("report (JSON)", latest.model_dump_json(indent=2), file_name=f"{latest.run}.json", key="dl_json")
-cols[1].download_button("comparison (CSV)", table.to_csv(index=False), file_name=f"comparison-{request.id}.csv", key="dl_csv")
-cols[2].download_button("unlearned checkpoint (zip)", checkpoint_archive(latest.run), file_name=f"{latest.run}.zip", key="dl_ckpt")
+cols[0].download_button(
+    "report (JSON)", latest.model_dump_json(indent=2), file_name=f"{latest.run}.json", key="dl_json"
+)
+cols[1].download_button(
+    "comparison (CSV)", table.to_csv(index=False), file_name=f"comparison-{request.id}.csv", key="dl_csv"
+)
+cols[2].download_button(
+    "unlearned checkpoint (zip)", checkpoint_archive(latest.run), file_name=f"{latest.run}.zip", key="dl_ckpt"
+)

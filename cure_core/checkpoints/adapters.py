@@ -28,7 +28,14 @@ from cure_core.errors import CureError
 
 CONFIG, SAFETENSORS, LEGACY_BIN = "adapter_config.json", "adapter_model.safetensors", "adapter_model.bin"
 # Config fields that fix the shapes a LoRA was trained for.
-SHAPE_FIELDS = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "vocab_size")
+SHAPE_FIELDS = (
+    "model_type",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "vocab_size",
+)
 
 
 @dataclass(frozen=True)
@@ -50,13 +57,21 @@ class AdapterInfo:
 def read_adapter(folder: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor], str]:
     """The adapter's config, its tensors and the name of the file they came from."""
     if not folder.is_dir() or not (folder / CONFIG).is_file():
-        raise CureError(f"no {CONFIG} in {folder}", "give the folder PeftModel.save_pretrained wrote (adapter_config.json + adapter_model.safetensors)")
+        raise CureError(
+            f"no {CONFIG} in {folder}",
+            "give the folder PeftModel.save_pretrained wrote (adapter_config.json + adapter_model.safetensors)",
+        )
     try:
         config = json.loads((folder / CONFIG).read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CureError(f"{folder / CONFIG} is not valid JSON ({err})", "re-save the adapter with PeftModel.save_pretrained") from None
+        raise CureError(
+            f"{folder / CONFIG} is not valid JSON ({err})", "re-save the adapter with PeftModel.save_pretrained"
+        ) from None
     if str(config.get("peft_type", "")).upper() != "LORA":
-        raise CureError(f"the adapter in {folder} is {config.get('peft_type')!r}, not LoRA", "give a LoRA adapter (peft_type LORA), or merge the adapter yourself and pass the merged model alone")
+        raise CureError(
+            f"the adapter in {folder} is {config.get('peft_type')!r}, not LoRA",
+            "give a LoRA adapter (peft_type LORA), or merge the adapter yourself and pass the merged model alone",
+        )
     try:
         if (folder / SAFETENSORS).is_file():
             return config, load_file(folder / SAFETENSORS), SAFETENSORS
@@ -64,8 +79,14 @@ def read_adapter(folder: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor],
             return config, torch.load(folder / LEGACY_BIN, map_location="cpu", weights_only=True), LEGACY_BIN
     except (SafetensorError, pickle.UnpicklingError, RuntimeError, EOFError, OSError) as err:
         reason = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
-        raise CureError(f"cannot read the adapter weights in {folder} ({reason})", "re-save the adapter with PeftModel.save_pretrained (safetensors); a .bin is only read if it holds tensors alone") from None
-    raise CureError(f"{folder} has {CONFIG} but no {SAFETENSORS} or {LEGACY_BIN}", "copy the adapter's weight file next to its config")
+        raise CureError(
+            f"cannot read the adapter weights in {folder} ({reason})",
+            "re-save the adapter with PeftModel.save_pretrained (safetensors); a .bin is only read if it holds tensors alone",
+        ) from None
+    raise CureError(
+        f"{folder} has {CONFIG} but no {SAFETENSORS} or {LEGACY_BIN}",
+        "copy the adapter's weight file next to its config",
+    )
 
 
 def check_not_empty(folder: Path, tensors: dict[str, torch.Tensor]) -> None:
@@ -90,7 +111,10 @@ def check_base(folder: Path, config: dict[str, Any], model: PreTrainedModel) -> 
     differ = [f for f in SHAPE_FIELDS if f in theirs and f in ours and theirs[f] != ours[f]]
     if differ:
         shown = ", ".join(f"{f} {theirs[f]} vs {ours[f]}" for f in differ)
-        raise CureError(f"the adapter in {folder} was made for {base}, whose config differs from this model's ({shown})", "give the base model the adapter was trained on (--model) or the matching adapter")
+        raise CureError(
+            f"the adapter in {folder} was made for {base}, whose config differs from this model's ({shown})",
+            "give the base model the adapter was trained on (--model) or the matching adapter",
+        )
 
 
 def merge_adapter(model: PreTrainedModel, folder: Path) -> tuple[PreTrainedModel, AdapterInfo]:
@@ -116,11 +140,20 @@ def merge_adapter(model: PreTrainedModel, folder: Path) -> tuple[PreTrainedModel
     missing = [k for k in result.missing_keys if "lora_" in k]
     if unexpected or missing:
         example = (unexpected or missing)[0]
-        raise CureError(f"{mismatch}: {len(unexpected)} adapter tensor(s) have no module here and {len(missing)} LoRA module(s) get no tensor (e.g. {example})", fix)
+        raise CureError(
+            f"{mismatch}: {len(unexpected)} adapter tensor(s) have no module here and {len(missing)} LoRA module(s) get no tensor (e.g. {example})",
+            fix,
+        )
     merged = peft_model.merge_and_unload()
     info = AdapterInfo(
-        path=str(folder), weights_file=weights_file, r=int(lora_config.r), alpha=float(lora_config.lora_alpha),
-        target_modules=sorted(lora_config.target_modules) if not isinstance(lora_config.target_modules, str) else [lora_config.target_modules],
-        base_model_name_or_path=config.get("base_model_name_or_path"), n_tensors=len(tensors),
-    )  # fmt: skip
+        path=str(folder),
+        weights_file=weights_file,
+        r=int(lora_config.r),
+        alpha=float(lora_config.lora_alpha),
+        target_modules=sorted(lora_config.target_modules)
+        if not isinstance(lora_config.target_modules, str)
+        else [lora_config.target_modules],
+        base_model_name_or_path=config.get("base_model_name_or_path"),
+        n_tensors=len(tensors),
+    )
     return merged.eval(), info

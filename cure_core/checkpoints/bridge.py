@@ -27,6 +27,10 @@ def boot_bridge(loaded: LoadedCheckpoint) -> TransformerBridge:
 
     param = next(loaded.model.parameters())
     bridge = TransformerBridge.boot_transformers(
-        loaded.info.path, hf_model=loaded.model, tokenizer=copy.deepcopy(loaded.tokenizer), dtype=param.dtype, device=str(param.device)
+        loaded.info.path,
+        hf_model=loaded.model,
+        tokenizer=copy.deepcopy(loaded.tokenizer),
+        dtype=param.dtype,
+        device=str(param.device),
     )
     return bridge.eval()

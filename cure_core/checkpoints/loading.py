@@ -20,7 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 from cure_core.checkpoints.adapters import AdapterInfo, merge_adapter
 from cure_core.errors import CureError
@@ -65,11 +72,16 @@ def resolve_device(device: str) -> torch.device:
     if device not in DEVICES:
         raise CureError(f"unknown device {device!r}", f"use one of {', '.join(DEVICES)}")
     if device == "cuda" and not torch.cuda.is_available():
-        raise CureError("--device cuda was asked for but this machine has no CUDA GPU (or torch is a CPU build)", "use --device cpu (or auto), or run on a machine with a CUDA GPU and a CUDA build of torch")
+        raise CureError(
+            "--device cuda was asked for but this machine has no CUDA GPU (or torch is a CPU build)",
+            "use --device cpu (or auto), or run on a machine with a CUDA GPU and a CUDA build of torch",
+        )
     return torch.device("cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu")
 
 
-def load_checkpoint(model_path: str | Path, adapter_path: str | Path | None = None, dtype: str = "fp32", device: str = "auto") -> LoadedCheckpoint:
+def load_checkpoint(
+    model_path: str | Path, adapter_path: str | Path | None = None, dtype: str = "fp32", device: str = "auto"
+) -> LoadedCheckpoint:
     """Load ``model_path`` (and merge ``adapter_path``) in ``dtype`` on ``device``, offline.
 
     The model uses eager attention, as the TransformerLens bridge does, so its logits and the
@@ -85,23 +97,47 @@ def load_checkpoint(model_path: str | Path, adapter_path: str | Path | None = No
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     except (OSError, ValueError, TypeError) as err:
-        raise CureError(f"cannot load a tokenizer from {folder} ({_first_line(err)})", "save the tokenizer the model was trained with into the folder (tokenizer.save_pretrained)") from None
+        raise CureError(
+            f"cannot load a tokenizer from {folder} ({_first_line(err)})",
+            "save the tokenizer the model was trained with into the folder (tokenizer.save_pretrained)",
+        ) from None
     try:
-        model = AutoModelForCausalLM.from_pretrained(folder, config=config, dtype=DTYPES[dtype], use_safetensors=True, local_files_only=True, attn_implementation="eager")
+        model = AutoModelForCausalLM.from_pretrained(
+            folder,
+            config=config,
+            dtype=DTYPES[dtype],
+            use_safetensors=True,
+            local_files_only=True,
+            attn_implementation="eager",
+        )
     except (OSError, ValueError, RuntimeError) as err:
-        raise CureError(f"cannot load the causal language model in {folder} ({_first_line(err)})", "the folder needs config.json and the *.safetensors that save_pretrained wrote for a causal LM") from None
+        raise CureError(
+            f"cannot load the causal language model in {folder} ({_first_line(err)})",
+            "the folder needs config.json and the *.safetensors that save_pretrained wrote for a causal LM",
+        ) from None
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
-        raise CureError(f"the tokenizer in {folder} has {len(tokenizer)} tokens but the model only {model.get_input_embeddings().num_embeddings} embeddings", "use the tokenizer the model was trained with")
+        raise CureError(
+            f"the tokenizer in {folder} has {len(tokenizer)} tokens but the model only {model.get_input_embeddings().num_embeddings} embeddings",
+            "use the tokenizer the model was trained with",
+        )
     adapter = None
     if adapter_path is not None:
         model, adapter = merge_adapter(model, Path(adapter_path).expanduser())
     model = model.to(target).eval()
     info = CheckpointInfo(
-        path=str(folder), architecture=architecture, model_type=config.model_type, n_params=sum(p.numel() for p in model.parameters()),
-        n_layers=_field(config, "num_hidden_layers", "n_layer"), n_heads=_field(config, "num_attention_heads", "n_head"),
-        n_kv_heads=_field(config, "num_key_value_heads", "num_attention_heads", "n_head"), d_model=_field(config, "hidden_size", "n_embd"),
-        vocab_size=model.get_input_embeddings().num_embeddings, dtype=dtype, device=str(target), adapter=adapter,
-    )  # fmt: skip
+        path=str(folder),
+        architecture=architecture,
+        model_type=config.model_type,
+        n_params=sum(p.numel() for p in model.parameters()),
+        n_layers=_field(config, "num_hidden_layers", "n_layer"),
+        n_heads=_field(config, "num_attention_heads", "n_head"),
+        n_kv_heads=_field(config, "num_key_value_heads", "num_attention_heads", "n_head"),
+        d_model=_field(config, "hidden_size", "n_embd"),
+        vocab_size=model.get_input_embeddings().num_embeddings,
+        dtype=dtype,
+        device=str(target),
+        adapter=adapter,
+    )
     return LoadedCheckpoint(model=model, tokenizer=tokenizer, info=info)
 
 
@@ -113,18 +149,27 @@ def bridge_architecture(config: PretrainedConfig, folder: Path) -> str:
         return determine_architecture_from_hf_config(config)
     except ValueError:
         named = ", ".join(config.architectures or []) or config.model_type
-        raise CureError(f"the model in {folder} ({named}) has an architecture TransformerLens' bridge does not support", "use a model of a supported architecture (GPT-2, Llama, Mistral, Qwen2/3, Gemma, Phi, ...)") from None
+        raise CureError(
+            f"the model in {folder} ({named}) has an architecture TransformerLens' bridge does not support",
+            "use a model of a supported architecture (GPT-2, Llama, Mistral, Qwen2/3, Gemma, Phi, ...)",
+        ) from None
 
 
 def _read_config(folder: Path) -> PretrainedConfig:
     if not (folder / "config.json").is_file():
         pickled = [p.name for pattern in PICKLE_PATTERNS for p in folder.glob(pattern)] if folder.is_dir() else []
         hint = f" (it holds {pickled[0]}: a pickled model needs the code that made it)" if pickled else ""
-        raise CureError(f"no config.json in {folder}{hint}", "give a folder written by Hugging Face's save_pretrained (config.json, *.safetensors, tokenizer files)")
+        raise CureError(
+            f"no config.json in {folder}{hint}",
+            "give a folder written by Hugging Face's save_pretrained (config.json, *.safetensors, tokenizer files)",
+        )
     try:
         return AutoConfig.from_pretrained(folder, local_files_only=True)
     except (ValueError, KeyError, json.JSONDecodeError, OSError) as err:
-        raise CureError(f"cannot read {folder / 'config.json'} ({_first_line(err)})", "the config must be one this version of transformers knows (check model_type)") from None
+        raise CureError(
+            f"cannot read {folder / 'config.json'} ({_first_line(err)})",
+            "the config must be one this version of transformers knows (check model_type)",
+        ) from None
 
 
 def _check_weights(folder: Path) -> None:
@@ -136,7 +181,9 @@ def _check_weights(folder: Path) -> None:
             f"{folder} holds only pickle weights ({pickled[0]}), which are not loaded",
             f"convert them once: python -c \"from transformers import AutoModelForCausalLM as M, AutoTokenizer as T; p='{folder}'; M.from_pretrained(p, use_safetensors=False).save_pretrained(p + '-st'); T.from_pretrained(p).save_pretrained(p + '-st')\" and pass {folder}-st",
         )
-    raise CureError(f"{folder} has no *.safetensors weights", "save the model with save_pretrained, which writes model.safetensors")
+    raise CureError(
+        f"{folder} has no *.safetensors weights", "save the model with save_pretrained, which writes model.safetensors"
+    )
 
 
 def _field(config: PretrainedConfig, *names: str) -> int:

@@ -47,7 +47,9 @@ def main(argv: list[str] | None = None) -> int:
 def one_line(err: CureError | ValidationError | AnalysisInputError) -> str:
     """``<problem> — fix: <fix>`` for every kind of user error."""
     if isinstance(err, ValidationError):  # settings built outside SettingsOptions.build
-        err = CureError(f"invalid {err.title} settings: {describe(err)}", "see `cure COMMAND --help` for the allowed values")
+        err = CureError(
+            f"invalid {err.title} settings: {describe(err)}", "see `cure COMMAND --help` for the allowed values"
+        )
     elif isinstance(err, AnalysisInputError):
         err = CureError(err.problem, err.fix)
     return " ".join(str(err).split())
@@ -63,7 +65,9 @@ def _command(argv: list[str]) -> str | None:
 def _library_messages() -> Iterator[None]:
     """Show library warnings and ``cure_core`` log records as single lines on stderr."""
 
-    def show(message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None, line: str | None = None) -> None:
+    def show(
+        message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None, line: str | None = None
+    ) -> None:
         print(f"warning: {' '.join(str(message).split())}", file=sys.stderr)
 
     from transformers.utils import logging as hf_logging

@@ -37,21 +37,42 @@ def cmd_attribute(args: argparse.Namespace) -> None:
     result = get_attribution(ctx, args.set_name, settings, quiet=args.json, force=args.force)
     top = min(args.top, result.shape.n_edges)
     if top < args.top:
-        warnings.warn(f"--top {args.top} is more than the model's {result.shape.n_edges} edges; showing all {top}", stacklevel=1)
+        warnings.warn(
+            f"--top {args.top} is more than the model's {result.shape.n_edges} edges; showing all {top}", stacklevel=1
+        )
     if args.json:
         shape = result.shape
-        printers.print_json({
-            "request": ctx.request.id, "set": args.set_name, "settings": settings.model_dump(), "n_prompts": result.n_prompts,
-            "metric_clean": float(result.metric_clean.mean()), "metric_corrupt": float(result.metric_corrupt.mean()),
-            "top_edges": result.top_edges(top), "node_scores": {shape.src_names[i]: float(result.node_scores[i]) for i in range(shape.n_src)},
-        })  # fmt: skip
+        printers.print_json(
+            {
+                "request": ctx.request.id,
+                "set": args.set_name,
+                "settings": settings.model_dump(),
+                "n_prompts": result.n_prompts,
+                "metric_clean": float(result.metric_clean.mean()),
+                "metric_corrupt": float(result.metric_corrupt.mean()),
+                "top_edges": result.top_edges(top),
+                "node_scores": {shape.src_names[i]: float(result.node_scores[i]) for i in range(shape.n_src)},
+            }
+        )
         return
-    printers.print_attribution(result, ctx.request, args.set_name, settings, top, str(attribution_path(ctx.rec, ctx.request, args.set_name, settings)))
+    printers.print_attribution(
+        result,
+        ctx.request,
+        args.set_name,
+        settings,
+        top,
+        str(attribution_path(ctx.rec, ctx.request, args.set_name, settings)),
+    )
 
 
 def selection(args: argparse.Namespace) -> tuple[str, float]:
     """The circuit selection rule and its value (top-n 100 when none is given)."""
-    for how, value in (("threshold", args.threshold), ("share", args.share), ("greedy", args.greedy), ("top-n", args.top_n)):
+    for how, value in (
+        ("threshold", args.threshold),
+        ("share", args.share),
+        ("greedy", args.greedy),
+        ("top-n", args.top_n),
+    ):
         if value is not None:
             return how, value
     return "top-n", 100
@@ -67,7 +88,10 @@ def export_targets(args: argparse.Namespace, set_names: list[str]) -> dict[str, 
     if fmt not in FORMATS:
         raise CureError(f"unknown export format {fmt!r}", f"use one of: {', '.join(FORMATS)}")
     path = output_path(raw)
-    return {name: output_path(path if len(set_names) == 1 else path.with_name(f"{path.stem}-{name}{path.suffix}")) for name in set_names}
+    return {
+        name: output_path(path if len(set_names) == 1 else path.with_name(f"{path.stem}-{name}{path.suffix}"))
+        for name in set_names
+    }
 
 
 def cmd_circuit(args: argparse.Namespace) -> None:
@@ -83,20 +107,39 @@ def cmd_circuit(args: argparse.Namespace) -> None:
     targets = export_targets(args, set_names)
     ctx, settings = _context(args, settings)
     attributions = {name: get_attribution(ctx, name, settings, quiet=args.json, force=args.force) for name in set_names}
-    results = {name: find_circuit(ctx, attributions[name], name, settings, how, value, args.curve_points, quiet=args.json) for name in set_names}
-    report: dict[str, Any] = {"request": ctx.request.id, "settings": settings.model_dump(), "selection": {"rule": how, "value": value}, "sets": {}}
+    results = {
+        name: find_circuit(ctx, attributions[name], name, settings, how, value, args.curve_points, quiet=args.json)
+        for name in set_names
+    }
+    report: dict[str, Any] = {
+        "request": ctx.request.id,
+        "settings": settings.model_dump(),
+        "selection": {"rule": how, "value": value},
+        "sets": {},
+    }
     for name, res in results.items():
         report["sets"][name] = {
-            "prompts": attributions[name].n_prompts, "edges": res.circuit.n_edges, "nodes": len(res.circuit.nodes()), "faithfulness": res.faithfulness.value,
-            "metric_clean": res.faithfulness.metric_clean, "metric_corrupt": res.faithfulness.metric_corrupt, "metric_circuit": res.faithfulness.metric_circuit,
+            "prompts": attributions[name].n_prompts,
+            "edges": res.circuit.n_edges,
+            "nodes": len(res.circuit.nodes()),
+            "faithfulness": res.faithfulness.value,
+            "metric_clean": res.faithfulness.metric_clean,
+            "metric_corrupt": res.faithfulness.metric_corrupt,
+            "metric_circuit": res.faithfulness.metric_circuit,
             "curve": [{"top_n": n, "edges_after_pruning": f.n_edges, "faithfulness": f.value} for n, f in res.curve],
-        }  # fmt: skip
+        }
     if args.set_name == "both":
         shape = attributions["forget"].shape
         diff = differential_nodes(attributions["forget"], attributions["retain"])
         floor = differential_nodes(attributions["control-0"], attributions["retain"])
-        report["overlap"] = {"forget_vs_retain": overlap(results["forget"].circuit, results["retain"].circuit), "control_vs_retain": overlap(results["control-0"].circuit, results["retain"].circuit)}
-        report["differential_nodes"] = {shape.src_names[i]: {"forget_minus_retain": float(diff[i]), "control_minus_retain": float(floor[i])} for i in np.argsort(-np.abs(diff))}
+        report["overlap"] = {
+            "forget_vs_retain": overlap(results["forget"].circuit, results["retain"].circuit),
+            "control_vs_retain": overlap(results["control-0"].circuit, results["retain"].circuit),
+        }
+        report["differential_nodes"] = {
+            shape.src_names[i]: {"forget_minus_retain": float(diff[i]), "control_minus_retain": float(floor[i])}
+            for i in np.argsort(-np.abs(diff))
+        }
     if targets:
         for name, target in targets.items():
             export(circuit_document(results[name], attributions, settings, how, value), args.export[0], target)
@@ -117,10 +160,17 @@ def cmd_groups(args: argparse.Namespace) -> None:
     if args.csv:
         atomic_write_bytes(args.csv, groups.table.to_csv(index=False).encode())
     if args.json:
-        printers.print_json({
-            "request": ctx.request.id, "settings": {**settings.model_dump(), **group_settings.model_dump()}, "separability": groups.separability,
-            "beyond_noise": groups.beyond_noise, "sizes": groups.sizes().to_dict(), "modules": groups.table.to_dict(orient="records"), "warnings": groups.warnings,
-        })  # fmt: skip
+        printers.print_json(
+            {
+                "request": ctx.request.id,
+                "settings": {**settings.model_dump(), **group_settings.model_dump()},
+                "separability": groups.separability,
+                "beyond_noise": groups.beyond_noise,
+                "sizes": groups.sizes().to_dict(),
+                "modules": groups.table.to_dict(orient="records"),
+                "warnings": groups.warnings,
+            }
+        )
         return
     printers.print_groups(groups, ctx.request, settings)
     if args.csv:

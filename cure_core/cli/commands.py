@@ -31,7 +31,9 @@ def workspace(args: argparse.Namespace) -> Workspace:
 
     split = None
     if getattr(args, "split_json", None):
-        split = validated(SplitConfig, json_object(args.split_json, "--split-json"), "split", "give SplitConfig fields as JSON")
+        split = validated(
+            SplitConfig, json_object(args.split_json, "--split-json"), "split", "give SplitConfig fields as JSON"
+        )
     return Workspace(data=args.data, split=split, recipe=getattr(args, "recipe_json", None))
 
 
@@ -86,11 +88,16 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
     model_dir = None if args.model in ("original", "retrain") else Path(args.model)
     if model_dir is not None and not (model_dir / "meta.json").is_file():
-        raise CureError(f"--model {args.model} is not a model folder (no meta.json)", "use original, retrain, or a folder under cache/models")
+        raise CureError(
+            f"--model {args.model} is not a model folder (no meta.json)",
+            "use original, retrain, or a folder under cache/models",
+        )
     ws = workspace(args)
     request = request_of(args, ws)
     original, retrain = ws.ensure_models(request, quiet=args.json)
-    rec = {"original": original, "retrain": retrain}.get(args.model) or load_recommender(model_dir, ws.samples, ws.titles)
+    rec = {"original": original, "retrain": retrain}.get(args.model) or load_recommender(
+        model_dir, ws.samples, ws.titles
+    )
     report = compare_to_retrain(rec, retrain, request, ws.samples, ws.sets(request), name=args.model)
     if args.json:
         printers.print_json(report)
@@ -110,12 +117,21 @@ def cmd_study(args: argparse.Namespace) -> None:
         if "request" not in study.settings.model_fields:
             raise CureError(f"the {args.name} study takes no --request", "leave it out; see `cure study --help`")
         update["request"] = args.request
-    settings = validated(study.settings, {**settings.model_dump(), **update}, f"{args.name} settings", f"valid fields: {', '.join(study.settings.model_fields)}")
+    settings = validated(
+        study.settings,
+        {**settings.model_dump(), **update},
+        f"{args.name} settings",
+        f"valid fields: {', '.join(study.settings.model_fields)}",
+    )
     result = study.run(workspace(args), settings)
-    print(f"\n# {args.name} ({result['seconds']:.0f} s now, {result['total_seconds']:.0f} s over {len(result['invocations'])} invocation(s))")
+    print(
+        f"\n# {args.name} ({result['seconds']:.0f} s now, {result['total_seconds']:.0f} s over {len(result['invocations'])} invocation(s))"
+    )
     for line in result["summary"]:
         print(f"- {line}")
-    print(f"saved: {study_folder(args.name, result['key']) / 'result.json'} — see it in the app's Report page or with `cure report`")
+    print(
+        f"saved: {study_folder(args.name, result['key']) / 'result.json'} — see it in the app's Report page or with `cure report`"
+    )
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -125,9 +141,21 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 def cmd_app(args: argparse.Namespace) -> int:
-    cmd = [sys.executable, "-m", "streamlit", "run", str(APP_ENTRY), "--server.port", str(args.port), "--browser.gatherUsageStats", "false"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(APP_ENTRY),
+        "--server.port",
+        str(args.port),
+        "--browser.gatherUsageStats",
+        "false",
+    ]
     recipe = args.recipe_json.model_dump_json() if args.recipe_json is not None else None
-    env = dict(os.environ, **({"CURE_DATA": args.data} if args.data else {}), **({"CURE_RECIPE": recipe} if recipe else {}))
+    env = dict(
+        os.environ, **({"CURE_DATA": args.data} if args.data else {}), **({"CURE_RECIPE": recipe} if recipe else {})
+    )
     return subprocess.call(cmd, env=env)
 
 

@@ -103,7 +103,9 @@ class SettingsOptions(Generic[M]):
             elif _is_literal(info.annotation):
                 kwargs.update(choices=choices(model, field))
             else:
-                kwargs.update(type=checked(TypeAdapter(types[field]) if field in types else field_adapter(model, field)))
+                kwargs.update(
+                    type=checked(TypeAdapter(types[field]) if field in types else field_adapter(model, field))
+                )
             if field in defaults:
                 kwargs["default"] = default
             if default is not None and info.annotation is not bool and field not in required:
@@ -118,7 +120,13 @@ class SettingsOptions(Generic[M]):
 
     def build(self, args: argparse.Namespace, **fixed: Any) -> M:
         """The settings from ``args`` (and ``fixed`` values), through the one error handler."""
-        return validated(self.model, {**self.values(args), **fixed}, f"settings for `{self.prog}`", f"see `{self.prog} --help`", self.flags)
+        return validated(
+            self.model,
+            {**self.values(args), **fixed},
+            f"settings for `{self.prog}`",
+            f"see `{self.prog} --help`",
+            self.flags,
+        )
 
 
 def _dest(flag: str) -> str:
@@ -126,7 +134,9 @@ def _dest(flag: str) -> str:
 
 
 def _is_literal(annotation: Any) -> bool:
-    return get_origin(annotation) is Literal or any(get_origin(a) is Literal for a in getattr(annotation, "__args__", ()))
+    return get_origin(annotation) is Literal or any(
+        get_origin(a) is Literal for a in getattr(annotation, "__args__", ())
+    )
 
 
 def output_path(raw: str | Path, folder: bool = False) -> Path:
@@ -138,7 +148,10 @@ def output_path(raw: str | Path, folder: bool = False) -> Path:
         raise CureError("the output path is empty", "give a path to write to")
     want = "folder" if folder else "file"
     if path.exists() and path.is_dir() != folder:
-        raise CureError(f"{path} is {'a file' if folder else 'a folder'}, not a {want}", f"give a {want} path, e.g. {path / 'out.html' if path.is_dir() else path.with_suffix('')}-out")
+        raise CureError(
+            f"{path} is {'a file' if folder else 'a folder'}, not a {want}",
+            f"give a {want} path, e.g. {path / 'out.html' if path.is_dir() else path.with_suffix('')}-out",
+        )
     parent = path if folder and path.is_dir() else path.parent
     while not parent.exists():
         parent = parent.parent

@@ -10,7 +10,15 @@ import argparse
 import re
 from collections.abc import Callable
 
-from cure_core.cli.options import CliParser, SettingsOptions, bounded, help_text, number_list, output_file, output_folder
+from cure_core.cli.options import (
+    CliParser,
+    SettingsOptions,
+    bounded,
+    help_text,
+    number_list,
+    output_file,
+    output_folder,
+)
 from cure_core.errors import CureError
 from cure_core.settings import Seed
 
@@ -49,7 +57,11 @@ def build_parser(command: str | None = None) -> CliParser:
             text += ": " + "; ".join(f"{study}: {about}" for study, about in ABOUT.items())
         p = sub.add_parser(name, help=help_text(text), description=help_text(text))
         if name == command:
-            p.add_argument("--data", default=None, help="GroupLens ml-100k folder/zip or RecBole atomic files (default: MovieLens-100K)")
+            p.add_argument(
+                "--data",
+                default=None,
+                help="GroupLens ml-100k folder/zip or RecBole atomic files (default: MovieLens-100K)",
+            )
             if name not in ("data", "report"):
                 p.add_argument("--recipe-json", type=_recipe, default=None, help=help_text(RECIPE_HELP))
             OPTIONS[name](p)
@@ -81,9 +93,18 @@ def _data(p: argparse.ArgumentParser) -> None:
 def _train(p: argparse.ArgumentParser) -> None:
     from cure_core.cli.commands import cmd_train
 
-    p.add_argument("--retrain", metavar="REQUEST_ID", type=_saved_request, help="train the Retrain reference of this request instead")
+    p.add_argument(
+        "--retrain",
+        metavar="REQUEST_ID",
+        type=_saved_request,
+        help="train the Retrain reference of this request instead",
+    )
     p.add_argument("--threads", type=bounded(int, ge=1), default=None, help="torch threads (default: all cores)")
-    p.add_argument("--force", action="store_true", help="retrain even if the model is cached (the old one is replaced only on success)")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="retrain even if the model is cached (the old one is replaced only on success)",
+    )
     # Used by Workspace.ensure_models when it trains Original and Retrain side by side.
     p.add_argument("--progress-file", help=argparse.SUPPRESS)
     p.add_argument("--split-json", help=argparse.SUPPRESS)
@@ -96,12 +117,23 @@ def _forget(p: argparse.ArgumentParser) -> None:
     from cure_core.settings import choices
 
     who = p.add_mutually_exclusive_group()
-    who.add_argument("--users", type=lambda raw: parse_share(raw, "--users"), help="share of users, e.g. 5%% or 0.05 (default 5%%)")
+    who.add_argument(
+        "--users", type=lambda raw: parse_share(raw, "--users"), help="share of users, e.g. 5%% or 0.05 (default 5%%)"
+    )
     who.add_argument("--user-ids", type=_id_list("--user-ids"), help="comma-separated user ids")
     who.add_argument("--genre", type=_nonblank("--genre"), help="every sample with a movie of this genre")
     who.add_argument("--items", type=_id_list("--items"), help="comma-separated item ids")
-    who.add_argument("--interactions", type=_interactions, help="comma-separated USER:ITEM ratings; each covers every sample carrying it (as target or in the history)")
-    p.add_argument("--scope", choices=choices(ForgetRequest, "item_scope"), default="target_or_history", help="item requests: match the target only, or the history too")
+    who.add_argument(
+        "--interactions",
+        type=_interactions,
+        help="comma-separated USER:ITEM ratings; each covers every sample carrying it (as target or in the history)",
+    )
+    p.add_argument(
+        "--scope",
+        choices=choices(ForgetRequest, "item_scope"),
+        default="target_or_history",
+        help="item requests: match the target only, or the history too",
+    )
     p.add_argument("--seed", type=SEED, default=0, help="seed of the user draw (default 0)")
     p.set_defaults(func=cmd_forget)
 
@@ -115,18 +147,34 @@ def _evaluate(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_evaluate)
 
 
-def _attribution_options(p: argparse.ArgumentParser, sets: str | None, corruption_default: str | None = "history") -> None:
+def _attribution_options(
+    p: argparse.ArgumentParser, sets: str | None, corruption_default: str | None = "history"
+) -> None:
     from cure_core.circuits import AttributionSettings
 
     _request_arg(p)
     if sets is not None:
-        both = " or 'both' (forget and retain, with the matched control draw 0 as noise floor)" if sets == "both" else ""
-        p.add_argument("--set", dest="set_name", type=_set_name(sets == "both"), default=sets, help=f"forget, retain, control-N (matched control draw N){both}; default {sets}")
-    corruption_help = AttributionSettings.model_fields["corruption"].description + (" (default history)" if corruption_default else " (default: target for item requests, history otherwise)")
+        both = (
+            " or 'both' (forget and retain, with the matched control draw 0 as noise floor)" if sets == "both" else ""
+        )
+        p.add_argument(
+            "--set",
+            dest="set_name",
+            type=_set_name(sets == "both"),
+            default=sets,
+            help=f"forget, retain, control-N (matched control draw N){both}; default {sets}",
+        )
+    corruption_help = AttributionSettings.model_fields["corruption"].description + (
+        " (default history)" if corruption_default else " (default: target for item requests, history otherwise)"
+    )
     attribution = SettingsOptions.add(
-        p, AttributionSettings, ["method", "steps", "corruption", "metric", "n_prompts", "n_eval", "batch_size", "seed"],
-        rename=ATTRIBUTION_FLAGS, defaults={"corruption": corruption_default}, helps={"corruption": corruption_help},
-    )  # fmt: skip
+        p,
+        AttributionSettings,
+        ["method", "steps", "corruption", "metric", "n_prompts", "n_eval", "batch_size", "seed"],
+        rename=ATTRIBUTION_FLAGS,
+        defaults={"corruption": corruption_default},
+        helps={"corruption": corruption_help},
+    )
     p.add_argument("--force", action="store_true", help="recompute even if cached")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(attribution=attribution)
@@ -136,7 +184,9 @@ def _attribute(p: argparse.ArgumentParser) -> None:
     from cure_core.cli.circuit_commands import cmd_attribute
 
     _attribution_options(p, sets="forget")
-    p.add_argument("--top", type=bounded(int, ge=1), default=15, help="edges and modules to print (default 15; at most every edge)")
+    p.add_argument(
+        "--top", type=bounded(int, ge=1), default=15, help="edges and modules to print (default 15; at most every edge)"
+    )
     p.set_defaults(func=cmd_attribute)
 
 
@@ -147,10 +197,24 @@ def _circuit(p: argparse.ArgumentParser) -> None:
     rule = p.add_mutually_exclusive_group()
     rule.add_argument("--top-n", type=bounded(int, ge=1), help="keep the N edges of largest |score| (default 100)")
     rule.add_argument("--threshold", type=bounded(float, ge=0), help="keep edges with |score| at least this")
-    rule.add_argument("--share", type=bounded(float, gt=0, le=1), help="keep the fewest top edges holding this share of the total |score| (0-1]")
+    rule.add_argument(
+        "--share",
+        type=bounded(float, gt=0, le=1),
+        help="keep the fewest top edges holding this share of the total |score| (0-1]",
+    )
     rule.add_argument("--greedy", type=bounded(int, ge=1), metavar="N", help="grow N edges greedily from the logits")
-    p.add_argument("--curve-points", type=bounded(int, ge=0), default=12, help="sizes on the faithfulness curve (0: no curve; default 12)")
-    p.add_argument("--export", nargs=2, metavar=("FORMAT", "PATH"), help="write the circuit as json, graphml or csv (with --set both, one file per set: PATH gets -forget/-retain/-control-0)")
+    p.add_argument(
+        "--curve-points",
+        type=bounded(int, ge=0),
+        default=12,
+        help="sizes on the faithfulness curve (0: no curve; default 12)",
+    )
+    p.add_argument(
+        "--export",
+        nargs=2,
+        metavar=("FORMAT", "PATH"),
+        help="write the circuit as json, graphml or csv (with --set both, one file per set: PATH gets -forget/-retain/-control-0)",
+    )
     p.set_defaults(func=cmd_circuit)
 
 
@@ -175,19 +239,43 @@ def _unlearn_options(p: argparse.ArgumentParser, with_method: bool) -> None:
     from cure_core.unlearning.methods import METHODS, UnlearnConfig
 
     _request_arg(p)
-    fields = ["steps", "batch_size", "seed", "retain_weight", "retain_loss", "forget_loss", "retain_rule", "shared_rule", "row_rule"]
+    fields = [
+        "steps",
+        "batch_size",
+        "seed",
+        "retain_weight",
+        "retain_loss",
+        "forget_loss",
+        "retain_rule",
+        "shared_rule",
+        "row_rule",
+    ]
     helps = {
         "method": f"one of {', '.join(METHODS)} (cure-nocircuit: CURE's rules with every head and MLP task-shared, the ablation)",
         "strength": "Adam learning rate (default: the middle of the method's sweep grid)",
-        "steps": "unlearning steps", "batch_size": "forget and retain samples per step", "seed": "seed of the batch order",
+        "steps": "unlearning steps",
+        "batch_size": "forget and retain samples per step",
+        "seed": "seed of the batch order",
         "retain_loss": "GradDiff and the combining methods: retain NLL or KL to the original",
-        "retain_rule": "cure: what retain-specific modules do", "shared_rule": "cure: how task-shared modules combine g_f and g_r",
-    }  # fmt: skip
+        "retain_rule": "cure: what retain-specific modules do",
+        "shared_rule": "cure: how task-shared modules combine g_f and g_r",
+    }
     unlearn = SettingsOptions.add(
-        p, UnlearnConfig, (["method", "strength"] if with_method else []) + fields,
-        defaults={"strength": None}, helps=helps, types={"seed": Seed}, required=["method"] if with_method else [],
-    )  # fmt: skip
-    corruption = SettingsOptions.add(p, AttributionSettings, ["corruption"], defaults={"corruption": None}, helps={"corruption": "cure: corruption for the groups (default: target for item requests, history otherwise)"})
+        p,
+        UnlearnConfig,
+        (["method", "strength"] if with_method else []) + fields,
+        defaults={"strength": None},
+        helps=helps,
+        types={"seed": Seed},
+        required=["method"] if with_method else [],
+    )
+    corruption = SettingsOptions.add(
+        p,
+        AttributionSettings,
+        ["corruption"],
+        defaults={"corruption": None},
+        helps={"corruption": "cure: corruption for the groups (default: target for item requests, history otherwise)"},
+    )
     _group_options(p, ["threshold"], {"threshold": "cure: group threshold, a share of importance in (0, 1]"})
     p.set_defaults(unlearn=unlearn, attribution=corruption)
 
@@ -208,7 +296,12 @@ def _compare(p: argparse.ArgumentParser) -> None:
 
     _unlearn_options(p, with_method=False)
     p.add_argument("--methods", default="all", help="comma-separated methods or 'all'")
-    p.add_argument("--strengths", type=number_list(field_adapter(UnlearnConfig, "strength")), default=None, help="comma-separated strengths for every method (default: each method's grid)")
+    p.add_argument(
+        "--strengths",
+        type=number_list(field_adapter(UnlearnConfig, "strength")),
+        default=None,
+        help="comma-separated strengths for every method (default: each method's grid)",
+    )
     p.add_argument("--out", type=output_folder, default="compare", help="output folder (default ./compare)")
     p.set_defaults(func=cmd_compare)
 
@@ -219,15 +312,21 @@ def _study(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("name", choices=list(ABOUT))
     p.add_argument("--quick", action="store_true", help="the minutes-long settings used by the tests")
-    p.add_argument("--request", default=None, help="pareto/difficulty: default, users:5%%, genre:Horror or a saved request id")
-    p.add_argument("--settings-json", default=None, help="override any study setting as JSON, e.g. '{\"seeds\": [0, 1]}'")
+    p.add_argument(
+        "--request", default=None, help="pareto/difficulty: default, users:5%%, genre:Horror or a saved request id"
+    )
+    p.add_argument(
+        "--settings-json", default=None, help="override any study setting as JSON, e.g. '{\"seeds\": [0, 1]}'"
+    )
     p.set_defaults(func=cmd_study)
 
 
 def _report(p: argparse.ArgumentParser) -> None:
     from cure_core.cli.commands import cmd_report
 
-    p.add_argument("--out", type=output_file, default="cure-report.html", help="output file (default ./cure-report.html)")
+    p.add_argument(
+        "--out", type=output_file, default="cure-report.html", help="output file (default ./cure-report.html)"
+    )
     p.set_defaults(func=cmd_report)
 
 
@@ -239,9 +338,19 @@ def _app(p: argparse.ArgumentParser) -> None:
 
 
 OPTIONS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
-    "data": _data, "train": _train, "forget": _forget, "evaluate": _evaluate, "attribute": _attribute, "circuit": _circuit,
-    "groups": _groups, "unlearn": _unlearn, "compare": _compare, "study": _study, "report": _report, "app": _app,
-}  # fmt: skip
+    "data": _data,
+    "train": _train,
+    "forget": _forget,
+    "evaluate": _evaluate,
+    "attribute": _attribute,
+    "circuit": _circuit,
+    "groups": _groups,
+    "unlearn": _unlearn,
+    "compare": _compare,
+    "study": _study,
+    "report": _report,
+    "app": _app,
+}
 
 
 def _nonblank(flag: str) -> Callable[[str], str]:
@@ -270,7 +379,9 @@ def _interactions(raw: str) -> list[tuple[str, str]]:
         if not sep or ":" in item:
             raise CureError(f"interaction {pair!r} is not USER:ITEM", "write ratings as USER:ITEM, e.g. 196:242")
         if not user.strip() or not item.strip():
-            raise CureError(f"interaction {pair!r} has a blank user or item id", "write ratings as USER:ITEM, e.g. 196:242")
+            raise CureError(
+                f"interaction {pair!r} has a blank user or item id", "write ratings as USER:ITEM, e.g. 196:242"
+            )
         pairs.append((user.strip(), item.strip()))
     return pairs
 
@@ -278,7 +389,11 @@ def _interactions(raw: str) -> list[tuple[str, str]]:
 def _set_name(allow_both: bool) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         if re.fullmatch(r"forget|retain|control(-\d+)?" + ("|both" if allow_both else ""), raw) is None:
-            raise CureError(f"unknown set {raw!r}", "use forget, retain, or control-N (a matched control draw, e.g. control-0)" + (", or both" if allow_both else ""))
+            raise CureError(
+                f"unknown set {raw!r}",
+                "use forget, retain, or control-N (a matched control draw, e.g. control-0)"
+                + (", or both" if allow_both else ""),
+            )
         return raw
 
     return parse

@@ -46,11 +46,17 @@ def print_summary(summary: dict[str, object], user_ids: list[str], genres: list[
 def print_model(rec: Recommender, baselines: dict[str, float]) -> None:
     meta = rec.meta
     print(f"model: {rec.path}")
-    print(f"parameters: {meta['n_params']:,}  training: {meta['train_seconds']:.0f}s on {meta['threads']} thread(s), best epoch {meta['best_epoch']}")
+    print(
+        f"parameters: {meta['n_params']:,}  training: {meta['train_seconds']:.0f}s on {meta['threads']} thread(s), best epoch {meta['best_epoch']}"
+    )
     print("curve (AUC against training time; the checkpoint is the best validation epoch):")
     for row in meta["curve"]:
-        print(f"  epoch {row['epoch']:>2}  {row['seconds']:>6.0f}s  loss {row['train_loss']:.4f}  valid AUC {row['valid_auc']:.4f}  test AUC {row['test_auc']:.4f}")
-    print(f"test AUC {meta['metrics']['test_auc']:.4f}  ACC {meta['metrics']['test_acc']:.4f}  LogLoss {meta['metrics']['test_logloss']:.4f}")
+        print(
+            f"  epoch {row['epoch']:>2}  {row['seconds']:>6.0f}s  loss {row['train_loss']:.4f}  valid AUC {row['valid_auc']:.4f}  test AUC {row['test_auc']:.4f}"
+        )
+    print(
+        f"test AUC {meta['metrics']['test_auc']:.4f}  ACC {meta['metrics']['test_acc']:.4f}  LogLoss {meta['metrics']['test_logloss']:.4f}"
+    )
     for name, auc in baselines.items():
         print(f"  baseline {name:<26} test AUC {auc:.4f}")
 
@@ -68,7 +74,9 @@ def print_versus_retrain(report: Comparison, labels: list[str]) -> None:
     for label, value, retrain in report.versus(labels, mia=False):
         print(f"{label:>22}{_number(value):>12}{_number(retrain):>12}")
     for attack, auc in report.model.mia.items():
-        print(f"{'MIA AUC ' + attack:>22}{_number(auc):>12}{_number(report.retrain.mia.get(attack)):>12}   PrivLeak {report.privleak.get(attack, float('nan')):+.1f}%")
+        print(
+            f"{'MIA AUC ' + attack:>22}{_number(auc):>12}{_number(report.retrain.mia.get(attack)):>12}   PrivLeak {report.privleak.get(attack, float('nan')):+.1f}%"
+        )
     print(f"{'JSD to Retrain':>22}{report.jsd_to_retrain:>12.5f}")
     print(f"{'L2 to Retrain':>22}{report.l2_to_retrain:>12.5f}")
 
@@ -79,25 +87,38 @@ def _number(value: float | None) -> str:
 
 def print_evaluation(report: Comparison, request: ForgetRequest) -> None:
     print(f"request {request.id} ({request.description}); sets: {report.sizes}")
-    print_versus_retrain(report, ["test AUC", "test LogLoss", "forget AUC", "forget ACC", "forget LogLoss", "retain AUC"])
+    print_versus_retrain(
+        report, ["test AUC", "test LogLoss", "forget AUC", "forget ACC", "forget LogLoss", "retain AUC"]
+    )
 
 
 def print_run(report: RunReport) -> None:
-    print(f"run {report.run}: {report.method} strength {report.strength:g}, {report.seconds:.1f}s, {report.params_updated:,} of {report.params_total:,} parameters updated, peak {report.peak_memory_mib:.0f} MiB ({report.peak_memory_kind})")
+    print(
+        f"run {report.run}: {report.method} strength {report.strength:g}, {report.seconds:.1f}s, {report.params_updated:,} of {report.params_total:,} parameters updated, peak {report.peak_memory_mib:.0f} MiB ({report.peak_memory_kind})"
+    )
     print_versus_retrain(report, ["test AUC", "test ACC", "test LogLoss", "forget AUC", "forget ACC"])
     for note in report.group_warnings:
         print(f"warning: {note}")
 
 
 def print_grid_row(report: RunReport) -> None:
-    print(f"{report.method:>9} strength {report.strength:<8g} test AUC {_number(report.test_auc)}  forget AUC {_number(report.forget_auc)}  JSD {report.jsd_to_retrain:.5f}  {report.seconds:.1f}s")
+    print(
+        f"{report.method:>9} strength {report.strength:<8g} test AUC {_number(report.test_auc)}  forget AUC {_number(report.forget_auc)}  JSD {report.jsd_to_retrain:.5f}  {report.seconds:.1f}s"
+    )
 
 
-def print_attribution(result: Attribution, request: ForgetRequest, set_name: str, settings: AttributionSettings, top: int, cached: str) -> None:
+def print_attribution(
+    result: Attribution, request: ForgetRequest, set_name: str, settings: AttributionSettings, top: int, cached: str
+) -> None:
     shape = result.shape
-    print(f"request {request.id} ({request.description}), {set_name} set: {result.n_prompts} prompts, {settings.method}"
-          + (f" ({settings.steps} steps)" if settings.method == "eap-ig" else "") + f", corruption {settings.corruption}, metric {settings.metric}")  # fmt: skip
-    print(f"metric mean: clean {result.metric_clean.mean():+.4f}, corrupted {result.metric_corrupt.mean():+.4f} (total effect {result.total_effect:+.4f})")
+    print(
+        f"request {request.id} ({request.description}), {set_name} set: {result.n_prompts} prompts, {settings.method}"
+        + (f" ({settings.steps} steps)" if settings.method == "eap-ig" else "")
+        + f", corruption {settings.corruption}, metric {settings.metric}"
+    )
+    print(
+        f"metric mean: clean {result.metric_clean.mean():+.4f}, corrupted {result.metric_corrupt.mean():+.4f} (total effect {result.total_effect:+.4f})"
+    )
     print(f"scores: Δ = corrupt − clean; {shape.n_edges} edges. Top {top} by |score|:")
     for name, score in result.top_edges(top):
         print(f"  {score:+.5f}  {name}")
@@ -109,30 +130,53 @@ def print_attribution(result: Attribution, request: ForgetRequest, set_name: str
 
 def print_circuits(report: dict[str, Any], settings: AttributionSettings) -> None:
     selection = report["selection"]
-    print(f"request {report['request']}; {settings.method}, corruption {settings.corruption}; selection {selection['rule']} {selection['value']}; faithfulness on {settings.n_eval} held-out prompts per set")
+    print(
+        f"request {report['request']}; {settings.method}, corruption {settings.corruption}; selection {selection['rule']} {selection['value']}; faithfulness on {settings.n_eval} held-out prompts per set"
+    )
     for name, row in report["sets"].items():
-        print(f"{name:>7} circuit: {row['edges']} edges, {row['nodes']} nodes, F = {row['faithfulness']:.3f}  (m clean {row['metric_clean']:+.4f}, corrupt {row['metric_corrupt']:+.4f}, circuit {row['metric_circuit']:+.4f})")
-        print("         curve (top-n → edges after pruning: F): " + ", ".join(f"{c['top_n']}→{c['edges_after_pruning']}: {c['faithfulness']:.2f}" for c in row["curve"]))
+        print(
+            f"{name:>7} circuit: {row['edges']} edges, {row['nodes']} nodes, F = {row['faithfulness']:.3f}  (m clean {row['metric_clean']:+.4f}, corrupt {row['metric_corrupt']:+.4f}, circuit {row['metric_circuit']:+.4f})"
+        )
+        print(
+            "         curve (top-n → edges after pruning: F): "
+            + ", ".join(f"{c['top_n']}→{c['edges_after_pruning']}: {c['faithfulness']:.2f}" for c in row["curve"])
+        )
     if "overlap" in report:
-        for pair, label in (("forget_vs_retain", "forget vs retain"), ("control_vs_retain", "control vs retain (noise floor)")):
+        for pair, label in (
+            ("forget_vs_retain", "forget vs retain"),
+            ("control_vs_retain", "control vs retain (noise floor)"),
+        ):
             o = report["overlap"][pair]
             print(f"overlap {label:<32} edges Jaccard {o['edges_jaccard']:.3f}, nodes Jaccard {o['nodes_jaccard']:.3f}")
         top = list(report["differential_nodes"].items())[:8]
-        print("normalised node score, forget − retain [control − retain]: " + ", ".join(f"{k} {v['forget_minus_retain']:+.4f} [{v['control_minus_retain']:+.4f}]" for k, v in top))
+        print(
+            "normalised node score, forget − retain [control − retain]: "
+            + ", ".join(f"{k} {v['forget_minus_retain']:+.4f} [{v['control_minus_retain']:+.4f}]" for k, v in top)
+        )
     for target in report.get("exported", []):
         print(f"exported: {target}")
 
 
 def print_groups(groups: ModuleGroups, request: ForgetRequest, settings: AttributionSettings) -> None:
     sep = groups.separability
-    print(f"request {request.id} ({request.description}); {settings.method}, corruption {settings.corruption}, {sep['control_draws']} matched control draws")
-    print(f"separability: log-ratio spread forget {sep['spread_forget']:.3f} vs control {sep['spread_control_mean']:.3f} ± {sep['spread_control_std']:.3f}"
-          f" → ratio {sep['separability']:.2f} ({'beyond' if groups.beyond_noise else 'within'} noise); {sep['significant_modules']} heads/MLPs beyond their null")  # fmt: skip
+    print(
+        f"request {request.id} ({request.description}); {settings.method}, corruption {settings.corruption}, {sep['control_draws']} matched control draws"
+    )
+    print(
+        f"separability: log-ratio spread forget {sep['spread_forget']:.3f} vs control {sep['spread_control_mean']:.3f} ± {sep['spread_control_std']:.3f}"
+        f" → ratio {sep['separability']:.2f} ({'beyond' if groups.beyond_noise else 'within'} noise); {sep['significant_modules']} heads/MLPs beyond their null"
+    )
     table = groups.table[groups.table["kind"].isin(["head", "mlp"])]
-    print(table[["module", "importance_forget", "importance_retain", "difference", "null", "significant", "group"]].to_string(index=False, float_format=lambda x: f"{x:.4f}"))
+    print(
+        table[
+            ["module", "importance_forget", "importance_retain", "difference", "null", "significant", "group"]
+        ].to_string(index=False, float_format=lambda x: f"{x:.4f}")
+    )
     rows = groups.table[~groups.table["kind"].isin(["head", "mlp"])]
     if len(rows):
-        print(f"embedding rows: {len(rows)} forget-specific ({', '.join(rows['module'].head(8))}{' …' if len(rows) > 8 else ''})")
+        print(
+            f"embedding rows: {len(rows)} forget-specific ({', '.join(rows['module'].head(8))}{' …' if len(rows) > 8 else ''})"
+        )
     print("group sizes by kind (module kinds used: " + ", ".join(groups.kinds) + "):")
     print(groups.sizes().to_string())
     for note in groups.warnings:

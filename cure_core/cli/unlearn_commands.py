@@ -25,7 +25,9 @@ def known_methods(names: list[str]) -> list[str]:
         raise CureError("no unlearning method given", f"name one or more of: {', '.join(METHODS)} (or all)")
     unknown = [n for n in names if n not in METHODS]
     if unknown:
-        raise CureError(f"unknown unlearning method(s) {', '.join(map(repr, unknown))}", f"use one of: {', '.join(METHODS)}")
+        raise CureError(
+            f"unknown unlearning method(s) {', '.join(map(repr, unknown))}", f"use one of: {', '.join(METHODS)}"
+        )
     return names
 
 
@@ -51,7 +53,9 @@ def cmd_unlearn(args: argparse.Namespace) -> None:
     from cure_core.unlearning.runs import get_run
 
     (method,) = known_methods([args.method])
-    config = args.unlearn.build(args, strength=args.strength if args.strength is not None else METHODS[method].default_strength)
+    config = args.unlearn.build(
+        args, strength=args.strength if args.strength is not None else METHODS[method].default_strength
+    )
     args.groups.build(args)  # checked before the workspace; rebuilt with the request below
     ws = workspace(args)
     request = request_of(args, ws)
@@ -69,7 +73,11 @@ def cmd_compare(args: argparse.Namespace) -> None:
     from cure_core.unlearning.methods import METHODS
     from cure_core.unlearning.runs import get_run
 
-    methods = list(METHODS) if args.methods.strip() == "all" else known_methods([m.strip() for m in args.methods.split(",") if m.strip()])
+    methods = (
+        list(METHODS)
+        if args.methods.strip() == "all"
+        else known_methods([m.strip() for m in args.methods.split(",") if m.strip()])
+    )
     grid = configs(args, methods, args.strengths)
     args.groups.build(args)
     ws = workspace(args)

@@ -60,10 +60,15 @@ class RatingsDataset:
         """One row per user: number of ratings and the ``last`` rated titles, newest last,
         each marked ``+`` (liked: rating > ``like_threshold``) or ``-``."""
         titles = self.titles()
-        chosen = self.ratings[self.ratings["user"].isin(set(user_ids))].sort_values(["user", "timestamp"], kind="stable")
+        chosen = self.ratings[self.ratings["user"].isin(set(user_ids))].sort_values(
+            ["user", "timestamp"], kind="stable"
+        )
         rows = []
         for user, group in chosen.groupby("user", sort=False):
             tail = group.tail(last)
-            history = "; ".join(f"{titles.get(i, i)} ({'+' if r > like_threshold else '-'})" for i, r in zip(tail["item"], tail["rating"], strict=True))
+            history = "; ".join(
+                f"{titles.get(i, i)} ({'+' if r > like_threshold else '-'})"
+                for i, r in zip(tail["item"], tail["rating"], strict=True)
+            )
             rows.append({"user": user, "ratings": len(group), f"last {last} ratings (oldest first)": history})
         return pd.DataFrame(rows)

@@ -80,7 +80,10 @@ class Samples:
         unknown = [u for u in raw_ids if u not in lookup]
         if unknown:
             shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
-            raise CureError(f"unknown user id(s): {shown}", f"use ids from the dataset ({self.user_ids[0]} .. {self.user_ids[-1]}); `cure data` lists the range")
+            raise CureError(
+                f"unknown user id(s): {shown}",
+                f"use ids from the dataset ({self.user_ids[0]} .. {self.user_ids[-1]}); `cure data` lists the range",
+            )
         return np.array([lookup[u] for u in raw_ids], dtype=np.int64)
 
     def item_codes(self, raw_ids: list[str]) -> np.ndarray:
@@ -109,7 +112,9 @@ def build_samples(dataset: RatingsDataset, config: SplitConfig | None = None) ->
             "row": np.arange(len(ratings)),
         }
     ).sort_values(["u", "t", "row"], kind="stable")
-    parts: dict[str, list[np.ndarray]] = {name: [] for name in ("user", "history", "hlike", "target", "label", "t", "row", "split")}
+    parts: dict[str, list[np.ndarray]] = {
+        name: [] for name in ("user", "history", "hlike", "target", "label", "t", "row", "split")
+    }
     for u, group in frame.groupby("u", sort=True):
         n = len(group) - k
         if n < 3:  # too short for one train, one valid and one test sample
@@ -132,11 +137,16 @@ def build_samples(dataset: RatingsDataset, config: SplitConfig | None = None) ->
         parts["row"].append(group["row"].to_numpy()[k:])
         parts["split"].append(split)
     if not parts["user"]:
-        raise CureError(f"{dataset.name}: no user has more than {k + 2} ratings", f"use a smaller history length than {k} or a denser dataset")
+        raise CureError(
+            f"{dataset.name}: no user has more than {k + 2} ratings",
+            f"use a smaller history length than {k} or a denser dataset",
+        )
     users_present = np.unique(np.concatenate(parts["user"]))
     rng = np.random.default_rng(config.seed)
     n_holdout = round(config.holdout_user_frac * len(users_present))
-    holdout = np.sort(rng.choice(users_present, size=n_holdout, replace=False)) if n_holdout else np.array([], dtype=np.int64)
+    holdout = (
+        np.sort(rng.choice(users_present, size=n_holdout, replace=False)) if n_holdout else np.array([], dtype=np.int64)
+    )
     return Samples(
         user_ids=list(user_ids),
         item_ids=list(item_ids),

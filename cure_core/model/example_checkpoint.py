@@ -21,7 +21,15 @@ from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerFast, Qwen2Config
+from transformers import (
+    AutoModelForCausalLM,
+    GPT2Config,
+    LlamaConfig,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerFast,
+    Qwen2Config,
+)
 
 from cure_core.data.dataset import RatingsDataset
 from cure_core.errors import CureError
@@ -31,21 +39,48 @@ N_LAYERS, N_HEADS, N_KV_HEADS, D_MODEL, D_MLP, N_CTX = 2, 4, 2, 64, 128, 2048
 
 
 def _gpt2(vocab: int) -> PretrainedConfig:
-    return GPT2Config(vocab_size=vocab, n_positions=N_CTX, n_embd=D_MODEL, n_layer=N_LAYERS, n_head=N_HEADS, n_inner=D_MLP, bos_token_id=0, eos_token_id=0, pad_token_id=1)
+    return GPT2Config(
+        vocab_size=vocab,
+        n_positions=N_CTX,
+        n_embd=D_MODEL,
+        n_layer=N_LAYERS,
+        n_head=N_HEADS,
+        n_inner=D_MLP,
+        bos_token_id=0,
+        eos_token_id=0,
+        pad_token_id=1,
+    )
 
 
 def _llama(vocab: int) -> PretrainedConfig:
     return LlamaConfig(
-        vocab_size=vocab, hidden_size=D_MODEL, intermediate_size=D_MLP, num_hidden_layers=N_LAYERS, num_attention_heads=N_HEADS,
-        num_key_value_heads=N_KV_HEADS, max_position_embeddings=N_CTX, bos_token_id=0, eos_token_id=0, pad_token_id=1,
-    )  # fmt: skip
+        vocab_size=vocab,
+        hidden_size=D_MODEL,
+        intermediate_size=D_MLP,
+        num_hidden_layers=N_LAYERS,
+        num_attention_heads=N_HEADS,
+        num_key_value_heads=N_KV_HEADS,
+        max_position_embeddings=N_CTX,
+        bos_token_id=0,
+        eos_token_id=0,
+        pad_token_id=1,
+    )
 
 
 def _qwen2(vocab: int) -> PretrainedConfig:
     return Qwen2Config(
-        vocab_size=vocab, hidden_size=D_MODEL, intermediate_size=D_MLP, num_hidden_layers=N_LAYERS, num_attention_heads=N_HEADS,
-        num_key_value_heads=N_KV_HEADS, max_position_embeddings=N_CTX, bos_token_id=0, eos_token_id=0, pad_token_id=1, tie_word_embeddings=True,
-    )  # fmt: skip
+        vocab_size=vocab,
+        hidden_size=D_MODEL,
+        intermediate_size=D_MLP,
+        num_hidden_layers=N_LAYERS,
+        num_attention_heads=N_HEADS,
+        num_key_value_heads=N_KV_HEADS,
+        max_position_embeddings=N_CTX,
+        bos_token_id=0,
+        eos_token_id=0,
+        pad_token_id=1,
+        tie_word_embeddings=True,
+    )
 
 
 # Architecture -> (config builder, LoRA target modules as the usual recipes set them:
@@ -66,9 +101,16 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 4000) -> PreTrainedT
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOS, PAD], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[EOS, PAD],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tokenizer.train_from_iterator(texts, trainer=trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token=EOS, eos_token=EOS, unk_token=EOS, pad_token=PAD)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, bos_token=EOS, eos_token=EOS, unk_token=EOS, pad_token=PAD
+    )
 
 
 def tokenizer_corpus(dataset: RatingsDataset) -> list[str]:
@@ -100,9 +142,13 @@ def add_random_lora(model: PreTrainedModel, arch: str, base: str, seed: int = 0,
     from peft import LoraConfig, get_peft_model
 
     config = LoraConfig(
-        r=r, lora_alpha=alpha, lora_dropout=0.05, target_modules=ARCHITECTURES[arch][1], fan_in_fan_out=arch == "gpt2",
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=0.05,
+        target_modules=ARCHITECTURES[arch][1],
+        fan_in_fan_out=arch == "gpt2",
         task_type="CAUSAL_LM",
-    )  # fmt: skip
+    )
     model.name_or_path = base  # get_peft_model records the model's name as the adapter's base
     peft_model = get_peft_model(model, config)
     generator = torch.Generator().manual_seed(seed + 1)
@@ -125,8 +171,15 @@ def write_example(arch: str, out: Path, dataset: RatingsDataset, adapter: Path |
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cure_core.model.example_checkpoint", description=__doc__.splitlines()[0])
-    parser.add_argument("--arch", choices=list(ARCHITECTURES), default="qwen2", help="architecture (llama and qwen2 use grouped-query attention: 4 query heads, 2 key/value heads)")
+    parser = argparse.ArgumentParser(
+        prog="python -m cure_core.model.example_checkpoint", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--arch",
+        choices=list(ARCHITECTURES),
+        default="qwen2",
+        help="architecture (llama and qwen2 use grouped-query attention: 4 query heads, 2 key/value heads)",
+    )
     parser.add_argument("--out", type=Path, required=True, help="folder to write the model and tokenizer to")
     parser.add_argument("--adapter", type=Path, help="also write a random non-zero LoRA adapter to this folder")
     parser.add_argument("--data", help="dataset whose titles train the tokenizer (default: MovieLens-100K)")
@@ -139,7 +192,10 @@ def main(argv: list[str] | None = None) -> int:
     except CureError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"wrote a random-weight {args.arch} checkpoint to {args.out}" + (f" and a LoRA adapter to {args.adapter}" if args.adapter else ""))
+    print(
+        f"wrote a random-weight {args.arch} checkpoint to {args.out}"
+        + (f" and a LoRA adapter to {args.adapter}" if args.adapter else "")
+    )
     return 0
 
 

@@ -21,18 +21,27 @@ class Recipe(BaseModel):
     d_model: int = Field(32, ge=8)
     d_mlp: int = Field(128, ge=8)
     activation: Literal["gelu_new", "gelu_pytorch_tanh"] = Field(
-        "gelu_pytorch_tanh", description="GPT-2's MLP activation: the same tanh-approximated GELU, as a Python formula (gelu_new) or one fused kernel (~1.2x faster on CPU); Llama uses SiLU"
+        "gelu_pytorch_tanh",
+        description="GPT-2's MLP activation: the same tanh-approximated GELU, as a Python formula (gelu_new) or one fused kernel (~1.2x faster on CPU); Llama uses SiLU",
     )
     dropout: float = Field(0.1, ge=0, lt=1)
-    user_dropout: float = Field(0.1, ge=0, lt=1, description="share of training prompts whose user token is replaced by <unk_user>")
+    user_dropout: float = Field(
+        0.1, ge=0, lt=1, description="share of training prompts whose user token is replaced by <unk_user>"
+    )
     lr: float = Field(2e-3, gt=0)
     weight_decay: float = Field(0.1, ge=0)
     batch_size: int = Field(128, ge=1)
     train_precision: Literal["fp32", "bf16-mixed"] = Field(
-        "bf16-mixed", description="training matmuls under bfloat16 autocast (weights, optimizer, evaluation and the saved model stay float32); ~1.8x faster on CPUs with AVX512-BF16/AMX"
+        "bf16-mixed",
+        description="training matmuls under bfloat16 autocast (weights, optimizer, evaluation and the saved model stay float32); ~1.8x faster on CPUs with AVX512-BF16/AMX",
     )
     max_epochs: int = Field(8, ge=1)
-    ema_decay: float = Field(0.999, ge=0, lt=1, description="exponential moving average of the weights, evaluated and saved instead of the raw weights (0 = off)")
+    ema_decay: float = Field(
+        0.999,
+        ge=0,
+        lt=1,
+        description="exponential moving average of the weights, evaluated and saved instead of the raw weights (0 = off)",
+    )
     patience: int = Field(3, ge=1, description="epochs without a better validation AUC before stopping")
     seed: Seed = 0
 
@@ -59,16 +68,35 @@ class Recipe(BaseModel):
         """The Hugging Face config of this architecture (pre-LayerNorm, no grouped-query attention)."""
         if self.arch == "gpt2":
             return GPT2Config(
-                vocab_size=vocab_size, n_positions=n_positions, n_embd=self.d_model, n_layer=self.n_layer,
-                n_head=self.n_head, n_inner=self.d_mlp, activation_function=self.activation, resid_pdrop=self.dropout, embd_pdrop=self.dropout,
-                attn_pdrop=self.dropout, bos_token_id=0, eos_token_id=0, pad_token_id=0, tie_word_embeddings=True,
-            )  # fmt: skip
+                vocab_size=vocab_size,
+                n_positions=n_positions,
+                n_embd=self.d_model,
+                n_layer=self.n_layer,
+                n_head=self.n_head,
+                n_inner=self.d_mlp,
+                activation_function=self.activation,
+                resid_pdrop=self.dropout,
+                embd_pdrop=self.dropout,
+                attn_pdrop=self.dropout,
+                bos_token_id=0,
+                eos_token_id=0,
+                pad_token_id=0,
+                tie_word_embeddings=True,
+            )
         return LlamaConfig(
-            vocab_size=vocab_size, max_position_embeddings=n_positions, hidden_size=self.d_model,
-            intermediate_size=self.d_mlp, num_hidden_layers=self.n_layer, num_attention_heads=self.n_head,
-            num_key_value_heads=self.n_head, attention_dropout=self.dropout, bos_token_id=0, eos_token_id=0,
-            pad_token_id=0, tie_word_embeddings=True,
-        )  # fmt: skip
+            vocab_size=vocab_size,
+            max_position_embeddings=n_positions,
+            hidden_size=self.d_model,
+            intermediate_size=self.d_mlp,
+            num_hidden_layers=self.n_layer,
+            num_attention_heads=self.n_head,
+            num_key_value_heads=self.n_head,
+            attention_dropout=self.dropout,
+            bos_token_id=0,
+            eos_token_id=0,
+            pad_token_id=0,
+            tie_word_embeddings=True,
+        )
 
 
 LATER_FIELDS_AS_BEFORE: dict[str, object] = {"activation": "gelu_new", "train_precision": "fp32"}
@@ -81,11 +109,22 @@ REMOVED_FIELDS_AS_BEFORE: dict[str, object] = {"max_minutes": 10.0}
 
 #: The first default recipe (d_model 128; cache key ``original-ml-100k-11cf918927`` on ML-100K), kept
 #: so its cached models and results stay reachable: ``cure ... --recipe-json`` with these fields.
-RECIPE_V1_OVERRIDES: dict[str, object] = {"d_model": 128, "d_mlp": 512, "dropout": 0.2, "max_epochs": 4, **LATER_FIELDS_AS_BEFORE}
+RECIPE_V1_OVERRIDES: dict[str, object] = {
+    "d_model": 128,
+    "d_mlp": 512,
+    "dropout": 0.2,
+    "max_epochs": 4,
+    **LATER_FIELDS_AS_BEFORE,
+}
 
 
 def recipe_from_json(text: str | None) -> Recipe | None:
     """A recipe from JSON overrides of the default (``None`` or empty: the default recipe)."""
     if not text:
         return None
-    return validated(Recipe, json_object(text, "--recipe-json"), "recipe", 'give a JSON object of recipe fields, e.g. {"n_layer": 2, "d_model": 32}')
+    return validated(
+        Recipe,
+        json_object(text, "--recipe-json"),
+        "recipe",
+        'give a JSON object of recipe fields, e.g. {"n_layer": 2, "d_model": 32}',
+    )

@@ -97,7 +97,13 @@ class Recommender:
                 mean = (p * logp).sum(-1)
                 std = ((p * logp.square()).sum(-1) - mean.square()).clamp(min=1e-12).sqrt()
                 yes, no = logits[:, self.encoder.yes_id], logits[:, self.encoder.no_id]
-                for key, value in (("margin", yes - no), ("logp_yes", logp[:, self.encoder.yes_id]), ("logp_no", logp[:, self.encoder.no_id]), ("logp_mean", mean), ("logp_std", std)):
+                for key, value in (
+                    ("margin", yes - no),
+                    ("logp_yes", logp[:, self.encoder.yes_id]),
+                    ("logp_no", logp[:, self.encoder.no_id]),
+                    ("logp_mean", mean),
+                    ("logp_std", std),
+                ):
                     parts[key].append(value.cpu().numpy())
         finally:
             self.model.train(was_training)

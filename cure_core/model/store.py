@@ -43,7 +43,10 @@ def file_sha256(path: Path) -> str:
 def save_recommender(rec: Recommender, folder: Path, samples: Samples, meta: dict[str, Any]) -> None:
     """Write the model folder atomically (a crash leaves the previous folder, if any)."""
     if not isinstance(rec.encoder, ItemModeEncoder):
-        raise CureError("only item-mode models trained here can be saved to the cache", "save a text-mode checkpoint with Hugging Face's save_pretrained")
+        raise CureError(
+            "only item-mode models trained here can be saved to the cache",
+            "save a text-mode checkpoint with Hugging Face's save_pretrained",
+        )
     with atomic_directory(folder) as tmp:
         rec.model.save_pretrained(tmp, safe_serialization=True)
         rec.encoder.vocab.to_hf_tokenizer().save_pretrained(tmp)
@@ -58,7 +61,9 @@ def load_recommender(folder: Path, samples: Samples, titles: dict[str, str] | No
     """Load a cache model folder (item mode) or a local Hugging Face checkpoint (text mode)."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise CureError(f"no model folder at {folder}", "train one with `cure train`, or give the folder of a saved checkpoint")
+        raise CureError(
+            f"no model folder at {folder}", "train one with `cure train`, or give the folder of a saved checkpoint"
+        )
     if (folder / "vocab.json").exists() or _written_here(folder):
         return load_item_model(folder, samples)
     return load_text_model(folder, titles or {})
@@ -83,7 +88,11 @@ def load_item_model(folder: Path, samples: Samples) -> Recommender:
         tokens = json.loads((folder / "vocab.json").read_text())
         if not isinstance(meta, dict) or file_sha256(folder / WEIGHTS) != meta["weights_sha256"]:
             raise ValueError("weights do not match the checksum in meta.json")
-        if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens) or len(set(tokens)) != len(tokens):
+        if (
+            not isinstance(tokens, list)
+            or not all(isinstance(t, str) for t in tokens)
+            or len(set(tokens)) != len(tokens)
+        ):
             raise ValueError("vocab.json is not a list of distinct strings")
         known = meta.get("known_users")
         if known is not None and not (isinstance(known, list) and all(isinstance(u, str) for u in known)):
@@ -91,9 +100,15 @@ def load_item_model(folder: Path, samples: Samples) -> Recommender:
         model = AutoModelForCausalLM.from_pretrained(folder, use_safetensors=True, local_files_only=True)
         vocab = ItemVocab(tokens)
     except (OSError, ValueError, KeyError, CureError) as err:
-        raise CorruptModelError(f"model folder {folder} is unreadable ({str(err).splitlines()[0][:160]})", "delete the folder; cached models are retrained on next use") from None
+        raise CorruptModelError(
+            f"model folder {folder} is unreadable ({str(err).splitlines()[0][:160]})",
+            "delete the folder; cached models are retrained on next use",
+        ) from None
     if model.get_input_embeddings().num_embeddings != len(vocab):
-        raise CorruptModelError(f"model folder {folder}: embedding size differs from vocab.json", "delete the folder so the model is retrained")
+        raise CorruptModelError(
+            f"model folder {folder}: embedding size differs from vocab.json",
+            "delete the folder so the model is retrained",
+        )
     encoder = ItemModeEncoder(vocab, samples)
     known_codes = samples.user_codes(known) if known is not None else None
     model.eval()
@@ -103,17 +118,28 @@ def load_item_model(folder: Path, samples: Samples) -> Recommender:
 def load_text_model(folder: Path, titles: dict[str, str]) -> Recommender:
     """A local pretrained causal LM with its own tokenizer, prompted in words (text mode)."""
     if not (folder / "config.json").exists():
-        raise CureError(f"{folder} has no config.json", "give a folder written by Hugging Face's save_pretrained (config, weights, tokenizer)")
+        raise CureError(
+            f"{folder} has no config.json",
+            "give a folder written by Hugging Face's save_pretrained (config, weights, tokenizer)",
+        )
     if not any(folder.glob("*.safetensors")):
-        raise CureError(f"{folder} has no .safetensors weights", "re-save the checkpoint with save_pretrained(..., safe_serialization=True); pickle weights are not loaded")
+        raise CureError(
+            f"{folder} has no .safetensors weights",
+            "re-save the checkpoint with save_pretrained(..., safe_serialization=True); pickle weights are not loaded",
+        )
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
         model = AutoModelForCausalLM.from_pretrained(folder, use_safetensors=True, local_files_only=True)
     except (OSError, ValueError) as err:
-        raise CureError(f"cannot load the checkpoint at {folder} ({str(err).splitlines()[0][:160]})", "the folder needs config.json, *.safetensors and tokenizer files") from None
+        raise CureError(
+            f"cannot load the checkpoint at {folder} ({str(err).splitlines()[0][:160]})",
+            "the folder needs config.json, *.safetensors and tokenizer files",
+        ) from None
     model.eval()
     meta = {"mode": "text", "source": str(folder)}
-    return Recommender(model=model, encoder=TextModeEncoder(tokenizer, titles), known_users=None, meta=meta, path=folder)
+    return Recommender(
+        model=model, encoder=TextModeEncoder(tokenizer, titles), known_users=None, meta=meta, path=folder
+    )
 
 
 def load_bridge(folder: Path, device: str | None = None) -> TransformerBridge:
@@ -124,4 +150,3 @@ def load_bridge(folder: Path, device: str | None = None) -> TransformerBridge:
     bridge = TransformerBridge.boot_transformers(str(folder), device=device or "cpu")
     bridge.eval()
     return bridge
-

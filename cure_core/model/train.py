@@ -123,9 +123,19 @@ def train_item_model(
             valid_auc = utility(samples.label[sets.valid], scored.predict(samples, sets.valid))["auc"] or 0.0
             test_auc = utility(samples.label[sets.test], scored.predict(samples, sets.test))["auc"] or 0.0
             elapsed = time.perf_counter() - start
-            curve.append({"epoch": epoch + 1, "seconds": round(elapsed, 1), "train_loss": float(np.mean(losses)), "valid_auc": valid_auc, "test_auc": test_auc})
+            curve.append(
+                {
+                    "epoch": epoch + 1,
+                    "seconds": round(elapsed, 1),
+                    "train_loss": float(np.mean(losses)),
+                    "valid_auc": valid_auc,
+                    "test_auc": test_auc,
+                }
+            )
             if bar.bar is not None:
-                bar.bar.write(f"[{desc}] epoch {epoch + 1}: {elapsed:.0f}s loss {np.mean(losses):.4f} valid AUC {valid_auc:.4f} test AUC {test_auc:.4f}")
+                bar.bar.write(
+                    f"[{desc}] epoch {epoch + 1}: {elapsed:.0f}s loss {np.mean(losses):.4f} valid AUC {valid_auc:.4f} test AUC {test_auc:.4f}"
+                )
             if valid_auc > best_auc:
                 best_auc, best_state = valid_auc, {k: v.detach().clone() for k, v in scored.model.state_dict().items()}
             stopped = stop_reason([row["valid_auc"] for row in curve], recipe.max_epochs, recipe.patience)

@@ -31,11 +31,16 @@ def answer_token_id(tokenizer: PreTrainedTokenizerBase, prompt: str, word: str, 
     return int(answer[0])
 
 
-def answer_token_ids(tokenizer: PreTrainedTokenizerBase, prompt: str, yes: str, no: str, add_special_tokens: bool = True) -> tuple[int, int]:
+def answer_token_ids(
+    tokenizer: PreTrainedTokenizerBase, prompt: str, yes: str, no: str, add_special_tokens: bool = True
+) -> tuple[int, int]:
     """``(yes_id, no_id)`` in context; a CureError if they cannot be written or coincide."""
     yes_id = answer_token_id(tokenizer, prompt, yes, add_special_tokens)
     no_id = answer_token_id(tokenizer, prompt, no, add_special_tokens)
     if yes_id == no_id:
         token = tokenizer.convert_ids_to_tokens(yes_id)
-        raise CureError(f"the answers {yes!r} and {no!r} begin with the same token {token!r} after the prompt, so they cannot be told apart", "use answer words whose first tokens differ")
+        raise CureError(
+            f"the answers {yes!r} and {no!r} begin with the same token {token!r} after the prompt, so they cannot be told apart",
+            "use answer words whose first tokens differ",
+        )
     return yes_id, no_id

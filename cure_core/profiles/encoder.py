@@ -21,24 +21,40 @@ from cure_core.prompts import EncodedBatch
 class ProfileEncoder:
     """Writes samples of ``dataset`` with ``profile`` and tokenizes them with ``tokenizer``."""
 
-    def __init__(self, profile: Profile, tokenizer: PreTrainedTokenizerBase, dataset: RatingsDataset, samples: Samples) -> None:
+    def __init__(
+        self, profile: Profile, tokenizer: PreTrainedTokenizerBase, dataset: RatingsDataset, samples: Samples
+    ) -> None:
         self.profile = profile
         self.tokenizer = tokenizer
         self.pad_id = next((t for t in (tokenizer.pad_token_id, tokenizer.eos_token_id) if t is not None), 0)
         items = dataset.items.set_index("item")
         titles = dataset.titles()
         self.item_text = [
-            profile.render_item(name=titles.get(i, i), title=items.at[i, "title"], year=items.at[i, "year"], genres=[g for g in items.at[i, "genres"].split("|") if g])
+            profile.render_item(
+                name=titles.get(i, i),
+                title=items.at[i, "title"],
+                year=items.at[i, "year"],
+                genres=[g for g in items.at[i, "genres"].split("|") if g],
+            )
             for i in samples.item_ids
-        ]  # fmt: skip
+        ]
         self.users = self._user_fields(dataset, samples)
         user_code = {u: c for c, u in enumerate(samples.user_ids)}
         item_code = {it: c for c, it in enumerate(samples.item_ids)}
         r = dataset.ratings
-        self.stars = {(user_code[u], item_code[it]): s for u, it, s in zip(r["user"], r["item"], r["rating"], strict=True) if u in user_code}
+        self.stars = {
+            (user_code[u], item_code[it]): s
+            for u, it, s in zip(r["user"], r["item"], r["rating"], strict=True)
+            if u in user_code
+        }
         if len(samples) == 0:
-            raise CureError("no samples to write prompts for", "use a dataset with users that have more ratings than the history length")
-        self.yes_id, self.no_id = answer_token_ids(tokenizer, self.prompt(samples, 0), profile.yes, profile.no, profile.add_special_tokens)
+            raise CureError(
+                "no samples to write prompts for",
+                "use a dataset with users that have more ratings than the history length",
+            )
+        self.yes_id, self.no_id = answer_token_ids(
+            tokenizer, self.prompt(samples, 0), profile.yes, profile.no, profile.add_special_tokens
+        )
 
     def _user_fields(self, dataset: RatingsDataset, samples: Samples) -> list[dict[str, str]]:
         needed = self.profile.user_fields
@@ -54,7 +70,10 @@ class ProfileEncoder:
         table = users.astype(str).set_index(users["user"].astype(str))
         absent = [u for u in samples.user_ids if u not in table.index]
         if absent:
-            raise CureError(f"the user file of {dataset.name} lacks {len(absent)} rated user(s), e.g. {absent[0]}", "complete the user file or use a profile without user fields")
+            raise CureError(
+                f"the user file of {dataset.name} lacks {len(absent)} rated user(s), e.g. {absent[0]}",
+                "complete the user file or use a profile without user fields",
+            )
         return [{f: table.at[u, f] for f in needed} for u in samples.user_ids]
 
     def prompt(self, samples: Samples, i: int, user_known: bool = True) -> str:
@@ -63,18 +82,27 @@ class ProfileEncoder:
         entries, liked, disliked = [], [], []
         for pos, (item, like) in enumerate(zip(samples.history[i], samples.history_likes[i], strict=True)):
             stars = round(self.stars[(user, int(item))])
-            entry = self.profile.render_entry(item=self.item_text[item], index0=pos, index=pos + 1, stars=stars, liked=bool(like))
+            entry = self.profile.render_entry(
+                item=self.item_text[item], index0=pos, index=pos + 1, stars=stars, liked=bool(like)
+            )
             entries.append(entry)
             (liked if like else disliked).append(entry)
         return self.profile.render(
-            history=entries, liked=liked, disliked=disliked, target=self.item_text[samples.target[i]],
-            user_id=samples.user_ids[user] if user_known else "", user_known=bool(user_known), **self.users[user],
-        )  # fmt: skip
+            history=entries,
+            liked=liked,
+            disliked=disliked,
+            target=self.item_text[samples.target[i]],
+            user_id=samples.user_ids[user] if user_known else "",
+            user_known=bool(user_known),
+            **self.users[user],
+        )
 
     def encode(self, samples: Samples, idx: np.ndarray, user_known: np.ndarray | None = None) -> EncodedBatch:
         known = np.ones(len(idx), bool) if user_known is None else user_known
         prompts = [self.prompt(samples, int(i), bool(k)) for i, k in zip(idx, known, strict=True)]
-        rows = self.tokenizer(prompts, add_special_tokens=self.profile.add_special_tokens)["input_ids"] if prompts else []
+        rows = (
+            self.tokenizer(prompts, add_special_tokens=self.profile.add_special_tokens)["input_ids"] if prompts else []
+        )
         width = max((len(r) for r in rows), default=0)
         ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)

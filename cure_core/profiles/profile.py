@@ -75,7 +75,11 @@ class Profile:
 
     @cached_property
     def _compiled(self) -> tuple[jinja2.Template, jinja2.Template, jinja2.Template]:
-        return _ENV.from_string(self.template), _ENV.from_string(self.item_template), _ENV.from_string(self.entry_template)
+        return (
+            _ENV.from_string(self.template),
+            _ENV.from_string(self.item_template),
+            _ENV.from_string(self.entry_template),
+        )
 
     def render(self, **fields: Any) -> str:
         """The prompt; ``fields`` are PROMPT_VARIABLES."""
@@ -94,12 +98,18 @@ def load_profile(name_or_path: str | Path) -> Profile:
     if str(name_or_path) in SHIPPED_PROFILES:
         path = PROFILE_DIR / f"{name_or_path}.toml"
     elif not path.is_file():
-        raise CureError(f"no prompt profile {str(name_or_path)!r}", f"give one of {', '.join(SHIPPED_PROFILES)} or the path of a profile .toml file")
+        raise CureError(
+            f"no prompt profile {str(name_or_path)!r}",
+            f"give one of {', '.join(SHIPPED_PROFILES)} or the path of a profile .toml file",
+        )
     where = f"profile {path}"
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise CureError(f"{where} is not valid TOML ({err})", "fix the file's syntax (https://toml.io); copy a shipped profile as a start") from None
+        raise CureError(
+            f"{where} is not valid TOML ({err})",
+            "fix the file's syntax (https://toml.io); copy a shipped profile as a start",
+        ) from None
     unknown = set(data) - _TOP_KEYS
     if unknown:
         raise CureError(f"{where} has unknown key(s) {sorted(unknown)}", f"use only {sorted(_TOP_KEYS)}")
@@ -117,7 +127,10 @@ def load_profile(name_or_path: str | Path) -> Profile:
     _check_template(profile.item_template, ITEM_VARIABLES, f"{where}: [item] template")
     _check_template(profile.entry_template, ENTRY_VARIABLES, f"{where}: [history] entry")
     if not profile.yes.strip() or not profile.no.strip() or profile.yes == profile.no:
-        raise CureError(f"{where}: the answers {profile.yes!r} and {profile.no!r} must be two different non-empty words", "set [answer] yes and no, e.g. \"Yes\" and \"No\"")
+        raise CureError(
+            f"{where}: the answers {profile.yes!r} and {profile.no!r} must be two different non-empty words",
+            'set [answer] yes and no, e.g. "Yes" and "No"',
+        )
     return profile
 
 
@@ -126,9 +139,14 @@ def _get(table: Any, key: str, kind: type, where: str, default: Any = None) -> A
         raise CureError(f"{where} is not a table", "write it as a [section] with key = value lines")
     value = table.get(key, default)
     if value is None:
-        raise CureError(f"{where} lacks {key!r}", "add it; the shipped profiles (cure_core/profiles/*.toml) show every key")
+        raise CureError(
+            f"{where} lacks {key!r}", "add it; the shipped profiles (cure_core/profiles/*.toml) show every key"
+        )
     if not isinstance(value, kind):
-        raise CureError(f"{where}: {key!r} must be a {kind.__name__}, not {type(value).__name__}", f"write {key} as a TOML {'string' if kind is str else 'true/false'}")
+        raise CureError(
+            f"{where}: {key!r} must be a {kind.__name__}, not {type(value).__name__}",
+            f"write {key} as a TOML {'string' if kind is str else 'true/false'}",
+        )
     return value
 
 
@@ -136,7 +154,10 @@ def _check_template(source: str, allowed: frozenset[str], where: str) -> None:
     try:
         used = meta.find_undeclared_variables(_ENV.parse(source))
     except jinja2.TemplateSyntaxError as err:
-        raise CureError(f"{where} is not a valid Jinja2 template (line {err.lineno}: {err.message})", "fix the template; {{ name }} writes a variable, {% if %}...{% endif %} a condition") from None
+        raise CureError(
+            f"{where} is not a valid Jinja2 template (line {err.lineno}: {err.message})",
+            "fix the template; {{ name }} writes a variable, {% if %}...{% endif %} a condition",
+        ) from None
     unknown = used - allowed
     if unknown:
         raise CureError(f"{where} uses unknown variable(s) {sorted(unknown)}", f"use only {sorted(allowed)}")

@@ -86,7 +86,9 @@ class Study(ABC):
         request = getattr(settings, "request", None)
         return f"cure study {self.name}{' --quick' if settings.quick_mode else ''}{f' --request {request}' if request else ''}"
 
-    def run(self, ws: Workspace, settings: StudySettings, progress: ProgressFn | None = None, quiet: bool = False) -> dict[str, Any]:
+    def run(
+        self, ws: Workspace, settings: StudySettings, progress: ProgressFn | None = None, quiet: bool = False
+    ) -> dict[str, Any]:
         """Compute (resuming from saved cells) and save the result; returns it."""
         start = time.perf_counter()
         job = StudyJob(self.name, ws, settings, progress, quiet)
@@ -95,4 +97,6 @@ class Study(ABC):
         finally:
             job.close()
         assert job.store is not None
-        return job.store.save(output.tables, output.figures, output.summary, time.perf_counter() - start, self.command(settings))
+        return job.store.save(
+            output.tables, output.figures, output.summary, time.perf_counter() - start, self.command(settings)
+        )

@@ -51,7 +51,17 @@ def reference_points(ws: Workspace, request: ForgetRequest) -> dict[str, dict[st
 
 def run_values(report: RunReport) -> dict[str, Any]:
     """The headline numbers of one run's report (JSON-able, for a study cell)."""
-    keys = ("test_auc", "forget_auc", "jsd_to_retrain", "forget_auc_gap", "mia_auc", "seconds", "params_updated", "run", "strength")
+    keys = (
+        "test_auc",
+        "forget_auc",
+        "jsd_to_retrain",
+        "forget_auc_gap",
+        "mia_auc",
+        "seconds",
+        "params_updated",
+        "run",
+        "strength",
+    )
     return {k: getattr(report, k) for k in keys}
 
 
@@ -59,5 +69,11 @@ def grouping_seconds(ws: Workspace, request: ForgetRequest, group_settings: Grou
     """Seconds to group this request's modules from scratch (attributions recomputed), the cost
     that CURE-style and its ablation pay before their first step."""
     began = time.perf_counter()
-    groups_for_request(circuit_context(ws, request), AttributionSettings(corruption=default_corruption(request)), group_settings, quiet=True, force=True)
+    groups_for_request(
+        circuit_context(ws, request),
+        AttributionSettings(corruption=default_corruption(request)),
+        group_settings,
+        quiet=True,
+        force=True,
+    )
     return time.perf_counter() - began

@@ -30,7 +30,9 @@ if TYPE_CHECKING:
 
 
 class DeletionRateSettings(StudySettings):
-    rates: list[Annotated[float, Field(gt=0, lt=1)]] = Field(default_factory=lambda: [0.01, 0.05, 0.10, 0.20], min_length=1, description="shares of users to forget (seed 0)")
+    rates: list[Annotated[float, Field(gt=0, lt=1)]] = Field(
+        default_factory=lambda: [0.01, 0.05, 0.10, 0.20], min_length=1, description="shares of users to forget (seed 0)"
+    )
     variants: list[VariantLabel] = Field(default_factory=lambda: [v.label for v in VARIANTS], min_length=1)
     steps: int = Field(60, ge=1)
     grid_points: int | None = Field(None, ge=1)
@@ -46,7 +48,10 @@ def chosen_strengths(job: StudyJob, variants: list[Variant]) -> dict[str, float]
     request = ws.default_request()
     chosen = {}
     for v in variants:
-        chosen[v.label] = job.cell(f"strength-{v.label}", lambda v=v: chosen_run(ws, request, v, settings.steps, settings.grid_points).report.strength)
+        chosen[v.label] = job.cell(
+            f"strength-{v.label}",
+            lambda v=v: chosen_run(ws, request, v, settings.steps, settings.grid_points).report.strength,
+        )
         job.tick(chose=v.label)
     return chosen
 
@@ -57,8 +62,16 @@ class DeletionRate(Study):
 
     def compute(self, job: StudyJob) -> StudyOutput:
         ws, settings = job.ws, job.settings
-        original, default_retrain = ws.ensure_models(ws.default_request(), quiet=job.quiet)  # strengths are chosen against this Retrain
-        job.open({"data": ws.dataset.content_hash, "weights": original.meta.get("weights_sha256"), "retrain": default_retrain.meta.get("weights_sha256")})
+        original, default_retrain = ws.ensure_models(
+            ws.default_request(), quiet=job.quiet
+        )  # strengths are chosen against this Retrain
+        job.open(
+            {
+                "data": ws.dataset.content_hash,
+                "weights": original.meta.get("weights_sha256"),
+                "retrain": default_retrain.meta.get("weights_sha256"),
+            }
+        )
         variants = list(map(variant, settings.variants))
         job.bar(len(variants) * (1 + len(settings.rates)) + 2 * len(settings.rates))
         strengths = chosen_strengths(job, variants)
@@ -66,10 +79,16 @@ class DeletionRate(Study):
         for rate in settings.rates:
             rows += self.rate_rows(job, rate, variants, strengths)
         table = pd.DataFrame(rows)
-        return StudyOutput({"rates": rows, "strengths": [{"variant": k, "strength": s} for k, s in strengths.items()]}, {"deletion_rate": figure(table)}, verdict(table))
+        return StudyOutput(
+            {"rates": rows, "strengths": [{"variant": k, "strength": s} for k, s in strengths.items()]},
+            {"deletion_rate": figure(table)},
+            verdict(table),
+        )
 
     @staticmethod
-    def rate_rows(job: StudyJob, rate: float, variants: list[Variant], strengths: dict[str, float]) -> list[dict[str, Any]]:
+    def rate_rows(
+        job: StudyJob, rate: float, variants: list[Variant], strengths: dict[str, float]
+    ) -> list[dict[str, Any]]:
         """Original, Retrain and every variant on the request of ``rate`` of the users."""
         ws, settings = job.ws, job.settings
         request = resolve_request(ws, f"users:{rate}")
@@ -77,16 +96,47 @@ class DeletionRate(Study):
         reference = weights_key(retrain.meta)
         job.tick(rate=rate, step="Retrain")
         refs = reference_points(ws, request)
-        rows = [{"rate": rate, "request": request.id, "method": name, "strength": None, **{k: ref[k] for k in ("test_auc", "forget_auc", "jsd_to_retrain", "mia_auc", "seconds")}} for name, ref in refs.items()]
+        rows = [
+            {
+                "rate": rate,
+                "request": request.id,
+                "method": name,
+                "strength": None,
+                **{k: ref[k] for k in ("test_auc", "forget_auc", "jsd_to_retrain", "mia_auc", "seconds")},
+            }
+            for name, ref in refs.items()
+        ]
         job.tick(rate=rate, step="references")
-        group_settings = fitting_group_settings(request, ws.samples, ws.sets(request)) if any(v.needs_groups for v in variants) else None
-        groups_seconds = job.cell(f"groups-seconds-{request.id}", lambda: grouping_seconds(ws, request, group_settings)) if group_settings else 0.0
+        group_settings = (
+            fitting_group_settings(request, ws.samples, ws.sets(request))
+            if any(v.needs_groups for v in variants)
+            else None
+        )
+        groups_seconds = (
+            job.cell(f"groups-seconds-{request.id}", lambda: grouping_seconds(ws, request, group_settings))
+            if group_settings
+            else 0.0
+        )
         for v in variants:
             config = v.config(strengths[v.label], steps=settings.steps)
-            values = job.cell(f"{request.id}-{v.label}-{reference}", lambda config=config: run_values(get_run(ws, request, config, group_settings=group_settings, quiet=True)))
+            values = job.cell(
+                f"{request.id}-{v.label}-{reference}",
+                lambda config=config: run_values(
+                    get_run(ws, request, config, group_settings=group_settings, quiet=True)
+                ),
+            )
             seconds = values["seconds"] + (groups_seconds if v.needs_groups else 0.0)
             draws = group_settings.null_draws if group_settings and v.needs_groups else None
-            rows.append({"rate": rate, "request": request.id, "method": v.label, **{k: values[k] for k in ("strength", "test_auc", "forget_auc", "jsd_to_retrain", "mia_auc")}, "seconds": seconds, "control_draws": draws})
+            rows.append(
+                {
+                    "rate": rate,
+                    "request": request.id,
+                    "method": v.label,
+                    **{k: values[k] for k in ("strength", "test_auc", "forget_auc", "jsd_to_retrain", "mia_auc")},
+                    "seconds": seconds,
+                    "control_draws": draws,
+                }
+            )
             job.tick(rate=rate, method=v.label)
         return rows
 
@@ -105,25 +155,61 @@ def verdict(table: pd.DataFrame) -> list[str]:
             line += f"; best CURE-style {c['method']} {c['jsd_to_retrain']:.5f} vs best baseline {b['method']} {b['jsd_to_retrain']:.5f} ({'CURE-style ahead' if c['jsd_to_retrain'] < b['jsd_to_retrain'] else 'CURE-style behind'})"
         draws = methods["control_draws"].dropna()
         if len(draws) and draws.min() < GroupSettings().null_draws:
-            line += f"; CURE's noise floor had only {int(draws.min())} matched control draws (the retain set holds no more)"
+            line += (
+                f"; CURE's noise floor had only {int(draws.min())} matched control draws (the retain set holds no more)"
+            )
         line += f"; Retrain took {retrain['seconds']:.0f} s, the slowest method {methods['seconds'].max():.0f} s."
         lines.append(line)
     return lines
 
 
 def figure(table: pd.DataFrame) -> go.Figure:
-    panels = (("jsd_to_retrain", "JSD to Retrain (forget)"), ("test_auc", "test AUC"), ("mia_auc", "MIA AUC (LOSS)"), ("seconds", "seconds"))
+    panels = (
+        ("jsd_to_retrain", "JSD to Retrain (forget)"),
+        ("test_auc", "test AUC"),
+        ("mia_auc", "MIA AUC (LOSS)"),
+        ("seconds", "seconds"),
+    )
     fig = make_subplots(rows=2, cols=2, subplot_titles=[t for _, t in panels], vertical_spacing=0.14)
     methods = list(dict.fromkeys(table["method"]))
     for i, method in enumerate(methods):
         part = table[table["method"] == method].sort_values("rate")
-        style = {"color": "grey", "dash": "dash"} if method == "Original" else {"color": "black", "dash": "dash", "width": 3} if method == "Retrain" else {"color": f"hsl({int(360 * i / len(methods))},65%,45%)", "dash": "solid" if method.startswith("CURE") else "dot"}
-        drawn = [(k, column) for k, (column, _) in enumerate(panels) if not (column == "jsd_to_retrain" and method == "Retrain")]  # Retrain's JSD is 0, off the log axis
+        style = (
+            {"color": "grey", "dash": "dash"}
+            if method == "Original"
+            else {"color": "black", "dash": "dash", "width": 3}
+            if method == "Retrain"
+            else {
+                "color": f"hsl({int(360 * i / len(methods))},65%,45%)",
+                "dash": "solid" if method.startswith("CURE") else "dot",
+            }
+        )
+        drawn = [
+            (k, column)
+            for k, (column, _) in enumerate(panels)
+            if not (column == "jsd_to_retrain" and method == "Retrain")
+        ]  # Retrain's JSD is 0, off the log axis
         for k, column in drawn:
-            fig.add_trace(go.Scatter(x=part["rate"] * 100, y=part[column], mode="lines+markers", name=method, legendgroup=method, showlegend=k == drawn[0][0], line=style), row=k // 2 + 1, col=k % 2 + 1)
+            fig.add_trace(
+                go.Scatter(
+                    x=part["rate"] * 100,
+                    y=part[column],
+                    mode="lines+markers",
+                    name=method,
+                    legendgroup=method,
+                    showlegend=k == drawn[0][0],
+                    line=style,
+                ),
+                row=k // 2 + 1,
+                col=k % 2 + 1,
+            )
     rates = sorted(table["rate"].unique() * 100)
     fig.update_xaxes(title_text="users forgotten (%)", type="log", tickvals=rates, ticktext=[f"{r:g}%" for r in rates])
     fig.update_yaxes(type="log", row=1, col=1)
     fig.update_yaxes(type="log", row=2, col=2)
-    fig.update_layout(title="Deletion rate: every method at the strength chosen on the 5% request", template="plotly_white", height=720)
+    fig.update_layout(
+        title="Deletion rate: every method at the strength chosen on the 5% request",
+        template="plotly_white",
+        height=720,
+    )
     return fig

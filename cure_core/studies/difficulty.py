@@ -55,7 +55,16 @@ class DifficultySettings(StudySettings):
 
     @classmethod
     def quick(cls) -> DifficultySettings:
-        return cls(quick_mode=True, probe_steps=3, anchors=2, n_prompts=16, attribution_steps=2, cure_variant="CURE (NPO)", steps=3, grid_points=1)
+        return cls(
+            quick_mode=True,
+            probe_steps=3,
+            anchors=2,
+            n_prompts=16,
+            attribution_steps=2,
+            cure_variant="CURE (NPO)",
+            steps=3,
+            grid_points=1,
+        )
 
 
 def nll(preds: Predictions, labels: np.ndarray) -> float:
@@ -65,7 +74,9 @@ def nll(preds: Predictions, labels: np.ndarray) -> float:
 def probe_rise(ws: Workspace, original: Recommender, user: str, idx: np.ndarray, settings: DifficultySettings) -> float:
     """NLL rise on the user's forget samples after a short GA on them alone (copy of Original)."""
     request = user_request(ws.dataset, ws.samples, user_ids=[user])
-    config = UnlearnConfig(method="ga", strength=settings.probe_strength, steps=settings.probe_steps, probe_every=settings.probe_steps)
+    config = UnlearnConfig(
+        method="ga", strength=settings.probe_strength, steps=settings.probe_steps, probe_every=settings.probe_steps
+    )
     probed = unlearn(original, ws.samples, ws.sets(request), request, config).model
     labels = ws.samples.label[idx]
     return nll(probed.predict(ws.samples, idx), labels) - nll(original.predict(ws.samples, idx), labels)
@@ -75,7 +86,13 @@ def user_circuit(ctx, ws: Workspace, idx: np.ndarray, settings: DifficultySettin
     """The user's EAP-IG edge scores over real edges, unit-normalised."""
     attribution = AttributionSettings(n_prompts=settings.n_prompts, steps=settings.attribution_steps)
     chosen = np.sort(np.random.default_rng(0).permutation(idx)[: settings.n_prompts])
-    result = attribute(ctx.bridge, prompt_batches(ctx.rec, ws.samples, chosen, ctx.request, attribution), answer_metric(ctx.rec), "eap-ig", settings.attribution_steps)
+    result = attribute(
+        ctx.bridge,
+        prompt_batches(ctx.rec, ws.samples, chosen, ctx.request, attribution),
+        answer_metric(ctx.rec),
+        "eap-ig",
+        settings.attribution_steps,
+    )
     scores = result.scores[result.shape.real_edge_mask()]
     return (scores / (np.linalg.norm(scores) or 1.0)).tolist()
 
@@ -99,10 +116,20 @@ class Difficulty(Study):
         ws, settings = job.ws, job.settings
         request = resolve_request(ws, settings.request)
         if request.kind != "user":
-            raise CureError(f"the difficulty study needs a user-level request, not {request.kind}-level {request.id}", "use --request default or a `cure forget --users` request")
+            raise CureError(
+                f"the difficulty study needs a user-level request, not {request.kind}-level {request.id}",
+                "use --request default or a `cure forget --users` request",
+            )
         original, retrain = ws.ensure_models(request, quiet=job.quiet)
         sets = ws.sets(request)
-        job.open({"data": ws.dataset.content_hash, "weights": original.meta.get("weights_sha256"), "retrain": retrain.meta.get("weights_sha256"), "request": request.id})
+        job.open(
+            {
+                "data": ws.dataset.content_hash,
+                "weights": original.meta.get("weights_sha256"),
+                "retrain": retrain.meta.get("weights_sha256"),
+                "request": request.id,
+            }
+        )
         codes = ws.samples.user[sets.forget]
         users = [str(ws.samples.user_ids[c]) for c in np.unique(codes)]
         per_user_idx = {u: sets.forget[codes == code] for u, code in zip(users, np.unique(codes), strict=True)}
@@ -116,7 +143,12 @@ class Difficulty(Study):
             vectors.append(job.cell(f"circuit-{u}", lambda idx=idx: user_circuit(ctx, ws, idx, settings)))
             job.tick(user=u, step="circuit")
             rows.append({"user": u, "samples": len(idx), "probe_rise": rise})
-        chosen = job.cell("cure-run", lambda: chosen_run(ws, request, variant(settings.cure_variant), settings.steps, settings.grid_points).report.run)
+        chosen = job.cell(
+            "cure-run",
+            lambda: (
+                chosen_run(ws, request, variant(settings.cure_variant), settings.steps, settings.grid_points).report.run
+            ),
+        )
         cure = load_recommender(run_dir(chosen) / "model", ws.samples)
         job.tick(step="CURE run")
         for row in rows:
@@ -133,7 +165,11 @@ class Difficulty(Study):
         table.loc[easy, "anchor"], table.loc[hard, "anchor"] = "easy", "hard"
         table["difficulty"] = difficulty_scores(np.array(vectors), easy, hard)
         correlations = correlate(table)
-        return StudyOutput({"users": table.to_dict("records"), "correlations": correlations}, {"difficulty": figure(table)}, verdict(correlations, chosen, k))
+        return StudyOutput(
+            {"users": table.to_dict("records"), "correlations": correlations},
+            {"difficulty": figure(table)},
+            verdict(correlations, chosen, k),
+        )
 
 
 def correlate(table: pd.DataFrame) -> list[dict[str, Any]]:
@@ -144,19 +180,40 @@ def correlate(table: pd.DataFrame) -> list[dict[str, Any]]:
             for outcome in ("cure_nll_rise", "cure_jsd_fall"):
                 if len(part) >= 3 and part[predictor].nunique() > 1 and part[outcome].nunique() > 1:
                     rho, p = spearmanr(part[predictor], part[outcome])
-                    out.append({"users": subset, "n": len(part), "predictor": predictor, "outcome": outcome, "spearman": float(rho), "p": float(p)})
+                    out.append(
+                        {
+                            "users": subset,
+                            "n": len(part),
+                            "predictor": predictor,
+                            "outcome": outcome,
+                            "spearman": float(rho),
+                            "p": float(p),
+                        }
+                    )
     return out
 
 
 def verdict(correlations: list[dict[str, Any]], run: str, anchors: int) -> list[str]:
-    lines = [f"Anchors: the {anchors} users whose NLL rises fastest (easy) and slowest (hard) under the GA probe. CURE-style run: {run}."]
+    lines = [
+        f"Anchors: the {anchors} users whose NLL rises fastest (easy) and slowest (hard) under the GA probe. CURE-style run: {run}."
+    ]
     for c in correlations:
         if c["outcome"] == "cure_nll_rise":
-            lines.append(f"{c['users']} (n={c['n']}): Spearman({c['predictor']}, NLL rise after CURE) = {c['spearman']:+.2f} (p = {c['p']:.3f})")
-    found = [c for c in correlations if c["predictor"] == "difficulty" and c["users"] == "without anchors" and c["outcome"] == "cure_nll_rise"]
+            lines.append(
+                f"{c['users']} (n={c['n']}): Spearman({c['predictor']}, NLL rise after CURE) = {c['spearman']:+.2f} (p = {c['p']:.3f})"
+            )
+    found = [
+        c
+        for c in correlations
+        if c["predictor"] == "difficulty" and c["users"] == "without anchors" and c["outcome"] == "cure_nll_rise"
+    ]
     if found:
         c = found[0]
-        meaning = "the circuit score predicts less forgetting for harder users" if c["spearman"] < 0 and c["p"] < 0.05 else "the circuit score does not significantly predict per-user forgetting"
+        meaning = (
+            "the circuit score predicts less forgetting for harder users"
+            if c["spearman"] < 0 and c["p"] < 0.05
+            else "the circuit score does not significantly predict per-user forgetting"
+        )
         lines.append(f"Verdict: {meaning} (ρ = {c['spearman']:+.2f}, p = {c['p']:.3f}, anchors excluded).")
     return lines
 
@@ -165,8 +222,27 @@ def figure(table: pd.DataFrame) -> go.Figure:
     fig = make_subplots(rows=1, cols=2, subplot_titles=("circuit difficulty score", "GA probe NLL rise (reference)"))
     colours = table["anchor"].map({"easy": "#2ca02c", "hard": "#d62728", "": "#7f7f7f"})
     for col, x in ((1, "difficulty"), (2, "probe_rise")):
-        fig.add_trace(go.Scatter(x=table[x], y=table["cure_nll_rise"], mode="markers", marker={"color": colours, "size": 9}, text=[f"user {u} ({a or 'not an anchor'}), {n} samples" for u, a, n in zip(table["user"], table["anchor"], table["samples"], strict=True)], hovertemplate="%{text}<br>x %{x:.3f}<br>NLL rise %{y:.4f}<extra></extra>", showlegend=False), row=1, col=col)
+        fig.add_trace(
+            go.Scatter(
+                x=table[x],
+                y=table["cure_nll_rise"],
+                mode="markers",
+                marker={"color": colours, "size": 9},
+                text=[
+                    f"user {u} ({a or 'not an anchor'}), {n} samples"
+                    for u, a, n in zip(table["user"], table["anchor"], table["samples"], strict=True)
+                ],
+                hovertemplate="%{text}<br>x %{x:.3f}<br>NLL rise %{y:.4f}<extra></extra>",
+                showlegend=False,
+            ),
+            row=1,
+            col=col,
+        )
         fig.update_xaxes(title_text=x.replace("_", " "), row=1, col=col)
     fig.update_yaxes(title_text="user's NLL rise after CURE-style", row=1, col=1)
-    fig.update_layout(title="Per-user difficulty against measured forgetting (green: easy anchors, red: hard anchors)", template="plotly_white", height=460)
+    fig.update_layout(
+        title="Per-user difficulty against measured forgetting (green: easy anchors, red: hard anchors)",
+        template="plotly_white",
+        height=460,
+    )
     return fig

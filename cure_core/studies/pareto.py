@@ -29,9 +29,13 @@ if TYPE_CHECKING:
 class ParetoSettings(StudySettings):
     request: str = "default"
     variants: list[VariantLabel] = Field(default_factory=lambda: [v.label for v in VARIANTS], min_length=1)
-    seeds: list[Seed] = Field(default_factory=lambda: [0, 1, 2], min_length=1, description="unlearning seeds (batch order)")
+    seeds: list[Seed] = Field(
+        default_factory=lambda: [0, 1, 2], min_length=1, description="unlearning seeds (batch order)"
+    )
     steps: int = Field(60, ge=1)
-    grid_points: int | None = Field(None, ge=1, description="first strengths of each variant's grid (None: the whole grid)")
+    grid_points: int | None = Field(
+        None, ge=1, description="first strengths of each variant's grid (None: the whole grid)"
+    )
 
     @classmethod
     def quick(cls) -> ParetoSettings:
@@ -46,18 +50,39 @@ class Pareto(Study):
         ws, settings = job.ws, job.settings
         request = resolve_request(ws, settings.request)
         original, retrain = ws.ensure_models(request, quiet=job.quiet)
-        job.open({"data": ws.dataset.content_hash, "weights": original.meta.get("weights_sha256"), "retrain": retrain.meta.get("weights_sha256"), "request": request.id})
-        runs = [(v, s, seed) for v in map(variant, settings.variants) for s in v.grid[: settings.grid_points] for seed in settings.seeds]
+        job.open(
+            {
+                "data": ws.dataset.content_hash,
+                "weights": original.meta.get("weights_sha256"),
+                "retrain": retrain.meta.get("weights_sha256"),
+                "request": request.id,
+            }
+        )
+        runs = [
+            (v, s, seed)
+            for v in map(variant, settings.variants)
+            for s in v.grid[: settings.grid_points]
+            for seed in settings.seeds
+        ]
         job.bar(len(runs), "pareto runs")
         rows = []
         for v, strength, seed in runs:
-            values = job.cell(f"{v.label}-{strength:g}-seed{seed}", lambda v=v, strength=strength, seed=seed: run_values(get_run(ws, request, v.config(strength, seed=seed, steps=settings.steps), quiet=True)))
+            values = job.cell(
+                f"{v.label}-{strength:g}-seed{seed}",
+                lambda v=v, strength=strength, seed=seed: run_values(
+                    get_run(ws, request, v.config(strength, seed=seed, steps=settings.steps), quiet=True)
+                ),
+            )
             rows.append({"variant": v.label, "strength": strength, "seed": seed, **values})
             job.tick(run=f"{v.label} {strength:g} seed {seed}")
         refs = reference_points(ws, request)
         table = summarize(pd.DataFrame(rows))
         return StudyOutput(
-            {"runs": rows, "summary": table.to_dict("records"), "references": [{"model": k, **v} for k, v in refs.items()]},
+            {
+                "runs": rows,
+                "summary": table.to_dict("records"),
+                "references": [{"model": k, **v} for k, v in refs.items()],
+            },
             {"pareto": pareto_figure(table, refs, request.id)},
             verdict(table, refs),
         )
@@ -77,13 +102,23 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
 
 def verdict(table: pd.DataFrame, refs: dict[str, dict[str, Any]]) -> list[str]:
     """Plain lines: who is on the front, and CURE vs the best baseline within a 0.005 test-AUC budget."""
-    lines = [f"Pareto front (mean over seeds): {', '.join(f'{r.variant} @ {r.strength:g}' for r in table[table['on_front']].itertuples())}."]
+    lines = [
+        f"Pareto front (mean over seeds): {', '.join(f'{r.variant} @ {r.strength:g}' for r in table[table['on_front']].itertuples())}."
+    ]
     budget = refs["Original"]["test_auc"] - 0.005
     ok = table[table["test_auc_mean"] >= budget]
     cure, base = ok[ok["variant"].str.startswith("CURE")], ok[~ok["variant"].str.startswith("CURE")]
     if len(cure) and len(base):
         c, b = cure.loc[cure["jsd_to_retrain_mean"].idxmin()], base.loc[base["jsd_to_retrain_mean"].idxmin()]
-        outcome = "CURE-style wins" if c["jsd_to_retrain_mean"] + c["jsd_to_retrain_std"] < b["jsd_to_retrain_mean"] - b["jsd_to_retrain_std"] else ("CURE-style is ahead within the seed spread" if c["jsd_to_retrain_mean"] < b["jsd_to_retrain_mean"] else "CURE-style loses")
+        outcome = (
+            "CURE-style wins"
+            if c["jsd_to_retrain_mean"] + c["jsd_to_retrain_std"] < b["jsd_to_retrain_mean"] - b["jsd_to_retrain_std"]
+            else (
+                "CURE-style is ahead within the seed spread"
+                if c["jsd_to_retrain_mean"] < b["jsd_to_retrain_mean"]
+                else "CURE-style loses"
+            )
+        )
         lines.append(
             f"Within test AUC ≥ Original − 0.005 ({budget:.4f}), lowest JSD to Retrain: {c['variant']} @ {c['strength']:g}: {c['jsd_to_retrain_mean']:.5f} ± {c['jsd_to_retrain_std']:.5f} "
             f"vs best baseline {b['variant']} @ {b['strength']:g}: {b['jsd_to_retrain_mean']:.5f} ± {b['jsd_to_retrain_std']:.5f}; Original {refs['Original']['jsd_to_retrain']:.5f}. {outcome}."
@@ -94,29 +129,81 @@ def verdict(table: pd.DataFrame, refs: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def pareto_figure(table: pd.DataFrame, refs: dict[str, dict[str, Any]], request_id: str) -> go.Figure:
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("JSD to Retrain on forget", "|forget AUC − Retrain's|"), horizontal_spacing=0.1)
+    fig = make_subplots(
+        rows=1, cols=2, subplot_titles=("JSD to Retrain on forget", "|forget AUC − Retrain's|"), horizontal_spacing=0.1
+    )
     for i, (label, part) in enumerate(table.groupby("variant", sort=False)):
         colour = f"hsl({int(360 * i / max(1, table['variant'].nunique()))},65%,45%)"
         for col, y in ((1, "jsd_to_retrain"), (2, "abs_gap")):
             fig.add_trace(
                 go.Scatter(
-                    x=part["test_auc_mean"], y=part[f"{y}_mean"], mode="lines+markers", name=label, legendgroup=label, showlegend=col == 1,
+                    x=part["test_auc_mean"],
+                    y=part[f"{y}_mean"],
+                    mode="lines+markers",
+                    name=label,
+                    legendgroup=label,
+                    showlegend=col == 1,
                     line={"color": colour, "dash": "solid" if label.startswith("CURE") else "dot"},
-                    error_x={"type": "data", "array": part["test_auc_std"].fillna(0), "thickness": 1}, error_y={"type": "data", "array": part[f"{y}_std"].fillna(0), "thickness": 1},
+                    error_x={"type": "data", "array": part["test_auc_std"].fillna(0), "thickness": 1},
+                    error_y={"type": "data", "array": part[f"{y}_std"].fillna(0), "thickness": 1},
                     text=[f"strength {s:g}, {n} seeds" for s, n in zip(part["strength"], part["seeds"], strict=True)],
                     hovertemplate="%{fullData.name}<br>%{text}<br>test AUC %{x:.4f}<br>%{y:.5f}<extra></extra>",
                 ),
-                row=1, col=col,
-            )  # fmt: skip
+                row=1,
+                col=col,
+            )
     front = table[table["on_front"]].sort_values("test_auc_mean")
-    fig.add_trace(go.Scatter(x=front["test_auc_mean"], y=front["jsd_to_retrain_mean"], mode="markers+lines", name="Pareto front", marker={"symbol": "circle-open", "size": 14, "color": "black"}, line={"color": "black", "width": 1}), row=1, col=1)
+    fig.add_trace(
+        go.Scatter(
+            x=front["test_auc_mean"],
+            y=front["jsd_to_retrain_mean"],
+            mode="markers+lines",
+            name="Pareto front",
+            marker={"symbol": "circle-open", "size": 14, "color": "black"},
+            line={"color": "black", "width": 1},
+        ),
+        row=1,
+        col=1,
+    )
     original = refs["Original"]
-    fig.add_trace(go.Scatter(x=[original["test_auc"]], y=[original["jsd_to_retrain"]], mode="markers", marker={"symbol": "star", "size": 14, "color": "grey"}, name="Original"), row=1, col=1)
+    fig.add_trace(
+        go.Scatter(
+            x=[original["test_auc"]],
+            y=[original["jsd_to_retrain"]],
+            mode="markers",
+            marker={"symbol": "star", "size": 14, "color": "grey"},
+            name="Original",
+        ),
+        row=1,
+        col=1,
+    )
     if original.get("forget_auc_gap") is not None:
-        fig.add_trace(go.Scatter(x=[original["test_auc"]], y=[abs(original["forget_auc_gap"])], mode="markers", marker={"symbol": "star", "size": 14, "color": "grey"}, name="Original", showlegend=False), row=1, col=2)
+        fig.add_trace(
+            go.Scatter(
+                x=[original["test_auc"]],
+                y=[abs(original["forget_auc_gap"])],
+                mode="markers",
+                marker={"symbol": "star", "size": 14, "color": "grey"},
+                name="Original",
+                showlegend=False,
+            ),
+            row=1,
+            col=2,
+        )
     for col in (1, 2):
-        fig.add_vline(x=refs["Retrain"]["test_auc"], line_dash="dash", line_color="black", annotation_text="Retrain test AUC", row=1, col=col)
+        fig.add_vline(
+            x=refs["Retrain"]["test_auc"],
+            line_dash="dash",
+            line_color="black",
+            annotation_text="Retrain test AUC",
+            row=1,
+            col=col,
+        )
         fig.update_xaxes(title_text="test AUC (higher is better)", row=1, col=col)
     fig.update_yaxes(title_text="lower is closer to Retrain", type="log", row=1, col=1)
-    fig.update_layout(title=f"Forget/retain trade-off on {request_id}: mean ± std over seeds (Retrain: JSD 0, gap 0)", template="plotly_white", height=520)
+    fig.update_layout(
+        title=f"Forget/retain trade-off on {request_id}: mean ± std over seeds (Retrain: JSD 0, gap 0)",
+        template="plotly_white",
+        height=520,
+    )
     return fig

@@ -33,7 +33,25 @@ def run_reports() -> list[dict[str, Any]]:
             r = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError):
             continue
-        rows.append({k: r.get(k) for k in ("run", "request", "method", "strength", "test_auc", "forget_auc", "retrain_forget_auc", "jsd_to_retrain", "mia_auc", "retrain_mia_auc", "seconds")} | {"seed": r.get("config", {}).get("seed"), "forget_loss": r.get("config", {}).get("forget_loss")})
+        rows.append(
+            {
+                k: r.get(k)
+                for k in (
+                    "run",
+                    "request",
+                    "method",
+                    "strength",
+                    "test_auc",
+                    "forget_auc",
+                    "retrain_forget_auc",
+                    "jsd_to_retrain",
+                    "mia_auc",
+                    "retrain_mia_auc",
+                    "seconds",
+                )
+            }
+            | {"seed": r.get("config", {}).get("seed"), "forget_loss": r.get("config", {}).get("forget_loss")}
+        )
     return rows
 
 
@@ -48,15 +66,27 @@ def _table(records: list[dict[str, Any]]) -> str:
 
 
 def _section(result: dict[str, Any], models: dict[str, str], include_js: list[bool]) -> str:
-    parts = [f"<h2>{html.escape(result['study'])} <span class='meta'>({result['key']}, {html.escape(model_label(result, models))}, {result.get('total_seconds', result['seconds']):.0f} s)</span></h2>"]
-    parts.append("<ul class='summary'>" + "".join(f"<li>{html.escape(line)}</li>" for line in result["summary"]) + "</ul>")
+    parts = [
+        f"<h2>{html.escape(result['study'])} <span class='meta'>({result['key']}, {html.escape(model_label(result, models))}, {result.get('total_seconds', result['seconds']):.0f} s)</span></h2>"
+    ]
+    parts.append(
+        "<ul class='summary'>" + "".join(f"<li>{html.escape(line)}</li>" for line in result["summary"]) + "</ul>"
+    )
     for name in result["figures"]:
-        parts.append(pio.to_html(figure(result, name), full_html=False, include_plotlyjs="inline" if not include_js[0] else False))
+        parts.append(
+            pio.to_html(
+                figure(result, name), full_html=False, include_plotlyjs="inline" if not include_js[0] else False
+            )
+        )
         include_js[0] = True
     for name, records in result["tables"].items():
         if records:
-            parts.append(f"<details><summary>table: {html.escape(name)} ({len(records)} rows)</summary>{_table(records)}</details>")
-    parts.append(f"<details><summary>settings, command and versions</summary><pre>{html.escape(json.dumps({'command': result.get('command'), 'settings': result['settings'], 'context': result['context'], 'versions': result['versions']}, indent=2, default=str))}</pre></details>")
+            parts.append(
+                f"<details><summary>table: {html.escape(name)} ({len(records)} rows)</summary>{_table(records)}</details>"
+            )
+    parts.append(
+        f"<details><summary>settings, command and versions</summary><pre>{html.escape(json.dumps({'command': result.get('command'), 'settings': result['settings'], 'context': result['context'], 'versions': result['versions']}, indent=2, default=str))}</pre></details>"
+    )
     return "\n".join(parts)
 
 
@@ -65,14 +95,23 @@ def build_report(results: list[dict[str, Any]] | None = None) -> str:
     results = load_results() if results is None else results
     runs = run_reports()
     if not results and not runs:
-        raise CureError("the cache holds no study result and no unlearning run", "run a study first, e.g. `cure study pareto --quick`")
+        raise CureError(
+            "the cache holds no study result and no unlearning run",
+            "run a study first, e.g. `cure study pareto --quick`",
+        )
     include_js = [False]
-    body = [f"<h1>CURE Studio report</h1><p class='meta'>Generated {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC from <code>{html.escape(str(cache_dir()))}</code>. {len(results)} study result(s), {len(runs)} unlearning run(s).</p>"]
-    body.append("<p>Every number next to Retrain (exact unlearning). JSD: forget-set answer distributions against Retrain's (lower is closer). Strengths in studies are chosen on a selection half of the forget set and the validation split, never on test.</p>")
+    body = [
+        f"<h1>CURE Studio report</h1><p class='meta'>Generated {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC from <code>{html.escape(str(cache_dir()))}</code>. {len(results)} study result(s), {len(runs)} unlearning run(s).</p>"
+    ]
+    body.append(
+        "<p>Every number next to Retrain (exact unlearning). JSD: forget-set answer distributions against Retrain's (lower is closer). Strengths in studies are chosen on a selection half of the forget set and the validation split, never on test.</p>"
+    )
     models = cached_models()
     body += [_section(r, models, include_js) for r in results]
     if runs:
-        body.append(f"<h2>All unlearning runs in the cache</h2><details open><summary>{len(runs)} runs</summary>{_table(runs)}</details>")
+        body.append(
+            f"<h2>All unlearning runs in the cache</h2><details open><summary>{len(runs)} runs</summary>{_table(runs)}</details>"
+        )
     body.append(f"<h2>Versions</h2><pre>{html.escape(json.dumps(versions(), indent=2))}</pre>")
     return f"<!doctype html><html><head><meta charset='utf-8'><title>CURE Studio report</title><style>{STYLE}</style></head><body>{''.join(body)}</body></html>"
 

@@ -60,7 +60,9 @@ VARIANTS: list[Variant] = [
     Variant("CURE (NPO)", "cure"),
     Variant("CURE (teacher)", "cure", {"forget_loss": "teacher"}, _TEACHER),
     Variant("CURE (teacher, reset rows)", "cure", {"forget_loss": "teacher", "row_rule": "reset"}, _TEACHER),
-    Variant("No circuits (teacher, reset rows)", "cure-nocircuit", {"forget_loss": "teacher", "row_rule": "reset"}, _TEACHER),
+    Variant(
+        "No circuits (teacher, reset rows)", "cure-nocircuit", {"forget_loss": "teacher", "row_rule": "reset"}, _TEACHER
+    ),
 ]
 """Every baseline and CURE-style variant, with the benchmark's strength grids."""
 
@@ -114,12 +116,21 @@ class Selector:
         self.valid = sets.valid
         self.ref_select = retrain.predict(ws.samples, self.select_idx)
         self.ref_report = retrain.predict(ws.samples, self.report_idx)
-        self.valid_auc_original = utility(ws.samples.label[self.valid], original.predict(ws.samples, self.valid))["auc"] or 0.5
+        self.valid_auc_original = (
+            utility(ws.samples.label[self.valid], original.predict(ws.samples, self.valid))["auc"] or 0.5
+        )
 
     def score_model(self, model: Recommender, report: RunReport) -> Candidate:
         samples = self.ws.samples
-        drop = self.valid_auc_original - (utility(samples.label[self.valid], model.predict(samples, self.valid))["auc"] or 0.5)
-        return Candidate(report, jsd(model.predict(samples, self.select_idx), self.ref_select), drop, jsd(model.predict(samples, self.report_idx), self.ref_report))
+        drop = self.valid_auc_original - (
+            utility(samples.label[self.valid], model.predict(samples, self.valid))["auc"] or 0.5
+        )
+        return Candidate(
+            report,
+            jsd(model.predict(samples, self.select_idx), self.ref_select),
+            drop,
+            jsd(model.predict(samples, self.report_idx), self.ref_report),
+        )
 
     def score(self, report: RunReport) -> Candidate:
         return self.score_model(load_recommender(run_dir(str(report.run)) / "model", self.ws.samples), report)
@@ -131,8 +142,12 @@ def choose(candidates: list[Candidate]) -> Candidate:
     return min(ok, key=lambda c: c.select_jsd) if ok else min(candidates, key=lambda c: c.valid_drop)
 
 
-def chosen_run(ws: Workspace, request: ForgetRequest, v: Variant, steps: int = 60, grid_points: int | None = None) -> Candidate:
+def chosen_run(
+    ws: Workspace, request: ForgetRequest, v: Variant, steps: int = 60, grid_points: int | None = None
+) -> Candidate:
     """Every strength of ``v``'s grid run on ``request`` (cached), scored, and the chosen one."""
     original, retrain = ws.ensure_models(request, quiet=True)
     selector = Selector(ws, request, original, retrain)
-    return choose([selector.score(get_run(ws, request, v.config(s, steps=steps), quiet=True)) for s in v.grid[:grid_points]])
+    return choose(
+        [selector.score(get_run(ws, request, v.config(s, steps=steps), quiet=True)) for s in v.grid[:grid_points]]
+    )

@@ -41,7 +41,9 @@ SPLIT_GROUPS = ("forget-specific", "retain-specific", "task-shared")
 class StabilitySettings(StudySettings):
     requests: list[str] = Field(default_factory=lambda: ["default", "genre:Children's"], min_length=1)
     model_seeds: list[Seed] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
-    resamples: list[Seed] = Field(default_factory=lambda: [0, 1, 2], min_length=1, description="seeds of the attribution prompt draw")
+    resamples: list[Seed] = Field(
+        default_factory=lambda: [0, 1, 2], min_length=1, description="seeds of the attribution prompt draw"
+    )
     top_n: int = Field(100, ge=1)
     n_prompts: int = Field(512, ge=1)
 
@@ -60,17 +62,23 @@ def rows_only(names: list[str]) -> set[str]:
     return set(names) - modules_only(names)
 
 
-def split_of(ws: Workspace, request_spec: str, model_seed: int, resample: int, settings: StabilitySettings) -> dict[str, Any]:
+def split_of(
+    ws: Workspace, request_spec: str, model_seed: int, resample: int, settings: StabilitySettings
+) -> dict[str, Any]:
     """Top-n forget/retain edges, group members and separability of one (model seed, resample)."""
     seeded = ws.with_recipe(ws.recipe.model_copy(update={"seed": model_seed}))
     request = resolve_request(seeded, request_spec)
     ctx = circuit_context(seeded, request)
-    attribution = AttributionSettings(corruption=default_corruption(request), n_prompts=settings.n_prompts, seed=resample)
+    attribution = AttributionSettings(
+        corruption=default_corruption(request), n_prompts=settings.n_prompts, seed=resample
+    )
     edges = {}
     for set_name in ("forget", "retain"):
         result = get_attribution(ctx, set_name, attribution, quiet=True)
         edges[set_name] = top_n(result.shape, result.scores, settings.top_n).edge_names()
-    groups = groups_for_request(ctx, attribution, fitting_group_settings(request, seeded.samples, seeded.sets(request)), quiet=True)
+    groups = groups_for_request(
+        ctx, attribution, fitting_group_settings(request, seeded.samples, seeded.sets(request)), quiet=True
+    )
     return {
         "request": request.id,
         "edges": edges,
@@ -89,38 +97,69 @@ class Stability(Study):
         ws, settings = job.ws, job.settings
         job.open({"data": ws.dataset.content_hash, "recipe": ws.recipe.cache_spec()})
         base_seed, base_resample = settings.model_seeds[0], settings.resamples[0]
-        axes = {"model seed": [(s, base_resample) for s in settings.model_seeds], "prompt resample": [(base_seed, r) for r in settings.resamples]}
+        axes = {
+            "model seed": [(s, base_resample) for s in settings.model_seeds],
+            "prompt resample": [(base_seed, r) for r in settings.resamples],
+        }
         combos = list(dict.fromkeys(c for combos in axes.values() for c in combos))
         job.bar(len(settings.requests) * len(combos))
         splits: dict[tuple[str, int, int], dict[str, Any]] = {}
         for spec in settings.requests:
             for seed, resample in combos:  # models of other seeds are trained on first use (cached)
-                model = weights_key(ws.with_recipe(ws.recipe.model_copy(update={"seed": seed})).original(quiet=job.quiet).meta)
-                splits[(spec, seed, resample)] = job.cell(f"{spec}-seed{seed}-resample{resample}-{model}-verdict", lambda spec=spec, seed=seed, resample=resample: split_of(ws, spec, seed, resample, settings))
+                model = weights_key(
+                    ws.with_recipe(ws.recipe.model_copy(update={"seed": seed})).original(quiet=job.quiet).meta
+                )
+                splits[(spec, seed, resample)] = job.cell(
+                    f"{spec}-seed{seed}-resample{resample}-{model}-verdict",
+                    lambda spec=spec, seed=seed, resample=resample: split_of(ws, spec, seed, resample, settings),
+                )
                 job.tick(request=spec, seed=seed, resample=resample)
         pairs, per_run = [], []
         for spec in settings.requests:
             per_run += [run_row(spec, seed, resample, splits[(spec, seed, resample)]) for seed, resample in combos]
             for axis, members in axes.items():
-                pairs += [pair_row(spec, axis, a, b, splits[(spec, *a)], splits[(spec, *b)]) for a, b in itertools.combinations(members, 2)]
+                pairs += [
+                    pair_row(spec, axis, a, b, splits[(spec, *a)], splits[(spec, *b)])
+                    for a, b in itertools.combinations(members, 2)
+                ]
         pair_table, run_table = pd.DataFrame(pairs), pd.DataFrame(per_run)
-        return StudyOutput({"pairs": pairs, "runs": per_run}, {"stability": figure(pair_table)}, verdict(pair_table, run_table))
+        return StudyOutput(
+            {"pairs": pairs, "runs": per_run}, {"stability": figure(pair_table)}, verdict(pair_table, run_table)
+        )
 
 
 def run_row(spec: str, seed: int, resample: int, split: dict[str, Any]) -> dict[str, Any]:
     """Group sizes and separability of one (model seed, resample)."""
     counts = {f"n {g} (heads/MLPs)": len(modules_only(split["groups"][g])) for g in SPLIT_GROUPS}
     rows = len(rows_only(split["groups"]["forget-specific"]))
-    return {"request": split["request"], "spec": spec, "model_seed": seed, "resample": resample, "separability": split["separability"], "beyond_noise": split["beyond_noise"], "beyond_null": split["significant"], **counts, "n forget rows": rows}
+    return {
+        "request": split["request"],
+        "spec": spec,
+        "model_seed": seed,
+        "resample": resample,
+        "separability": split["separability"],
+        "beyond_noise": split["beyond_noise"],
+        "beyond_null": split["significant"],
+        **counts,
+        "n forget rows": rows,
+    }
 
 
-def pair_row(spec: str, axis: str, a: tuple[int, int], b: tuple[int, int], x: dict[str, Any], y: dict[str, Any]) -> dict[str, Any]:
+def pair_row(
+    spec: str, axis: str, a: tuple[int, int], b: tuple[int, int], x: dict[str, Any], y: dict[str, Any]
+) -> dict[str, Any]:
     """Jaccard of the top-n edges and of each group between two runs."""
     row = {"request": x["request"], "spec": spec, "axis": axis, "pair": f"{a} vs {b}"}
-    row.update({f"{s} edges": jaccard(set(x["edges"][s]), set(y["edges"][s]), empty=None) for s in ("forget", "retain")})
+    row.update(
+        {f"{s} edges": jaccard(set(x["edges"][s]), set(y["edges"][s]), empty=None) for s in ("forget", "retain")}
+    )
     # a group empty in both runs is missing (None), not agreement: the verdict says so
-    row.update({g: jaccard(modules_only(x["groups"][g]), modules_only(y["groups"][g]), empty=None) for g in SPLIT_GROUPS})
-    row["forget rows"] = jaccard(rows_only(x["groups"]["forget-specific"]), rows_only(y["groups"]["forget-specific"]), empty=None)
+    row.update(
+        {g: jaccard(modules_only(x["groups"][g]), modules_only(y["groups"][g]), empty=None) for g in SPLIT_GROUPS}
+    )
+    row["forget rows"] = jaccard(
+        rows_only(x["groups"]["forget-specific"]), rows_only(y["groups"]["forget-specific"]), empty=None
+    )
     return row
 
 
@@ -134,12 +173,20 @@ def verdict(pairs: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
         for axis, rows in part.groupby("axis", sort=False):
             edges = rows[["forget edges", "retain edges"]].mean()
             groups = {g: rows[g].dropna().mean() for g in SPLIT_GROUPS}
-            text = ", ".join(f"{g} {v:.2f}" if not np.isnan(v) else f"{g} empty in every run" for g, v in groups.items())
-            lines.append(f"{spec}, across {axis}s: top-n edge Jaccard forget {edges['forget edges']:.2f} / retain {edges['retain edges']:.2f} ({_word(edges['forget edges'])}); group Jaccard over heads/MLPs: {text}.")
+            text = ", ".join(
+                f"{g} {v:.2f}" if not np.isnan(v) else f"{g} empty in every run" for g, v in groups.items()
+            )
+            lines.append(
+                f"{spec}, across {axis}s: top-n edge Jaccard forget {edges['forget edges']:.2f} / retain {edges['retain edges']:.2f} ({_word(edges['forget edges'])}); group Jaccard over heads/MLPs: {text}."
+            )
         mine = runs[runs["spec"] == spec]
-        lines.append(f"{spec}: forget-specific heads/MLPs per run {mine['n forget-specific (heads/MLPs)'].min()}–{mine['n forget-specific (heads/MLPs)'].max()}, task-shared {mine['n task-shared (heads/MLPs)'].min()}–{mine['n task-shared (heads/MLPs)'].max()}; forget-specific embedding rows {mine['n forget rows'].min()}–{mine['n forget rows'].max()} (chosen by data usage, identical by construction).")
+        lines.append(
+            f"{spec}: forget-specific heads/MLPs per run {mine['n forget-specific (heads/MLPs)'].min()}–{mine['n forget-specific (heads/MLPs)'].max()}, task-shared {mine['n task-shared (heads/MLPs)'].min()}–{mine['n task-shared (heads/MLPs)'].max()}; forget-specific embedding rows {mine['n forget rows'].min()}–{mine['n forget rows'].max()} (chosen by data usage, identical by construction)."
+        )
         seps, beyond = mine["separability"], mine["beyond_noise"]
-        lines.append(f"{spec}: separability {seps.min():.2f}–{seps.max():.2f} over every model seed and resample ({'beyond noise in every run' if beyond.all() else 'within noise in every run' if not beyond.any() else f'beyond noise in {int(beyond.sum())} of {len(beyond)} runs'}; ≈ 1 means no more different than matched controls).")
+        lines.append(
+            f"{spec}: separability {seps.min():.2f}–{seps.max():.2f} over every model seed and resample ({'beyond noise in every run' if beyond.all() else 'within noise in every run' if not beyond.any() else f'beyond noise in {int(beyond.sum())} of {len(beyond)} runs'}; ≈ 1 means no more different than matched controls)."
+        )
     return lines
 
 
@@ -151,7 +198,25 @@ def figure(pairs: pd.DataFrame) -> go.Figure:
         part = pairs[pairs["spec"] == spec]
         for axis, colour in (("model seed", "#d62728"), ("prompt resample", "#1f77b4")):
             rows = part[part["axis"] == axis]
-            fig.add_trace(go.Box(x=np.repeat(columns, len(rows)), y=rows[columns].to_numpy().T.ravel(), name=axis, marker_color=colour, boxpoints="all", legendgroup=axis, showlegend=k == 0), row=1, col=k + 1)
-    fig.update_layout(boxmode="group", title="Stability: Jaccard per pair of runs (1 = identical)", yaxis_title="Jaccard", template="plotly_white", height=460)
+            fig.add_trace(
+                go.Box(
+                    x=np.repeat(columns, len(rows)),
+                    y=rows[columns].to_numpy().T.ravel(),
+                    name=axis,
+                    marker_color=colour,
+                    boxpoints="all",
+                    legendgroup=axis,
+                    showlegend=k == 0,
+                ),
+                row=1,
+                col=k + 1,
+            )
+    fig.update_layout(
+        boxmode="group",
+        title="Stability: Jaccard per pair of runs (1 = identical)",
+        yaxis_title="Jaccard",
+        template="plotly_white",
+        height=460,
+    )
     fig.update_yaxes(range=[0, 1.05])
     return fig

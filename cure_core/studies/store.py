@@ -34,8 +34,16 @@ def versions() -> dict[str, str]:
     """Python, the key packages and the machine, for the record of a study."""
     import torch
 
-    packages = {name: metadata.version(name) for name in ("torch", "transformer-lens", "transformers", "scikit-learn", "pandas", "networkx", "plotly")}
-    return {"python": platform.python_version(), **packages, "machine": platform.machine(), "torch threads": str(torch.get_num_threads())}
+    packages = {
+        name: metadata.version(name)
+        for name in ("torch", "transformer-lens", "transformers", "scikit-learn", "pandas", "networkx", "plotly")
+    }
+    return {
+        "python": platform.python_version(),
+        **packages,
+        "machine": platform.machine(),
+        "torch threads": str(torch.get_num_threads()),
+    }
 
 
 def weights_key(meta: dict[str, Any]) -> str:
@@ -86,12 +94,28 @@ class StudyStore:
             previous = json.loads((self.folder / RESULT_FILE).read_text())
         except (OSError, json.JSONDecodeError):
             return []
-        return list(previous.get("invocations", [{"seconds": previous.get("seconds", 0.0), "finished": "", "threads": ""}]))
+        return list(
+            previous.get("invocations", [{"seconds": previous.get("seconds", 0.0), "finished": "", "threads": ""}])
+        )
 
-    def save(self, tables: dict[str, list[dict[str, Any]]], figures: dict[str, go.Figure], summary: list[str], seconds: float, commands: str) -> dict[str, Any]:
+    def save(
+        self,
+        tables: dict[str, list[dict[str, Any]]],
+        figures: dict[str, go.Figure],
+        summary: list[str],
+        seconds: float,
+        commands: str,
+    ) -> dict[str, Any]:
         """Write the result; ``seconds`` is this invocation's wall time, ``invocations`` every one
         so far (a resumed study's total time is their sum)."""
-        invocations = [*self.previous_invocations(), {"seconds": seconds, "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "threads": versions()["torch threads"]}]
+        invocations = [
+            *self.previous_invocations(),
+            {
+                "seconds": seconds,
+                "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+                "threads": versions()["torch threads"],
+            },
+        ]
         result = {
             "study": self.study,
             "key": self.key,
@@ -120,7 +144,9 @@ def load_results() -> list[dict[str, Any]]:
         try:
             results.append(json.loads(path.read_text()))
         except (OSError, json.JSONDecodeError) as err:
-            warnings.warn(f"skipped the unreadable study result {path} ({err}); rerun that study to rebuild it", stacklevel=2)
+            warnings.warn(
+                f"skipped the unreadable study result {path} ({err}); rerun that study to rebuild it", stacklevel=2
+            )
     return results
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 import torch
 
 
-def pcgrad(g_f: torch.Tensor, g_r: torch.Tensor, forget_weight: float = 1.0, retain_weight: float = 1.0) -> torch.Tensor:
+def pcgrad(
+    g_f: torch.Tensor, g_r: torch.Tensor, forget_weight: float = 1.0, retain_weight: float = 1.0
+) -> torch.Tensor:
     """PCGrad: when g_f·g_r < 0, drop g_f's component along g_r, then γ·g_f + α·g_r.
     The result never opposes g_r (its dot product with g_r is ≥ 0)."""
     dot = torch.dot(g_f, g_r)

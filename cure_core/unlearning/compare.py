@@ -74,12 +74,34 @@ def pareto_figure(reports: list[RunReport], references: list[dict[str, Any]], ti
         )
     for ref in references:
         if ref.get("jsd_to_retrain"):
-            fig.add_trace(go.Scatter(x=[ref["test_auc"]], y=[ref["jsd_to_retrain"]], mode="markers", marker={"symbol": "star", "size": 14}, name=ref["method"]))
+            fig.add_trace(
+                go.Scatter(
+                    x=[ref["test_auc"]],
+                    y=[ref["jsd_to_retrain"]],
+                    mode="markers",
+                    marker={"symbol": "star", "size": 14},
+                    name=ref["method"],
+                )
+            )
         else:  # Retrain: JSD 0 by definition, off a log axis; its test AUC as a line
             fig.add_vline(x=ref["test_auc"], line_dash="dash", annotation_text=f"{ref['method']} test AUC")
     points = [(r.test_auc, r.jsd_to_retrain) for r in reports]
     front = sorted((points[i] for i in pareto_front(points)), key=lambda p: p[0])
     if front:
-        fig.add_trace(go.Scatter(x=[p[0] for p in front], y=[p[1] for p in front], mode="lines", line={"dash": "dot", "color": "black"}, name="Pareto front"))
-    fig.update_layout(title=title, xaxis_title="test AUC (higher is better)", yaxis_title="JSD to Retrain on the forget set (lower is better)", yaxis_type="log", template="plotly_white")
+        fig.add_trace(
+            go.Scatter(
+                x=[p[0] for p in front],
+                y=[p[1] for p in front],
+                mode="lines",
+                line={"dash": "dot", "color": "black"},
+                name="Pareto front",
+            )
+        )
+    fig.update_layout(
+        title=title,
+        xaxis_title="test AUC (higher is better)",
+        yaxis_title="JSD to Retrain on the forget set (lower is better)",
+        yaxis_type="log",
+        template="plotly_white",
+    )
     return fig

@@ -12,13 +12,17 @@ from cure_core.prompts import UNK_USER
 from cure_core.unlearning.methods import GroupMasks
 
 
-def flat_mask(model: torch.nn.Module, modules: list[str], vocab_index: dict[str, int] | None, names: list[str]) -> torch.Tensor:
+def flat_mask(
+    model: torch.nn.Module, modules: list[str], vocab_index: dict[str, int] | None, names: list[str]
+) -> torch.Tensor:
     """The parameter entries of ``modules`` as one flat mask, in the order of ``names``."""
     masks = parameter_mask(model, modules, vocab_index)
     return torch.cat([masks[n].reshape(-1) for n in names])
 
 
-def flat_group_masks(model: torch.nn.Module, groups: ModuleGroups, vocab_index: dict[str, int] | None, names: list[str]) -> tuple[GroupMasks, dict[str, int]]:
+def flat_group_masks(
+    model: torch.nn.Module, groups: ModuleGroups, vocab_index: dict[str, int] | None, names: list[str]
+) -> tuple[GroupMasks, dict[str, int]]:
     """One flat mask per group the methods update, and each group's number of members."""
     flat: dict[str, torch.Tensor] = {}
     sizes: dict[str, int] = {}

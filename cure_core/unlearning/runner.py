@@ -57,17 +57,30 @@ class UnlearnRun:
     """One run of ``config.method`` on a copy of ``original``: built by setup, advanced by
     :meth:`step`, measured by :meth:`probe`; :meth:`result` once done."""
 
-    def __init__(self, original: Recommender, samples: Samples, sets: RequestSets, request: ForgetRequest, config: UnlearnConfig, groups: ModuleGroups | None = None) -> None:
+    def __init__(
+        self,
+        original: Recommender,
+        samples: Samples,
+        sets: RequestSets,
+        request: ForgetRequest,
+        config: UnlearnConfig,
+        groups: ModuleGroups | None = None,
+    ) -> None:
         self.method = METHODS[config.method]
         if self.method.needs_groups and groups is None:
-            raise CureError("CURE-style unlearning needs module groups", "compute them first (`cure groups`), or let `cure unlearn` do it")
+            raise CureError(
+                "CURE-style unlearning needs module groups",
+                "compute them first (`cure groups`), or let `cure unlearn` do it",
+            )
         self.original, self.samples, self.sets, self.request, self.config = original, samples, sets, request, config
         torch.manual_seed(config.seed)
         self.rng = np.random.default_rng(config.seed)
         model = copy.deepcopy(original.model)
         model.eval()
         original.model.eval()
-        self.student = Recommender(model=model, encoder=original.encoder, known_users=original.known_users, meta={}, path=None)
+        self.student = Recommender(
+            model=model, encoder=original.encoder, known_users=original.known_users, meta={}, path=None
+        )
         self.answer_ids = (original.encoder.yes_id, original.encoder.no_id)
         self.answer_token = torch.tensor([original.encoder.no_id, original.encoder.yes_id])
         names = [n for n, _ in model.named_parameters()]
@@ -77,10 +90,16 @@ class UnlearnRun:
         self.masks, self.groups_used, self.touched = self._group_masks(groups, names)
         self.optimizer = torch.optim.Adam(self.params, lr=config.strength)
         probe_rng = np.random.default_rng(config.seed + 1)
-        self.probes = {name: np.sort(probe_rng.choice(idx, size=min(config.probe_size, len(idx)), replace=False)) for name, idx in (("forget", sets.forget), ("test", sets.test)) if len(idx)}
+        self.probes = {
+            name: np.sort(probe_rng.choice(idx, size=min(config.probe_size, len(idx)), replace=False))
+            for name, idx in (("forget", sets.forget), ("test", sets.test))
+            if len(idx)
+        }
         self.history: list[dict[str, Any]] = []
 
-    def _group_masks(self, groups: ModuleGroups | None, names: list[str]) -> tuple[GroupMasks | None, dict[str, int], torch.Tensor]:
+    def _group_masks(
+        self, groups: ModuleGroups | None, names: list[str]
+    ) -> tuple[GroupMasks | None, dict[str, int], torch.Tensor]:
         """The method's group masks (``None`` without groups), the group sizes used, and the
         entries touched so far (the reset rows, if any)."""
         untouched = torch.zeros(sum(p.numel() for p in self.params), dtype=torch.bool)
@@ -91,11 +110,16 @@ class UnlearnRun:
         model = self.student.model
         vocab_index = getattr(getattr(self.original.encoder, "vocab", None), "index", None)
         masks, sizes = flat_group_masks(model, groups, vocab_index, names)
-        reset = reset_forget_rows(model, groups, self.original.encoder, names) if self.config.row_rule == "reset" else None
+        reset = (
+            reset_forget_rows(model, groups, self.original.encoder, names) if self.config.row_rule == "reset" else None
+        )
         if reset is not None:
             masks.forget &= ~reset
         if not (masks.forget.any() or masks.shared.any() or (reset is not None and reset.any())):
-            raise CureError("the module groups leave nothing for the forget update (no forget-specific and no task-shared module)", "lower the group threshold or use another corruption (`cure groups --help`)")
+            raise CureError(
+                "the module groups leave nothing for the forget update (no forget-specific and no task-shared module)",
+                "lower the group threshold or use another corruption (`cure groups --help`)",
+            )
         return masks, sizes, reset.clone() if reset is not None else untouched
 
     def _batch(self, idx: np.ndarray, teacher: bool) -> Batch:
@@ -105,7 +129,11 @@ class UnlearnRun:
             ref = self.original.last_logits(encoded)
             forced = None
             if teacher:
-                forced = self.original.last_logits(self.original.encode(self.samples, idx, np.zeros(len(idx), dtype=bool))) if self.request.kind == "user" else torch.zeros_like(ref)
+                forced = (
+                    self.original.last_logits(self.original.encode(self.samples, idx, np.zeros(len(idx), dtype=bool)))
+                    if self.request.kind == "user"
+                    else torch.zeros_like(ref)
+                )
         return Batch(logits, self.answer_token[self.samples.label[idx]], ref, forced)
 
     def _draw(self, pool: np.ndarray) -> np.ndarray:
@@ -113,7 +141,9 @@ class UnlearnRun:
 
     def _flat(self, loss: torch.Tensor) -> torch.Tensor:
         grads = torch.autograd.grad(loss, self.params, allow_unused=True)
-        return torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, self.params, strict=True)])
+        return torch.cat(
+            [(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, self.params, strict=True)]
+        )
 
     def step(self, step: int) -> dict[str, Any]:
         """One update; returns the step's row (losses and gradient cosines, no probe yet)."""
@@ -139,15 +169,27 @@ class UnlearnRun:
             offset += n
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        row: dict[str, Any] = {"step": step, "forget_loss": losses[0], "retain_loss": losses[1] if len(losses) > 1 else None, "cos_all": cosine(g_f, g_r)}
+        row: dict[str, Any] = {
+            "step": step,
+            "forget_loss": losses[0],
+            "retain_loss": losses[1] if len(losses) > 1 else None,
+            "cos_all": cosine(g_f, g_r),
+        }
         if self.masks is not None:
-            for key, mask in (("forget", self.masks.forget), ("retain", self.masks.retain), ("shared", self.masks.shared)):
+            for key, mask in (
+                ("forget", self.masks.forget),
+                ("retain", self.masks.retain),
+                ("shared", self.masks.shared),
+            ):
                 row[f"cos_{key}"] = cosine(g_f[mask], g_r[mask]) if mask.any() else None
         return row
 
     def probe(self) -> dict[str, float | None]:
         """AUC of the model so far on each probe set (``forget_auc``, ``test_auc``)."""
-        return {f"{name}_auc": utility(self.samples.label[idx], self.student.predict(self.samples, idx))["auc"] for name, idx in self.probes.items()}
+        return {
+            f"{name}_auc": utility(self.samples.label[idx], self.student.predict(self.samples, idx))["auc"]
+            for name, idx in self.probes.items()
+        }
 
     def run(self, callback: StepCallback | None = None) -> UnlearnResult:
         """Every step, probing every ``probe_every`` steps and after the last."""
@@ -164,8 +206,21 @@ class UnlearnRun:
     def result(self, seconds: float) -> UnlearnResult:
         for p in self.params:
             p.requires_grad_(False)
-        peak = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        return UnlearnResult(self.student, self.config, self.history, seconds, int(self.touched.sum()), int(self.touched.numel()), float(peak), self.groups_used)
+        peak = (
+            torch.cuda.max_memory_allocated() / 2**20
+            if torch.cuda.is_available()
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        )
+        return UnlearnResult(
+            self.student,
+            self.config,
+            self.history,
+            seconds,
+            int(self.touched.sum()),
+            int(self.touched.numel()),
+            float(peak),
+            self.groups_used,
+        )
 
 
 def unlearn(

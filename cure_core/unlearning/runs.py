@@ -35,9 +35,17 @@ if TYPE_CHECKING:
     from cure_core.workspace import Workspace
 
 
-def run_id(original: Recommender, retrain: Recommender, request: ForgetRequest, config_json: str, groups_key: str = "") -> str:
+def run_id(
+    original: Recommender, retrain: Recommender, request: ForgetRequest, config_json: str, groups_key: str = ""
+) -> str:
     """The run's cache id: everything that decides its report, the reference it is compared with included."""
-    spec = {"weights": original.meta.get("weights_sha256"), "retrain": retrain.meta.get("weights_sha256"), "request": request.id, "config": json.loads(config_json), "groups": groups_key}
+    spec = {
+        "weights": original.meta.get("weights_sha256"),
+        "retrain": retrain.meta.get("weights_sha256"),
+        "request": request.id,
+        "config": json.loads(config_json),
+        "groups": groups_key,
+    }
     return f"{json.loads(config_json)['method']}-{hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]}"
 
 
@@ -69,10 +77,19 @@ class RunReport(Comparison):
 
     def row(self) -> dict[str, Any]:
         """This run as a row of the comparison tables."""
-        return {**super().row(), "method": self.label, "strength": self.strength, "seconds": self.seconds, "params_updated": self.params_updated, "peak_memory_mib": self.peak_memory_mib}
+        return {
+            **super().row(),
+            "method": self.label,
+            "strength": self.strength,
+            "seconds": self.seconds,
+            "params_updated": self.params_updated,
+            "peak_memory_mib": self.peak_memory_mib,
+        }
 
 
-def evaluate_run(result: UnlearnResult, retrain: Recommender, request: ForgetRequest, samples: Samples, sets: RequestSets) -> RunReport:
+def evaluate_run(
+    result: UnlearnResult, retrain: Recommender, request: ForgetRequest, samples: Samples, sets: RequestSets
+) -> RunReport:
     """method.md §8 next to Retrain, plus cost (wall time, parameters updated, peak memory)."""
     comparison = compare_to_retrain(result.model, retrain, request, samples, sets, name=result.config.method)
     return RunReport(
@@ -93,7 +110,12 @@ def evaluate_run(result: UnlearnResult, retrain: Recommender, request: ForgetReq
 def save_run(run: str, result: UnlearnResult, report: RunReport, samples: Samples) -> Path:
     """Write checkpoint, report and history atomically (the report last: it marks completion)."""
     folder = run_dir(run)
-    meta = {"run": run, "method": result.config.method, "request": report.request, "metrics": {"test_auc": report.test_auc, "forget_auc": report.forget_auc}}
+    meta = {
+        "run": run,
+        "method": result.config.method,
+        "request": report.request,
+        "metrics": {"test_auc": report.test_auc, "forget_auc": report.forget_auc},
+    }
     save_recommender(result.model, folder / "model", samples, meta)
     atomic_write_json(folder / "history.json", result.history)
     atomic_write_json(folder / "report.json", report.model_dump())

@@ -86,6 +86,8 @@ class UnlearnMethod(ABC):
         """The loss on the retain batch, or ``None`` when the method has no retain term."""
         return None
 
-    def direction(self, g_f: torch.Tensor, g_r: torch.Tensor, config: UnlearnConfig, masks: GroupMasks | None) -> torch.Tensor:
+    def direction(
+        self, g_f: torch.Tensor, g_r: torch.Tensor, config: UnlearnConfig, masks: GroupMasks | None
+    ) -> torch.Tensor:
         """The update direction from g_f and g_r (g_r is zero without a retain term)."""
         return g_f + config.retain_weight * g_r

@@ -27,7 +27,9 @@ class PCGrad(GradDiff):
     def forget_kind(self, config: UnlearnConfig) -> ForgetKind:
         return config.forget_loss
 
-    def direction(self, g_f: torch.Tensor, g_r: torch.Tensor, config: UnlearnConfig, masks: GroupMasks | None) -> torch.Tensor:
+    def direction(
+        self, g_f: torch.Tensor, g_r: torch.Tensor, config: UnlearnConfig, masks: GroupMasks | None
+    ) -> torch.Tensor:
         return pcgrad(g_f, g_r, 1.0, config.retain_weight)
 
 
@@ -36,5 +38,7 @@ class SAGO(PCGrad):
     label = "SAGO"
     help = "forget_loss and the retain loss combined by SAGO (per element) over all parameters"
 
-    def direction(self, g_f: torch.Tensor, g_r: torch.Tensor, config: UnlearnConfig, masks: GroupMasks | None) -> torch.Tensor:
+    def direction(
+        self, g_f: torch.Tensor, g_r: torch.Tensor, config: UnlearnConfig, masks: GroupMasks | None
+    ) -> torch.Tensor:
         return sago(g_f, g_r, 1.0, config.retain_weight)

@@ -28,15 +28,22 @@ class Cure(PCGrad):
     strengths = (1e-4, 3e-4, 1e-3)
     needs_groups = True
 
-    def direction(self, g_f: torch.Tensor, g_r: torch.Tensor, config: UnlearnConfig, masks: GroupMasks | None) -> torch.Tensor:
+    def direction(
+        self, g_f: torch.Tensor, g_r: torch.Tensor, config: UnlearnConfig, masks: GroupMasks | None
+    ) -> torch.Tensor:
         if masks is None:
-            raise CureError("CURE-style unlearning needs module groups", "compute them first (`cure groups`), or let `cure unlearn` do it")
+            raise CureError(
+                "CURE-style unlearning needs module groups",
+                "compute them first (`cure groups`), or let `cure unlearn` do it",
+            )
         direction = torch.zeros_like(g_f)
         direction[masks.forget] = g_f[masks.forget]
         if config.retain_rule == "retain_update":
             direction[masks.retain] = config.retain_weight * g_r[masks.retain]
         if masks.shared.any():
-            direction[masks.shared] = COMBINERS[config.shared_rule](g_f[masks.shared], g_r[masks.shared], 1.0, config.retain_weight)
+            direction[masks.shared] = COMBINERS[config.shared_rule](
+                g_f[masks.shared], g_r[masks.shared], 1.0, config.retain_weight
+            )
         return direction
 
 
