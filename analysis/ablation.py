@@ -136,7 +136,8 @@ def ablated_metric(
             width = batch.clean.shape[1]
             if any(mean.shape[1] < width for mean in means.values()):
                 raise ValueError(
-                    f"a prompt of {width} positions is longer than every reference prompt — mean ablation has no mean for its first positions"
+                    f"a prompt of {width} positions is longer than every reference prompt — mean ablation "
+                    "has no mean for its first positions"
                 )
             replacement = {name: mean[:, -width:] for name, mean in means.items()}
         elif mode == "corrupt" and targets:

@@ -92,14 +92,17 @@ def graph_shape(bridge: Any) -> GraphShape:
     return GraphShape(int(cfg.n_layers), int(cfg.n_heads), int(n_kv) if n_kv else None)
 
 
+_PARALLEL_BLOCKS = (
+    "the model runs attention and MLP in parallel — use a sequential pre-LayerNorm model (GPT-2 or Llama style)"
+)
+
+
 def bridge_hooks(bridge: Any) -> BridgeHooks:
     """The hook names of ``bridge``; raises :class:`UnsupportedModelError` for models the
     edge graph does not describe (post-LayerNorm blocks, parallel attention and MLP)."""
     cfg = bridge.cfg
     if getattr(cfg, "parallel_attn_mlp", False):
-        raise UnsupportedModelError(
-            "the model runs attention and MLP in parallel — use a sequential pre-LayerNorm model (GPT-2 or Llama style)"
-        )
+        raise UnsupportedModelError(_PARALLEL_BLOCKS)
     if getattr(cfg, "original_architecture", "") in {"BertForMaskedLM", "OPTForCausalLM"} or getattr(
         cfg, "post_layernorm", False
     ):

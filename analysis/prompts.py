@@ -35,7 +35,8 @@ class PromptBatch:
     def __post_init__(self) -> None:
         if self.clean.ndim != 2 or self.clean.shape != self.corrupt.shape:
             raise PromptLengthError(
-                f"clean and corrupted prompts must be [batch, pos] token ids of the same shape, got {tuple(self.clean.shape)} and {tuple(self.corrupt.shape)} "
+                "clean and corrupted prompts must be [batch, pos] token ids of the same shape, got "
+                f"{tuple(self.clean.shape)} and {tuple(self.corrupt.shape)} "
                 "— corruptions must keep the prompt length (swap tokens, do not insert or delete)"
             )
         if self.weight.shape != (self.clean.shape[0],):
@@ -66,7 +67,8 @@ class PromptBatch:
         if unequal:
             i = unequal[0]
             raise PromptLengthError(
-                f"{len(unequal)} clean/corrupted pair(s) differ in length (first: pair {i}, {len(clean[i])} vs {len(corrupt[i])} tokens) "
+                f"{len(unequal)} clean/corrupted pair(s) differ in length (first: pair {i}, {len(clean[i])} "
+                f"vs {len(corrupt[i])} tokens) "
                 "— corrupt by same-length token replacement, or drop those pairs"
             )
         width = max(len(a) for a in clean)

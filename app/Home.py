@@ -59,11 +59,13 @@ def request_builder(ws: Workspace, original: Recommender) -> None:
         return
     request = load_request(built)
     st.markdown(
-        f"**{request.id}** — {request.description}. Use this id on the other pages and in `cure unlearn --request {request.id}`."
+        f"**{request.id}** — {request.description}. Use this id on the other pages and in `cure unlearn "
+        f"--request {request.id}`."
     )
     st.dataframe(pd.DataFrame({"samples": ws.sets(request).sizes()}).T, width="stretch")
     st.caption(
-        f"The chosen users' latest ratings, (+) liked, (-) not ({min(len(request.users), 25)} of {len(request.users)} users shown):"
+        f"The chosen users' latest ratings, (+) liked, (-) not ({min(len(request.users), 25)} of "
+        f"{len(request.users)} users shown):"
     )
     st.dataframe(ws.dataset.recent_ratings(request.users[:25]), width="stretch", hide_index=True)
     retrain = ws.load_model("retrain", request)
@@ -88,7 +90,8 @@ def request_builder(ws: Workspace, original: Recommender) -> None:
 
 st.title("CURE Studio")
 st.caption(
-    "Circuit-aware unlearning for LLM-based recommenders — MovieLens-100K, a GPT-2 recommender trained here, and the Retrain reference."
+    "Circuit-aware unlearning for LLM-based recommenders — MovieLens-100K, a GPT-2 recommender trained "
+    "here, and the Retrain reference."
 )
 
 try:
@@ -123,7 +126,8 @@ def training_text(job: BackgroundJob) -> str:
 
 if not job.finished:
     st.info(
-        "Training the default model and its Retrain reference side by side (first launch only; cached afterwards). The page stays usable."
+        "Training the default model and its Retrain reference side by side (first launch only; cached "
+        "afterwards). The page stays usable."
     )
     poll_job(job, training_text)
 elif job.error:
@@ -146,15 +150,21 @@ else:
     st.dataframe(pd.DataFrame(rows).set_index("model"), width="stretch")
     st.subheader("Memorization gap on the default request")
     st.caption(
-        "Unlearning only means something if Original is measurably better on the forget set than Retrain, which never saw it. Membership inference: forget samples (members) vs holdout users' samples (non-members); 0.5 = no signal."
+        "Unlearning only means something if Original is measurably better on the forget set than Retrain, "
+        "which never saw it. Membership inference: forget samples (members) vs holdout users' samples "
+        "(non-members); 0.5 = no signal."
     )
     st.dataframe(gap_table(ws, original, retrain, request, request.id), width="stretch")
     recipe = original.meta["recipe"]
     with st.expander("Model card"):
         st.markdown(
-            f"**{recipe['arch']}**, {recipe['n_layer']} layers, {recipe['n_head']} heads, d_model {recipe['d_model']}, d_mlp {recipe['d_mlp']}; "
-            f"{original.meta['n_params']:,} parameters; item-mode vocabulary with a user token (dropped to `<unk_user>` for {recipe['user_dropout']:.0%} of training prompts). "
-            f"Test AUC **{original.meta['metrics']['test_auc']:.4f}**, best epoch {original.meta['best_epoch']} chosen on validation AUC, trained in {original.meta['train_seconds']:.0f} s on {original.meta['threads']} thread(s)."
+            f"**{recipe['arch']}**, {recipe['n_layer']} layers, {recipe['n_head']} heads, d_model "
+            f"{recipe['d_model']}, d_mlp {recipe['d_mlp']}; "
+            f"{original.meta['n_params']:,} parameters; item-mode vocabulary with a user token (dropped to "
+            f"`<unk_user>` for {recipe['user_dropout']:.0%} of training prompts). "
+            f"Test AUC **{original.meta['metrics']['test_auc']:.4f}**, best epoch "
+            f"{original.meta['best_epoch']} chosen on validation AUC, trained in "
+            f"{original.meta['train_seconds']:.0f} s on {original.meta['threads']} thread(s)."
         )
         st.json(recipe, expanded=False)
     request_builder(ws, original)

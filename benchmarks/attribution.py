@@ -78,10 +78,12 @@ def main() -> None:
     bridge = ctx.bridge
     shape = graph_shape(bridge)
     print(
-        f"model: {ctx.rec.path.name}, {shape.n_layers} layers × {shape.n_heads} heads, {shape.n_edges} edges; batch {len(batch)} × {batch.clean.shape[1]} tokens"
+        f"model: {ctx.rec.path.name}, {shape.n_layers} layers × {shape.n_heads} heads, {shape.n_edges} "
+        f"edges; batch {len(batch)} × {batch.clean.shape[1]} tokens"
     )
     print(
-        f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads, device cpu"
+        f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, device cpu"
     )
 
     eap = median_seconds(lambda: attribute(bridge, [batch], metric, "eap"), args.repeats)
@@ -132,7 +134,8 @@ def main() -> None:
         mask = shape.real_edge_mask()[:, columns]
         a, b = ours[:, columns][mask], theirs[:, columns][mask]
         print(
-            f"  {label:<12} max |ours − TL| {np.abs(a - b).max():.2e} (scores up to {np.abs(b).max():.2e}), correlation {np.corrcoef(a, b)[0, 1]:.4f}"
+            f"  {label:<12} max |ours − TL| {np.abs(a - b).max():.2e} (scores up to "
+            f"{np.abs(b).max():.2e}), correlation {np.corrcoef(a, b)[0, 1]:.4f}"
         )
 
     print(f"our EAP:               {eap * 1000:8.1f} ms")

@@ -208,7 +208,9 @@ def main() -> None:
         return
 
     print(
-        f"batch {BATCH} × {TOKENS} tokens, {args.layers} layers, device {args.device} ({'bf16' if args.device == 'cuda' else 'fp32'}), torch {torch.__version__}, {torch.get_num_threads()} threads"
+        f"batch {BATCH} × {TOKENS} tokens, {args.layers} layers, device {args.device} "
+        f"({'bf16' if args.device == 'cuda' else 'fp32'}), torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads"
     )
     ratios: dict[str, list[float]] = {
         "eap_over_train_step": [],
@@ -244,7 +246,9 @@ def main() -> None:
         peak = max(results["eap"]["peak_bytes"], results["eap-ig5-stepwise"]["peak_bytes"])
         ratios["peak_memory_over_train_step"].append(peak / max(train["peak_bytes"], 1))
         print(
-            f"  EAP / step {ratios['eap_over_train_step'][-1]:.2f}, EAP-IG(5) / EAP {ratios['eapig5_over_eap'][-1]:.2f}, peak (EAP, stepwise EAP-IG) / step {ratios['peak_memory_over_train_step'][-1]:.2f}"
+            f"  EAP / step {ratios['eap_over_train_step'][-1]:.2f}, EAP-IG(5) / EAP "
+            f"{ratios['eapig5_over_eap'][-1]:.2f}, peak (EAP, stepwise EAP-IG) / step "
+            f"{ratios['peak_memory_over_train_step'][-1]:.2f}"
         )
     for name, values in ratios.items():
         print(f"{name}={max(values):.2f}")

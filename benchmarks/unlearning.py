@@ -94,7 +94,11 @@ def study(ws: Workspace, request) -> tuple[pd.DataFrame, dict[str, Any]]:
         reference, note = retrain.meta["train_seconds"], f"Retrain itself, trained on {threads} threads"
     else:  # e.g. trained beside Original on one thread each: compare like with like instead
         reference = original.meta["train_seconds"]
-        note = f"Retrain was trained on {retrain.meta.get('threads')} thread(s) ({retrain.meta['train_seconds']:.0f}s); used instead: the same recipe on the full training set, {original.meta.get('threads')} threads"
+        note = (
+            f"Retrain was trained on {retrain.meta.get('threads')} thread(s) "
+            f"({retrain.meta['train_seconds']:.0f}s); used instead: the same recipe on the full training set, "
+            f"{original.meta.get('threads')} threads"
+        )
     return table, {
         "base": base,
         "retrain_seconds": retrain.meta["train_seconds"],
@@ -114,7 +118,8 @@ def main() -> None:
         table, info = study(ws, request)
         results[request.id] = (table, info)
         print(
-            f"\n## {request.id}: {request.description} (groups computed in {info['groups_seconds']:.0f}s; Retrain trained in {info['retrain_seconds']:.0f}s)"
+            f"\n## {request.id}: {request.description} (groups computed in {info['groups_seconds']:.0f}s; "
+            f"Retrain trained in {info['retrain_seconds']:.0f}s)"
         )
         print(table.to_markdown(index=False, floatfmt=".4g"))
     table, info = results[default.id]
@@ -125,13 +130,15 @@ def main() -> None:
     original_test = table.iloc[0]["test AUC"]
     retrain_mia = table.iloc[1]["MIA AUC"]
     print(
-        f"\nCURE stands for: {cure['method']} (strength {cure['strength']:g}); best baseline by the same criterion: {best['method']} (strength {best['strength']:g})"
+        f"\nCURE stands for: {cure['method']} (strength {cure['strength']:g}); best baseline by the same "
+        f"criterion: {best['method']} (strength {best['strength']:g})"
     )
     print(f"cure_jsd_to_retrain={cure['JSD report half']:.5f}")
     print(f"best_baseline_jsd_to_retrain={best['JSD report half']:.5f}")
     print(f"cure_test_auc_drop={original_test - cure['test AUC']:.4f}")
     print(
-        f"speed-up reference: {info['reference_seconds']:.0f}s — {info['reference_note']}; CURE's {cure['seconds']:.1f}s include {info['groups_seconds']:.1f}s of module grouping"
+        f"speed-up reference: {info['reference_seconds']:.0f}s — {info['reference_note']}; CURE's "
+        f"{cure['seconds']:.1f}s include {info['groups_seconds']:.1f}s of module grouping"
     )
     print(f"cure_speedup_vs_retrain={info['reference_seconds'] / cure['seconds']:.1f}")
     print(f"cure_mia_auc_minus_retrain={cure['MIA AUC'] - retrain_mia:+.4f}")

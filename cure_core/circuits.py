@@ -61,7 +61,9 @@ class AttributionSettings(BaseModel):
     )
     metric: Literal["signed", "margin"] = Field(
         "signed",
-        description="signed: logit(Yes) - logit(No) times +1/-1 by label, so clean prompts score high; margin: unsigned",
+        description=(
+            "signed: logit(Yes) - logit(No) times +1/-1 by label, so clean prompts score high; margin: unsigned"
+        ),
     )
     n_prompts: int = Field(512, ge=1, description="prompts per set for attribution")
     n_eval: int = Field(256, ge=1, description="other prompts of the set for faithfulness")

@@ -214,14 +214,16 @@ def _empty_group_warnings(table: pd.DataFrame, settings: GroupSettings) -> list[
     notes = []
     if counts.get("forget-specific", 0) == 0:
         notes.append(
-            "no module is forget-specific beyond the noise floor: CURE-style unlearning falls back to the task-shared rule "
+            "no module is forget-specific beyond the noise floor: CURE-style unlearning falls back to the "
+            "task-shared rule "
             "(and, with no shared module either, changes nothing); try another corruption or a lower threshold"
         )
     if counts.get("retain-specific", 0) == 0:
         notes.append("no module is retain-specific beyond the noise floor: the retain rule applies to nothing")
     if counts.get("task-shared", 0) == 0:
         notes.append(
-            f"no module is task-shared with threshold {settings.threshold_rule} {settings.threshold}: the shared rule applies to nothing"
+            f"no module is task-shared with threshold {settings.threshold_rule} {settings.threshold}: the "
+            "shared rule applies to nothing"
         )
     return notes
 

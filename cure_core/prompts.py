@@ -91,7 +91,8 @@ class ItemVocab:
         missing_users = [u for u in samples.user_ids if f"u:{u}" not in self.index]
         if missing_items or missing_users:
             raise CureError(
-                f"the model's vocabulary lacks {len(missing_items)} item(s) and {len(missing_users)} user(s) of this dataset",
+                f"the model's vocabulary lacks {len(missing_items)} item(s) and {len(missing_users)} "
+                "user(s) of this dataset",
                 "train a model on this dataset (`cure train --data ...`) instead of reusing one trained on other data",
             )
 

@@ -173,7 +173,10 @@ def interaction_request(dataset: RatingsDataset, samples: Samples, pairs: list[t
     as_target, in_history = _interaction_masks(pairs, samples)
     trained = _trained(samples)
     n_target, n_history = int((trained & as_target).sum()), int((trained & in_history & ~as_target).sum())
-    description = f"{len(pairs)} rating(s), carried by {n_target + n_history} training sample(s) ({n_target} as target, {n_history} only in histories)"
+    description = (
+        f"{len(pairs)} rating(s), carried by {n_target + n_history} training sample(s) ({n_target} as target, "
+        f"{n_history} only in histories)"
+    )
     return ForgetRequest(
         kind="interaction", data_hash=dataset.content_hash, description=description, interactions=pairs
     )

@@ -120,7 +120,10 @@ class Workspace:
             "request": request.id if role == "retrain" and request else None,
         }
         digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
-        name = f"{role}-{self.dataset.name}-{digest}" if role == "original" else f"retrain-{request.id}-{digest}"  # type: ignore[union-attr]
+        if role == "original":  # noqa: SIM108 (a one-line conditional would not fit 120 columns)
+            name = f"{role}-{self.dataset.name}-{digest}"
+        else:
+            name = f"retrain-{request.id}-{digest}"  # type: ignore[union-attr]
         return cache_dir("models") / name
 
     def load_model(self, role: Role, request: ForgetRequest | None = None) -> Recommender | None:
@@ -133,7 +136,9 @@ class Workspace:
             rec = load_item_model(folder, self.samples)
             if cut_short(rec.meta):
                 raise CorruptModelError(
-                    f"model {folder.name} stopped after {len(rec.meta['curve'])} of {rec.meta['recipe']['max_epochs']} epochs on a wall-clock budget, so it cannot serve as {role.capitalize()}",
+                    f"model {folder.name} stopped after {len(rec.meta['curve'])} of "
+                    f"{rec.meta['recipe']['max_epochs']} epochs on a wall-clock budget, so it cannot serve "
+                    f"as {role.capitalize()}",
                     "it is retrained by epochs and validation patience",
                 )
         except CorruptModelError as err:

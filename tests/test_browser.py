@@ -85,7 +85,8 @@ def browser() -> Iterator[object]:
     chromium = shutil.which("chromium")
     if chromium is None:
         pytest.fail(
-            "Chromium is missing: install it with `apt-get update && apt-get install -y chromium` (as root), or run `make test` as root"
+            "Chromium is missing: install it with `apt-get update && apt-get install -y chromium` (as "
+            "root), or run `make test` as root"
         )
     with sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
@@ -136,7 +137,8 @@ def test_every_page_in_a_real_browser(app_url, browser, tmp_path):
     for _ in range(max(1, int(slider.get_attribute("aria-valuetext")) - 5)):
         slider.press("ArrowLeft")
     page.wait_for_function(
-        "before => [...document.querySelectorAll('[data-testid=stMetric]')].some(m => m.innerText.includes('edges / nodes') && !m.innerText.includes(before))",
+        "before => [...document.querySelectorAll('[data-testid=stMetric]')].some(m => "
+        "m.innerText.includes('edges / nodes') && !m.innerText.includes(before))",
         arg=before,
         timeout=SLOW_MS,
     )

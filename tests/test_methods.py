@@ -87,8 +87,10 @@ def test_forget_objective_and_teacher_follow_the_method_or_forget_loss():
 def test_config_fields_are_unchanged_choices_are_literals_and_unknown_fields_are_refused():
     assert list(UnlearnConfig.model_fields) == CONFIG_FIELDS
     assert UnlearnConfig(method="npo").model_dump_json() == (
-        '{"method":"npo","strength":0.001,"steps":60,"batch_size":64,"seed":0,"retain_weight":1.0,"retain_loss":"nll","forget_loss":"npo",'
-        '"npo_beta":0.1,"retain_rule":"retain_update","shared_rule":"pcgrad","row_rule":"update","probe_every":10,"probe_size":256}'
+        '{"method":"npo","strength":0.001,"steps":60,"batch_size":64,"seed":0,"retain_weight":1.0,'
+        '"retain_loss":"nll","forget_loss":"npo",'
+        '"npo_beta":0.1,"retain_rule":"retain_update","shared_rule":"pcgrad","row_rule":"update",'
+        '"probe_every":10,"probe_size":256}'
     )
     assert typing.get_args(UnlearnConfig.model_fields["method"].annotation) == tuple(METHODS)
     for name in ("retain_loss", "forget_loss", "retain_rule", "shared_rule", "row_rule"):

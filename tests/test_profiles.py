@@ -16,16 +16,24 @@ from cure_core.profiles import SHIPPED_PROFILES, ProfileEncoder, answer_token_id
 from cure_core.prompts import ItemVocab, TextModeEncoder
 
 # The first record of TALLRec's data/movie/test.json (SAI990323/TALLRec), as stored there.
-TALLREC_RECORD = json.loads(r"""{
-    "instruction": "Given the user's preference and unpreference, identify whether the user will like the target movie by answering \"Yes.\" or \"No.\".",
-    "input": "User Preference: \"Paris, Texas (1984)\", \"Rebel Without a Cause (1955)\", \"Return of the Pink Panther, The (1974)\", \"Ace Ventura: Pet Detective (1994)\", \"Magnificent Seven, The (1954)\", \"Star Trek: The Wrath of Khan (1982)\", \"Cat People (1982)\", \"Orlando (1993)\", \"Dave (1993)\"\nUser Unpreference: \"Kalifornia (1993)\"\nWhether the user will like the target movie \"Perez Family, The (1995)\"?",
+TALLREC_RECORD = json.loads(
+    r"""{
+    "instruction": "Given the user's preference and unpreference, identify whether the user will like """
+    r"""the target movie by answering \"Yes.\" or \"No.\".",
+    "input": "User Preference: \"Paris, Texas (1984)\", \"Rebel Without a Cause (1955)\", \"Return of """
+    r"""the Pink Panther, The (1974)\", \"Ace Ventura: Pet Detective (1994)\", \"Magnificent Seven, The """
+    r"""(1954)\", \"Star Trek: The Wrath of Khan (1982)\", \"Cat People (1982)\", \"Orlando (1993)\", \"Dave """
+    r"""(1993)\"\nUser Unpreference: \"Kalifornia (1993)\"\nWhether the user will like the target movie """
+    r"""\"Perez Family, The (1995)\"?",
     "output": "No."
-}""")
+}"""
+)
 # TALLRec's generate_prompt (finetune_rec.py, evaluate.py): the Alpaca wrapper, with the
 # "noqa: E501" lint marker that sits inside its f-string and so inside every prompt.
 ALPACA = (
     "Below is an instruction that describes a task, paired with an input that provides further context. "
-    "Write a response that appropriately completes the request.  # noqa: E501\n\n### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
+    "Write a response that appropriately completes the request.  # noqa: E501\n\n### Instruction:\n"
+    "{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
 )
 # One user's ratings in time order (title, year, stars): the history and target of that record.
 TALLREC_USER = [
@@ -173,19 +181,23 @@ def test_encode_left_pads(tokenizer, synthetic, synthetic_samples):
             "lacks 'yes'",
         ),
         (
-            "template = '{{ targte }}'\n[item]\ntemplate = '{{ name }}'\n[history]\nentry = '{{ item }}'\n[answer]\nyes = 'Yes'\nno = 'No'\n",
+            "template = '{{ targte }}'\n[item]\ntemplate = '{{ name }}'\n[history]\nentry = '{{ item }}'\n"
+            "[answer]\nyes = 'Yes'\nno = 'No'\n",
             "unknown variable.*targte",
         ),
         (
-            "template = '{% if %}'\n[item]\ntemplate = '{{ name }}'\n[history]\nentry = '{{ item }}'\n[answer]\nyes = 'Yes'\nno = 'No'\n",
+            "template = '{% if %}'\n[item]\ntemplate = '{{ name }}'\n[history]\nentry = '{{ item }}'\n"
+            "[answer]\nyes = 'Yes'\nno = 'No'\n",
             "not a valid Jinja2",
         ),
         (
-            "template = '{{ target }}'\n[item]\ntemplate = '{{ name }}'\n[history]\nentry = '{{ item }}'\n[answer]\nyes = 'Yes'\nno = 'Yes'\n",
+            "template = '{{ target }}'\n[item]\ntemplate = '{{ name }}'\n[history]\nentry = '{{ item }}'\n"
+            "[answer]\nyes = 'Yes'\nno = 'Yes'\n",
             "two different",
         ),
         (
-            "template = '{{ target }}'\nadd_special_tokens = 'yes'\n[item]\ntemplate = '{{ name }}'\n[history]\nentry = '{{ item }}'\n[answer]\nyes = 'Y'\nno = 'N'\n",
+            "template = '{{ target }}'\nadd_special_tokens = 'yes'\n[item]\ntemplate = '{{ name }}'\n"
+            "[history]\nentry = '{{ item }}'\n[answer]\nyes = 'Y'\nno = 'N'\n",
             "must be a bool",
         ),
         (

@@ -87,7 +87,8 @@ def test_interaction_covers_every_sample_that_carries_it(synthetic, synthetic_sa
     np.testing.assert_array_equal(np.sort(sets.forget), expected)
     assert (
         request.description
-        == f"2 rating(s), carried by {len(expected)} training sample(s) (1 as target, {len(expected) - 1} only in histories)"
+        == f"2 rating(s), carried by {len(expected)} training sample(s) (1 as target, {len(expected) - 1} only "
+        "in histories)"
     )
     only_first = request_sets(interaction_request(synthetic, s, [(user, first)]), s)
     np.testing.assert_array_equal(only_first.forget, idx[:1])

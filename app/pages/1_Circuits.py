@@ -116,7 +116,10 @@ for col, set_name in zip(cols, faith_sets, strict=False):
     col.metric(
         f"faithfulness F on {set_name}",
         f"{result['F']:.3f}",
-        help=f"exact: every edge outside the circuit patched to its corrupted value; m(clean) {result['clean']:+.3f}, m(corrupt) {result['corrupt']:+.3f}",
+        help=(
+            "exact: every edge outside the circuit patched to its corrupted value; m(clean) "
+            f"{result['clean']:+.3f}, m(corrupt) {result['corrupt']:+.3f}"
+        ),
     )
 cols[-2].metric("edges / nodes", f"{main_circuit.n_edges} / {len(main_circuit.nodes())}")
 o = overlap(circuits["forget"], circuits["retain"])
@@ -127,7 +130,8 @@ cols[-1].metric(
 )
 if view == "difference":
     st.caption(
-        "Difference view: edges ranked by |normalised forget score − normalised retain score|; F is measured on forget prompts."
+        "Difference view: edges ranked by |normalised forget score − normalised retain score|; F is "
+        "measured on forget prompts."
     )
 
 node_scores = {name: a.node_scores for name, a in attributions.items()}

@@ -80,7 +80,10 @@ cols = st.columns(3)
 cols[0].metric(
     "separability",
     f"{sep['separability']:.2f}",
-    help="log-ratio spread of forget vs retain importance, over the mean spread of matched control sets vs retain; ≈ 1: no more different than random matched sets",
+    help=(
+        "log-ratio spread of forget vs retain importance, over the mean spread of matched control sets vs "
+        "retain; ≈ 1: no more different than random matched sets"
+    ),
 )
 cols[1].metric(
     "spread forget / control",
@@ -89,7 +92,8 @@ cols[1].metric(
 )
 cols[2].metric("heads/MLPs beyond their null", str(sep["significant_modules"]))
 st.caption(
-    f"Module kinds grouped: {', '.join(groups.kinds)}. Attribution: {attribution_settings.method} ({attribution_settings.steps} steps), corruption {corruption}, signed metric."
+    f"Module kinds grouped: {', '.join(groups.kinds)}. Attribution: {attribution_settings.method} "
+    f"({attribution_settings.steps} steps), corruption {corruption}, signed metric."
 )
 for note in groups.warnings:
     st.warning(note)
@@ -105,7 +109,8 @@ for _, row in modules.iterrows():
     r = n_heads if row["kind"] == "mlp" else int(row["head"])
     z[r, int(row["layer"])] = codes[row["group"]]
     hover[r][int(row["layer"])] = (
-        f"{row['module']}: {row['group']}<br>I forget {row['importance_forget']:.3f}, I retain {row['importance_retain']:.3f}<br>difference {row['difference']:+.3f}, null {row['null']:.3f}"
+        f"{row['module']}: {row['group']}<br>I forget {row['importance_forget']:.3f}, I retain "
+        f"{row['importance_retain']:.3f}<br>difference {row['difference']:+.3f}, null {row['null']:.3f}"
     )
 scale = [[i / (len(GROUPS) - 1), GROUP_COLOURS[g]] for i, g in enumerate(GROUPS)]
 heat = go.Figure(
@@ -131,23 +136,21 @@ heat.update_layout(
 left, right = st.columns([3, 2])
 with left:
     st.plotly_chart(heat, width="stretch")
-    st.caption(
-        " · ".join(
-            f":{'red' if g == 'forget-specific' else 'blue' if g == 'retain-specific' else 'violet' if g == 'task-shared' else 'gray'}[{g}]"
-            for g in GROUPS
-        )
-    )
+    colours = {"forget-specific": "red", "retain-specific": "blue", "task-shared": "violet"}
+    st.caption(" · ".join(f":{colours.get(g, 'gray')}[{g}]" for g in GROUPS))
 with right:
     st.dataframe(groups.sizes(), width="stretch")
     rows = table[~table["kind"].isin(["head", "mlp"])]
     if len(rows):
         st.caption(
-            f"{len(rows)} embedding rows are forget-specific (used ≥ {group_settings.embedding_share:.0%} by forget prompts): {', '.join(rows['module'].head(12))}{' …' if len(rows) > 12 else ''}"
+            f"{len(rows)} embedding rows are forget-specific (used ≥ {group_settings.embedding_share:.0%} "
+            f"by forget prompts): {', '.join(rows['module'].head(12))}{' …' if len(rows) > 12 else ''}"
         )
 
 st.subheader("Ablate a group")
 st.caption(
-    "Knock out every head and MLP of the chosen groups and compare forget-set and test metrics with the intact model (256 seeded probe prompts each). Embedding rows are not ablated here."
+    "Knock out every head and MLP of the chosen groups and compare forget-set and test metrics with the "
+    "intact model (256 seeded probe prompts each). Embedding rows are not ablated here."
 )
 toggle_cols = st.columns(len(GROUPS) + 1)
 chosen = [g for g, col in zip(GROUPS, toggle_cols, strict=False) if col.toggle(g, key=f"ablate-{g}", value=False)]

@@ -133,7 +133,8 @@ if active is not None:
         poll_job(
             job,
             lambda j: (
-                f"step {j.done_steps} of {j.total_steps or '…'} (Retrain and module groups are computed first when missing)"
+                f"step {j.done_steps} of {j.total_steps or '…'} (Retrain and module groups are computed "
+                "first when missing)"
             ),
             every=1,
             body=live,
@@ -142,7 +143,8 @@ if active is not None:
 
 if not session["runs"]:
     st.info(
-        "No run in this session yet: pick a method and strength above and press Run. Runs are cached; an identical run is loaded, not recomputed."
+        "No run in this session yet: pick a method and strength above and press Run. Runs are cached; an "
+        "identical run is loaded, not recomputed."
     )
     st.stop()
 
@@ -167,7 +169,8 @@ refs = references(request.id)
 table = comparison_table(runs, refs)
 st.dataframe(table, width="stretch", hide_index=True)
 st.caption(
-    "JSD and L2 to Retrain on the forget set (lower is closer); MIA: forget (members) vs holdout users (non-members); PrivLeak near 0 is ideal."
+    "JSD and L2 to Retrain on the forget set (lower is closer); MIA: forget (members) vs holdout users "
+    "(non-members); PrivLeak near 0 is ideal."
 )
 st.plotly_chart(pareto_figure(runs, refs, f"This session's runs on {request.id}"), width="stretch", key="pareto")
 cols = st.columns(3)

@@ -16,7 +16,8 @@ from cure_core.studies.store import cached_models, figure, load_results, model_l
 st.set_page_config(page_title="Report · CURE Studio", layout="wide")
 st.title("Report")
 st.caption(
-    "Every number is shown next to Retrain. Strengths are chosen on a selection half of the forget set and the validation split, never on test."
+    "Every number is shown next to Retrain. Strengths are chosen on a selection half of the forget set and "
+    "the validation split, never on test."
 )
 
 results = load_results()
@@ -41,7 +42,9 @@ tabs = st.tabs([f"{name} ({len(runs)})" for name, runs in by_study.items()])
 for tab, (name, runs) in zip(tabs, by_study.items(), strict=True):
     with tab:
         labels = [
-            f"{r['key']} — {model_label(r, models)} — {'quick' if r['settings'].get('quick_mode') else 'full'} settings, {r.get('total_seconds', r['seconds']) / 60:.1f} min"
+            f"{r['key']} — {model_label(r, models)} — "
+            f"{'quick' if r['settings'].get('quick_mode') else 'full'} settings, "
+            f"{r.get('total_seconds', r['seconds']) / 60:.1f} min"
             for r in runs
         ]
         chosen = runs[st.selectbox("result", range(len(runs)), format_func=labels.__getitem__, key=f"pick-{name}")]

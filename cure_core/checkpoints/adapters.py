@@ -81,7 +81,8 @@ def read_adapter(folder: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor],
         reason = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
         raise CureError(
             f"cannot read the adapter weights in {folder} ({reason})",
-            "re-save the adapter with PeftModel.save_pretrained (safetensors); a .bin is only read if it holds tensors alone",
+            "re-save the adapter with PeftModel.save_pretrained (safetensors); a .bin is only read if it "
+            "holds tensors alone",
         ) from None
     raise CureError(
         f"{folder} has {CONFIG} but no {SAFETENSORS} or {LEGACY_BIN}",
@@ -95,8 +96,10 @@ def check_not_empty(folder: Path, tensors: dict[str, torch.Tensor]) -> None:
     if not lora_b or all(not torch.any(t) for t in lora_b):
         what = "no lora_B tensors" if not lora_b else f"all {len(lora_b)} lora_B tensors are zero"
         raise CureError(
-            f"the adapter in {folder} is empty ({what}): it would leave the model unchanged (the peft empty-save bug, alpaca-lora #446)",
-            "re-save the adapter from the trained PeftModel with a current peft (get_peft_model_state_dict after training), then check its size",
+            f"the adapter in {folder} is empty ({what}): it would leave the model unchanged (the peft "
+            "empty-save bug, alpaca-lora #446)",
+            "re-save the adapter from the trained PeftModel with a current peft (get_peft_model_state_dict "
+            "after training), then check its size",
         )
 
 
@@ -141,7 +144,8 @@ def merge_adapter(model: PreTrainedModel, folder: Path) -> tuple[PreTrainedModel
     if unexpected or missing:
         example = (unexpected or missing)[0]
         raise CureError(
-            f"{mismatch}: {len(unexpected)} adapter tensor(s) have no module here and {len(missing)} LoRA module(s) get no tensor (e.g. {example})",
+            f"{mismatch}: {len(unexpected)} adapter tensor(s) have no module here and {len(missing)} LoRA "
+            f"module(s) get no tensor (e.g. {example})",
             fix,
         )
     merged = peft_model.merge_and_unload()

@@ -117,7 +117,8 @@ def load_checkpoint(
         ) from None
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
         raise CureError(
-            f"the tokenizer in {folder} has {len(tokenizer)} tokens but the model only {model.get_input_embeddings().num_embeddings} embeddings",
+            f"the tokenizer in {folder} has {len(tokenizer)} tokens but the model only "
+            f"{model.get_input_embeddings().num_embeddings} embeddings",
             "use the tokenizer the model was trained with",
         )
     adapter = None
@@ -179,7 +180,10 @@ def _check_weights(folder: Path) -> None:
     if pickled:
         raise CureError(
             f"{folder} holds only pickle weights ({pickled[0]}), which are not loaded",
-            f"convert them once: python -c \"from transformers import AutoModelForCausalLM as M, AutoTokenizer as T; p='{folder}'; M.from_pretrained(p, use_safetensors=False).save_pretrained(p + '-st'); T.from_pretrained(p).save_pretrained(p + '-st')\" and pass {folder}-st",
+            'convert them once: python -c "from transformers import AutoModelForCausalLM as M, '
+            f"AutoTokenizer as T; p='{folder}'; M.from_pretrained(p, "
+            "use_safetensors=False).save_pretrained(p + '-st'); T.from_pretrained(p).save_pretrained(p + "
+            f"'-st')\" and pass {folder}-st",
         )
     raise CureError(
         f"{folder} has no *.safetensors weights", "save the model with save_pretrained, which writes model.safetensors"

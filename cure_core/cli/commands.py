@@ -125,12 +125,14 @@ def cmd_study(args: argparse.Namespace) -> None:
     )
     result = study.run(workspace(args), settings)
     print(
-        f"\n# {args.name} ({result['seconds']:.0f} s now, {result['total_seconds']:.0f} s over {len(result['invocations'])} invocation(s))"
+        f"\n# {args.name} ({result['seconds']:.0f} s now, {result['total_seconds']:.0f} s over "
+        f"{len(result['invocations'])} invocation(s))"
     )
     for line in result["summary"]:
         print(f"- {line}")
     print(
-        f"saved: {study_folder(args.name, result['key']) / 'result.json'} — see it in the app's Report page or with `cure report`"
+        f"saved: {study_folder(args.name, result['key']) / 'result.json'} — see it in the app's Report "
+        "page or with `cure report`"
     )
 
 

@@ -28,8 +28,12 @@ HELP = {
     "forget": "create a forget request and print its sets",
     "evaluate": "evaluate a model on a forget request next to Retrain (trains what is missing)",
     "attribute": "edge attribution (EAP or EAP-IG) of the default model on a request's forget or retain set",
-    "circuit": "select circuits, measure their exact faithfulness on held-out prompts, compare forget and retain, export",
-    "groups": "group modules into forget-specific, retain-specific, task-shared and outside, against matched-control noise",
+    "circuit": (
+        "select circuits, measure their exact faithfulness on held-out prompts, compare forget and retain, export"
+    ),
+    "groups": (
+        "group modules into forget-specific, retain-specific, task-shared and outside, against matched-control noise"
+    ),
     "unlearn": "unlearn a request with one method on a copy of the model; report next to Original and Retrain",
     "compare": "run methods over their strength grids; write a Markdown/CSV table and a Plotly HTML Pareto plot",
     "study": "run an evidence study (resumes from the cache)",
@@ -213,7 +217,10 @@ def _circuit(p: argparse.ArgumentParser) -> None:
         "--export",
         nargs=2,
         metavar=("FORMAT", "PATH"),
-        help="write the circuit as json, graphml or csv (with --set both, one file per set: PATH gets -forget/-retain/-control-0)",
+        help=(
+            "write the circuit as json, graphml or csv (with --set both, one file per set: PATH gets "
+            "-forget/-retain/-control-0)"
+        ),
     )
     p.set_defaults(func=cmd_circuit)
 
@@ -251,7 +258,10 @@ def _unlearn_options(p: argparse.ArgumentParser, with_method: bool) -> None:
         "row_rule",
     ]
     helps = {
-        "method": f"one of {', '.join(METHODS)} (cure-nocircuit: CURE's rules with every head and MLP task-shared, the ablation)",
+        "method": (
+            f"one of {', '.join(METHODS)} (cure-nocircuit: CURE's rules with every head and MLP task-shared, "
+            "the ablation)"
+        ),
         "strength": "Adam learning rate (default: the middle of the method's sweep grid)",
         "steps": "unlearning steps",
         "batch_size": "forget and retain samples per step",

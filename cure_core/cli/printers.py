@@ -47,15 +47,18 @@ def print_model(rec: Recommender, baselines: dict[str, float]) -> None:
     meta = rec.meta
     print(f"model: {rec.path}")
     print(
-        f"parameters: {meta['n_params']:,}  training: {meta['train_seconds']:.0f}s on {meta['threads']} thread(s), best epoch {meta['best_epoch']}"
+        f"parameters: {meta['n_params']:,}  training: {meta['train_seconds']:.0f}s on {meta['threads']} "
+        f"thread(s), best epoch {meta['best_epoch']}"
     )
     print("curve (AUC against training time; the checkpoint is the best validation epoch):")
     for row in meta["curve"]:
         print(
-            f"  epoch {row['epoch']:>2}  {row['seconds']:>6.0f}s  loss {row['train_loss']:.4f}  valid AUC {row['valid_auc']:.4f}  test AUC {row['test_auc']:.4f}"
+            f"  epoch {row['epoch']:>2}  {row['seconds']:>6.0f}s  loss {row['train_loss']:.4f}  valid AUC "
+            f"{row['valid_auc']:.4f}  test AUC {row['test_auc']:.4f}"
         )
     print(
-        f"test AUC {meta['metrics']['test_auc']:.4f}  ACC {meta['metrics']['test_acc']:.4f}  LogLoss {meta['metrics']['test_logloss']:.4f}"
+        f"test AUC {meta['metrics']['test_auc']:.4f}  ACC {meta['metrics']['test_acc']:.4f}  LogLoss "
+        f"{meta['metrics']['test_logloss']:.4f}"
     )
     for name, auc in baselines.items():
         print(f"  baseline {name:<26} test AUC {auc:.4f}")
@@ -75,7 +78,8 @@ def print_versus_retrain(report: Comparison, labels: list[str]) -> None:
         print(f"{label:>22}{_number(value):>12}{_number(retrain):>12}")
     for attack, auc in report.model.mia.items():
         print(
-            f"{'MIA AUC ' + attack:>22}{_number(auc):>12}{_number(report.retrain.mia.get(attack)):>12}   PrivLeak {report.privleak.get(attack, float('nan')):+.1f}%"
+            f"{'MIA AUC ' + attack:>22}{_number(auc):>12}{_number(report.retrain.mia.get(attack)):>12}   "
+            f"PrivLeak {report.privleak.get(attack, float('nan')):+.1f}%"
         )
     print(f"{'JSD to Retrain':>22}{report.jsd_to_retrain:>12.5f}")
     print(f"{'L2 to Retrain':>22}{report.l2_to_retrain:>12.5f}")
@@ -94,7 +98,9 @@ def print_evaluation(report: Comparison, request: ForgetRequest) -> None:
 
 def print_run(report: RunReport) -> None:
     print(
-        f"run {report.run}: {report.method} strength {report.strength:g}, {report.seconds:.1f}s, {report.params_updated:,} of {report.params_total:,} parameters updated, peak {report.peak_memory_mib:.0f} MiB ({report.peak_memory_kind})"
+        f"run {report.run}: {report.method} strength {report.strength:g}, {report.seconds:.1f}s, "
+        f"{report.params_updated:,} of {report.params_total:,} parameters updated, peak "
+        f"{report.peak_memory_mib:.0f} MiB ({report.peak_memory_kind})"
     )
     print_versus_retrain(report, ["test AUC", "test ACC", "test LogLoss", "forget AUC", "forget ACC"])
     for note in report.group_warnings:
@@ -103,7 +109,8 @@ def print_run(report: RunReport) -> None:
 
 def print_grid_row(report: RunReport) -> None:
     print(
-        f"{report.method:>9} strength {report.strength:<8g} test AUC {_number(report.test_auc)}  forget AUC {_number(report.forget_auc)}  JSD {report.jsd_to_retrain:.5f}  {report.seconds:.1f}s"
+        f"{report.method:>9} strength {report.strength:<8g} test AUC {_number(report.test_auc)}  forget AUC "
+        f"{_number(report.forget_auc)}  JSD {report.jsd_to_retrain:.5f}  {report.seconds:.1f}s"
     )
 
 
@@ -117,7 +124,8 @@ def print_attribution(
         + f", corruption {settings.corruption}, metric {settings.metric}"
     )
     print(
-        f"metric mean: clean {result.metric_clean.mean():+.4f}, corrupted {result.metric_corrupt.mean():+.4f} (total effect {result.total_effect:+.4f})"
+        f"metric mean: clean {result.metric_clean.mean():+.4f}, corrupted "
+        f"{result.metric_corrupt.mean():+.4f} (total effect {result.total_effect:+.4f})"
     )
     print(f"scores: Δ = corrupt − clean; {shape.n_edges} edges. Top {top} by |score|:")
     for name, score in result.top_edges(top):
@@ -131,11 +139,15 @@ def print_attribution(
 def print_circuits(report: dict[str, Any], settings: AttributionSettings) -> None:
     selection = report["selection"]
     print(
-        f"request {report['request']}; {settings.method}, corruption {settings.corruption}; selection {selection['rule']} {selection['value']}; faithfulness on {settings.n_eval} held-out prompts per set"
+        f"request {report['request']}; {settings.method}, corruption {settings.corruption}; selection "
+        f"{selection['rule']} {selection['value']}; faithfulness on {settings.n_eval} held-out prompts per "
+        "set"
     )
     for name, row in report["sets"].items():
         print(
-            f"{name:>7} circuit: {row['edges']} edges, {row['nodes']} nodes, F = {row['faithfulness']:.3f}  (m clean {row['metric_clean']:+.4f}, corrupt {row['metric_corrupt']:+.4f}, circuit {row['metric_circuit']:+.4f})"
+            f"{name:>7} circuit: {row['edges']} edges, {row['nodes']} nodes, F = {row['faithfulness']:.3f}  "
+            f"(m clean {row['metric_clean']:+.4f}, corrupt {row['metric_corrupt']:+.4f}, circuit "
+            f"{row['metric_circuit']:+.4f})"
         )
         print(
             "         curve (top-n → edges after pruning: F): "
@@ -160,11 +172,14 @@ def print_circuits(report: dict[str, Any], settings: AttributionSettings) -> Non
 def print_groups(groups: ModuleGroups, request: ForgetRequest, settings: AttributionSettings) -> None:
     sep = groups.separability
     print(
-        f"request {request.id} ({request.description}); {settings.method}, corruption {settings.corruption}, {sep['control_draws']} matched control draws"
+        f"request {request.id} ({request.description}); {settings.method}, corruption "
+        f"{settings.corruption}, {sep['control_draws']} matched control draws"
     )
     print(
-        f"separability: log-ratio spread forget {sep['spread_forget']:.3f} vs control {sep['spread_control_mean']:.3f} ± {sep['spread_control_std']:.3f}"
-        f" → ratio {sep['separability']:.2f} ({'beyond' if groups.beyond_noise else 'within'} noise); {sep['significant_modules']} heads/MLPs beyond their null"
+        f"separability: log-ratio spread forget {sep['spread_forget']:.3f} vs control "
+        f"{sep['spread_control_mean']:.3f} ± {sep['spread_control_std']:.3f}"
+        f" → ratio {sep['separability']:.2f} ({'beyond' if groups.beyond_noise else 'within'} noise); "
+        f"{sep['significant_modules']} heads/MLPs beyond their null"
     )
     table = groups.table[groups.table["kind"].isin(["head", "mlp"])]
     print(
@@ -175,7 +190,8 @@ def print_groups(groups: ModuleGroups, request: ForgetRequest, settings: Attribu
     rows = groups.table[~groups.table["kind"].isin(["head", "mlp"])]
     if len(rows):
         print(
-            f"embedding rows: {len(rows)} forget-specific ({', '.join(rows['module'].head(8))}{' …' if len(rows) > 8 else ''})"
+            f"embedding rows: {len(rows)} forget-specific "
+            f"({', '.join(rows['module'].head(8))}{' …' if len(rows) > 8 else ''})"
         )
     print("group sizes by kind (module kinds used: " + ", ".join(groups.kinds) + "):")
     print(groups.sizes().to_string())

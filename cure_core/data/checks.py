@@ -69,7 +69,8 @@ def typed_ratings(ratings: pd.DataFrame, file: str, header_rows: int) -> pd.Data
         at = again.to_numpy().argmax()
         first = pair.iloc[:at].eq(pair.iloc[at]).to_numpy().argmax()
         raise CureError(
-            f"{file} row {row.iloc[at]}: user {user.iloc[at]} rated item {item.iloc[at]} again (first at row {row.iloc[first]}); {int(again.sum())} repeated rating(s) in all",
+            f"{file} row {row.iloc[at]}: user {user.iloc[at]} rated item {item.iloc[at]} again (first at "
+            f"row {row.iloc[first]}); {int(again.sum())} repeated rating(s) in all",
             "keep one rating per user and item (e.g. the latest)",
         )
     return ratings.assign(

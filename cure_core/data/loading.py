@@ -177,7 +177,8 @@ def _read_grouplens(base: dict[str, str], opener: Opener, name: str) -> RatingsD
         if users.shape[1] != 5:
             raise CureError(
                 f"u.user has {users.shape[1]} column(s), expected 5",
-                "use the u.user file of the GroupLens ml-100k release (user id|age|gender|occupation|zip code), or leave it out",
+                "use the u.user file of the GroupLens ml-100k release (user id|age|gender|occupation|zip "
+                "code), or leave it out",
             )
         users.columns = ["user", "age", "gender", "occupation", "zip"]
     return _finish(name, typed_ratings(ratings, "u.data", header_rows=0), items, users)

@@ -22,7 +22,10 @@ class Recipe(BaseModel):
     d_mlp: int = Field(128, ge=8)
     activation: Literal["gelu_new", "gelu_pytorch_tanh"] = Field(
         "gelu_pytorch_tanh",
-        description="GPT-2's MLP activation: the same tanh-approximated GELU, as a Python formula (gelu_new) or one fused kernel (~1.2x faster on CPU); Llama uses SiLU",
+        description=(
+            "GPT-2's MLP activation: the same tanh-approximated GELU, as a Python formula (gelu_new) or one "
+            "fused kernel (~1.2x faster on CPU); Llama uses SiLU"
+        ),
     )
     dropout: float = Field(0.1, ge=0, lt=1)
     user_dropout: float = Field(
@@ -33,14 +36,19 @@ class Recipe(BaseModel):
     batch_size: int = Field(128, ge=1)
     train_precision: Literal["fp32", "bf16-mixed"] = Field(
         "bf16-mixed",
-        description="training matmuls under bfloat16 autocast (weights, optimizer, evaluation and the saved model stay float32); ~1.8x faster on CPUs with AVX512-BF16/AMX",
+        description=(
+            "training matmuls under bfloat16 autocast (weights, optimizer, evaluation and the saved model stay "
+            "float32); ~1.8x faster on CPUs with AVX512-BF16/AMX"
+        ),
     )
     max_epochs: int = Field(8, ge=1)
     ema_decay: float = Field(
         0.999,
         ge=0,
         lt=1,
-        description="exponential moving average of the weights, evaluated and saved instead of the raw weights (0 = off)",
+        description=(
+            "exponential moving average of the weights, evaluated and saved instead of the raw weights (0 = off)"
+        ),
     )
     patience: int = Field(3, ge=1, description="epochs without a better validation AUC before stopping")
     seed: Seed = 0

@@ -134,7 +134,8 @@ def train_item_model(
             )
             if bar.bar is not None:
                 bar.bar.write(
-                    f"[{desc}] epoch {epoch + 1}: {elapsed:.0f}s loss {np.mean(losses):.4f} valid AUC {valid_auc:.4f} test AUC {test_auc:.4f}"
+                    f"[{desc}] epoch {epoch + 1}: {elapsed:.0f}s loss {np.mean(losses):.4f} valid AUC "
+                    f"{valid_auc:.4f} test AUC {test_auc:.4f}"
                 )
             if valid_auc > best_auc:
                 best_auc, best_state = valid_auc, {k: v.detach().clone() for k, v in scored.model.state_dict().items()}

@@ -25,7 +25,8 @@ def answer_token_id(tokenizer: PreTrainedTokenizerBase, prompt: str, word: str, 
     written = tokenizer.decode(answer)
     if not answer or (unk is not None and unk in answer) or word.strip() not in written:
         raise CureError(
-            f"the tokenizer cannot write the answer {word!r} after the prompt (it gives {tokenizer.convert_ids_to_tokens(answer)})",
+            f"the tokenizer cannot write the answer {word!r} after the prompt (it gives "
+            f"{tokenizer.convert_ids_to_tokens(answer)})",
             "use a profile whose [answer] words this tokenizer can write, or the tokenizer the model was trained with",
         )
     return int(answer[0])
@@ -40,7 +41,8 @@ def answer_token_ids(
     if yes_id == no_id:
         token = tokenizer.convert_ids_to_tokens(yes_id)
         raise CureError(
-            f"the answers {yes!r} and {no!r} begin with the same token {token!r} after the prompt, so they cannot be told apart",
+            f"the answers {yes!r} and {no!r} begin with the same token {token!r} after the prompt, so they "
+            "cannot be told apart",
             "use answer words whose first tokens differ",
         )
     return yes_id, no_id

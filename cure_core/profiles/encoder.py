@@ -64,8 +64,10 @@ class ProfileEncoder:
         missing = [f for f in needed if users is None or f not in users.columns]
         if missing:
             raise CureError(
-                f"profile {self.profile.name} writes the user's {', '.join(missing)}, which dataset {dataset.name} does not have",
-                "use a dataset with a user file (MovieLens-100K's u.user) or a profile without user fields (tallrec, compact)",
+                f"profile {self.profile.name} writes the user's {', '.join(missing)}, which dataset "
+                f"{dataset.name} does not have",
+                "use a dataset with a user file (MovieLens-100K's u.user) or a profile without user fields "
+                "(tallrec, compact)",
             )
         table = users.astype(str).set_index(users["user"].astype(str))
         absent = [u for u in samples.user_ids if u not in table.index]

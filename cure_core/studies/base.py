@@ -84,7 +84,10 @@ class Study(ABC):
     def command(self, settings: StudySettings) -> str:
         """The command line that reproduces this result."""
         request = getattr(settings, "request", None)
-        return f"cure study {self.name}{' --quick' if settings.quick_mode else ''}{f' --request {request}' if request else ''}"
+        return (
+            "cure study "
+            f"{self.name}{' --quick' if settings.quick_mode else ''}{f' --request {request}' if request else ''}"
+        )
 
     def run(
         self, ws: Workspace, settings: StudySettings, progress: ProgressFn | None = None, quiet: bool = False

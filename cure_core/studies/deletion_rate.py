@@ -149,10 +149,17 @@ def verdict(table: pd.DataFrame) -> list[str]:
         cure = methods[methods["method"].str.startswith("CURE")]
         base = methods[~methods["method"].str.startswith("CURE")]
         original, retrain = part[part["method"] == "Original"].iloc[0], part[part["method"] == "Retrain"].iloc[0]
-        line = f"{rate:.0%} of users: closest to Retrain is {best['method']} (JSD {best['jsd_to_retrain']:.5f}; Original {original['jsd_to_retrain']:.5f})"
+        line = (
+            f"{rate:.0%} of users: closest to Retrain is {best['method']} (JSD {best['jsd_to_retrain']:.5f}; "
+            f"Original {original['jsd_to_retrain']:.5f})"
+        )
         if len(cure) and len(base):
             c, b = cure.loc[cure["jsd_to_retrain"].idxmin()], base.loc[base["jsd_to_retrain"].idxmin()]
-            line += f"; best CURE-style {c['method']} {c['jsd_to_retrain']:.5f} vs best baseline {b['method']} {b['jsd_to_retrain']:.5f} ({'CURE-style ahead' if c['jsd_to_retrain'] < b['jsd_to_retrain'] else 'CURE-style behind'})"
+            line += (
+                f"; best CURE-style {c['method']} {c['jsd_to_retrain']:.5f} vs best baseline {b['method']} "
+                f"{b['jsd_to_retrain']:.5f} "
+                f"({'CURE-style ahead' if c['jsd_to_retrain'] < b['jsd_to_retrain'] else 'CURE-style behind'})"
+            )
         draws = methods["control_draws"].dropna()
         if len(draws) and draws.min() < GroupSettings().null_draws:
             line += (

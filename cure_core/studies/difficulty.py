@@ -195,12 +195,14 @@ def correlate(table: pd.DataFrame) -> list[dict[str, Any]]:
 
 def verdict(correlations: list[dict[str, Any]], run: str, anchors: int) -> list[str]:
     lines = [
-        f"Anchors: the {anchors} users whose NLL rises fastest (easy) and slowest (hard) under the GA probe. CURE-style run: {run}."
+        f"Anchors: the {anchors} users whose NLL rises fastest (easy) and slowest (hard) under the GA "
+        f"probe. CURE-style run: {run}."
     ]
     for c in correlations:
         if c["outcome"] == "cure_nll_rise":
             lines.append(
-                f"{c['users']} (n={c['n']}): Spearman({c['predictor']}, NLL rise after CURE) = {c['spearman']:+.2f} (p = {c['p']:.3f})"
+                f"{c['users']} (n={c['n']}): Spearman({c['predictor']}, NLL rise after CURE) = "
+                f"{c['spearman']:+.2f} (p = {c['p']:.3f})"
             )
     found = [
         c

@@ -103,7 +103,8 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
 def verdict(table: pd.DataFrame, refs: dict[str, dict[str, Any]]) -> list[str]:
     """Plain lines: who is on the front, and CURE vs the best baseline within a 0.005 test-AUC budget."""
     lines = [
-        f"Pareto front (mean over seeds): {', '.join(f'{r.variant} @ {r.strength:g}' for r in table[table['on_front']].itertuples())}."
+        "Pareto front (mean over seeds): "
+        f"{', '.join(f'{r.variant} @ {r.strength:g}' for r in table[table['on_front']].itertuples())}."
     ]
     budget = refs["Original"]["test_auc"] - 0.005
     ok = table[table["test_auc_mean"] >= budget]
@@ -120,8 +121,10 @@ def verdict(table: pd.DataFrame, refs: dict[str, dict[str, Any]]) -> list[str]:
             )
         )
         lines.append(
-            f"Within test AUC ≥ Original − 0.005 ({budget:.4f}), lowest JSD to Retrain: {c['variant']} @ {c['strength']:g}: {c['jsd_to_retrain_mean']:.5f} ± {c['jsd_to_retrain_std']:.5f} "
-            f"vs best baseline {b['variant']} @ {b['strength']:g}: {b['jsd_to_retrain_mean']:.5f} ± {b['jsd_to_retrain_std']:.5f}; Original {refs['Original']['jsd_to_retrain']:.5f}. {outcome}."
+            f"Within test AUC ≥ Original − 0.005 ({budget:.4f}), lowest JSD to Retrain: {c['variant']} "
+            f"@ {c['strength']:g}: {c['jsd_to_retrain_mean']:.5f} ± {c['jsd_to_retrain_std']:.5f} "
+            f"vs best baseline {b['variant']} @ {b['strength']:g}: {b['jsd_to_retrain_mean']:.5f} ± "
+            f"{b['jsd_to_retrain_std']:.5f}; Original {refs['Original']['jsd_to_retrain']:.5f}. {outcome}."
         )
     else:
         lines.append("No CURE-style or no baseline run stays within test AUC ≥ Original − 0.005.")
@@ -130,7 +133,10 @@ def verdict(table: pd.DataFrame, refs: dict[str, dict[str, Any]]) -> list[str]:
 
 def pareto_figure(table: pd.DataFrame, refs: dict[str, dict[str, Any]], request_id: str) -> go.Figure:
     fig = make_subplots(
-        rows=1, cols=2, subplot_titles=("JSD to Retrain on forget", "|forget AUC − Retrain's|"), horizontal_spacing=0.1
+        rows=1,
+        cols=2,
+        subplot_titles=("JSD to Retrain on forget", "|forget AUC − Retrain's|"),
+        horizontal_spacing=0.1,
     )
     for i, (label, part) in enumerate(table.groupby("variant", sort=False)):
         colour = f"hsl({int(360 * i / max(1, table['variant'].nunique()))},65%,45%)"

@@ -16,13 +16,16 @@ from cure_core.cache import atomic_write_bytes, cache_dir
 from cure_core.errors import CureError
 from cure_core.studies.store import cached_models, figure, load_results, model_label, versions
 
-STYLE = """
+STYLE = (
+    """
 body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1200px;color:#222;padding:0 1rem}
 h1{margin-bottom:0}h2{border-bottom:2px solid #ddd;padding-bottom:.2rem;margin-top:2.5rem}
-table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0}td,th{border:1px solid #ddd;padding:.2rem .5rem;text-align:right}
+table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0}"""
+    """td,th{border:1px solid #ddd;padding:.2rem .5rem;text-align:right}
 th{background:#f5f5f5}.summary li{margin:.3rem 0}.meta{color:#666;font-size:.85rem}details{margin:.5rem 0}
 pre{background:#f7f7f7;padding:.5rem;overflow-x:auto;font-size:.8rem}
 """
+)
 
 
 def run_reports() -> list[dict[str, Any]]:
@@ -67,7 +70,9 @@ def _table(records: list[dict[str, Any]]) -> str:
 
 def _section(result: dict[str, Any], models: dict[str, str], include_js: list[bool]) -> str:
     parts = [
-        f"<h2>{html.escape(result['study'])} <span class='meta'>({result['key']}, {html.escape(model_label(result, models))}, {result.get('total_seconds', result['seconds']):.0f} s)</span></h2>"
+        f"<h2>{html.escape(result['study'])} <span class='meta'>({result['key']}, "
+        f"{html.escape(model_label(result, models))}, "
+        f"{result.get('total_seconds', result['seconds']):.0f} s)</span></h2>"
     ]
     parts.append(
         "<ul class='summary'>" + "".join(f"<li>{html.escape(line)}</li>" for line in result["summary"]) + "</ul>"
@@ -82,10 +87,18 @@ def _section(result: dict[str, Any], models: dict[str, str], include_js: list[bo
     for name, records in result["tables"].items():
         if records:
             parts.append(
-                f"<details><summary>table: {html.escape(name)} ({len(records)} rows)</summary>{_table(records)}</details>"
+                f"<details><summary>table: {html.escape(name)} ({len(records)} rows)</summary>"
+                f"{_table(records)}</details>"
             )
+    provenance = {
+        "command": result.get("command"),
+        "settings": result["settings"],
+        "context": result["context"],
+        "versions": result["versions"],
+    }
     parts.append(
-        f"<details><summary>settings, command and versions</summary><pre>{html.escape(json.dumps({'command': result.get('command'), 'settings': result['settings'], 'context': result['context'], 'versions': result['versions']}, indent=2, default=str))}</pre></details>"
+        "<details><summary>settings, command and versions</summary><pre>"
+        f"{html.escape(json.dumps(provenance, indent=2, default=str))}</pre></details>"
     )
     return "\n".join(parts)
 
@@ -101,19 +114,27 @@ def build_report(results: list[dict[str, Any]] | None = None) -> str:
         )
     include_js = [False]
     body = [
-        f"<h1>CURE Studio report</h1><p class='meta'>Generated {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC from <code>{html.escape(str(cache_dir()))}</code>. {len(results)} study result(s), {len(runs)} unlearning run(s).</p>"
+        f"<h1>CURE Studio report</h1><p class='meta'>Generated {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC "
+        f"from <code>{html.escape(str(cache_dir()))}</code>. {len(results)} study result(s), {len(runs)} "
+        "unlearning run(s).</p>"
     ]
     body.append(
-        "<p>Every number next to Retrain (exact unlearning). JSD: forget-set answer distributions against Retrain's (lower is closer). Strengths in studies are chosen on a selection half of the forget set and the validation split, never on test.</p>"
+        "<p>Every number next to Retrain (exact unlearning). JSD: forget-set answer distributions against "
+        "Retrain's (lower is closer). Strengths in studies are chosen on a selection half of the forget set "
+        "and the validation split, never on test.</p>"
     )
     models = cached_models()
     body += [_section(r, models, include_js) for r in results]
     if runs:
         body.append(
-            f"<h2>All unlearning runs in the cache</h2><details open><summary>{len(runs)} runs</summary>{_table(runs)}</details>"
+            "<h2>All unlearning runs in the cache</h2>"
+            f"<details open><summary>{len(runs)} runs</summary>{_table(runs)}</details>"
         )
     body.append(f"<h2>Versions</h2><pre>{html.escape(json.dumps(versions(), indent=2))}</pre>")
-    return f"<!doctype html><html><head><meta charset='utf-8'><title>CURE Studio report</title><style>{STYLE}</style></head><body>{''.join(body)}</body></html>"
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>CURE Studio report</title>"
+        f"<style>{STYLE}</style></head><body>{''.join(body)}</body></html>"
+    )
 
 
 def write_report(path: Path) -> Path:

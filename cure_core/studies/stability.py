@@ -177,15 +177,29 @@ def verdict(pairs: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
                 f"{g} {v:.2f}" if not np.isnan(v) else f"{g} empty in every run" for g, v in groups.items()
             )
             lines.append(
-                f"{spec}, across {axis}s: top-n edge Jaccard forget {edges['forget edges']:.2f} / retain {edges['retain edges']:.2f} ({_word(edges['forget edges'])}); group Jaccard over heads/MLPs: {text}."
+                f"{spec}, across {axis}s: top-n edge Jaccard forget {edges['forget edges']:.2f} / retain "
+                f"{edges['retain edges']:.2f} ({_word(edges['forget edges'])}); group Jaccard over "
+                f"heads/MLPs: {text}."
             )
         mine = runs[runs["spec"] == spec]
         lines.append(
-            f"{spec}: forget-specific heads/MLPs per run {mine['n forget-specific (heads/MLPs)'].min()}–{mine['n forget-specific (heads/MLPs)'].max()}, task-shared {mine['n task-shared (heads/MLPs)'].min()}–{mine['n task-shared (heads/MLPs)'].max()}; forget-specific embedding rows {mine['n forget rows'].min()}–{mine['n forget rows'].max()} (chosen by data usage, identical by construction)."
+            f"{spec}: forget-specific heads/MLPs per run {mine['n forget-specific (heads/MLPs)'].min()}–"
+            f"{mine['n forget-specific (heads/MLPs)'].max()}, task-shared "
+            f"{mine['n task-shared (heads/MLPs)'].min()}–{mine['n task-shared (heads/MLPs)'].max()}; "
+            f"forget-specific embedding rows {mine['n forget rows'].min()}–{mine['n forget rows'].max()} "
+            "(chosen by data usage, identical by construction)."
         )
         seps, beyond = mine["separability"], mine["beyond_noise"]
+        verdict = (
+            "beyond noise in every run"
+            if beyond.all()
+            else "within noise in every run"
+            if not beyond.any()
+            else f"beyond noise in {int(beyond.sum())} of {len(beyond)} runs"
+        )
         lines.append(
-            f"{spec}: separability {seps.min():.2f}–{seps.max():.2f} over every model seed and resample ({'beyond noise in every run' if beyond.all() else 'within noise in every run' if not beyond.any() else f'beyond noise in {int(beyond.sum())} of {len(beyond)} runs'}; ≈ 1 means no more different than matched controls)."
+            f"{spec}: separability {seps.min():.2f}–{seps.max():.2f} over every model seed and resample "
+            f"({verdict}; ≈ 1 means no more different than matched controls)."
         )
     return lines
 

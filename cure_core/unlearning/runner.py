@@ -157,7 +157,8 @@ class UnlearnRun:
         losses = [float(forget_loss.detach())] + ([float(retain_loss.detach())] if retain_loss is not None else [])
         if not all(np.isfinite(losses)) or max(abs(v) for v in losses) > MAX_LOSS:
             raise UnlearningDiverged(
-                f"{method.label} diverged at step {step} (forget loss {losses[0]:.3g}{f', retain loss {losses[1]:.3g}' if len(losses) > 1 else ''})",
+                f"{method.label} diverged at step {step} (forget loss "
+                f"{losses[0]:.3g}{f', retain loss {losses[1]:.3g}' if len(losses) > 1 else ''})",
                 "lower --strength or --steps; the original model is unchanged",
             )
         direction = method.direction(g_f, g_r, config, self.masks)

@@ -46,7 +46,10 @@ def run_id(
         "config": json.loads(config_json),
         "groups": groups_key,
     }
-    return f"{json.loads(config_json)['method']}-{hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]}"
+    return (
+        f"{json.loads(config_json)['method']}-"
+        f"{hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]}"
+    )
 
 
 def run_dir(run: str) -> Path:

@@ -31,7 +31,10 @@ class UnlearnConfig(BaseModel):
     shared_rule: Literal["pcgrad", "sago"] = "pcgrad"
     row_rule: Literal["update", "reset"] = Field(
         "update",
-        description="cure: forget-specific embedding rows take the forget update, or are reset once (user rows to <unk_user>, item rows to the mean item row) and then frozen",
+        description=(
+            "cure: forget-specific embedding rows take the forget update, or are reset once (user rows to "
+            "<unk_user>, item rows to the mean item row) and then frozen"
+        ),
     )
     probe_every: int = Field(10, ge=1)
     probe_size: int = Field(256, ge=8)

@@ -24,7 +24,10 @@ if TYPE_CHECKING:
 class Cure(PCGrad):
     name = "cure"
     label = "CURE-style (per-group rules)"
-    help = "per module group: forget-specific g_f, retain-specific α·g_r or frozen, task-shared PCGrad or SAGO, outside frozen"
+    help = (
+        "per module group: forget-specific g_f, retain-specific α·g_r or frozen, task-shared PCGrad or SAGO, "
+        "outside frozen"
+    )
     strengths = (1e-4, 3e-4, 1e-3)
     needs_groups = True
 

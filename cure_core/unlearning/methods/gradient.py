@@ -57,7 +57,10 @@ class NPO(GradDiff):
 class E2URec(GradDiff):
     name = "e2urec"
     label = "E2URec-style distillation"
-    help = "KL to a forgetting teacher (the original reading forgotten users as <unk_user>) + α · KL to the original on retain"
+    help = (
+        "KL to a forgetting teacher (the original reading forgotten users as <unk_user>) + α · KL to the "
+        "original on retain"
+    )
     strengths = (3e-4, 1e-3, 3e-3)
 
     def forget_kind(self, config: UnlearnConfig) -> ForgetKind:
