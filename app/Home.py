@@ -21,14 +21,19 @@ st.set_page_config(page_title="CURE Studio", layout="wide")
 
 @st.cache_data(show_spinner="Evaluating Original and Retrain ...")
 def gap_table(
-    _ws: Workspace, _original: Recommender, _retrain: Recommender, _request: ForgetRequest, request_id: str
+    _ws: Workspace, _original: Recommender, _retrain: Recommender, _request: ForgetRequest, key: tuple[str, ...]
 ) -> pd.DataFrame:
-    """Original vs Retrain on the request; cached per request id (the models are the job's)."""
+    """Original vs Retrain on the request; cached per ``key``: the request id and both models' weights
+    hashes, so a retrained Retrain is not served from an old entry."""
     reference = reference_comparison(_original, _retrain, _request, _ws.samples, _ws.sets(_request))
     rows = reference.versus(["test AUC", "forget AUC", "forget LogLoss"])
     table = pd.DataFrame({name: {"Original": ours, "Retrain": retrain} for name, ours, retrain in rows}).T
     table["Original − Retrain"] = table["Original"] - table["Retrain"]
     return table
+
+
+def gap_key(original: Recommender, retrain: Recommender, request: ForgetRequest) -> tuple[str, ...]:
+    return (request.id, str(original.meta.get("weights_sha256")), str(retrain.meta.get("weights_sha256")))
 
 
 def request_builder(ws: Workspace, original: Recommender) -> None:
@@ -85,7 +90,7 @@ def request_builder(ws: Workspace, original: Recommender) -> None:
             return
         retrain = job.result
     st.markdown("**Original vs Retrain on this request**")
-    st.dataframe(gap_table(ws, original, retrain, request, request.id), width="stretch")
+    st.dataframe(gap_table(ws, original, retrain, request, gap_key(original, retrain, request)), width="stretch")
 
 
 st.title("CURE Studio")
@@ -154,7 +159,7 @@ else:
         "which never saw it. Membership inference: forget samples (members) vs holdout users' samples "
         "(non-members); 0.5 = no signal."
     )
-    st.dataframe(gap_table(ws, original, retrain, request, request.id), width="stretch")
+    st.dataframe(gap_table(ws, original, retrain, request, gap_key(original, retrain, request)), width="stretch")
     recipe = original.meta["recipe"]
     with st.expander("Model card"):
         st.markdown(
