@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from patching import single_edge_patching
 from scipy.stats import spearmanr
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
@@ -120,39 +121,10 @@ def test_eap_equals_eap_ig_with_one_step(bridge):
 def test_eap_ranks_edges_like_exact_single_edge_patching(gpt2_bridge):
     """For a small perturbation (a corrupted token whose embedding is the clean one plus 1%
     noise) EAP's first-order estimate must rank edges like exact patching: Spearman ≥ 0.9."""
-    bridge = gpt2_bridge
-    embedding = bridge.original_model.get_input_embeddings().weight
-    clean = torch.randint(len(SPECIAL_TOKENS), VOCAB - 1, (8, 6), generator=torch.Generator().manual_seed(1))
-    clean[:, 2] = VOCAB - 2
-    with torch.no_grad():
-        original = embedding[VOCAB - 1].clone()
-        embedding[VOCAB - 1] = (
-            embedding[VOCAB - 2]
-            + 0.01
-            * torch.randn(embedding.shape[1], generator=torch.Generator().manual_seed(2))
-            * embedding[VOCAB - 2].norm()
-        )
-    try:
-        corrupt = clean.clone()
-        corrupt[:, 2] = VOCAB - 1
-        batches = [PromptBatch(clean, corrupt, torch.ones(len(clean)))]
-        shape = graph_shape(bridge)
-        eap = attribute(bridge, batches, METRIC, "eap")
-        edges = list(zip(*np.nonzero(shape.real_edge_mask()), strict=True))
-        circuits = []
-        for s, t in edges:
-            mask = shape.real_edge_mask().copy()
-            mask[s, t] = False
-            circuits.append(Circuit(shape, mask))
-        results = faithfulness_curve(bridge, batches, METRIC, circuits)
-        exact = np.array([r.metric_circuit - r.metric_clean for r in results])
-        estimate = np.array([eap.scores[s, t] for s, t in edges])
-        rho = spearmanr(exact, estimate).statistic
-        print(f"EAP vs exact single-edge patching: Spearman {rho:.3f} over {len(edges)} edges")
-        assert rho >= 0.9, f"rank correlation {rho:.3f}"
-    finally:
-        with torch.no_grad():
-            embedding[VOCAB - 1] = original
+    exact, estimate, edges, _ = single_edge_patching(gpt2_bridge, VOCAB, len(SPECIAL_TOKENS), METRIC)
+    rho = spearmanr(exact, estimate).statistic
+    print(f"EAP vs exact single-edge patching: Spearman {rho:.3f} over {len(edges)} edges")
+    assert rho >= 0.9, f"rank correlation {rho:.3f}"
 
 
 def test_hooks_and_flags_are_restored_after_an_error(bridge):

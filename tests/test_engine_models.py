@@ -9,6 +9,7 @@ import os
 import numpy as np
 import pytest
 import torch
+from patching import single_edge_patching
 from scipy.stats import spearmanr
 from transformers import (
     AutoTokenizer,
@@ -210,39 +211,11 @@ def test_eap_ranks_edges_like_exact_single_edge_patching(bridge):
     """A small perturbation (one token's embedding moved by 1%): EAP's first-order estimate of
     cutting each edge must rank the edges like exact patching (Spearman ≥ 0.9), K/V edges of
     the shared key/value heads included."""
-    embedding = bridge.original_model.get_input_embeddings().weight
-    clean = torch.randint(FIRST, VOCAB - 1, (8, 6), generator=torch.Generator().manual_seed(1))
-    clean[:, 2] = VOCAB - 2
-    with torch.no_grad():
-        original = embedding[VOCAB - 1].clone()
-        embedding[VOCAB - 1] = (
-            embedding[VOCAB - 2]
-            + 0.01
-            * torch.randn(embedding.shape[1], generator=torch.Generator().manual_seed(2))
-            * embedding[VOCAB - 2].norm()
-        )
-    try:
-        corrupt = clean.clone()
-        corrupt[:, 2] = VOCAB - 1
-        batches = [PromptBatch(clean, corrupt, torch.ones(len(clean)))]
-        shape = graph_shape(bridge)
-        eap = attribute(bridge, batches, METRIC, "eap")
-        edges = list(zip(*np.nonzero(shape.real_edge_mask()), strict=True))
-        circuits = []
-        for s, t in edges:
-            mask = shape.real_edge_mask().copy()
-            mask[s, t] = False
-            circuits.append(Circuit(shape, mask))
-        results = faithfulness_curve(bridge, batches, METRIC, circuits)
-        exact = np.array([r.metric_circuit - r.metric_clean for r in results])
-        estimate = np.array([eap.scores[s, t] for s, t in edges])
-        rho = spearmanr(exact, estimate).statistic
-        kv = [i for i, (_, t) in enumerate(edges) if shape.dst_qkv[t] in "kv" and shape.dst_qkv[t]]
-        assert np.abs(exact[kv]).max() > 0, "K/V edges must carry an effect"
-        assert rho >= 0.9, f"rank correlation {rho:.3f} over {len(edges)} edges"
-    finally:
-        with torch.no_grad():
-            embedding[VOCAB - 1] = original
+    exact, estimate, edges, shape = single_edge_patching(bridge, VOCAB, FIRST, METRIC)
+    rho = spearmanr(exact, estimate).statistic
+    kv = [i for i, (_, t) in enumerate(edges) if shape.dst_qkv[t] in "kv" and shape.dst_qkv[t]]
+    assert np.abs(exact[kv]).max() > 0, "K/V edges must carry an effect"
+    assert rho >= 0.9, f"rank correlation {rho:.3f} over {len(edges)} edges"
 
 
 @pytest.mark.parametrize(("method", "steps"), [("eap", 1), ("eap-ig", 3)])
