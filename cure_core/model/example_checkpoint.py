@@ -53,34 +53,27 @@ def _gpt2(vocab: int) -> PretrainedConfig:
 
 
 def _llama(vocab: int) -> PretrainedConfig:
-    return LlamaConfig(
-        vocab_size=vocab,
-        hidden_size=D_MODEL,
-        intermediate_size=D_MLP,
-        num_hidden_layers=N_LAYERS,
-        num_attention_heads=N_HEADS,
-        num_key_value_heads=N_KV_HEADS,
-        max_position_embeddings=N_CTX,
-        bos_token_id=0,
-        eos_token_id=0,
-        pad_token_id=1,
-    )
+    return LlamaConfig(**_grouped_query_fields(vocab))
 
 
 def _qwen2(vocab: int) -> PretrainedConfig:
-    return Qwen2Config(
-        vocab_size=vocab,
-        hidden_size=D_MODEL,
-        intermediate_size=D_MLP,
-        num_hidden_layers=N_LAYERS,
-        num_attention_heads=N_HEADS,
-        num_key_value_heads=N_KV_HEADS,
-        max_position_embeddings=N_CTX,
-        bos_token_id=0,
-        eos_token_id=0,
-        pad_token_id=1,
-        tie_word_embeddings=True,
-    )
+    return Qwen2Config(**_grouped_query_fields(vocab), tie_word_embeddings=True)
+
+
+def _grouped_query_fields(vocab: int) -> dict[str, int]:
+    """The config fields Llama and Qwen2 share (4 query heads reading 2 key/value heads)."""
+    return {
+        "vocab_size": vocab,
+        "hidden_size": D_MODEL,
+        "intermediate_size": D_MLP,
+        "num_hidden_layers": N_LAYERS,
+        "num_attention_heads": N_HEADS,
+        "num_key_value_heads": N_KV_HEADS,
+        "max_position_embeddings": N_CTX,
+        "bos_token_id": 0,
+        "eos_token_id": 0,
+        "pad_token_id": 1,
+    }
 
 
 # Architecture -> (config builder, LoRA target modules as the usual recipes set them:
