@@ -295,13 +295,11 @@ def measure_circuits(
 def circuit_context(ws: Workspace, request: ForgetRequest, device: str | None = None) -> CircuitContext:
     """The Original model of ``ws`` (trained if missing) with its bridge, ready for ``request``.
 
-    The bridge runs on CUDA when present, else on CPU."""
-    from cure_core.model.store import load_bridge
-
+    An item model's bridge runs on ``device`` (default: CUDA when present, else CPU); a user's
+    checkpoint is wrapped where it was loaded (``--device``)."""
     rec = ws.original()
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     return CircuitContext(
-        rec=rec, bridge=load_bridge(rec.path, device), samples=ws.samples, request=request, sets=ws.sets(request)
+        rec=rec, bridge=rec.bridge(device), samples=ws.samples, request=request, sets=ws.sets(request)
     )
 
 

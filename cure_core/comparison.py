@@ -58,16 +58,23 @@ class ModelScores(BaseModel):
 
 
 class Comparison(BaseModel):
-    """A model next to Retrain on one request."""
+    """A model next to Retrain on one request. A user's checkpoint given without a Retrain has
+    ``retrain`` and the distances ``None``, and ``retrain_unavailable`` says why."""
 
     name: str
     request: str
     request_description: str
     sizes: dict[str, int]
     model: ModelScores
-    retrain: ModelScores
-    jsd_to_retrain: float
-    l2_to_retrain: float
+    retrain: ModelScores | None
+    jsd_to_retrain: float | None
+    l2_to_retrain: float | None
+    retrain_unavailable: str | None = None
+
+    @property
+    def reference(self) -> ModelScores:
+        """Retrain's scores, empty when there is no Retrain (every value is then ``None``)."""
+        return self.retrain if self.retrain is not None else ModelScores()
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -102,17 +109,17 @@ class Comparison(BaseModel):
     @computed_field  # type: ignore[prop-decorator]
     @property
     def retrain_test_auc(self) -> float | None:
-        return self.retrain.value("test", "auc")
+        return self.reference.value("test", "auc")
 
     @computed_field  # type: ignore[prop-decorator]
     @property
     def retrain_forget_auc(self) -> float | None:
-        return self.retrain.value("forget", "auc")
+        return self.reference.value("forget", "auc")
 
     @computed_field  # type: ignore[prop-decorator]
     @property
     def retrain_forget_logloss(self) -> float | None:
-        return self.retrain.value("forget", "logloss")
+        return self.reference.value("forget", "logloss")
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -129,13 +136,13 @@ class Comparison(BaseModel):
     @computed_field  # type: ignore[prop-decorator]
     @property
     def retrain_mia_auc(self) -> float | None:
-        return self.retrain.mia.get(PRIMARY_MIA)
+        return self.reference.mia.get(PRIMARY_MIA)
 
     @computed_field  # type: ignore[prop-decorator]
     @property
     def privleak(self) -> dict[str, float]:
         """MUSE PrivLeak (%) per attack where both AUCs are defined."""
-        ref = self.retrain.mia
+        ref = self.reference.mia
         return {
             a: privleak(auc, ref[a]) for a, auc in self.model.mia.items() if auc is not None and ref.get(a) is not None
         }  # type: ignore[arg-type]
@@ -144,11 +151,12 @@ class Comparison(BaseModel):
         """(label, this model, Retrain) for each label of :data:`METRIC_ROWS`, then, with
         ``mia``, one ``MIA AUC (<attack>)`` row per attack."""
         rows = [
-            (label, self.model.value(*METRIC_ROWS[label]), self.retrain.value(*METRIC_ROWS[label])) for label in labels
+            (label, self.model.value(*METRIC_ROWS[label]), self.reference.value(*METRIC_ROWS[label]))
+            for label in labels
         ]
         if mia:
             rows += [
-                (f"MIA AUC ({attack})", auc, self.retrain.mia.get(attack)) for attack, auc in self.model.mia.items()
+                (f"MIA AUC ({attack})", auc, self.reference.mia.get(attack)) for attack, auc in self.model.mia.items()
             ]
         return rows
 
@@ -173,9 +181,9 @@ class Comparison(BaseModel):
         retrain = {
             "method": "Retrain",
             "test_auc": self.retrain_test_auc,
-            "test_logloss": self.retrain.value("test", "logloss"),
+            "test_logloss": self.reference.value("test", "logloss"),
             "forget_auc": self.retrain_forget_auc,
-            "forget_acc": self.retrain.value("forget", "acc"),
+            "forget_acc": self.reference.value("forget", "acc"),
             "jsd_to_retrain": 0.0,
             "l2_to_retrain": 0.0,
             "forget_auc_gap": 0.0,

@@ -19,6 +19,7 @@ from cure_core.comparison import Comparison, ModelScores
 from cure_core.data.samples import Samples
 from cure_core.metrics import jsd, l2_distance, mia_auc, mia_scores, utility
 from cure_core.model.recommender import Predictions, Recommender
+from cure_core.model_source import MissingRetrainError
 from cure_core.requests import ForgetRequest, RequestSets
 
 RETAIN_PROBE = 5000
@@ -51,21 +52,35 @@ def model_scores(rec: Recommender, samples: Samples, preds: SetPredictions) -> M
 
 def compare_to_retrain(
     rec: Recommender,
-    retrain: Recommender,
+    retrain: Recommender | None,
     request: ForgetRequest,
     samples: Samples,
     sets: RequestSets,
     name: str = "model",
 ) -> Comparison:
-    """Both models' scores, distances to Retrain on forget, PrivLeak (see :class:`Comparison`)."""
+    """Both models' scores, distances to Retrain on forget, PrivLeak (see :class:`Comparison`).
+
+    Without a Retrain (a user's checkpoint given without one) the model's own utility and
+    forget-vs-holdout MIA are still measured; everything against Retrain is ``None``."""
     preds = set_predictions(rec, samples, sets)
+    common = {
+        "name": name,
+        "request": request.id,
+        "request_description": request.description,
+        "sizes": sets.sizes(),
+        "model": model_scores(rec, samples, preds),
+    }
+    if retrain is None:
+        return Comparison(
+            **common,
+            retrain=None,
+            jsd_to_retrain=None,
+            l2_to_retrain=None,
+            retrain_unavailable=MissingRetrainError().problem,
+        )
     ref_preds, ref = _retrain_scores(retrain, request, samples, sets)
     return Comparison(
-        name=name,
-        request=request.id,
-        request_description=request.description,
-        sizes=sets.sizes(),
-        model=model_scores(rec, samples, preds),
+        **common,
         retrain=ref,
         jsd_to_retrain=jsd(preds["forget"][1], ref_preds["forget"][1]),
         l2_to_retrain=l2_distance(preds["forget"][1], ref_preds["forget"][1]),
@@ -73,11 +88,11 @@ def compare_to_retrain(
 
 
 def reference_comparison(
-    original: Recommender, retrain: Recommender, request: ForgetRequest, samples: Samples, sets: RequestSets
+    original: Recommender, retrain: Recommender | None, request: ForgetRequest, samples: Samples, sets: RequestSets
 ) -> Comparison:
     """Original compared with Retrain (named ``original``), from ``cache/references`` when both
     models are saved ones, else computed (and then saved)."""
-    weights = (original.meta.get("weights_sha256"), retrain.meta.get("weights_sha256"))
+    weights = (original.meta.get("weights_sha256"), retrain.meta.get("weights_sha256") if retrain else None)
     if not all(weights):
         return compare_to_retrain(original, retrain, request, samples, sets, name="original")
     spec = json.dumps(
@@ -113,6 +128,10 @@ def _retrain_scores(
 
 
 def _prompt_bytes(rec: Recommender, samples: Samples, idx: np.ndarray) -> list[bytes]:
-    """The prompts as bytes, for the ZLib attack's compressed length."""
-    ids = rec.encode(samples, idx).input_ids.numpy().astype(np.int32)
-    return [row.tobytes() for row in ids]
+    """The prompts as bytes (padding left out), for the ZLib attack's compressed length."""
+    batch = rec.encode(samples, idx)
+    ids = batch.input_ids.numpy().astype(np.int32)
+    if batch.attention_mask is None:
+        return [row.tobytes() for row in ids]
+    real = batch.attention_mask.numpy().astype(bool)
+    return [row[keep].tobytes() for row, keep in zip(ids, real, strict=True)]

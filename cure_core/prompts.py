@@ -7,8 +7,9 @@ Item mode, for models trained here (method.md §1), 23 tokens for K = 10::
 ``l`` is ``<like>`` or ``<dislike>``. A user the model was not trained on is written as
 ``<unk_user>``; training drops known users to it now and then, so the fallback is learned.
 
-Text mode, for a pretrained checkpoint with its own tokenizer: the same content in words, left
-padded so the answer position is always the last one, answers " Yes" and " No".
+Text mode, for a user's checkpoint with its own tokenizer, is written by a prompt profile
+(:class:`cure_core.profiles.ProfileEncoder`): the same content in words, left padded so the
+answer position is always the last one.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Protocol
 import numpy as np
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerFast
 
 from cure_core.data.samples import Samples
 from cure_core.errors import CureError
@@ -121,45 +122,3 @@ class ItemModeEncoder:
         ids[:, 2 * k + 1] = self.item_token[samples.target[idx]]
         ids[:, 2 * k + 2] = self.ask_id
         return EncodedBatch(torch.from_numpy(ids))
-
-
-class TextModeEncoder:
-    """Encodes samples as words for a checkpoint with its own tokenizer (left padded)."""
-
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, titles: dict[str, str]) -> None:
-        self.tokenizer = tokenizer
-        self.titles = titles
-        self.yes_id = self._single_token(" Yes")
-        self.no_id = self._single_token(" No")
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
-
-    def _single_token(self, word: str) -> int:
-        ids = self.tokenizer.encode(word, add_special_tokens=False)
-        if not ids:
-            raise CureError(
-                f"the tokenizer cannot encode {word!r}", "use a tokenizer that can write the answers ' Yes' and ' No'"
-            )
-        return int(ids[0])
-
-    def prompt(self, samples: Samples, i: int, user_known: bool = True) -> str:
-        name = lambda code: self.titles.get(samples.item_ids[code], samples.item_ids[code])  # noqa: E731
-        history = "; ".join(
-            f"{name(item)}: {'liked' if like else 'disliked'}"
-            for item, like in zip(samples.history[i], samples.history_likes[i], strict=True)
-        )
-        who = f"User {samples.user_ids[samples.user[i]]}" if user_known else "A new user"
-        return f"{who} rated: {history}. Will the user like {name(samples.target[i])}? Answer:"
-
-    def encode(self, samples: Samples, idx: np.ndarray, user_known: np.ndarray | None = None) -> EncodedBatch:
-        known = np.ones(len(idx), bool) if user_known is None else user_known
-        rows = [
-            self.tokenizer.encode(self.prompt(samples, i, k), add_special_tokens=False)
-            for i, k in zip(idx, known, strict=True)
-        ]
-        width = max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for j, row in enumerate(rows):
-            ids[j, width - len(row) :] = torch.tensor(row)
-            mask[j, width - len(row) :] = 1
-        return EncodedBatch(ids, mask)

@@ -6,6 +6,9 @@ sample of the non-holdout users; ``Retrain`` on a request's retain set only — 
 unlearning reference. Both stop by the same rule (epochs and validation patience, never wall
 time). A missing model is trained on first use; a corrupt one, or one that an earlier version's
 wall-clock budget cut short, is retrained with a warning.
+
+With a user's checkpoint (``source.model``, see :mod:`cure_core.model_source`) nothing is
+trained: Original is the checkpoint, Retrain the user's Retrain when one was given.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from cure_core.model.recipe import Recipe
 from cure_core.model.recommender import Recommender
 from cure_core.model.store import CorruptModelError, load_item_model, save_recommender
 from cure_core.model.train import TrainSets, stop_reason, train_item_model
+from cure_core.model_source import MissingRetrainError, ModelSource, load_user_model
 from cure_core.progress import ProgressFn
 from cure_core.requests import ForgetRequest, RequestSets, request_sets, save_request, trainable_users, user_request
 
@@ -49,11 +53,15 @@ class Workspace:
         split: SplitConfig | None = None,
         recipe: Recipe | None = None,
         dataset: RatingsDataset | None = None,
+        source: ModelSource | None = None,
     ) -> None:
-        """``data``: a path or ``None`` for MovieLens-100K; ``dataset``: data already in memory."""
+        """``data``: a path or ``None`` for MovieLens-100K; ``dataset``: data already in memory;
+        ``source``: a user's checkpoint to work on instead of the item model trained here."""
         self.data_source = None if data is None else str(data)
         self.split = split or SplitConfig()
         self.recipe = recipe or Recipe()
+        self.source = source or ModelSource()
+        self._user_models: dict[str, Recommender] = {}
         self._given_dataset = dataset  # in-memory data cannot be handed to worker processes
         if dataset is not None:
             self.__dict__["dataset"] = dataset
@@ -74,7 +82,9 @@ class Workspace:
         """The same data and split (loaded samples shared, not rebuilt) with another recipe."""
         if recipe == self.recipe:
             return self
-        other = Workspace(data=self.data_source, split=self.split, recipe=recipe, dataset=self._given_dataset)
+        other = Workspace(
+            data=self.data_source, split=self.split, recipe=recipe, dataset=self._given_dataset, source=self.source
+        )
         other.__dict__.update({k: self.__dict__[k] for k in ("dataset", "samples", "titles") if k in self.__dict__})
         return other
 
@@ -126,9 +136,32 @@ class Workspace:
             name = f"retrain-{request.id}-{digest}"  # type: ignore[union-attr]
         return cache_dir("models") / name
 
+    @property
+    def user_model(self) -> bool:
+        """Whether this workspace works on a user's checkpoint (nothing is trained then)."""
+        return self.source.is_user_model
+
+    def _user(self, role: Role) -> Recommender:
+        """The user's Original or Retrain, loaded once per workspace."""
+        if role not in self._user_models:
+            self._user_models[role] = load_user_model(self.source, role, self.dataset, self.samples)
+        return self._user_models[role]
+
+    def _refuse_training(self) -> None:
+        if self.user_model:
+            raise CureError(
+                f"models are trained here only for the item-token recommender, not for {self.source.label()}",
+                "leave out --model to train the item model, or train your checkpoint with your own code",
+            )
+
     def load_model(self, role: Role, request: ForgetRequest | None = None) -> Recommender | None:
         """The cached model, or ``None`` when missing. A corrupt entry, or one whose training was
-        cut short (see :func:`cut_short`), is deleted with a warning, so it is retrained."""
+        cut short (see :func:`cut_short`), is deleted with a warning, so it is retrained.
+        A user's checkpoint is loaded from its folder; a missing user Retrain is ``None``."""
+        if self.user_model:
+            if role == "retrain" and not self.source.has_retrain:
+                return None
+            return self._user(role)
         folder = self.model_dir(role, request)
         if not folder.exists():
             return None
@@ -158,6 +191,7 @@ class Workspace:
     ) -> Recommender:
         """Train and cache one model (Original, or Retrain of ``request``) on ``threads`` torch
         threads (1 to the available cores; ``None``: torch's current setting)."""
+        self._refuse_training()
         cores = available_cores()
         if threads is not None and not 1 <= threads <= cores:
             raise CureError(
@@ -207,7 +241,11 @@ class Workspace:
     def model(
         self, role: Role, request: ForgetRequest | None = None, progress: ProgressFn | None = None, quiet: bool = False
     ) -> Recommender:
-        """Load from the cache, or train now."""
+        """Load from the cache, or train now (a user's model: load it, or refuse a missing Retrain)."""
+        if self.user_model:
+            if role == "retrain" and not self.source.has_retrain:
+                raise MissingRetrainError()
+            return self._user(role)
         return self.load_model(role, request) or self.train_model(role, request, progress=progress, quiet=quiet)
 
     def original(self, progress: ProgressFn | None = None, quiet: bool = False) -> Recommender:
@@ -222,8 +260,11 @@ class Workspace:
         """Original and Retrain of ``request``; when both are missing they train side by side.
 
         Two processes that split the cores are faster here than one process on all of them.
-        ``progress`` gets the sum of both jobs' steps.
+        ``progress`` gets the sum of both jobs' steps. A user's model without a Retrain raises
+        :class:`~cure_core.model_source.MissingRetrainError` (see :meth:`reference_models`).
         """
+        if self.user_model:
+            return self.model("original"), self.model("retrain", request)
         models: dict[Role, Recommender | None] = {
             "original": self.load_model("original"),
             "retrain": self.load_model("retrain", request),
@@ -239,6 +280,15 @@ class Workspace:
                     role, request if role == "retrain" else None, progress=progress, quiet=quiet
                 )
         return models["original"], models["retrain"]  # type: ignore[return-value]
+
+    def reference_models(
+        self, request: ForgetRequest, progress: ProgressFn | None = None, quiet: bool = False
+    ) -> tuple[Recommender, Recommender | None]:
+        """Original and Retrain as :meth:`ensure_models`, except that a user's model given
+        without a Retrain comes with ``None``: what evaluation and the pages show as unavailable."""
+        if self.user_model and not self.source.has_retrain:
+            return self.model("original"), None
+        return self.ensure_models(request, progress=progress, quiet=quiet)
 
     def _train_in_parallel(
         self, request: ForgetRequest, progress: ProgressFn | None, quiet: bool, threads: int

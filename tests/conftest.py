@@ -81,6 +81,21 @@ def synthetic_samples(synthetic):
     return build_samples(synthetic)
 
 
+@pytest.fixture(scope="session")
+def user_checkpoints(tmp_path_factory, synthetic):
+    """``{arch: (model folder, adapter folder)}``: tiny random gpt2 / llama / qwen2 (GQA)
+    checkpoints with LoRA adapters, written once by the example maker on the synthetic titles.
+    Tests only read them (a test that must change one copies it first)."""
+    from cure_core.model.example_checkpoint import ARCHITECTURES, write_example
+
+    root = tmp_path_factory.mktemp("user-checkpoints")
+    out = {}
+    for arch in ARCHITECTURES:
+        write_example(arch, root / arch, synthetic, root / f"{arch}-lora")
+        out[arch] = (root / arch, root / f"{arch}-lora")
+    return out
+
+
 @pytest.fixture
 def tiny_ws(synthetic):
     return Workspace(dataset=synthetic, recipe=TINY_RECIPE)

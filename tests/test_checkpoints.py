@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save_file
 
 from cure_core.checkpoints import boot_bridge, load_checkpoint, resolve_device
 from cure_core.errors import CureError
-from cure_core.model.example_checkpoint import ARCHITECTURES, main, write_example
+from cure_core.model.example_checkpoint import ARCHITECTURES, main
 
 ARCHS = list(ARCHITECTURES)
 
@@ -24,15 +24,10 @@ class Payload:
     """An object ``torch.load(weights_only=True)`` must refuse to rebuild."""
 
 
-@pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory, synthetic):
-    """``{arch: (model folder, adapter folder)}``, written once for the module."""
-    root = tmp_path_factory.mktemp("checkpoints")
-    out = {}
-    for arch in ARCHS:
-        write_example(arch, root / arch, synthetic, root / f"{arch}-lora")
-        out[arch] = (root / arch, root / f"{arch}-lora")
-    return out
+@pytest.fixture
+def checkpoints(user_checkpoints):
+    """``{arch: (model folder, adapter folder)}`` (the session's, see conftest)."""
+    return user_checkpoints
 
 
 def _digests(*folders: Path) -> dict[str, str]:

@@ -80,7 +80,7 @@ CASES: list[tuple[list[str], str]] = [
     (["forget", "--items", "99999"], "unknown item id"),
     (["forget", "--interactions", "99999:1"], "unknown user id"),
     (["evaluate", "--request", "user-deadbeef"], "no forget request"),
-    (["evaluate", "--model", "no/such/folder"], "not a model folder"),
+    (["evaluate", "--which", "no/such/folder"], "not a model folder"),
     (["train", "--retrain", "nope"], "no forget request"),
     (["train", "--threads", "-3"], "--threads"),
     (["train", "--threads", "0"], "--threads"),

@@ -3,8 +3,6 @@ import os
 import numpy as np
 import pytest
 import torch
-from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
 from cure_core import workspace
 from cure_core.data import make_synthetic
@@ -148,56 +146,6 @@ def test_llama_architecture_trains_and_boots(synthetic):
         torch.testing.assert_close(
             load_bridge(rec.path)(ids, return_type="logits"), rec.model(ids).logits, atol=1e-4, rtol=1e-4
         )
-
-
-def test_text_mode_checkpoint_through_the_same_api(tmp_path, synthetic, synthetic_samples):
-    s = synthetic_samples
-    titles = synthetic.titles()
-    words = {w for t in titles.values() for w in t.replace("(", " ").replace(")", " ").split()}
-    words |= set(
-        [
-            "User",
-            "A",
-            "new",
-            "user",
-            "rated",
-            ":",
-            ";",
-            ".",
-            "liked",
-            "disliked",
-            "Will",
-            "the",
-            "like",
-            "?",
-            "Answer",
-            "Yes",
-            "No",
-        ]
-    ) | {str(u) for u in s.user_ids}
-    vocab = {"[PAD]": 0, "[UNK]": 1, **{w: i + 2 for i, w in enumerate(sorted(words))}}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
-    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]").save_pretrained(tmp_path)
-    GPT2LMHeadModel(GPT2Config(vocab_size=len(vocab), n_positions=256, n_embd=16, n_layer=1, n_head=2)).save_pretrained(
-        tmp_path
-    )
-    rec = load_recommender(tmp_path, s, titles)
-    assert rec.meta["mode"] == "text"
-    prompt = rec.encoder.prompt(s, 0)
-    assert "Synthetic Movie" in prompt and prompt.endswith("Answer:")
-    preds = rec.predict(s, np.arange(10))
-    assert preds.margin.shape == (10,) and np.isfinite(preds.margin).all()
-
-
-def test_text_mode_refuses_pickle_weights(tmp_path, synthetic_samples):
-    GPT2LMHeadModel(GPT2Config(vocab_size=10, n_positions=8, n_embd=8, n_layer=1, n_head=1)).save_pretrained(
-        tmp_path, safe_serialization=False
-    )
-    for f in tmp_path.glob("*.safetensors"):
-        f.unlink()
-    with pytest.raises(CureError, match=r"no \.safetensors"):
-        load_recommender(tmp_path, synthetic_samples)
 
 
 def test_original_and_retrain_train_side_by_side(tmp_path, synthetic, monkeypatch):

@@ -13,7 +13,7 @@ from cure_core.data import RatingsDataset, SplitConfig, build_samples
 from cure_core.errors import CureError
 from cure_core.model.example_checkpoint import tokenizer_corpus, train_tokenizer
 from cure_core.profiles import SHIPPED_PROFILES, ProfileEncoder, answer_token_id, answer_token_ids, load_profile
-from cure_core.prompts import ItemVocab, TextModeEncoder
+from cure_core.prompts import ItemVocab
 
 # The first record of TALLRec's data/movie/test.json (SAI990323/TALLRec), as stored there.
 TALLREC_RECORD = json.loads(
@@ -124,13 +124,16 @@ def test_e2urec_needs_user_fields(tokenizer, synthetic, synthetic_samples):
         ProfileEncoder(load_profile("e2urec"), tokenizer, synthetic, synthetic_samples)
 
 
-def test_compact_equals_the_text_mode_prompt(tokenizer, synthetic, synthetic_samples):
+def test_compact_prompt_is_one_line(tokenizer, synthetic, synthetic_samples):
     encoder = ProfileEncoder(load_profile("compact"), tokenizer, synthetic, synthetic_samples)
-    legacy = TextModeEncoder(tokenizer, synthetic.titles())
-    for i in (0, 5, len(synthetic_samples) - 1):
-        for known in (True, False):
-            assert encoder.prompt(synthetic_samples, i, known) == legacy.prompt(synthetic_samples, i, known)
-    assert (encoder.yes_id, encoder.no_id) == (legacy.yes_id, legacy.no_id)
+    s, titles = synthetic_samples, synthetic.titles()
+    history = "; ".join(
+        f"{titles[s.item_ids[item]]}: {'liked' if like else 'disliked'}"
+        for item, like in zip(s.history[0], s.history_likes[0], strict=True)
+    )
+    tail = f" rated: {history}. Will the user like {titles[s.item_ids[s.target[0]]]}? Answer:"
+    assert encoder.prompt(s, 0, True) == f"User {s.user_ids[s.user[0]]}" + tail
+    assert encoder.prompt(s, 0, False) == "A new user" + tail
 
 
 def test_answer_ids_are_read_in_context(tokenizer, synthetic, synthetic_samples):

@@ -133,8 +133,9 @@ def merge_adapter(model: PreTrainedModel, folder: Path) -> tuple[PreTrainedModel
     try:
         lora_config = LoraConfig.from_pretrained(str(folder))
         lora_config.inference_mode = True
-        with warnings.catch_warnings():  # peft warns that the base name differs from the model's path; checked above
-            warnings.simplefilter("ignore", UserWarning)
+        with warnings.catch_warnings():  # peft warns that the base name differs from the model's path (checked
+            warnings.simplefilter("ignore", UserWarning)  # above) and reads a property transformers deprecated
+            warnings.simplefilter("ignore", FutureWarning)
             peft_model = get_peft_model(model, lora_config)
         result = set_peft_model_state_dict(peft_model, tensors)
     except (ValueError, RuntimeError) as err:

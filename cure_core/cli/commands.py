@@ -34,7 +34,17 @@ def workspace(args: argparse.Namespace) -> Workspace:
         split = validated(
             SplitConfig, json_object(args.split_json, "--split-json"), "split", "give SplitConfig fields as JSON"
         )
-    return Workspace(data=args.data, split=split, recipe=getattr(args, "recipe_json", None))
+    source = args.source.build(args) if getattr(args, "source", None) is not None else None
+    return Workspace(data=args.data, split=split, recipe=getattr(args, "recipe_json", None), source=source)
+
+
+def item_model_only(args: argparse.Namespace, what: str) -> None:
+    """Refuse ``what`` on a user's checkpoint (``--model``), where it is not available yet."""
+    if args.source.build(args).is_user_model:
+        raise CureError(
+            f"{what} works on the item model trained here; on a user's checkpoint (--model) it is not available yet",
+            "leave out --model (and --adapter/--profile) to run it on the item model",
+        )
 
 
 def request_of(args: argparse.Namespace, ws: Workspace) -> ForgetRequest:
@@ -79,29 +89,37 @@ def cmd_forget(args: argparse.Namespace) -> None:
         request = user_request(ws.dataset, ws.samples, fraction=args.users, seed=args.seed)
     sets = ws.sets(request)
     save_request(request)
-    printers.print_request(request, sets.sizes())
+    printers.print_request(request, sets.sizes(), user_model=ws.user_model)
+    if ws.user_model and len(sets.forget):
+        original = ws.original()
+        printers.print_model_card(ws.source, original)
+        printers.print_prompt(original, ws.samples, int(sets.forget[0]))
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from cure_core.evaluate import compare_to_retrain
     from cure_core.model.store import load_recommender
 
-    model_dir = None if args.model in ("original", "retrain") else Path(args.model)
+    which = args.which
+    model_dir = None if which in ("original", "retrain") else Path(which)
     if model_dir is not None and not (model_dir / "meta.json").is_file():
         raise CureError(
-            f"--model {args.model} is not a model folder (no meta.json)",
-            "use original, retrain, or a folder under cache/models",
+            f"--which {which} is not a model folder (no meta.json)",
+            "use original, retrain, or the model folder of a run under cache/runs",
         )
     ws = workspace(args)
     request = request_of(args, ws)
-    original, retrain = ws.ensure_models(request, quiet=args.json)
-    rec = {"original": original, "retrain": retrain}.get(args.model) or load_recommender(
-        model_dir, ws.samples, ws.titles
-    )
-    report = compare_to_retrain(rec, retrain, request, ws.samples, ws.sets(request), name=args.model)
+    original, retrain = ws.reference_models(request, quiet=args.json)
+    if which == "retrain":
+        rec = retrain or ws.model("retrain", request)  # a user's model without Retrain: the one-line error
+    else:
+        rec = original if which == "original" else load_recommender(model_dir, ws.samples)  # type: ignore[arg-type]
+    report = compare_to_retrain(rec, retrain, request, ws.samples, ws.sets(request), name=which)
     if args.json:
         printers.print_json(report)
         return
+    if ws.user_model:
+        printers.print_model_card(ws.source, original)
     printers.print_evaluation(report, request)
 
 
@@ -110,6 +128,7 @@ def cmd_study(args: argparse.Namespace) -> None:
     from cure_core.studies.registry import STUDIES
     from cure_core.studies.store import study_folder
 
+    item_model_only(args, "cure study")
     study = STUDIES[args.name]
     settings = study.settings.quick() if args.quick else study.settings()
     update = json_object(args.settings_json, "--settings-json") if args.settings_json else {}
@@ -154,10 +173,16 @@ def cmd_app(args: argparse.Namespace) -> int:
         "--browser.gatherUsageStats",
         "false",
     ]
+    from cure_core.model_source import ENVIRONMENT
+
     recipe = args.recipe_json.model_dump_json() if args.recipe_json is not None else None
-    env = dict(
-        os.environ, **({"CURE_DATA": args.data} if args.data else {}), **({"CURE_RECIPE": recipe} if recipe else {})
-    )
+    source = args.source.build(args)
+    env = {k: v for k, v in os.environ.items() if k not in ENVIRONMENT.values()}  # the flags replace them
+    env.update(**({"CURE_DATA": args.data} if args.data else {}), **({"CURE_RECIPE": recipe} if recipe else {}))
+    if source.is_user_model:
+        env.update(source.environment())
+    else:
+        env.update({k: v for k, v in os.environ.items() if k in ENVIRONMENT.values()})
     return subprocess.call(cmd, env=env)
 
 

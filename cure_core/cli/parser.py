@@ -45,6 +45,8 @@ RECIPE_HELP = (
     "or the first default's fields (README, 'Default model') to reach its cached models and results"
 )
 REQUEST_HELP = "saved request id (default: 5% of users, seed 0)"
+MODEL_COMMANDS = ("forget", "evaluate", "attribute", "circuit", "groups", "unlearn", "compare", "study", "app")
+"""Commands that work on a model: each takes ``--model PATH`` and the other ModelSource options."""
 ATTRIBUTION_FLAGS = {"n_prompts": "--prompts", "n_eval": "--eval-prompts"}
 GROUP_FLAGS = {"null_draws": "--draws", "embedding_rows": "--no-embeddings"}
 SEED = bounded(int, ge=0)
@@ -68,6 +70,8 @@ def build_parser(command: str | None = None) -> CliParser:
             )
             if name not in ("data", "report"):
                 p.add_argument("--recipe-json", type=_recipe, default=None, help=help_text(RECIPE_HELP))
+            if name in MODEL_COMMANDS:
+                _model_options(p)
             OPTIONS[name](p)
     return parser
 
@@ -82,6 +86,12 @@ def _saved_request(request_id: str):
     from cure_core.requests import load_request
 
     return load_request(request_id)
+
+
+def _model_options(p: argparse.ArgumentParser) -> None:
+    from cure_core.model_source import ModelSource
+
+    p.set_defaults(source=SettingsOptions.add(p, ModelSource, list(ModelSource.model_fields)))
 
 
 def _request_arg(p: argparse.ArgumentParser) -> None:
@@ -146,7 +156,11 @@ def _evaluate(p: argparse.ArgumentParser) -> None:
     from cure_core.cli.commands import cmd_evaluate
 
     _request_arg(p)
-    p.add_argument("--model", default="original", help="'original', 'retrain' or a model folder")
+    p.add_argument(
+        "--which",
+        default="original",
+        help="the model to score: 'original' (default), 'retrain', or the model folder of a run in the cache",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_evaluate)
 

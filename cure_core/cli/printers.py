@@ -9,12 +9,16 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 if TYPE_CHECKING:
     from analysis.attribution import Attribution
     from cure_core.circuits import AttributionSettings
     from cure_core.comparison import Comparison
+    from cure_core.data.samples import Samples
     from cure_core.groups import ModuleGroups
     from cure_core.model.recommender import Recommender
+    from cure_core.model_source import ModelSource
     from cure_core.requests import ForgetRequest
     from cure_core.unlearning.runs import RunReport
 
@@ -64,11 +68,26 @@ def print_model(rec: Recommender, baselines: dict[str, float]) -> None:
         print(f"  baseline {name:<26} test AUC {auc:.4f}")
 
 
-def print_request(request: ForgetRequest, sizes: dict[str, int]) -> None:
+def print_request(request: ForgetRequest, sizes: dict[str, int], user_model: bool = False) -> None:
     print(f"request {request.id}: {request.kind}-level, {request.description}")
     for name, size in sizes.items():
         print(f"  {name:>8}: {size:>6} samples")
-    print(f"next: cure train --retrain {request.id}   |   cure evaluate --request {request.id}")
+    if user_model:
+        print(
+            f"next: cure evaluate --request {request.id} --model ...   |   cure circuit --request {request.id} --model ..."
+        )
+    else:
+        print(f"next: cure train --retrain {request.id}   |   cure evaluate --request {request.id}")
+
+
+def print_prompt(rec: Recommender, samples: Samples, i: int) -> None:
+    """One sample's prompt as the model reads it, its length in tokens and the model's score."""
+    batch = rec.encode(samples, np.array([i]))
+    n_tokens = int(batch.input_ids.shape[1])
+    margin = float(rec.predict(samples, np.array([i])).margin[0])
+    label = "like" if samples.label[i] else "dislike"
+    print(f"first forget prompt ({n_tokens} tokens; true answer: {label}; model margin yes − no {margin:+.3f}):")
+    print(rec.encoder.prompt(samples, i))  # type: ignore[attr-defined]
 
 
 def print_versus_retrain(report: Comparison, labels: list[str]) -> None:
@@ -77,10 +96,14 @@ def print_versus_retrain(report: Comparison, labels: list[str]) -> None:
     for label, value, retrain in report.versus(labels, mia=False):
         print(f"{label:>22}{_number(value):>12}{_number(retrain):>12}")
     for attack, auc in report.model.mia.items():
+        leak = report.privleak.get(attack)
         print(
-            f"{'MIA AUC ' + attack:>22}{_number(auc):>12}{_number(report.retrain.mia.get(attack)):>12}   "
-            f"PrivLeak {report.privleak.get(attack, float('nan')):+.1f}%"
+            f"{'MIA AUC ' + attack:>22}{_number(auc):>12}{_number(report.reference.mia.get(attack)):>12}   "
+            + (f"PrivLeak {leak:+.1f}%" if leak is not None else "PrivLeak n/a")
         )
+    if report.retrain_unavailable:
+        print(f"Retrain: unavailable — {report.retrain_unavailable}")
+        return
     print(f"{'JSD to Retrain':>22}{report.jsd_to_retrain:>12.5f}")
     print(f"{'L2 to Retrain':>22}{report.l2_to_retrain:>12.5f}")
 
@@ -197,3 +220,23 @@ def print_groups(groups: ModuleGroups, request: ForgetRequest, settings: Attribu
     print(groups.sizes().to_string())
     for note in groups.warnings:
         print(f"warning: {note}")
+
+
+def print_model_card(source: ModelSource, rec: Recommender) -> None:
+    """What was loaded: architecture, size, dtype, device, adapter, profile, Retrain."""
+    info = rec.meta["checkpoint"]
+    adapter = info.get("adapter")
+    heads = f"{info['n_heads']} heads" + (
+        f" ({info['n_kv_heads']} key/value heads)" if info["n_kv_heads"] != info["n_heads"] else ""
+    )
+    print(
+        f"model {info['path']}: {info['architecture']}, {info['n_params']:,} parameters, {info['n_layers']} layers, "
+        f"{heads}, {info['dtype']} on {info['device']}"
+    )
+    if adapter:
+        print(
+            f"  adapter {adapter['path']} (LoRA rank {adapter['r']} on {', '.join(adapter['target_modules'])}) merged"
+        )
+    print(f"  profile {rec.meta['profile']}; answers {rec.encoder.yes_id} / {rec.encoder.no_id} (yes / no token ids)")
+    if not source.has_retrain:
+        print("  Retrain: none given (--retrain-model / --retrain-adapter); metrics against Retrain are unavailable")

@@ -7,7 +7,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from cure_core.cli import printers
-from cure_core.cli.commands import request_of, workspace
+from cure_core.cli.commands import item_model_only, request_of, workspace
 from cure_core.errors import CureError
 
 if TYPE_CHECKING:
@@ -52,6 +52,7 @@ def cmd_unlearn(args: argparse.Namespace) -> None:
     from cure_core.unlearning.methods import METHODS
     from cure_core.unlearning.runs import get_run
 
+    item_model_only(args, "cure unlearn")
     (method,) = known_methods([args.method])
     config = args.unlearn.build(
         args, strength=args.strength if args.strength is not None else METHODS[method].default_strength
@@ -73,6 +74,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
     from cure_core.unlearning.methods import METHODS
     from cure_core.unlearning.runs import get_run
 
+    item_model_only(args, "cure compare")
     methods = (
         list(METHODS)
         if args.methods.strip() == "all"

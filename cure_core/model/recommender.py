@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -11,6 +12,11 @@ from transformers import PreTrainedModel
 
 from cure_core.data.samples import Samples
 from cure_core.prompts import EncodedBatch, PromptEncoder
+
+if TYPE_CHECKING:
+    from cure_core.checkpoints import LoadedCheckpoint
+
+ITEM_BATCH, TEXT_BATCH = 1024, 64
 
 
 @dataclass
@@ -44,7 +50,8 @@ class Recommender:
     """An HF causal LM, the prompt format it reads, and which users it was trained on.
 
     ``known_users`` (user codes) decides who is written with their own user token; everyone
-    else is ``<unk_user>``. ``None`` means every user is known (text mode).
+    else is ``<unk_user>``. ``None`` means every user is known (text mode). ``checkpoint`` is set
+    for a user's checkpoint (text mode): its tokenizer and what was loaded.
     """
 
     model: PreTrainedModel
@@ -52,6 +59,33 @@ class Recommender:
     known_users: np.ndarray | None
     meta: dict = field(default_factory=dict)
     path: Path | None = None
+    checkpoint: LoadedCheckpoint | None = None
+    _bridge: Any = field(default=None, repr=False)
+
+    @property
+    def text_mode(self) -> bool:
+        """Prompted in words through a profile (a user's checkpoint), not item tokens."""
+        return self.checkpoint is not None
+
+    def bridge(self, device: str | None = None) -> Any:
+        """The model as a TransformerLens ``TransformerBridge`` (built once).
+
+        An item model is booted from its cache folder on ``device`` (default: CUDA when present);
+        a user's checkpoint is wrapped in place on its own device — the bridge runs the very
+        weights :meth:`predict` uses, so nothing is loaded twice.
+        """
+        if self._bridge is None:
+            if self.checkpoint is not None:
+                from cure_core.checkpoints import boot_bridge
+
+                self._bridge = boot_bridge(self.checkpoint)
+            else:
+                from cure_core.model.store import load_bridge
+
+                if self.path is None:
+                    raise ValueError("an item model needs its cache folder to boot a bridge")
+                self._bridge = load_bridge(self.path, device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        return self._bridge
 
     @property
     def device(self) -> torch.device:
@@ -84,8 +118,10 @@ class Recommender:
         return logits[:, [self.encoder.yes_id, self.encoder.no_id]]
 
     @torch.no_grad()
-    def predict(self, samples: Samples, idx: np.ndarray, batch_size: int = 1024) -> Predictions:
-        """Score samples ``idx`` in eval mode (the model's train/eval state is restored after)."""
+    def predict(self, samples: Samples, idx: np.ndarray, batch_size: int | None = None) -> Predictions:
+        """Score samples ``idx`` in eval mode (the model's train/eval state is restored after);
+        ``batch_size`` defaults to 1024 short item prompts, or 64 text prompts."""
+        batch_size = batch_size or (TEXT_BATCH if self.text_mode else ITEM_BATCH)
         was_training = self.model.training
         self.model.eval()
         parts: dict[str, list[np.ndarray]] = {k: [] for k in ("margin", "logp_yes", "logp_no", "logp_mean", "logp_std")}

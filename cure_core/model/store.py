@@ -14,13 +14,13 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM
 
 from cure_core.cache import atomic_directory
 from cure_core.data.samples import Samples
 from cure_core.errors import CureError
 from cure_core.model.recommender import Recommender
-from cure_core.prompts import ItemModeEncoder, ItemVocab, TextModeEncoder
+from cure_core.prompts import ItemModeEncoder, ItemVocab
 
 if TYPE_CHECKING:  # transformer_lens is slow to import; loaded only when a bridge is asked for
     from transformer_lens.model_bridge import TransformerBridge
@@ -57,16 +57,19 @@ def save_recommender(rec: Recommender, folder: Path, samples: Samples, meta: dic
     rec.meta, rec.path = full_meta, folder
 
 
-def load_recommender(folder: Path, samples: Samples, titles: dict[str, str] | None = None) -> Recommender:
-    """Load a cache model folder (item mode) or a local Hugging Face checkpoint (text mode)."""
+def load_recommender(folder: Path, samples: Samples) -> Recommender:
+    """Load a model folder of the cache (an item-mode model trained or unlearned here)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise CureError(
-            f"no model folder at {folder}", "train one with `cure train`, or give the folder of a saved checkpoint"
+            f"no model folder at {folder}", "train one with `cure train`, or give the folder of a model in the cache"
         )
-    if (folder / "vocab.json").exists() or _written_here(folder):
-        return load_item_model(folder, samples)
-    return load_text_model(folder, titles or {})
+    if not (folder / "vocab.json").exists() and not _written_here(folder):
+        raise CureError(
+            f"{folder} is not a model folder of this cache (no vocab.json / meta.json)",
+            "to work on a Hugging Face checkpoint, pass it as --model PATH (with --adapter and --profile)",
+        )
+    return load_item_model(folder, samples)
 
 
 def _written_here(folder: Path) -> bool:
@@ -113,33 +116,6 @@ def load_item_model(folder: Path, samples: Samples) -> Recommender:
     known_codes = samples.user_codes(known) if known is not None else None
     model.eval()
     return Recommender(model=model, encoder=encoder, known_users=known_codes, meta=meta, path=folder)
-
-
-def load_text_model(folder: Path, titles: dict[str, str]) -> Recommender:
-    """A local pretrained causal LM with its own tokenizer, prompted in words (text mode)."""
-    if not (folder / "config.json").exists():
-        raise CureError(
-            f"{folder} has no config.json",
-            "give a folder written by Hugging Face's save_pretrained (config, weights, tokenizer)",
-        )
-    if not any(folder.glob("*.safetensors")):
-        raise CureError(
-            f"{folder} has no .safetensors weights",
-            "re-save the checkpoint with save_pretrained(..., safe_serialization=True); pickle weights are not loaded",
-        )
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(folder, use_safetensors=True, local_files_only=True)
-    except (OSError, ValueError) as err:
-        raise CureError(
-            f"cannot load the checkpoint at {folder} ({str(err).splitlines()[0][:160]})",
-            "the folder needs config.json, *.safetensors and tokenizer files",
-        ) from None
-    model.eval()
-    meta = {"mode": "text", "source": str(folder)}
-    return Recommender(
-        model=model, encoder=TextModeEncoder(tokenizer, titles), known_users=None, meta=meta, path=folder
-    )
 
 
 def load_bridge(folder: Path, device: str | None = None) -> TransformerBridge:

@@ -1,0 +1,188 @@
+"""Which model the commands and pages work on: the item model trained here, or a user's own
+checkpoint read through a prompt profile.
+
+:class:`ModelSource` is the one definition of the ``--model / --adapter / --profile / --dtype /
+--device / --retrain-model / --retrain-adapter`` options (the CLI builds them from its fields,
+the app reads them from ``CURE_*`` environment variables). Without ``model`` everything works
+on the item-token recommender trained and cached here, as before. With ``model`` the original
+is the user's checkpoint (adapter merged) and Retrain is the user's too — given as its own
+folder, or as another adapter on the same base — or unavailable, which every metric that needs
+it says.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from cure_core.checkpoints.loading import Device, Dtype
+from cure_core.errors import CureError
+from cure_core.profiles.profile import SHIPPED_PROFILES
+
+if TYPE_CHECKING:
+    from cure_core.data import RatingsDataset, Samples
+    from cure_core.model.recommender import Recommender
+
+UserRole = Literal["original", "retrain"]
+
+ENVIRONMENT = {
+    "model": "CURE_MODEL",
+    "adapter": "CURE_ADAPTER",
+    "profile": "CURE_PROFILE",
+    "dtype": "CURE_DTYPE",
+    "device": "CURE_DEVICE",
+    "retrain_model": "CURE_RETRAIN_MODEL",
+    "retrain_adapter": "CURE_RETRAIN_ADAPTER",
+}
+"""The environment variable of each field (``cure app --model ...`` sets them for the app)."""
+
+USER_ONLY = ("adapter", "retrain_model", "retrain_adapter")
+SAMPLED_BLOCKS, BLOCK = 16, 1 << 16
+
+
+class ModelSource(BaseModel):
+    """The model to work on (part of what keys cached attributions: see :func:`fingerprint`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str | None = Field(
+        None,
+        description="a Hugging Face model folder (config.json, *.safetensors, tokenizer files); "
+        "default: the item-token recommender trained here",
+    )
+    adapter: str | None = Field(None, description="a PEFT LoRA adapter folder over --model, merged for analysis")
+    profile: str = Field(
+        "tallrec", description=f"prompt profile of --model: {', '.join(SHIPPED_PROFILES)}, or a profile .toml file"
+    )
+    dtype: Dtype = Field("fp32", description="dtype --model is loaded in")
+    device: Device = Field("auto", description="device of --model (auto: CUDA when present)")
+    retrain_model: str | None = Field(
+        None, description="the user's Retrain: a model folder trained without the forget set (default: --model)"
+    )
+    retrain_adapter: str | None = Field(
+        None, description="the user's Retrain as a LoRA adapter (over --retrain-model, or over --model)"
+    )
+
+    @field_validator("model", "adapter", "retrain_model", "retrain_adapter")
+    @classmethod
+    def _existing_folder(cls, value: str | None) -> str | None:
+        if value is not None and not Path(value).expanduser().is_dir():
+            raise ValueError(f"no folder at {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _user_fields_need_a_model(self) -> ModelSource:
+        if self.model is None:
+            given = [name for name in USER_ONLY if getattr(self, name) is not None]
+            if given:
+                flag = "--" + given[0].replace("_", "-")
+                raise ValueError(f"{flag} applies to a user's checkpoint; give --model PATH with it")
+        return self
+
+    @property
+    def is_user_model(self) -> bool:
+        return self.model is not None
+
+    @property
+    def has_retrain(self) -> bool:
+        return self.retrain_model is not None or self.retrain_adapter is not None
+
+    @classmethod
+    def from_environment(cls, environ: dict[str, str] | None = None) -> ModelSource:
+        """The source the ``CURE_*`` variables name (unset or empty variables keep the default)."""
+        from cure_core.settings import validated
+
+        env = os.environ if environ is None else environ
+        values = {field: env[var] for field, var in ENVIRONMENT.items() if env.get(var)}
+        return validated(cls, values, "model environment (CURE_MODEL, ...)", "fix or unset the variable named")
+
+    def environment(self) -> dict[str, str]:
+        """The ``CURE_*`` variables that give this source to another process."""
+        return {
+            var: str(getattr(self, field)) for field, var in ENVIRONMENT.items() if getattr(self, field) is not None
+        }
+
+    def label(self) -> str:
+        """A short name for headers: the model folder's name, with the adapter's."""
+        if self.model is None:
+            return "item model trained here"
+        name = Path(self.model).name
+        return name + (f" + {Path(self.adapter).name}" if self.adapter else "")
+
+
+class MissingRetrainError(CureError):
+    """A user's model was given without a Retrain, and the metric asked for needs one."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "no Retrain was given for this model, so metrics against Retrain are unavailable",
+            "pass --retrain-model PATH (a model trained without the forget set) or --retrain-adapter PATH",
+        )
+
+
+def load_user_model(source: ModelSource, role: UserRole, dataset: RatingsDataset, samples: Samples) -> Recommender:
+    """The user's original (``--model`` + ``--adapter``) or Retrain, prompted with the profile."""
+    from cure_core.checkpoints import load_checkpoint
+    from cure_core.model.recommender import Recommender
+    from cure_core.profiles import ProfileEncoder, load_profile
+
+    if source.model is None:
+        raise ValueError("load_user_model needs a source with a model")
+    if role == "original":
+        model, adapter = source.model, source.adapter
+    elif not source.has_retrain:
+        raise MissingRetrainError()
+    else:
+        model, adapter = source.retrain_model or source.model, source.retrain_adapter
+    profile = load_profile(source.profile)
+    loaded = load_checkpoint(model, adapter, source.dtype, source.device)
+    encoder = ProfileEncoder(profile, loaded.tokenizer, dataset, samples)
+    info = loaded.info
+    meta = {
+        "mode": "text",
+        "role": role,
+        "checkpoint": info.to_dict(),
+        "profile": profile.name,
+        "n_params": info.n_params,
+        "weights_sha256": fingerprint(model, adapter, source.dtype, load_profile_text(source.profile)),
+    }
+    return Recommender(
+        model=loaded.model, encoder=encoder, known_users=None, meta=meta, path=Path(model), checkpoint=loaded
+    )
+
+
+def load_profile_text(name_or_path: str) -> str:
+    """The profile file's text (what its prompts depend on)."""
+    from cure_core.profiles.profile import PROFILE_DIR
+
+    path = PROFILE_DIR / f"{name_or_path}.toml" if name_or_path in SHIPPED_PROFILES else Path(name_or_path)
+    return path.read_text(encoding="utf-8")
+
+
+def fingerprint(model: str, adapter: str | None, dtype: str, profile_text: str) -> str:
+    """A sha256 over what decides a user model's outputs: the weight files, the dtype and profile.
+
+    Each weight file counts by its name, size and :data:`SAMPLED_BLOCKS` blocks spread over it
+    (its safetensors header among them) rather than every byte, so a 7B checkpoint is keyed in
+    milliseconds, not a minute. Two fine-tunes of one base differ in every block; a file edited in
+    place between samples with its size kept would not be noticed — delete ``cache/attributions``
+    after such an edit.
+    """
+    digest = hashlib.sha256(f"{dtype}\n{profile_text}".encode())
+    for folder in [model, adapter]:
+        if folder is None:
+            continue
+        root = Path(folder).expanduser()
+        names = sorted(p for p in root.iterdir() if p.suffix in (".safetensors", ".bin", ".json"))
+        for path in names:
+            size = path.stat().st_size
+            digest.update(f"{path.name}:{size}".encode())
+            with open(path, "rb") as handle:
+                for k in range(SAMPLED_BLOCKS):
+                    handle.seek(size * k // SAMPLED_BLOCKS)
+                    digest.update(handle.read(BLOCK))
+    return digest.hexdigest()
