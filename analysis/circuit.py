@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
 import numpy as np
@@ -46,17 +47,26 @@ class Circuit:
         that are sources of some edge of the circuit, or the first reader when none is.
         """
         shape = self.shape
-        src, dst = np.nonzero(self.edges)
-        sources = set(src.tolist())
-        names = {shape.src_names[s] for s in sources}
-        for t in set(dst.tolist()):
-            readers = np.flatnonzero(shape.dst_readers[t])
-            if len(readers) == 0:
-                names.add("logits")
-                continue
-            alive = [r for r in readers if r in sources]
-            names |= {shape.src_names[r] for r in (alive or readers[:1])}
+        names = {shape.src_names[s] for s in self._sources}
+        for t in np.flatnonzero(self.edges.any(axis=0)):
+            readers = self._readers(int(t))
+            names |= {shape.src_names[r] for r in readers} if readers else {"logits"}
         return names
+
+    def target_module(self, dst: int) -> int:
+        """The module that names destination ``dst`` in this circuit (``-1`` for the logits): its
+        reader, or for a shared K/V input the first reader head that is a source of some edge
+        of the circuit (the first reader when none is). Any reader names the same K/V input."""
+        readers = self._readers(dst)
+        return readers[0] if readers else -1
+
+    @cached_property
+    def _sources(self) -> frozenset[int]:
+        return frozenset(np.flatnonzero(self.edges.any(axis=1)).tolist())
+
+    def _readers(self, dst: int) -> list[int]:
+        readers = np.flatnonzero(self.shape.dst_readers[dst]).tolist()
+        return [r for r in readers if r in self._sources] or readers[:1]
 
     @classmethod
     def full(cls, shape: GraphShape) -> Circuit:

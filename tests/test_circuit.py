@@ -151,6 +151,32 @@ def test_json_round_trip_is_exact(tmp_path):
     assert again.settings == {"method": "eap-ig"}
 
 
+def test_a_grouped_query_circuit_round_trips_with_its_kv_heads(tmp_path):
+    forget = _scores_for(GQA, 2)
+    circuit = select(GQA, forget, "top-n", 60)
+    assert any(GQA.dst_qkv[t] in ("k", "v") for t in np.nonzero(circuit.edges)[1])
+    doc = document(circuit, {"forget": forget}, {"forget": forget.sum(1)}, "forget")
+    assert doc.n_kv_heads == 2
+    export(doc, "json", tmp_path / "gqa.json")
+    again, scores = to_circuit(read_json(tmp_path / "gqa.json"))
+    assert again.shape == GQA and np.array_equal(again.edges, circuit.edges)
+    np.testing.assert_allclose(scores["forget"][circuit.edges], forget[circuit.edges])
+    assert {e.target for e in doc.edges} <= {n.name for n in doc.nodes}  # a shared K/V edge names a node
+    assert to_networkx(doc).graph["n_kv_heads"] == 2
+
+
+def test_version_1_documents_without_kv_heads_still_read(tmp_path):
+    payload = json.loads(_doc().model_dump_json(by_alias=True))
+    assert payload["n_kv_heads"] == SHAPE.n_heads
+    del payload["n_kv_heads"]
+    payload["version"] = 1
+    (tmp_path / "old.json").write_text(json.dumps(payload))
+    old = read_json(tmp_path / "old.json")
+    assert old.n_kv_heads is None
+    circuit, _ = to_circuit(old)
+    assert circuit.shape == SHAPE and np.array_equal(circuit.edges, to_circuit(_doc())[0].edges)
+
+
 def test_newer_schema_versions_are_refused(tmp_path):
     payload = json.loads(_doc().model_dump_json(by_alias=True))
     payload["version"] = 99
