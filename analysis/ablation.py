@@ -1,12 +1,18 @@
 """Module ablation: run the model with chosen heads and MLPs knocked out, read the metric.
 
 A head is ablated at ``blocks.{l}.attn.hook_z`` (its value-weighted sum, before W_O), an MLP
-at ``blocks.{l}.hook_mlp_out``. Modes:
+at ``blocks.{l}.hook_mlp_out``. With grouped-query attention a key/value head ``a{l}.kv{g}``
+is ablated at ``blocks.{l}.attn.hook_k`` and ``hook_v`` (slice g of ``[batch, pos, kv_head,
+d_head]``: its keys and values after the projection and its bias, before any rotary
+embedding), so every query head reading it sees the ablated keys and values. Modes:
 
-- ``zero``: the module writes nothing (a head still adds its share of the W_O bias);
+- ``zero``: the module writes nothing (a head still adds its share of the W_O bias; a zeroed
+  key/value head gives its reader heads zero values, so they write nothing either);
 - ``mean``: it writes its per-position mean over the batches given as ``reference``
   (default: the batches themselves);
-- ``corrupt``: it writes what it writes on the batch's corrupted prompts.
+- ``corrupt``: it writes what it writes on the batch's corrupted prompts (for a key/value head:
+  the keys and values it computes on them, which is exactly what patching every edge into its
+  k and v inputs with the corrupted run gives).
 
 Left-padded batches run with their attention mask. Positions are counted from the end of the
 prompt (the answer position is the last one), so a mean is taken over the real tokens at each
@@ -24,25 +30,42 @@ import numpy as np
 import torch
 
 from analysis.errors import AnalysisInputError
-from analysis.hooks import HookFn, bridge_hooks, metric_input_hooks, run_kwargs
+from analysis.graph import GraphShape
+from analysis.hooks import HookFn, bridge_hooks, graph_shape, metric_input_hooks, run_kwargs
 from analysis.prompts import Metric, PromptBatch
 
 AblationMode = Literal["zero", "mean", "corrupt"]
 MODES: tuple[AblationMode, ...] = ("zero", "mean", "corrupt")
-_MODULE = re.compile(r"^(?:a(?P<layer>\d+)\.h(?P<head>\d+)|m(?P<mlp>\d+))$")
+_MODULE = re.compile(r"^(?:a(?P<layer>\d+)\.(?P<kind>h|kv)(?P<head>\d+)|m(?P<mlp>\d+))$")
 
 
-def _targets(modules: Sequence[str]) -> dict[str, list[int | None]]:
+def _targets(modules: Sequence[str], shape: GraphShape) -> dict[str, list[int | None]]:
     """``{hook name: [head index, ...]}``; ``None`` stands for a whole MLP output."""
     targets: dict[str, list[int | None]] = {}
     for module in modules:
         match = _MODULE.match(module)
         if match is None:
-            raise AnalysisInputError(f"cannot ablate {module!r}", "name a head (a0.h1) or an MLP (m2)")
+            raise AnalysisInputError(
+                f"cannot ablate {module!r}", "name a head (a0.h1), a key/value head (a0.kv1) or an MLP (m2)"
+            )
+        layer = int(match["mlp"] if match["mlp"] is not None else match["layer"])
+        if layer >= shape.n_layers:
+            raise AnalysisInputError(f"cannot ablate {module!r}: the model has {shape.n_layers} layers", "name a layer")
         if match["mlp"] is not None:
-            targets.setdefault(f"blocks.{match['mlp']}.hook_mlp_out", []).append(None)
-        else:
-            targets.setdefault(f"blocks.{match['layer']}.attn.hook_z", []).append(int(match["head"]))
+            targets.setdefault(f"blocks.{layer}.hook_mlp_out", []).append(None)
+            continue
+        head = int(match["head"])
+        if match["kind"] == "kv" and not shape.grouped:
+            raise AnalysisInputError(
+                f"cannot ablate {module!r}: the model has as many key/value heads as query heads",
+                f"ablate the head a{layer}.h{head}, which owns its own keys and values",
+            )
+        count, what = (shape.kv_heads, "key/value heads") if match["kind"] == "kv" else (shape.n_heads, "heads")
+        if head >= count:
+            raise AnalysisInputError(f"cannot ablate {module!r}: layer {layer} has {count} {what}", "name one of them")
+        hooks = ("hook_k", "hook_v") if match["kind"] == "kv" else ("hook_z",)
+        for hook in hooks:
+            targets.setdefault(f"blocks.{layer}.attn.{hook}", []).append(head)
     return targets
 
 
@@ -123,7 +146,7 @@ def ablated_metric(
     if mode not in MODES:
         raise AnalysisInputError(f"unknown ablation mode {mode!r}", f"use one of {', '.join(MODES)}")
     hooks = bridge_hooks(bridge)
-    targets = _targets(modules)
+    targets = _targets(modules, graph_shape(bridge))
     device = next(bridge.parameters()).device
     means: dict[str, torch.Tensor] | None = None
     if targets and mode == "mean":

@@ -4,12 +4,19 @@ A :class:`Circuit` is a boolean ``[n_src, n_dst]`` edge mask over a :class:`Grap
 Selection rules (method.md §5) rank edges by |score|: top-n, threshold, cumulative share of
 the total |score|, and greedy growth from the logits (an edge may join only when its
 destination's module is already in the circuit).
+
+Shared key/value inputs (grouped-query attention, :attr:`GraphShape.dst_readers`): a K/V input
+of key/value head g is read by every query head of its group, so it is *alive* — reachable
+from the input through, and reaching the logits through — whenever any of its reader heads
+is. Pruning keeps an edge into it as long as one reader lies on an input→logits path, and
+greedy growth opens it as soon as any reader head joins the circuit.
 """
 
 from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
 import numpy as np
@@ -34,11 +41,32 @@ class Circuit:
         return [self.shape.edge_name(s, t) for s, t in zip(*np.nonzero(self.edges), strict=True)]
 
     def nodes(self) -> set[str]:
-        """Modules touched by an edge, by name (``input``, ``a0.h1``, ``m2``, ``logits``)."""
-        src, dst = np.nonzero(self.edges)
-        owners = self.shape.dst_module[dst]
-        names = {self.shape.src_names[s] for s in src} | {self.shape.src_names[o] for o in owners if o >= 0}
-        return names | ({"logits"} if (owners < 0).any() else set())
+        """Modules touched by an edge, by name (``input``, ``a0.h1``, ``m2``, ``logits``).
+
+        The destination of an edge counts its reader: for a shared K/V input, the reader heads
+        that are sources of some edge of the circuit, or the first reader when none is.
+        """
+        shape = self.shape
+        names = {shape.src_names[s] for s in self._sources}
+        for t in np.flatnonzero(self.edges.any(axis=0)):
+            readers = self._readers(int(t))
+            names |= {shape.src_names[r] for r in readers} if readers else {"logits"}
+        return names
+
+    def target_module(self, dst: int) -> int:
+        """The module that names destination ``dst`` in this circuit (``-1`` for the logits): its
+        reader, or for a shared K/V input the first reader head that is a source of some edge
+        of the circuit (the first reader when none is). Any reader names the same K/V input."""
+        readers = self._readers(dst)
+        return readers[0] if readers else -1
+
+    @cached_property
+    def _sources(self) -> frozenset[int]:
+        return frozenset(np.flatnonzero(self.edges.any(axis=1)).tolist())
+
+    def _readers(self, dst: int) -> list[int]:
+        readers = np.flatnonzero(self.shape.dst_readers[dst]).tolist()
+        return [r for r in readers if r in self._sources] or readers[:1]
 
     @classmethod
     def full(cls, shape: GraphShape) -> Circuit:
@@ -97,49 +125,62 @@ def share_count(ranked: np.ndarray, share: float) -> int:
 
 
 def greedy(shape: GraphShape, scores: np.ndarray, n: int) -> Circuit:
-    """Grow from the logits: repeatedly add the highest-|score| edge whose destination module
-    is already in the circuit, so every edge lies on a path to the logits."""
+    """Grow from the logits: repeatedly add the highest-|score| edge whose destination is read by
+    a module already in the circuit (or is the logits), so every edge lies on a path to the
+    logits. A module joining opens every input it reads, shared K/V inputs included."""
     real = shape.real_edge_mask()
-    dst_of_module: dict[int, np.ndarray] = {m: np.flatnonzero(shape.dst_module == m) for m in range(1, shape.n_src)}
+    reads = _inputs_read(shape)
     heap: list[tuple[float, int, int]] = []
+    opened = np.zeros(shape.n_dst, dtype=bool)
 
     def open_destinations(dsts: np.ndarray) -> None:
-        for t in dsts:
+        for t in dsts[~opened[dsts]]:
+            opened[t] = True
             for s in np.flatnonzero(real[:, t]):
                 heapq.heappush(heap, (-abs(float(scores[s, t])), int(s), int(t)))
 
     edges = np.zeros_like(real)
     in_circuit = np.zeros(shape.n_src, dtype=bool)
     open_destinations(np.array([shape.logits_dst]))
-    while heap and edges.sum() < n:
+    count = 0
+    while heap and count < n:
         _, s, t = heapq.heappop(heap)
-        if edges[s, t]:
-            continue
         edges[s, t] = True
+        count += 1
         if s > 0 and not in_circuit[s]:
             in_circuit[s] = True
-            open_destinations(dst_of_module[s])
+            open_destinations(reads[s])
     return Circuit(shape, edges)
+
+
+def _inputs_read(shape: GraphShape) -> list[np.ndarray]:
+    """Per source index, the destination indices that module reads (its own q, k, v or MLP
+    input, and any shared K/V input of its key/value head); empty for ``input``."""
+    return [np.flatnonzero(shape.dst_readers[:, m]) for m in range(shape.n_src)]
 
 
 def prune(circuit: Circuit) -> Circuit:
     """Keep only edges on a path from ``input`` to ``logits`` inside the circuit.
 
     Source indices are in computation order, so one forward sweep finds the modules reachable
-    from the input and one backward sweep those that reach the logits.
+    from the input (through any input they read, shared K/V inputs included) and one backward
+    sweep those that reach the logits; a destination reaches the logits when it is the logits
+    or when any module reading it does.
     """
     shape, edges = circuit.shape, circuit.edges
-    owner = shape.dst_module
+    reads = _inputs_read(shape)
     from_input = np.zeros(shape.n_src, dtype=bool)
     from_input[0] = True
     for module in range(1, shape.n_src):
-        incoming = edges[:, owner == module]
+        incoming = edges[:, reads[module]]
         from_input[module] = bool((incoming.any(axis=1) & from_input).any())
     to_logits = np.zeros(shape.n_src, dtype=bool)
-    dst_reaches = owner < 0  # the logits destination itself
-    for module in range(shape.n_src - 1, -1, -1):
+    dst_reaches = np.zeros(shape.n_dst, dtype=bool)
+    dst_reaches[shape.logits_dst] = True
+    for module in range(shape.n_src - 1, -1, -1):  # every reader of a destination comes after its sources
         to_logits[module] = bool((edges[module] & dst_reaches).any())
-        dst_reaches = (owner < 0) | np.where(owner >= 0, to_logits[np.maximum(owner, 0)], False)
+        if to_logits[module]:
+            dst_reaches[reads[module]] = True
     keep = edges & from_input[:, None] & dst_reaches[None, :]
     return Circuit(shape, keep)
 

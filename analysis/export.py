@@ -5,6 +5,13 @@ resolution — q, k and v inputs of a head are separate edges — with its score
 ``read_json`` rebuilds the exact circuit. The DiGraph (and so GraphML) has one edge per pair of
 modules; an edge into a head lists the inputs it uses in ``qkv`` (e.g. ``"q,v"``) and sums their
 scores, with the per-input scores kept as ``score_q`` … attributes.
+
+With grouped-query attention the document records ``n_kv_heads`` (version 2; a version-1 file
+has none and reads as plain multi-head attention). An edge into a shared K/V input is written
+with a query head of its group as ``target`` (:meth:`Circuit.target_module`: one that is in the
+circuit; ``a0.h1`` with ``qkv`` ``k`` stands for ``a0.kv0<k>`` when heads 0 and 1 share key/value
+head 0), which :meth:`GraphShape.parse_edge` maps back to the key/value head, so the file
+round-trips exactly.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from analysis.graph import GraphShape
 from analysis.io import atomic_write
 
 SCHEMA = "cure-studio/circuit"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: n_kv_heads (grouped-query attention)
 Format = Literal["json", "graphml", "csv"]
 FORMATS: tuple[Format, ...] = ("json", "graphml", "csv")
 
@@ -51,6 +58,7 @@ class CircuitDocument(BaseModel):
     version: int = SCHEMA_VERSION
     n_layers: int
     n_heads: int
+    n_kv_heads: int | None = Field(None, description="key/value heads; None (version-1 files): as many as n_heads")
     primary: str = Field(description="the set whose scores define 'score' and 'sign' in GraphML/CSV")
     settings: dict[str, Any] = Field(default_factory=dict)
     nodes: list[NodeRecord]
@@ -81,7 +89,7 @@ def document(
     shape = circuit.shape
     edges = []
     for s, t in zip(*np.nonzero(circuit.edges), strict=True):
-        owner = shape.dst_module[t]
+        owner = circuit.target_module(t)
         target = "logits" if owner < 0 else shape.src_names[owner]
         edges.append(
             EdgeRecord(
@@ -101,6 +109,7 @@ def document(
     return CircuitDocument(
         n_layers=shape.n_layers,
         n_heads=shape.n_heads,
+        n_kv_heads=shape.kv_heads,
         primary=primary,
         settings=dict(settings or {}),
         nodes=nodes,
@@ -110,7 +119,7 @@ def document(
 
 def to_circuit(doc: CircuitDocument) -> tuple[Circuit, dict[str, np.ndarray]]:
     """The exact circuit of a document and each set's edge scores (zero off the circuit)."""
-    shape = GraphShape(doc.n_layers, doc.n_heads)
+    shape = GraphShape(doc.n_layers, doc.n_heads, doc.n_kv_heads)
     names = [f"{e.source}->{e.target}" + (f"<{e.qkv}>" if e.qkv else "") for e in doc.edges]
     circuit = Circuit.from_edge_names(shape, names)
     sets = {k for e in doc.edges for k in e.scores}
@@ -126,7 +135,12 @@ def to_networkx(doc: CircuitDocument) -> nx.DiGraph:
     """Module-level DiGraph: node attributes kind/layer/head/``score_<set>``; edge attributes
     ``qkv``, ``score`` and ``sign`` (primary set), ``score_<set>``, and ``score_q``/``_k``/``_v``."""
     graph = nx.DiGraph(
-        schema=SCHEMA, version=SCHEMA_VERSION, primary=doc.primary, n_layers=doc.n_layers, n_heads=doc.n_heads
+        schema=SCHEMA,
+        version=SCHEMA_VERSION,
+        primary=doc.primary,
+        n_layers=doc.n_layers,
+        n_heads=doc.n_heads,
+        n_kv_heads=doc.n_kv_heads or doc.n_heads,
     )
     for node in doc.nodes:
         attrs = {

@@ -145,6 +145,7 @@ def save_attribution(result: Attribution, path: Path) -> None:
                 {
                     "n_layers": result.shape.n_layers,
                     "n_heads": result.shape.n_heads,
+                    "n_kv_heads": result.shape.kv_heads,
                     "method": result.method,
                     "steps": result.steps,
                     "settings": result.settings,
@@ -156,14 +157,21 @@ def save_attribution(result: Attribution, path: Path) -> None:
 
 
 def load_attribution(path: Path) -> Attribution | None:
-    """The cached result, or ``None`` when missing; a corrupt file is deleted and reported."""
+    """The cached result, or ``None`` when missing; a corrupt file is deleted and reported.
+
+    A header without ``n_kv_heads`` (written before grouped-query attention was supported) reads
+    as plain multi-head attention; scores that do not fit the header's graph count as corrupt.
+    """
     if not path.exists():
         return None
     try:
         with np.load(path) as data:
             header = json.loads(str(data["header"]))
+            shape = GraphShape(header["n_layers"], header["n_heads"], header.get("n_kv_heads"))
+            if data["scores"].shape != (shape.n_src, shape.n_dst):
+                raise ValueError(f"scores of shape {data['scores'].shape} do not fit a {shape} graph")
             return Attribution(
-                shape=GraphShape(header["n_layers"], header["n_heads"]),
+                shape=shape,
                 method=header["method"],
                 steps=header["steps"],
                 scores=data["scores"],

@@ -14,13 +14,23 @@ several matched control sets (disjoint draws, :mod:`cure_core.controls`):
    circuit otherwise (a one-sided module whose difference does not beat noise cannot be told
    apart, so it is treated as shared); outside = the rest.
 
+Key/value heads (grouped-query attention, ``a{l}.kv{g}``): one K/V projection is read by H/G
+query heads, and its parameters (``cure_core.modules``) get one update rule. Its row (kind
+``kv head``; ``head`` holds g) carries the sums of its reader heads' importances (and the
+difference and null of those sums), and its group follows its reader heads that are in a
+circuit (not outside): if they all share one group, that group; if they disagree, task-shared
+(the conflict-free rule serves both sides); if none is in a circuit, outside. Without
+grouped-query attention a head owns its own k and v and there are no such rows.
+
 Embedding rows (``u:<id>``, ``i:<id>``) are grouped by use instead: a row whose occurrences in
 training prompts fall at least ``embedding_share`` in the forget set is forget-specific (for a
 user request: the forgotten users' own tokens); every other row is outside.
 
 Separability of the whole split: the spread (standard deviation over heads and MLPs) of
 log(I_f / I_r), divided by the mean spread of log(I_c / I_r) over the control draws. Near 1
-means the forget set differs from the retain set no more than random matched sets do.
+means the forget set differs from the retain set no more than random matched sets do. It, and
+the count of significant modules, is over heads and MLPs only: key/value rows are sums of head
+rows, not further evidence.
 """
 
 from __future__ import annotations
@@ -43,6 +53,8 @@ from cure_core.progress import ProgressFn
 from cure_core.requests import ForgetRequest, RequestSets
 
 GROUPS = ("forget-specific", "retain-specific", "task-shared", "outside")
+CIRCUIT_KINDS = ("head", "kv head", "mlp")  # grouped from attribution; the rest are embedding rows
+EMBEDDING_KINDS = ("user row", "item row")
 Group = Literal["forget-specific", "retain-specific", "task-shared", "outside"]
 _FLOOR = 1e-6
 
@@ -132,10 +144,10 @@ class ModuleGroups:
         return sorted(self.table["kind"].unique())
 
     def without_circuits(self) -> ModuleGroups:
-        """The same groups with every head and MLP task-shared: what is left of CURE when the
-        circuits decide nothing (embedding rows keep their grouping by use)."""
+        """The same groups with every head, key/value head and MLP task-shared: what is left of
+        CURE when the circuits decide nothing (embedding rows keep their grouping by use)."""
         table = self.table.copy()
-        table.loc[table["kind"].isin(["head", "mlp"]), "group"] = "task-shared"
+        table.loc[table["kind"].isin(CIRCUIT_KINDS), "group"] = "task-shared"
         note = "ablation: heads and MLPs are all task-shared, whatever their circuits say"
         return ModuleGroups(
             table=table, separability=self.separability, settings=self.settings, warnings=[*self.warnings, note]
@@ -179,6 +191,8 @@ def group_modules(
             "group": group,
         }
     )
+    if shape.grouped:
+        table = pd.concat([table, _kv_rows(shape, table, i_c, settings)], ignore_index=True)
     if settings.embedding_rows and embedding_usage is not None and len(embedding_usage):
         share = embedding_usage["forget"] / (embedding_usage["forget"] + embedding_usage["retain"]).clip(lower=1)
         rows = pd.DataFrame(
@@ -207,6 +221,41 @@ def group_modules(
     }
     warnings = _empty_group_warnings(table, settings)
     return ModuleGroups(table=table, separability=separability, settings=settings, warnings=warnings)
+
+
+def kv_group(reader_groups: list[str]) -> str:
+    """The group of a key/value head from its reader heads' groups (module docstring)."""
+    in_circuit_groups = {g for g in reader_groups if g != "outside"}
+    if not in_circuit_groups:
+        return "outside"
+    return in_circuit_groups.pop() if len(in_circuit_groups) == 1 else "task-shared"
+
+
+def _kv_rows(shape: GraphShape, heads: pd.DataFrame, i_c: np.ndarray, settings: GroupSettings) -> pd.DataFrame:
+    """One row per key/value head ``a{l}.kv{g}``: sums over its reader heads, group by
+    :func:`kv_group`. ``heads`` is the head/MLP table (row i = source index i + 1)."""
+    rows = []
+    for layer in range(shape.n_layers):
+        for kv in range(shape.kv_heads):
+            readers = [shape.head_src(layer, h) - 1 for h in range(shape.n_heads) if shape.kv_head_of(h) == kv]
+            i_f = float(heads["importance_forget"].iloc[readers].sum())
+            i_r = float(heads["importance_retain"].iloc[readers].sum())
+            null = float(np.quantile(np.abs(i_c[:, readers].sum(axis=1) - i_r), settings.null_quantile))
+            rows.append(
+                {
+                    "module": f"a{layer}.kv{kv}",
+                    "kind": "kv head",
+                    "layer": layer,
+                    "head": kv,
+                    "importance_forget": i_f,
+                    "importance_retain": i_r,
+                    "difference": i_f - i_r,
+                    "null": null,
+                    "significant": abs(i_f - i_r) > null,
+                    "group": kv_group(heads["group"].iloc[readers].tolist()),
+                }
+            )
+    return pd.DataFrame(rows)
 
 
 def _empty_group_warnings(table: pd.DataFrame, settings: GroupSettings) -> list[str]:

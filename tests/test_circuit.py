@@ -57,6 +57,62 @@ def test_prune_keeps_only_input_to_logits_paths():
     assert prune(Circuit.full(SHAPE)).n_edges == SHAPE.n_edges
 
 
+GQA = GraphShape(2, 4, 2)  # a{l}.h0, h1 read a{l}.kv0; h2, h3 read a{l}.kv1
+
+
+def _reference_prune(circuit: Circuit) -> np.ndarray:
+    """Edges on an input→logits path, found by networkx on the graph of modules and inputs,
+    where every input leads to each module that reads it (``dst_readers``)."""
+    shape = circuit.shape
+    graph = nx.DiGraph()
+    graph.add_nodes_from([("s", 0), ("d", shape.logits_dst)])
+    for s, t in zip(*np.nonzero(circuit.edges), strict=True):
+        graph.add_edge(("s", s), ("d", t))
+        for r in np.flatnonzero(shape.dst_readers[t]):
+            graph.add_edge(("d", t), ("s", r))
+    from_input = nx.descendants(graph, ("s", 0)) | {("s", 0)}
+    to_logits = nx.ancestors(graph, ("d", shape.logits_dst)) | {("d", shape.logits_dst)}
+    keep = np.zeros_like(circuit.edges)
+    for s, t in zip(*np.nonzero(circuit.edges), strict=True):
+        keep[s, t] = ("s", s) in from_input and ("d", t) in to_logits
+    return keep
+
+
+@pytest.mark.parametrize("shape", [SHAPE, GQA, GraphShape(3, 4, 1)])
+def test_prune_equals_a_reachability_reference_with_shared_kv_inputs(shape):
+    rng = np.random.default_rng(1)
+    for density in (0.02, 0.05, 0.1, 0.3):
+        circuit = Circuit(shape, shape.real_edge_mask() & (rng.random((shape.n_src, shape.n_dst)) < density))
+        np.testing.assert_array_equal(prune(circuit).edges, _reference_prune(circuit))
+
+
+def test_a_shared_kv_input_lives_through_any_of_its_reader_heads():
+    chain = ["input->a0.kv0<k>", "a0.h1->logits"]  # kv0 is read by a0.h0 (its first reader) and a0.h1
+    dangling = ["input->a0.kv1<v>", "a0.h0->a1.h3<q>"]  # no reader of kv1 reaches the logits; a1.h3 reaches nothing
+    pruned = prune(Circuit.from_edge_names(GQA, chain + dangling))
+    assert sorted(pruned.edge_names()) == sorted(["input->a0.kv0<k>", "a0.h1->logits"])
+    assert pruned.nodes() == {"input", "a0.h1", "logits"}  # the alive reader, not the first one
+    assert Circuit.from_edge_names(GQA, ["input->a0.kv1<v>"]).nodes() == {"input", "a0.h2"}
+
+
+def test_greedy_opens_shared_kv_inputs_for_every_reader_head():
+    scores = np.full((GQA.n_src, GQA.n_dst), 1e-3) * GQA.real_edge_mask()
+    scores[GQA.parse_edge("a0.h1->logits")] = 3.0
+    scores[GQA.parse_edge("input->a0.kv0<v>")] = 2.0
+    circuit = greedy(GQA, scores, 2)
+    assert sorted(circuit.edge_names()) == sorted(["a0.h1->logits", "input->a0.kv0<v>"])
+    grown = greedy(GQA, _scores_for(GQA), 40)
+    assert grown.n_edges == 40
+    src = set(np.nonzero(grown.edges)[0].tolist())
+    for t in np.nonzero(grown.edges)[1]:  # every destination is the logits or read by a module in the circuit
+        assert t == GQA.logits_dst or any(r in src for r in np.flatnonzero(GQA.dst_readers[t]))
+
+
+def _scores_for(shape: GraphShape, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(shape.n_src, shape.n_dst)) * shape.real_edge_mask()
+
+
 def test_select_refuses_unknown_rules():
     with pytest.raises(ValueError, match="top-n"):
         select(SHAPE, _scores(), "random", 3)  # type: ignore[arg-type]
@@ -93,6 +149,32 @@ def test_json_round_trip_is_exact(tmp_path):
     assert np.array_equal(circuit.edges, original.edges)
     np.testing.assert_allclose(scores["retain"][circuit.edges], _scores(1)[circuit.edges])
     assert again.settings == {"method": "eap-ig"}
+
+
+def test_a_grouped_query_circuit_round_trips_with_its_kv_heads(tmp_path):
+    forget = _scores_for(GQA, 2)
+    circuit = select(GQA, forget, "top-n", 60)
+    assert any(GQA.dst_qkv[t] in ("k", "v") for t in np.nonzero(circuit.edges)[1])
+    doc = document(circuit, {"forget": forget}, {"forget": forget.sum(1)}, "forget")
+    assert doc.n_kv_heads == 2
+    export(doc, "json", tmp_path / "gqa.json")
+    again, scores = to_circuit(read_json(tmp_path / "gqa.json"))
+    assert again.shape == GQA and np.array_equal(again.edges, circuit.edges)
+    np.testing.assert_allclose(scores["forget"][circuit.edges], forget[circuit.edges])
+    assert {e.target for e in doc.edges} <= {n.name for n in doc.nodes}  # a shared K/V edge names a node
+    assert to_networkx(doc).graph["n_kv_heads"] == 2
+
+
+def test_version_1_documents_without_kv_heads_still_read(tmp_path):
+    payload = json.loads(_doc().model_dump_json(by_alias=True))
+    assert payload["n_kv_heads"] == SHAPE.n_heads
+    del payload["n_kv_heads"]
+    payload["version"] = 1
+    (tmp_path / "old.json").write_text(json.dumps(payload))
+    old = read_json(tmp_path / "old.json")
+    assert old.n_kv_heads is None
+    circuit, _ = to_circuit(old)
+    assert circuit.shape == SHAPE and np.array_equal(circuit.edges, to_circuit(_doc())[0].edges)
 
 
 def test_newer_schema_versions_are_refused(tmp_path):

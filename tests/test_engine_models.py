@@ -25,6 +25,7 @@ from analysis.ablation import ablated_metric
 from analysis.activations import new_source_buffer, run_sources, source_capture_hooks
 from analysis.attribution import attribute, plan_passes, working_set_bytes
 from analysis.circuit import Circuit
+from analysis.errors import AnalysisInputError
 from analysis.faithfulness import faithfulness_curve
 from analysis.graph import QKV
 from analysis.hooks import edge_hooks, graph_shape, metric_input_hooks, run_kwargs
@@ -261,6 +262,67 @@ def test_faithfulness_and_ablation_on_a_left_padded_batch_match_one_prompt_at_a_
         )
     means = ablated_metric(bridge, padded, METRIC, ["m1"], "mean")
     assert means.shape == (len(clean),) and np.isfinite(means).all()
+
+
+def _grouped(bridge):
+    shape = graph_shape(bridge)
+    if not shape.grouped:
+        pytest.skip("key/value heads exist only with grouped-query attention")
+    return shape
+
+
+def test_corrupt_ablation_of_a_kv_head_equals_patching_every_edge_into_its_k_and_v_inputs(bridge):
+    """Two code paths, one quantity: a key/value head's corrupted keys and values (ablation at
+    ``hook_k``/``hook_v``) are what its k and v inputs give when every edge into them is patched."""
+    shape = _grouped(bridge)
+    clean, corrupt = pairs(seed=4)
+    padded = [PromptBatch.from_pairs(clean, corrupt, torch.ones(len(clean)), pad_id=0)]
+    clean_metric = ablated_metric(bridge, padded, METRIC, [], "corrupt")
+    for layer, group in ((0, 1), (1, 0)):
+        mask = shape.real_edge_mask().copy()
+        mask[:, [shape.head_dst(layer, group, "k"), shape.head_dst(layer, group, "v")]] = False
+        (patched,) = faithfulness_curve(bridge, padded, METRIC, [Circuit(shape, mask)])
+        ablated = ablated_metric(bridge, padded, METRIC, [f"a{layer}.kv{group}"], "corrupt")
+        assert np.abs(ablated - clean_metric).max() > 1e-4, "the corruption must move this kv head's output"
+        assert ablated.mean() == pytest.approx(patched.metric_circuit, abs=1e-5)
+
+
+def test_zero_ablating_a_kv_head_equals_zero_ablating_its_reader_heads(bridge):
+    shape = _grouped(bridge)
+    clean, corrupt = pairs(seed=5)
+    padded = [PromptBatch.from_pairs(clean, corrupt, torch.ones(len(clean)), pad_id=0)]
+    for layer in range(shape.n_layers):
+        for group in range(shape.kv_heads):
+            readers = [f"a{layer}.h{h}" for h in range(shape.n_heads) if shape.kv_head_of(h) == group]
+            np.testing.assert_allclose(
+                ablated_metric(bridge, padded, METRIC, [f"a{layer}.kv{group}"], "zero"),
+                ablated_metric(bridge, padded, METRIC, readers, "zero"),
+                atol=1e-5,
+            )
+
+
+def test_ablating_nothing_is_the_clean_metric_and_kv_ablation_pads_like_one_prompt_at_a_time(bridge):
+    shape = graph_shape(bridge)
+    clean, corrupt = pairs(seed=6)
+    padded = [PromptBatch.from_pairs(clean, corrupt, torch.ones(len(clean)), pad_id=0)]
+    alone = [PromptBatch.from_pairs([a], [b], torch.ones(1), pad_id=0) for a, b in zip(clean, corrupt, strict=True)]
+    with torch.no_grad():
+        reference = METRIC(bridge(padded[0].clean, **run_kwargs(padded[0].attention_mask))).numpy()
+    for mode in ("zero", "mean", "corrupt"):
+        np.testing.assert_allclose(ablated_metric(bridge, padded, METRIC, [], mode), reference, atol=1e-6)
+    if not shape.grouped:
+        with pytest.raises(AnalysisInputError, match="as many key/value heads"):
+            ablated_metric(bridge, padded, METRIC, ["a0.kv0"], "zero")
+        return
+    modules = ["a0.kv1", "a1.h2"]
+    for mode in ("zero", "mean", "corrupt"):
+        np.testing.assert_allclose(
+            ablated_metric(bridge, padded, METRIC, modules, mode, reference=padded),
+            ablated_metric(bridge, alone, METRIC, modules, mode, reference=padded),
+            atol=1e-5,
+        )
+    with pytest.raises(AnalysisInputError, match="2 key/value heads"):
+        ablated_metric(bridge, padded, METRIC, ["a0.kv2"], "zero")
 
 
 def test_pairs_of_different_lengths_and_right_padding_are_refused():

@@ -121,7 +121,7 @@ def test_parameter_masks_cover_exactly_the_modules_slices(setup):
     assert masks["transformer.h.0.mlp.c_fc.weight"].all() and not masks["transformer.h.1.mlp.c_fc.weight"].any()
     row = original.encoder.vocab.index["u:3"]
     assert masks["transformer.wte.weight"][row].all() and masks["transformer.wte.weight"].sum() == d
-    with pytest.raises(ValueError, match="unknown module"):
+    with pytest.raises(CureError, match="unknown module"):
         parameter_mask(model, ["z9"])
 
 

@@ -15,7 +15,14 @@ from analysis.ablation import MODES
 from cure_core.ablation import ablation_table
 from cure_core.circuits import AttributionSettings, CircuitContext
 from cure_core.errors import CureError
-from cure_core.groups import GROUPS, GroupSettings, ModuleGroups, default_corruption, groups_for_request
+from cure_core.groups import (
+    EMBEDDING_KINDS,
+    GROUPS,
+    GroupSettings,
+    ModuleGroups,
+    default_corruption,
+    groups_for_request,
+)
 from cure_core.settings import choices
 
 GROUP_COLOURS = {
@@ -140,7 +147,7 @@ with left:
     st.caption(" · ".join(f":{colours.get(g, 'gray')}[{g}]" for g in GROUPS))
 with right:
     st.dataframe(groups.sizes(), width="stretch")
-    rows = table[~table["kind"].isin(["head", "mlp"])]
+    rows = table[table["kind"].isin(EMBEDDING_KINDS)]
     if len(rows):
         st.caption(
             f"{len(rows)} embedding rows are forget-specific (used ≥ {group_settings.embedding_share:.0%} "

@@ -193,6 +193,8 @@ def print_circuits(report: dict[str, Any], settings: AttributionSettings) -> Non
 
 
 def print_groups(groups: ModuleGroups, request: ForgetRequest, settings: AttributionSettings) -> None:
+    from cure_core.groups import CIRCUIT_KINDS, EMBEDDING_KINDS
+
     sep = groups.separability
     print(
         f"request {request.id} ({request.description}); {settings.method}, corruption "
@@ -204,13 +206,13 @@ def print_groups(groups: ModuleGroups, request: ForgetRequest, settings: Attribu
         f" → ratio {sep['separability']:.2f} ({'beyond' if groups.beyond_noise else 'within'} noise); "
         f"{sep['significant_modules']} heads/MLPs beyond their null"
     )
-    table = groups.table[groups.table["kind"].isin(["head", "mlp"])]
+    table = groups.table[groups.table["kind"].isin(CIRCUIT_KINDS)]
     print(
         table[
             ["module", "importance_forget", "importance_retain", "difference", "null", "significant", "group"]
         ].to_string(index=False, float_format=lambda x: f"{x:.4f}")
     )
-    rows = groups.table[~groups.table["kind"].isin(["head", "mlp"])]
+    rows = groups.table[groups.table["kind"].isin(EMBEDDING_KINDS)]
     if len(rows):
         print(
             f"embedding rows: {len(rows)} forget-specific "
