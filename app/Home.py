@@ -8,9 +8,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 from state import default_models_job, poll_job, retrain_job, workspace
+from views import NO_RETRAIN, model_source_label, show_model_card, show_prompt
 
 from cure_core.errors import CureError
-from cure_core.evaluate import reference_comparison
+from cure_core.evaluate import RETAIN_PROBE, reference_comparison
 from cure_core.jobs import BackgroundJob
 from cure_core.model.recommender import Recommender
 from cure_core.requests import ForgetRequest, load_request, save_request, user_request
@@ -21,19 +22,48 @@ st.set_page_config(page_title="CURE Studio", layout="wide")
 
 @st.cache_data(show_spinner="Evaluating Original and Retrain ...")
 def gap_table(
-    _ws: Workspace, _original: Recommender, _retrain: Recommender, _request: ForgetRequest, key: tuple[str, ...]
+    _ws: Workspace, _original: Recommender, _retrain: Recommender | None, _request: ForgetRequest, key: tuple[str, ...]
 ) -> pd.DataFrame:
     """Original vs Retrain on the request; cached per ``key``: the request id and both models' weights
-    hashes, so a retrained Retrain is not served from an old entry."""
+    hashes, so a retrained Retrain is not served from an old entry. Without a Retrain (a user's
+    checkpoint given without one) the Retrain column says ``unavailable``."""
     reference = reference_comparison(_original, _retrain, _request, _ws.samples, _ws.sets(_request))
     rows = reference.versus(["test AUC", "forget AUC", "forget LogLoss"])
+    if _retrain is None:
+        return pd.DataFrame(
+            {"Original": [ours for _, ours, _ in rows], "Retrain": ["unavailable"] * len(rows)},
+            index=[name for name, _, _ in rows],
+        )
     table = pd.DataFrame({name: {"Original": ours, "Retrain": retrain} for name, ours, retrain in rows}).T
     table["Original − Retrain"] = table["Original"] - table["Retrain"]
     return table
 
 
-def gap_key(original: Recommender, retrain: Recommender, request: ForgetRequest) -> tuple[str, ...]:
-    return (request.id, str(original.meta.get("weights_sha256")), str(retrain.meta.get("weights_sha256")))
+def gap_key(original: Recommender, retrain: Recommender | None, request: ForgetRequest) -> tuple[str, ...]:
+    other = str(retrain.meta.get("weights_sha256")) if retrain is not None else "no retrain"
+    return (request.id, str(original.meta.get("weights_sha256")), other)
+
+
+def show_gap(ws: Workspace, original: Recommender, retrain: Recommender | None, request: ForgetRequest) -> None:
+    """The Original-vs-Retrain table. On a user's checkpoint (possibly large and on a CPU) it is
+    computed when asked for, once per session and request, not on every visit."""
+    if ws.user_model and not st.session_state.get(f"evaluate-{request.id}"):
+        sizes = ws.sets(request).sizes()
+        n = sizes["test"] + sizes["forget"] + sizes["holdout"] + min(sizes["retain"], RETAIN_PROBE)
+        models = "the model" if retrain is None else "each model"
+        st.caption(f"Scores {n:,} prompts with {models} (test, forget, holdout users, a retain probe).")
+        if st.button("Evaluate", key=f"evaluate-button-{request.id}"):
+            st.session_state[f"evaluate-{request.id}"] = True
+            st.rerun()
+        return
+    try:
+        table = gap_table(ws, original, retrain, request, gap_key(original, retrain, request))
+    except CureError as err:
+        st.error(str(err))
+        return
+    st.dataframe(table, width="stretch")
+    if retrain is None:
+        st.caption(NO_RETRAIN)
 
 
 def request_builder(ws: Workspace, original: Recommender) -> None:
@@ -73,7 +103,14 @@ def request_builder(ws: Workspace, original: Recommender) -> None:
         f"{len(request.users)} users shown):"
     )
     st.dataframe(ws.dataset.recent_ratings(request.users[:25]), width="stretch", hide_index=True)
+    forget = ws.sets(request).forget
+    if len(forget):
+        show_prompt(original, ws.samples, int(forget[0]), ws.titles, "The first forget prompt as the model reads it")
     retrain = ws.load_model("retrain", request)
+    if ws.user_model:
+        st.markdown("**Original vs Retrain on this request**")
+        show_gap(ws, original, retrain, request)
+        return
     if retrain is None:
         if not st.session_state.get(f"train-{request.id}"):
             st.info("Retrain for this request is not trained yet (a few minutes on 2 cores; cached afterwards).")
@@ -90,15 +127,10 @@ def request_builder(ws: Workspace, original: Recommender) -> None:
             return
         retrain = job.result
     st.markdown("**Original vs Retrain on this request**")
-    st.dataframe(gap_table(ws, original, retrain, request, gap_key(original, retrain, request)), width="stretch")
+    show_gap(ws, original, retrain, request)
 
 
 st.title("CURE Studio")
-st.caption(
-    "Circuit-aware unlearning for LLM-based recommenders — MovieLens-100K, a GPT-2 recommender trained "
-    "here, and the Retrain reference."
-)
-
 try:
     ws = workspace()
     summary = ws.summary()
@@ -107,6 +139,10 @@ try:
 except CureError as err:
     st.error(str(err))
     st.stop()
+st.caption(
+    f"Circuit-aware unlearning for LLM-based recommenders — {ws.dataset.name}, {model_source_label(ws)}, and "
+    "the Retrain reference."
+)
 
 left, right = st.columns(2)
 with left:
@@ -119,7 +155,7 @@ with right:
     st.markdown(f"**{request.id}** — {request.kind}-level, {request.description}")
     st.dataframe(pd.DataFrame({"samples": sets.sizes()}), width="stretch")
 
-st.subheader("Models")
+st.subheader("Model" if ws.user_model else "Models")
 job = default_models_job(ws)
 
 
@@ -129,16 +165,8 @@ def training_text(job: BackgroundJob) -> str:
     return f"{job.fraction:.0%} — {detail}"
 
 
-if not job.finished:
-    st.info(
-        "Training the default model and its Retrain reference side by side (first launch only; cached "
-        "afterwards). The page stays usable."
-    )
-    poll_job(job, training_text)
-elif job.error:
-    st.error(job.error)
-else:
-    original, retrain = job.result
+def item_models(original: Recommender, retrain: Recommender) -> None:
+    """The trained item model and its Retrain: training facts, the gap, the recipe."""
     rows = []
     for name, rec in (("Original", original), ("Retrain", retrain)):
         meta = rec.meta
@@ -153,13 +181,8 @@ else:
             }
         )
     st.dataframe(pd.DataFrame(rows).set_index("model"), width="stretch")
-    st.subheader("Memorization gap on the default request")
-    st.caption(
-        "Unlearning only means something if Original is measurably better on the forget set than Retrain, "
-        "which never saw it. Membership inference: forget samples (members) vs holdout users' samples "
-        "(non-members); 0.5 = no signal."
-    )
-    st.dataframe(gap_table(ws, original, retrain, request, gap_key(original, retrain, request)), width="stretch")
+    gap_heading()
+    show_gap(ws, original, retrain, request)
     recipe = original.meta["recipe"]
     with st.expander("Model card"):
         st.markdown(
@@ -172,4 +195,43 @@ else:
             f"{original.meta['train_seconds']:.0f} s on {original.meta['threads']} thread(s)."
         )
         st.json(recipe, expanded=False)
+
+
+def user_models(original: Recommender, retrain: Recommender | None) -> None:
+    """A user's checkpoint: what was loaded, the gap (Retrain unavailable without one), a prompt."""
+    st.markdown("**Model card** — what was loaded")
+    show_model_card(ws.source, original)
+    gap_heading()
+    show_gap(ws, original, retrain, request)
+    if len(sets.forget):
+        show_prompt(original, ws.samples, int(sets.forget[0]), ws.titles, "The default request's first forget prompt")
+
+
+def gap_heading() -> None:
+    st.subheader("Memorization gap on the default request")
+    st.caption(
+        "Unlearning only means something if Original is measurably better on the forget set than Retrain, "
+        "which never saw it. Membership inference: forget samples (members) vs holdout users' samples "
+        "(non-members); 0.5 = no signal."
+    )
+
+
+if not job.finished:
+    if ws.user_model:
+        st.info(f"Loading {model_source_label(ws)} (nothing is trained for a user's checkpoint).")
+        poll_job(job, lambda j: "loading the checkpoint")
+    else:
+        st.info(
+            "Training the default model and its Retrain reference side by side (first launch only; cached "
+            "afterwards). The page stays usable."
+        )
+        poll_job(job, training_text)
+elif job.error:
+    st.error(job.error)
+else:
+    original, retrain = job.result
+    if ws.user_model:
+        user_models(original, retrain)
+    else:
+        item_models(original, retrain)
     request_builder(ws, original)

@@ -8,30 +8,42 @@ import os
 from collections.abc import Callable
 
 import streamlit as st
+from views import model_source_label
 
 from analysis.attribution import Attribution
 from cure_core.circuits import AttributionSettings, CircuitContext, circuit_context, get_attribution
 from cure_core.errors import CureError
 from cure_core.jobs import BackgroundJob
 from cure_core.model.recipe import recipe_from_json
+from cure_core.model_source import ModelSource
 from cure_core.requests import ForgetRequest
 from cure_core.workspace import Workspace
 
 
 @st.cache_resource(show_spinner="Loading the dataset ...")
 def workspace() -> Workspace:
-    """The data of ``CURE_DATA`` (default MovieLens-100K) and the recipe of ``CURE_RECIPE``
-    (JSON of recipe fields, e.g. a tiny model for a quick demo; default: the default model)."""
-    ws = Workspace(data=os.environ.get("CURE_DATA") or None, recipe=recipe_from_json(os.environ.get("CURE_RECIPE")))
+    """The data of ``CURE_DATA`` (default MovieLens-100K), the recipe of ``CURE_RECIPE`` (JSON of
+    recipe fields, e.g. a tiny model for a quick demo; default: the default model) and the model
+    of ``CURE_MODEL``, ``CURE_ADAPTER``, ``CURE_PROFILE`` ... (``cure app --model PATH`` sets them;
+    default: the item model trained here). A bad value raises a one-line :class:`CureError`."""
+    ws = Workspace(
+        data=os.environ.get("CURE_DATA") or None,
+        recipe=recipe_from_json(os.environ.get("CURE_RECIPE")),
+        source=ModelSource.from_environment(),
+    )
     _ = ws.samples  # build the samples now, once, for every session
     return ws
 
 
 @st.cache_resource
 def default_models_job(_ws: Workspace) -> BackgroundJob:
-    """One shared background run that loads or trains Original and Retrain of the default request."""
+    """One shared background run that loads or trains Original and Retrain of the default request.
+    Its result is ``(original, retrain)``; a user's checkpoint is loaded, never trained, and its
+    Retrain is ``None`` when none was given (see :data:`views.NO_RETRAIN`)."""
     request = _ws.default_request()
-    return BackgroundJob("default-models", lambda progress: _ws.ensure_models(request, progress=progress, quiet=True))
+    return BackgroundJob(
+        "default-models", lambda progress: _ws.reference_models(request, progress=progress, quiet=True)
+    )
 
 
 @st.cache_resource(show_spinner="Loading the model into TransformerLens ...")
@@ -47,7 +59,7 @@ def attribution(_ctx: CircuitContext, request_id: str, set_name: str, settings_j
     return get_attribution(_ctx, set_name, AttributionSettings.model_validate_json(settings_json), quiet=True)
 
 
-def require_models(job: BackgroundJob) -> None:
+def require_models(job: BackgroundJob, user_model: bool = False) -> None:
     """Stop the page until the default models are ready, showing their progress and polling
     every 2 s, so the page opens by itself as soon as they are."""
     if job.finished and not job.error:
@@ -56,7 +68,8 @@ def require_models(job: BackgroundJob) -> None:
         st.error(job.error)
         st.stop()
     st.info(
-        "The default model is still training (see the Home page for details). This page opens as soon as it is ready."
+        ("Your checkpoint is still loading" if user_model else "The default model is still training")
+        + " (see the Home page for details). This page opens as soon as it is ready."
     )
     poll_job(job, lambda j: f"{j.fraction:.0%}")
     st.stop()
@@ -80,9 +93,10 @@ def poll_job(
     poll()
 
 
-def analysis_page(title: str) -> tuple[Workspace, ForgetRequest]:
+def analysis_page(title: str, user_model_notice: str | None = None) -> tuple[Workspace, ForgetRequest]:
     """Header of a page that needs the default model: title, workspace and default request
-    (a readable error instead of a traceback), then wait for the models."""
+    (a readable error instead of a traceback), then wait for the models. On a user's checkpoint
+    a page that does not work there yet gives ``user_model_notice``, and stops."""
     st.set_page_config(page_title=f"{title} · CURE Studio", layout="wide")
     st.title(title)
     try:
@@ -91,7 +105,12 @@ def analysis_page(title: str) -> tuple[Workspace, ForgetRequest]:
     except CureError as err:
         st.error(str(err))
         st.stop()
-    require_models(default_models_job(ws))
+    if ws.user_model and user_model_notice:
+        st.info(user_model_notice)
+        st.stop()
+    require_models(default_models_job(ws), ws.user_model)
+    if ws.user_model:
+        st.caption(f"On {model_source_label(ws)}.")
     return ws, request
 
 

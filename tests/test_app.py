@@ -4,6 +4,7 @@ import math
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
@@ -13,6 +14,7 @@ from cure_core.jobs import cancel_all
 from tests.test_data import write_grouplens
 
 HOME = str(Path(__file__).resolve().parent.parent / "app" / "Home.py")
+APP_DIR = str(Path(HOME).parent)  # `streamlit run app/Home.py` puts app/ on the path for its pages
 
 
 @pytest.fixture(autouse=True)
@@ -160,3 +162,156 @@ def test_user_errors_show_as_one_line_in_the_page(tmp_path, synthetic, monkeypat
     monkeypatch.setenv("CURE_RECIPE", '{"n_layer": 0}')
     at = AppTest.from_file(HOME, default_timeout=60).run()
     assert not at.exception and any("invalid recipe" in e.value for e in at.error), [e.value for e in at.error]
+
+
+# --- a user's own checkpoint (cure app --model PATH --adapter PATH --profile compact) --------------
+
+REPORT_PAGE = str(Path(__file__).resolve().parent.parent / "app" / "pages" / "4_Report.py")
+USER_PAGES = {"Home": HOME, "Circuits": CIRCUITS, "Module groups": GROUPS_PAGE, "Unlearning": UNLEARNING_PAGE}
+
+
+def _open_user_page(page: str, tmp_path, synthetic, monkeypatch, checkpoint, state=None) -> AppTest:
+    """A page on a tiny user checkpoint with its LoRA adapter and the compact profile, run until
+    the shared background job has loaded it. ``state``: session state set before the first run
+    (e.g. few prompts per set, so attribution stays cheap)."""
+    model, adapter = checkpoint
+    monkeypatch.setenv("CURE_DATA", str(write_grouplens(tmp_path / "ml", synthetic)))
+    monkeypatch.setenv("CURE_MODEL", str(model))
+    monkeypatch.setenv("CURE_ADAPTER", str(adapter))
+    monkeypatch.setenv("CURE_PROFILE", "compact")
+    monkeypatch.syspath_prepend(APP_DIR)
+    at = AppTest.from_file(page, default_timeout=300)
+    for key, value in (state or {}).items():
+        at.session_state[key] = value
+    for _ in range(100):
+        at.run()
+        if not any("still loading" in i.value or "Loading your checkpoint" in i.value for i in at.info):
+            break
+        time.sleep(0.2)
+    return at
+
+
+def _one_line_errors(at: AppTest) -> list[str]:
+    """The page's errors, each checked to be one line (a CureError's text, never a traceback)."""
+    errors = [e.value for e in at.error]
+    assert all("\n" not in e and "Traceback" not in e for e in errors), errors
+    return errors
+
+
+def test_home_on_a_user_checkpoint_shows_its_card_and_no_retrain(tmp_path, synthetic, monkeypatch, user_checkpoints):
+    monkeypatch.syspath_prepend(APP_DIR)
+    from views import NO_RETRAIN
+
+    at = _open_user_page(HOME, tmp_path, synthetic, monkeypatch, user_checkpoints["qwen2"])
+    assert not at.exception, at.exception
+    assert not _one_line_errors(at)
+    card = next(d.value for d in at.dataframe if "architecture" in d.value.index)
+    assert card.loc["architecture", "value"].startswith("Qwen2ForCausalLM")
+    assert "4 query heads, 2 key/value heads" in card.loc["heads", "value"]
+    assert card.loc["adapter", "value"].startswith("LoRA rank ") and "q_proj" in card.loc["adapter", "value"]
+    assert card.loc["profile", "value"].startswith("compact") and card.loc["Retrain", "value"] == NO_RETRAIN
+    assert card.loc["dtype", "value"] == "fp32" and card.loc["device", "value"] == "cpu"
+    assert any(i.value == NO_RETRAIN for i in at.info)
+    prompt = at.code[0].value  # the default request's first forget prompt, in the profile's words
+    assert prompt.startswith("User ") and prompt.endswith("Answer:")
+
+    at.button(key=next(b.key for b in at.button if b.label == "Evaluate")).click().run()
+    assert not at.exception and not _one_line_errors(at)
+    gap = next(d.value for d in at.dataframe if "Retrain" in d.value.columns)
+    assert (gap["Retrain"] == "unavailable").all() and "Original − Retrain" not in gap.columns
+    assert 0 <= gap.loc["test AUC", "Original"] <= 1 and gap.loc["forget LogLoss", "Original"] > 0
+
+    at.radio(key="builder_how").set_value("user ids")
+    at.text_input(key="builder_ids").input("1, 2")
+    next(b for b in at.button if b.label == "Create request").click().run()
+    assert not at.exception and not _one_line_errors(at)
+    assert any("2 given user(s)" in m.value for m in at.markdown)
+    assert len(at.code) == 2 and at.code[1].value.startswith(("User 1 ", "User 2 "))
+    assert "Train Retrain now" not in [b.label for b in at.button]  # nothing is trained for a user's model
+
+
+@pytest.mark.parametrize("arch", ["qwen2", "llama", "gpt2"])
+def test_every_page_opens_on_a_user_checkpoint(arch, tmp_path, synthetic, monkeypatch, user_checkpoints):
+    """Each page on each architecture: no exception, errors one line, the text-model notes."""
+    monkeypatch.syspath_prepend(APP_DIR)
+    from views import NO_EMBEDDING_ROWS, NO_RETRAIN, NO_USER_UNLEARNING
+
+    few = {"n_prompts": 64, "groups_prompts": 64}
+    for name, page in USER_PAGES.items():
+        at = _open_user_page(page, tmp_path, synthetic, monkeypatch, user_checkpoints[arch], state=few)
+        assert not at.exception, (name, at.exception)
+        errors = _one_line_errors(at)
+        infos = [i.value for i in at.info]
+        if name == "Home":
+            assert not errors and NO_RETRAIN in infos
+        elif name == "Module groups":
+            assert NO_EMBEDDING_ROWS in infos
+            assert errors or {"separability"} <= {m.label for m in at.metric}
+        elif name == "Unlearning":
+            assert infos == [NO_USER_UNLEARNING] and not errors and not at.get("form")
+        elif not errors:  # Circuits, once attribution works on text models
+            labels = {m.label: m.value for m in at.metric}
+            assert math.isfinite(float(labels["faithfulness F on forget"]))
+            assert ("a0.kv0" in at.get("plotly_chart")[0].proto.spec) == (arch != "gpt2")
+        st.cache_resource.clear()
+    at = AppTest.from_file(REPORT_PAGE, default_timeout=60).run()
+    assert not at.exception and not at.error
+
+
+def test_a_bad_model_variable_is_one_line_on_every_page(tmp_path, synthetic, monkeypatch):
+    monkeypatch.setenv("CURE_DATA", str(write_grouplens(tmp_path / "ml", synthetic)))
+    monkeypatch.setenv("CURE_MODEL", str(tmp_path / "no-such-model"))
+    monkeypatch.syspath_prepend(APP_DIR)
+    for page in [HOME, *USER_PAGES.values()]:
+        at = AppTest.from_file(page, default_timeout=60).run()
+        assert not at.exception and any("no folder at" in e for e in _one_line_errors(at)), page
+        st.cache_resource.clear()
+
+
+def test_token_labels_skip_left_padding_and_spell_the_prompt(synthetic, user_checkpoints, monkeypatch):
+    """The tokens the attention heatmap is labelled with are the prompt's own, without padding."""
+    from cure_core.model_source import ModelSource
+    from cure_core.workspace import Workspace
+
+    monkeypatch.syspath_prepend(APP_DIR)
+    from views import prompt_text, token_labels
+
+    model, adapter = user_checkpoints["llama"]
+    ws = Workspace(dataset=synthetic, source=ModelSource(model=str(model), adapter=str(adapter), profile="compact"))
+    rec = ws.original()
+    idx = np.arange(0, len(ws.samples), len(ws.samples) // 40)[:40]
+    batch = rec.encode(ws.samples, idx)
+    assert (batch.attention_mask == 0).any()  # the rows differ in length, so some are padded
+    for j, i in enumerate(idx):
+        words = token_labels(rec, batch.input_ids[[j]], batch.attention_mask[[j]], ws.titles, numbered=False)
+        assert "".join(words) == prompt_text(rec, ws.samples, int(i), ws.titles)
+        assert len(words) == int(batch.attention_mask[j].sum())
+        numbered = token_labels(rec, batch.input_ids[[j]], batch.attention_mask[[j]], ws.titles)
+        assert len(set(numbered)) == len(numbered)
+
+
+@pytest.mark.parametrize("kv_heads", [2, 4])
+def test_circuit_figure_draws_kv_edges_to_key_value_heads(kv_heads, monkeypatch):
+    """With grouped-query attention every K/V edge ends at a key/value head node, joined to its
+    reader heads; without it the figure has no kv nodes."""
+    from analysis.circuit import top_n
+    from analysis.graph import GraphShape
+
+    monkeypatch.syspath_prepend(APP_DIR)
+    from circuit_plot import circuit_figure, kv_readers, positions
+
+    shape = GraphShape(2, 4, kv_heads)
+    scores = np.random.default_rng(0).normal(size=(shape.n_src, shape.n_dst))
+    circuit = top_n(shape, scores, 40)
+    fig = circuit_figure(circuit, scores, {"forget": np.zeros(shape.n_src)}, "qkv")
+    nodes = next(t for t in fig.data if t.name == "modules")
+    kv_nodes = [n for n in nodes.customdata if ".kv" in n]
+    assert len(kv_nodes) == (shape.n_layers * kv_heads if shape.grouped else 0)
+    pos = positions(shape)
+    ends = set()
+    for trace in fig.data:
+        if trace.name in ("k", "v"):
+            ends |= {(x, y) for x, y in zip(trace.x[1::3], trace.y[1::3], strict=True)}
+    assert ends and ends <= {pos[n] for n in (kv_nodes or pos)}
+    if shape.grouped:
+        assert kv_readers(shape, "a1.kv1") == ["a1.h2", "a1.h3"]

@@ -12,8 +12,9 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
-from circuit_plot import circuit_figure
+from circuit_plot import circuit_figure, kv_readers
 from state import analysis_page, attribution, context, request_picker
+from views import real_positions, show_prompt, token_labels
 
 from analysis.activations import attention_pattern
 from analysis.circuit import Circuit, select, size_curve
@@ -180,6 +181,11 @@ with right:
     st.subheader("Module")
     if not selected:
         st.caption("Click a node in the graph to see its scores and, for a head, its attention pattern.")
+    elif ".kv" in selected:
+        st.caption(
+            f"{selected}: a key/value head (grouped-query attention), read by "
+            f"{', '.join(kv_readers(shape, selected))}; click one of them for its attention pattern."
+        )
     else:
         index = shape.src_names.index(selected) if selected in shape.src_names else None
         if index is not None:
@@ -190,19 +196,22 @@ with right:
         if head is not None:
             forget = ctx.sets.forget
             which = st.number_input("forget-set prompt #", 0, len(forget) - 1, 0)
-            ids = ctx.rec.encode(ctx.samples, forget[[which]]).input_ids
-            pattern = attention_pattern(ctx.bridge, ids, layer, head)
-            tokens = [ctx.rec.encoder.vocab.tokens[i] for i in ids[0].tolist()]
-            labels = [f"{i}:{ws.titles.get(t[2:], t)[:18] if t.startswith('i:') else t}" for i, t in enumerate(tokens)]
+            batch = ctx.rec.encode(ctx.samples, forget[[which]])
+            keep = real_positions(batch.input_ids, batch.attention_mask)
+            pattern = attention_pattern(ctx.bridge, batch.input_ids, layer, head)[np.ix_(keep, keep)]
+            labels = token_labels(ctx.rec, batch.input_ids, batch.attention_mask, ws.titles)
             heat = go.Figure(go.Heatmap(z=pattern, x=labels, y=labels, colorscale="Blues"))
             heat.update_layout(
-                height=420,
+                height=420 if len(labels) < 40 else 720,
                 yaxis_autorange="reversed",
                 xaxis_title="attended (key)",
                 yaxis_title="attending (query)",
                 margin={"t": 10},
             )
             st.plotly_chart(heat, width="stretch")
+            if ctx.rec.text_mode:
+                with st.expander("the prompt as text"):
+                    show_prompt(ctx.rec, ctx.samples, int(forget[which]), ws.titles, "Forget prompt")
 
 st.subheader("Export")
 doc = document(

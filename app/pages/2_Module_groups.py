@@ -10,12 +10,14 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 from state import analysis_page, context
+from views import NO_EMBEDDING_ROWS
 
 from analysis.ablation import MODES
 from cure_core.ablation import ablation_table
 from cure_core.circuits import AttributionSettings, CircuitContext
 from cure_core.errors import CureError
 from cure_core.groups import (
+    CIRCUIT_KINDS,
     EMBEDDING_KINDS,
     GROUPS,
     GroupSettings,
@@ -73,6 +75,8 @@ def ablation(_ctx: CircuitContext, request_id: str, modules: tuple[str, ...], mo
     return ablation_table(_ctx, list(modules), mode, corruption)  # type: ignore[arg-type]
 
 
+if ws.user_model:
+    st.info(NO_EMBEDDING_ROWS)
 attribution_settings = AttributionSettings(corruption=corruption, n_prompts=n_prompts)
 group_settings = GroupSettings(threshold_rule=rule, threshold=float(threshold), null_draws=draws)
 try:
@@ -106,19 +110,25 @@ for note in groups.warnings:
     st.warning(note)
 
 table = groups.table
-modules = table[table["kind"].isin(["head", "mlp"])]
+modules = table[table["kind"].isin(["head", "mlp"])]  # what ablation knocks out
+drawn = table[table["kind"].isin(CIRCUIT_KINDS)]
 shape_layers = int(modules["layer"].max()) + 1
 n_heads = int(modules["head"].max()) + 1
+kv_rows = drawn[drawn["kind"] == "kv head"]
+n_kv = int(kv_rows["head"].max()) + 1 if len(kv_rows) else 0
+row_of = {"head": 0, "kv head": n_heads, "mlp": n_heads + n_kv}  # heatmap rows: heads, kv heads, MLP
+n_rows = n_heads + n_kv + 1
 codes = {g: i for i, g in enumerate(GROUPS)}
-z = np.full((n_heads + 1, shape_layers), np.nan)
-hover = [["" for _ in range(shape_layers)] for _ in range(n_heads + 1)]
-for _, row in modules.iterrows():
-    r = n_heads if row["kind"] == "mlp" else int(row["head"])
+z = np.full((n_rows, shape_layers), np.nan)
+hover = [["" for _ in range(shape_layers)] for _ in range(n_rows)]
+for _, row in drawn.iterrows():
+    r = row_of[row["kind"]] + (0 if row["kind"] == "mlp" else int(row["head"]))
     z[r, int(row["layer"])] = codes[row["group"]]
     hover[r][int(row["layer"])] = (
         f"{row['module']}: {row['group']}<br>I forget {row['importance_forget']:.3f}, I retain "
         f"{row['importance_retain']:.3f}<br>difference {row['difference']:+.3f}, null {row['null']:.3f}"
     )
+row_labels = [f"head {h}" for h in range(n_heads)] + [f"kv head {g}" for g in range(n_kv)] + ["MLP"]
 scale = [[i / (len(GROUPS) - 1), GROUP_COLOURS[g]] for i, g in enumerate(GROUPS)]
 heat = go.Figure(
     go.Heatmap(
@@ -135,8 +145,8 @@ heat = go.Figure(
 )
 heat.update_layout(
     xaxis={"tickvals": list(range(shape_layers)), "ticktext": [f"layer {i}" for i in range(shape_layers)]},
-    yaxis={"tickvals": list(range(n_heads + 1)), "ticktext": [f"head {h}" for h in range(n_heads)] + ["MLP"]},
-    height=120 + 60 * (n_heads + 1),
+    yaxis={"tickvals": list(range(n_rows)), "ticktext": row_labels},
+    height=120 + 60 * n_rows,
     margin={"t": 10, "b": 10},
     template="plotly_white",
 )
@@ -145,6 +155,11 @@ with left:
     st.plotly_chart(heat, width="stretch")
     colours = {"forget-specific": "red", "retain-specific": "blue", "task-shared": "violet"}
     st.caption(" · ".join(f":{colours.get(g, 'gray')}[{g}]" for g in GROUPS))
+    if n_kv:
+        st.caption(
+            f"Grouped-query attention: {n_kv} key/value heads per layer, each read by {n_heads // n_kv} query "
+            "heads; a kv head row sums its readers' importances and follows their group."
+        )
 with right:
     st.dataframe(groups.sizes(), width="stretch")
     rows = table[table["kind"].isin(EMBEDDING_KINDS)]
@@ -157,7 +172,8 @@ with right:
 st.subheader("Ablate a group")
 st.caption(
     "Knock out every head and MLP of the chosen groups and compare forget-set and test metrics with the "
-    "intact model (256 seeded probe prompts each). Embedding rows are not ablated here."
+    "intact model (256 seeded probe prompts each). Embedding rows and kv head rows (summaries of their "
+    "reader heads) are not ablated here."
 )
 toggle_cols = st.columns(len(GROUPS) + 1)
 chosen = [g for g, col in zip(GROUPS, toggle_cols, strict=False) if col.toggle(g, key=f"ablate-{g}", value=False)]

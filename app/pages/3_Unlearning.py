@@ -11,6 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 from state import analysis_page, poll_job, request_picker
+from views import NO_USER_UNLEARNING
 
 from cure_core.jobs import BackgroundJob
 from cure_core.requests import load_request
@@ -19,7 +20,7 @@ from cure_core.unlearning.compare import comparison_table, pareto_figure, refere
 from cure_core.unlearning.methods import METHODS, UnlearnConfig
 from cure_core.unlearning.runs import checkpoint_archive, get_run, load_history
 
-ws, request = analysis_page("Unlearning")
+ws, request = analysis_page("Unlearning", user_model_notice=NO_USER_UNLEARNING)
 session = st.session_state.setdefault("unlearning", {"runs": [], "active": None})
 
 with st.sidebar:
