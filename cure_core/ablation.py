@@ -31,13 +31,13 @@ def ablation_table(
     for name, idx in (("forget", ctx.sets.forget), ("test", ctx.sets.test)):
         probe = np.sort(rng.choice(idx, size=min(n_probe, len(idx)), replace=False))
         batches = prompt_batches(ctx.rec, ctx.samples, probe, ctx.request, settings)
-        labels = ctx.samples.label[probe]
+        labels = ctx.samples.label[batches.idx]  # text mode drops probes without a same-length corruption
         before = ablated_metric(ctx.bridge, batches, answer_metric(ctx.rec), [], mode)
         after = ablated_metric(ctx.bridge, batches, answer_metric(ctx.rec), modules, mode) if modules else before
         rows.append(
             {
                 "set": name,
-                "prompts": len(probe),
+                "prompts": len(batches.idx),
                 "AUC": safe_auc(labels, before),
                 "AUC ablated": safe_auc(labels, after),
                 "mean margin": float(before.mean()),

@@ -38,9 +38,11 @@ from cure_core.corruptions import corrupt
 from cure_core.data.samples import Samples
 from cure_core.errors import CureError
 from cure_core.model.recommender import Recommender
+from cure_core.profiles.encoder import ProfileEncoder
 from cure_core.progress import Progress, ProgressFn
 from cure_core.requests import ForgetRequest, RequestSets
 from cure_core.settings import Seed
+from cure_core.text_corruptions import PromptBatches, pair_batches, text_pairs
 
 if TYPE_CHECKING:
     from cure_core.workspace import Workspace
@@ -94,10 +96,40 @@ def split_prompts(indices: np.ndarray, settings: AttributionSettings) -> tuple[n
 
 def prompt_batches(
     rec: Recommender, samples: Samples, idx: np.ndarray, request: ForgetRequest, settings: AttributionSettings
-) -> list[PromptBatch]:
-    """Clean/corrupted token-id pairs of samples ``idx`` in batches (seeded)."""
+) -> PromptBatches:
+    """Clean/corrupted token-id pairs of samples ``idx`` in batches (seeded).
+
+    Item mode: fixed-length prompts, every sample kept. Text mode (a profile encoder): titles
+    swapped for same-length ones (``cure_core.text_corruptions``), left padded with attention
+    masks; samples without a same-length pair are dropped — a warning says how many, and the
+    result's ``idx`` / ``dropped`` say which samples the batches hold."""
     rng = np.random.default_rng(settings.seed + 1)
     known = rec.user_known(samples, idx)
+    size = settings.batch_size
+
+    def weight(held: np.ndarray) -> torch.Tensor:
+        return (
+            torch.ones(len(held))
+            if settings.metric == "margin"
+            else torch.from_numpy(2.0 * samples.label[held] - 1).float()
+        )
+
+    if isinstance(rec.encoder, ProfileEncoder):
+        pairs = text_pairs(rec.encoder, settings.corruption, samples, idx, known, request, rng)
+        if not len(pairs.kept):
+            raise CureError(
+                f"none of the {len(idx)} prompt(s) has a {settings.corruption}-corrupted partner of the same "
+                "token length",
+                "use another corruption (history or target swap titles for same-length ones), or more prompts",
+            )
+        if pairs.dropped:
+            warnings.warn(
+                f"{pairs.dropped} of {len(idx)} prompt(s) had no same-length {settings.corruption}-corrupted "
+                "partner and were dropped",
+                stacklevel=2,
+            )
+        held = idx[pairs.kept]
+        return PromptBatches(pair_batches(pairs, weight(held), size, rec.encoder.pad_id), held, pairs.dropped)
     clean = rec.encode(samples, idx)
     bad = corrupt(settings.corruption, samples, idx, known, request, rng)
     corrupted = rec.encoder.encode(
@@ -105,17 +137,19 @@ def prompt_batches(
     )
     if clean.attention_mask is not None:
         raise CureError(
-            "circuit discovery needs an item-mode model (fixed-length prompts)",
-            "use a model trained here (`cure train`); text-mode prompts change length under corruption",
+            "circuit discovery needs an item-mode model or a text-mode model with a prompt profile",
+            "use a model trained here (`cure train`) or load the checkpoint with a prompt profile; this "
+            "encoder's prompts change length under corruption",
         )
-    weight = (
-        torch.ones(len(idx)) if settings.metric == "margin" else torch.from_numpy(2.0 * samples.label[idx] - 1).float()
+    w = weight(idx)
+    return PromptBatches(
+        [
+            PromptBatch(clean.input_ids[i : i + size], corrupted.input_ids[i : i + size], w[i : i + size])
+            for i in range(0, len(idx), size)
+        ],
+        idx,
+        0,
     )
-    size = settings.batch_size
-    return [
-        PromptBatch(clean.input_ids[i : i + size], corrupted.input_ids[i : i + size], weight[i : i + size])
-        for i in range(0, len(idx), size)
-    ]
 
 
 def answer_metric(rec: Recommender) -> LogitDiff:
@@ -240,7 +274,12 @@ def get_attribution(
             answer_metric(ctx.rec),
             settings.method,
             settings.steps,
-            settings={"set": set_name, "request": ctx.request.id, **settings.model_dump()},
+            settings={
+                "set": set_name,
+                "request": ctx.request.id,
+                **settings.model_dump(),
+                "dropped_pairs": batches.dropped,
+            },
             progress=lambda done: bar.update(done - bar.done),
         )
     finally:

@@ -149,8 +149,12 @@ class ModuleGroups:
         table = self.table.copy()
         table.loc[table["kind"].isin(CIRCUIT_KINDS), "group"] = "task-shared"
         note = "ablation: heads and MLPs are all task-shared, whatever their circuits say"
+        return ModuleGroups(table, self.separability, self.settings, list(self.warnings)).with_note(note)
+
+    def with_note(self, *notes: str) -> ModuleGroups:
+        """The same groups with ``notes`` added to the warnings."""
         return ModuleGroups(
-            table=table, separability=self.separability, settings=self.settings, warnings=[*self.warnings, note]
+            table=self.table, separability=self.separability, settings=self.settings, warnings=[*self.warnings, *notes]
         )
 
 
@@ -333,6 +337,15 @@ def groups_for_request(
     usage = None
     if settings.embedding_rows and hasattr(ctx.rec.encoder, "vocab"):
         usage = embedding_usage(ctx.samples, ctx.sets, ctx.rec.encoder.vocab.tokens, ctx.rec.known_users)
-    return group_modules(
+    groups = group_modules(
         results["forget"].shape, results["forget"], results["retain"], [results[n] for n in names[2:]], settings, usage
     )
+    if settings.embedding_rows and ctx.rec.text_mode:
+        groups = groups.with_note(TEXT_MODE_NOTE)
+    return groups
+
+
+TEXT_MODE_NOTE = (
+    "no user or item embedding rows are grouped: a text model writes users and titles as ordinary words, whose "
+    "token embeddings every user shares, so no embedding row belongs to the forget set alone"
+)

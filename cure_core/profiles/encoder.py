@@ -6,6 +6,8 @@ every row, so rows are padded on the left and carry an attention mask.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
@@ -15,6 +17,7 @@ from cure_core.data.samples import Samples
 from cure_core.errors import CureError
 from cure_core.profiles.answers import answer_token_ids
 from cure_core.profiles.profile import Profile
+from cure_core.profiles.slots import Slots, WrittenPrompt, mark
 from cure_core.prompts import EncodedBatch
 
 
@@ -39,6 +42,8 @@ class ProfileEncoder:
             for i in samples.item_ids
         ]
         self.users = self._user_fields(dataset, samples)
+        self.user_ids = list(samples.user_ids)
+        self._lengths: dict[tuple[str, str], np.ndarray] = {}
         user_code = {u: c for c, u in enumerate(samples.user_ids)}
         item_code = {it: c for c, it in enumerate(samples.item_ids)}
         r = dataset.ratings
@@ -78,33 +83,65 @@ class ProfileEncoder:
             )
         return [{f: table.at[u, f] for f in needed} for u in samples.user_ids]
 
+    def slots(self, samples: Samples, i: int, user_known: bool = True) -> Slots:
+        """What the prompt of sample ``i`` writes, slot by slot."""
+        user = int(samples.user[i])
+        history = tuple(int(item) for item in samples.history[i])
+        return Slots(
+            user=user,
+            history=history,
+            likes=tuple(bool(like) for like in samples.history_likes[i]),
+            stars=tuple(round(self.stars[(user, item)]) for item in history),
+            target=int(samples.target[i]),
+            user_known=bool(user_known),
+        )
+
     def prompt(self, samples: Samples, i: int, user_known: bool = True) -> str:
         """The prompt of sample ``i``; an unknown user is written without their id."""
-        user = int(samples.user[i])
+        return self.write(self.slots(samples, i, user_known))
+
+    def write(self, slots: Slots, item_text: Callable[[int, int], str] | None = None) -> str:
+        """The prompt of ``slots``; ``item_text(slot, item)`` overrides how an item is written."""
+        text = item_text or (lambda slot, item: self.item_text[item])
         entries, liked, disliked = [], [], []
-        for pos, (item, like) in enumerate(zip(samples.history[i], samples.history_likes[i], strict=True)):
-            stars = round(self.stars[(user, int(item))])
-            entry = self.profile.render_entry(
-                item=self.item_text[item], index0=pos, index=pos + 1, stars=stars, liked=bool(like)
-            )
+        for pos, (item, like, stars) in enumerate(zip(slots.history, slots.likes, slots.stars, strict=True)):
+            entry = self.profile.render_entry(item=text(pos, item), index0=pos, index=pos + 1, stars=stars, liked=like)
             entries.append(entry)
             (liked if like else disliked).append(entry)
         return self.profile.render(
             history=entries,
             liked=liked,
             disliked=disliked,
-            target=self.item_text[samples.target[i]],
-            user_id=samples.user_ids[user] if user_known else "",
-            user_known=bool(user_known),
-            **self.users[user],
+            target=text(slots.target_slot, slots.target),
+            user_id=self.user_ids[slots.user] if slots.user_known else "",
+            user_known=slots.user_known,
+            **self.users[slots.user],
         )
+
+    def written(self, slots: Slots) -> WrittenPrompt:
+        """The prompt of ``slots`` with the character span of every item it writes."""
+        marked = self.write(slots, lambda slot, item: mark(self.item_text[item], slot))
+        return WrittenPrompt.from_marked(marked, self.write(slots), f"profile {self.profile.name}")
+
+    def token_ids(self, texts: list[str]) -> list[list[int]]:
+        """``texts`` tokenized as prompts (with the profile's special tokens), unpadded."""
+        if not texts:
+            return []
+        return self.tokenizer(texts, add_special_tokens=self.profile.add_special_tokens)["input_ids"]
+
+    def item_lengths(self, left: str, right: str) -> np.ndarray:
+        """Tokens in ``left + item + right`` for every item code: an item's length in that
+        context, up to a constant (cached per context)."""
+        key = (left, right)
+        if key not in self._lengths:
+            rows = self.tokenizer([left + t + right for t in self.item_text], add_special_tokens=False)["input_ids"]
+            self._lengths[key] = np.array([len(r) for r in rows])
+        return self._lengths[key]
 
     def encode(self, samples: Samples, idx: np.ndarray, user_known: np.ndarray | None = None) -> EncodedBatch:
         known = np.ones(len(idx), bool) if user_known is None else user_known
         prompts = [self.prompt(samples, int(i), bool(k)) for i, k in zip(idx, known, strict=True)]
-        rows = (
-            self.tokenizer(prompts, add_special_tokens=self.profile.add_special_tokens)["input_ids"] if prompts else []
-        )
+        rows = self.token_ids(prompts)
         width = max((len(r) for r in rows), default=0)
         ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)

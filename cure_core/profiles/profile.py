@@ -68,10 +68,14 @@ class Profile:
     add_special_tokens: bool = True
 
     @property
+    def variables(self) -> frozenset[str]:
+        """The PROMPT_VARIABLES the prompt template uses."""
+        return frozenset(meta.find_undeclared_variables(_ENV.parse(self.template)))
+
+    @property
     def user_fields(self) -> tuple[str, ...]:
         """The user-file fields the prompt uses (the dataset must have them)."""
-        used = meta.find_undeclared_variables(_ENV.parse(self.template))
-        return tuple(f for f in USER_FIELDS if f in used)
+        return tuple(f for f in USER_FIELDS if f in self.variables)
 
     @cached_property
     def _compiled(self) -> tuple[jinja2.Template, jinja2.Template, jinja2.Template]:
