@@ -139,9 +139,10 @@ try:
 except CureError as err:
     st.error(str(err))
     st.stop()
+reference = "no Retrain given" if ws.user_model and not ws.source.has_retrain else "the Retrain reference"
 st.caption(
     f"Circuit-aware unlearning for LLM-based recommenders — {ws.dataset.name}, {model_source_label(ws)}, and "
-    "the Retrain reference."
+    f"{reference}."
 )
 
 left, right = st.columns(2)

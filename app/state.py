@@ -141,3 +141,19 @@ def request_picker(ws: Workspace, default: ForgetRequest, key: str) -> ForgetReq
         st.error(str(err))
         st.stop()
     return request
+
+
+def start_gate(ws: Workspace, key: str, what: str) -> None:
+    """On a user's checkpoint (possibly large, possibly on a CPU) a page's costly computation
+    starts when asked, once per session: until then the page explains ``what`` it will compute
+    with the sidebar's settings, offers a button, and stops. The item model starts at once."""
+    if not ws.user_model or st.session_state.get(key):
+        return
+    st.info(
+        f"{what} Choose the settings in the sidebar, then start; results are cached on disk, and later changes "
+        "in this session recompute at once."
+    )
+    if st.button("Start", key=f"{key}-button", type="primary"):
+        st.session_state[key] = True
+        st.rerun()
+    st.stop()

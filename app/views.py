@@ -23,12 +23,6 @@ NO_USER_UNLEARNING = (
     "groups and the Home page's evaluation work on your model now; to run unlearning, start `cure app` without "
     "--model (the item model)."
 )
-NO_EMBEDDING_ROWS = (
-    "No embedding rows in a text model: an item model has one token per user and per item, so the rows a "
-    "forget set's users and titles use can be grouped (and reset) apart from everyone else's. Your checkpoint "
-    "writes users and titles in words, and every word-piece is shared by all users, so there is no row that "
-    "belongs to the forget set: only heads, key/value heads and MLPs are grouped."
-)
 
 
 def model_source_label(ws: Workspace) -> str:

@@ -1,5 +1,6 @@
 """The app's home page renders on given data while its models train in the background."""
 
+import json
 import math
 import time
 from pathlib import Path
@@ -232,28 +233,50 @@ def test_home_on_a_user_checkpoint_shows_its_card_and_no_retrain(tmp_path, synth
 
 @pytest.mark.parametrize("arch", ["qwen2", "llama", "gpt2"])
 def test_every_page_opens_on_a_user_checkpoint(arch, tmp_path, synthetic, monkeypatch, user_checkpoints):
-    """Each page on each architecture: no exception, errors one line, the text-model notes."""
+    """Each page on each architecture: no exception or error, the text-model notes, real tokens
+    on the attention heatmap, key/value heads in the graph and the groups of a GQA model.
+    Module groups are computed on Qwen2 only (the other two show the page up to its Start)."""
     monkeypatch.syspath_prepend(APP_DIR)
-    from views import NO_EMBEDDING_ROWS, NO_RETRAIN, NO_USER_UNLEARNING
+    from views import NO_RETRAIN, NO_USER_UNLEARNING
 
-    few = {"n_prompts": 64, "groups_prompts": 64}
+    from cure_core.groups import TEXT_MODE_NOTE
+
+    few = {"n_prompts": 64, "groups_prompts": 64, "groups_draws": 2, "circuits_method": "eap"}
     for name, page in USER_PAGES.items():
         at = _open_user_page(page, tmp_path, synthetic, monkeypatch, user_checkpoints[arch], state=few)
         assert not at.exception, (name, at.exception)
-        errors = _one_line_errors(at)
+        start = [b for b in at.button if b.label == "Start"]  # costly work on a user's model waits for it
+        assert len(start) == (name in ("Circuits", "Module groups")) and not at.metric
+        started = name == "Circuits" or (name == "Module groups" and arch == "qwen2")
+        if started:
+            start[0].click().run()
+            assert not at.exception, (name, at.exception)
+        assert not _one_line_errors(at), name
         infos = [i.value for i in at.info]
         if name == "Home":
-            assert not errors and NO_RETRAIN in infos
+            assert NO_RETRAIN in infos
         elif name == "Module groups":
-            assert NO_EMBEDDING_ROWS in infos
-            assert errors or {"separability"} <= {m.label for m in at.metric}
+            assert any(TEXT_MODE_NOTE[1:] in i for i in infos)
+            if started:
+                assert "separability" in {m.label for m in at.metric}
+                modules = at.dataframe[-1].value
+                assert set(modules["kind"]) == {"head", "kv head", "mlp"}  # no embedding rows in text mode
+                assert "kv head 1" in at.get("plotly_chart")[0].proto.spec
         elif name == "Unlearning":
-            assert infos == [NO_USER_UNLEARNING] and not errors and not at.get("form")
-        elif not errors:  # Circuits, once attribution works on text models
+            assert infos == [NO_USER_UNLEARNING] and not at.get("form")
+        else:  # Circuits
             labels = {m.label: m.value for m in at.metric}
             assert math.isfinite(float(labels["faithfulness F on forget"]))
             assert ("a0.kv0" in at.get("plotly_chart")[0].proto.spec) == (arch != "gpt2")
-        st.cache_resource.clear()
+            at.session_state["selected_node"] = "a1.h1"  # what clicking the node does
+            at.run()
+            heat = json.loads(at.get("plotly_chart")[-1].proto.spec)["data"][0]
+            assert "".join(label.split(":", 1)[1] for label in heat["x"]) == at.code[-1].value  # the real tokens
+            if arch != "gpt2":
+                at.session_state["selected_node"] = "a1.kv0"
+                at.run()
+                assert any("a1.kv0: a key/value head" in c.value and "a1.h1" in c.value for c in at.caption)
+            assert not at.exception, at.exception
     at = AppTest.from_file(REPORT_PAGE, default_timeout=60).run()
     assert not at.exception and not at.error
 

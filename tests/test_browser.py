@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import sync_playwright
 
+from cure_core.model_source import ENVIRONMENT
 from tests.conftest import TINY_RECIPE
 from tests.test_data import write_grouplens
 
@@ -34,17 +35,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def app_url(tmp_path_factory, synthetic) -> Iterator[str]:
-    """A Streamlit server on synthetic data with the tiny recipe and its own cache."""
-    root = tmp_path_factory.mktemp("browser-app")
-    env = dict(
-        os.environ,
-        CURE_DATA=str(write_grouplens(root / "ml", synthetic)),
-        CURE_CACHE=str(root / "cache"),
-        CURE_RECIPE=TINY_RECIPE.model_dump_json(),
-        OMP_NUM_THREADS="1",
-    )
+def _serve(root: Path, **env: str) -> Iterator[str]:
+    """`streamlit run app/Home.py` on a free loopback port with ``env`` added; yields its URL."""
     port = _free_port()
     cmd = [
         sys.executable,
@@ -62,7 +54,10 @@ def app_url(tmp_path_factory, synthetic) -> Iterator[str]:
         "false",
     ]
     log = (root / "streamlit.log").open("w")
-    server = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    base = {k: v for k, v in os.environ.items() if k not in ENVIRONMENT.values()}  # no CURE_MODEL of the caller's
+    server = subprocess.Popen(
+        cmd, env={**base, "OMP_NUM_THREADS": "1", **env}, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(120):
@@ -76,8 +71,40 @@ def app_url(tmp_path_factory, synthetic) -> Iterator[str]:
         yield url
     finally:
         server.terminate()
-        server.wait(timeout=30)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=30)
         log.close()
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory, synthetic) -> Iterator[str]:
+    """A Streamlit server on synthetic data with the tiny recipe and its own cache."""
+    root = tmp_path_factory.mktemp("browser-app")
+    yield from _serve(
+        root,
+        CURE_DATA=str(write_grouplens(root / "ml", synthetic)),
+        CURE_CACHE=str(root / "cache"),
+        CURE_RECIPE=TINY_RECIPE.model_dump_json(),
+    )
+
+
+@pytest.fixture(scope="module")
+def user_app_url(tmp_path_factory, synthetic, user_checkpoints) -> Iterator[str]:
+    """A Streamlit server on a tiny Qwen2 checkpoint (grouped-query attention) with its LoRA
+    adapter, the compact profile and no Retrain: what `cure app --model ... --adapter ...` starts."""
+    root = tmp_path_factory.mktemp("browser-user-app")
+    model, adapter = user_checkpoints["qwen2"]
+    yield from _serve(
+        root,
+        CURE_DATA=str(write_grouplens(root / "ml", synthetic)),
+        CURE_CACHE=str(root / "cache"),
+        CURE_MODEL=str(model),
+        CURE_ADAPTER=str(adapter),
+        CURE_PROFILE="compact",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -193,3 +220,32 @@ def test_every_page_in_a_real_browser(app_url, browser, tmp_path):
     session_b.close()
     print("screenshots:", *map(str, shots), sep="\n  ")
     assert all(p.stat().st_size > 10_000 for p in shots)
+
+
+def test_every_page_on_a_user_checkpoint_in_a_real_browser(user_app_url, browser, tmp_path):
+    """Each page opens on a user's checkpoint without an exception: Home's model card and the
+    missing Retrain, the notes of Module groups and Unlearning, Circuits up to its Start button
+    (attribution itself is covered by the AppTest tests, on fewer prompts)."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.goto(user_app_url)
+    page.get_by_text("what was loaded").wait_for(timeout=SLOW_MS)
+    page.get_by_text("Qwen2ForCausalLM").first.wait_for(state="attached")  # a dataframe cell (drawn on a canvas)
+    assert page.get_by_text("Retrain: not given").count() > 0
+    page.get_by_text("Build a forget request").wait_for()
+    _no_exception(page)
+    page.screenshot(path=str(tmp_path / "user-home.png"), full_page=True)
+    checks = {
+        "Circuits": "attributes every edge of your model",
+        "Module groups": "no user or item embedding rows are grouped",
+        "Unlearning": "not available yet",
+        "Report": "No study has finished yet",
+    }
+    for name, text in checks.items():
+        _open(page, name)
+        page.get_by_text(text, exact=False).first.wait_for(timeout=SLOW_MS)
+        if name in ("Circuits", "Module groups"):
+            page.get_by_role("button", name="Start").wait_for(timeout=SLOW_MS)  # the script has run to its end
+        _no_exception(page)
+        page.screenshot(path=str(tmp_path / f"user-{name.replace(' ', '-').lower()}.png"), full_page=True)
+    context.close()

@@ -13,7 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 from circuit_plot import circuit_figure, kv_readers
-from state import analysis_page, attribution, context, request_picker
+from state import analysis_page, attribution, context, request_picker, start_gate
 from views import real_positions, show_prompt, token_labels
 
 from analysis.activations import attention_pattern
@@ -33,7 +33,11 @@ with st.sidebar:
     request = request_picker(ws, request, key="circuits_request")
     methods = choices(AttributionSettings, "method")
     method = st.radio(
-        "method", methods, index=methods.index(AttributionSettings.model_fields["method"].default), horizontal=True
+        "method",
+        methods,
+        index=methods.index(AttributionSettings.model_fields["method"].default),
+        horizontal=True,
+        key="circuits_method",
     )
     steps = st.slider("EAP-IG steps", 1, 20, 5, disabled=method == "eap")
     corruptions = choices(AttributionSettings, "corruption")
@@ -62,6 +66,12 @@ with st.sidebar:
     colour_by = st.radio("colour edges by", ["sign", "qkv"], horizontal=True, disabled=view == "overlap")
 
 settings = AttributionSettings(method=method, steps=steps, corruption=corruption, metric=metric, n_prompts=n_prompts)
+start_gate(
+    ws,
+    "circuits_started",
+    f"This page attributes every edge of your model with {method} on up to {n_prompts} forget and {n_prompts} "
+    "retain prompts, then measures faithfulness on held-out prompts.",
+)
 try:
     ctx: CircuitContext = context(ws, request.id)
     attributions = {
@@ -71,6 +81,13 @@ except CureError as err:
     st.error(str(err))
     st.stop()
 shape = attributions["forget"].shape
+dropped = {name: int(a.settings.get("dropped_pairs") or 0) for name, a in attributions.items()}
+if any(dropped.values()):
+    st.caption(
+        "Prompts without a same-length corrupted partner were left out of attribution: "
+        + ", ".join(f"{n} on {name}" for name, n in dropped.items())
+        + " (a text model's corruptions swap titles of equal token length)."
+    )
 scores = view_scores(attributions["forget"], attributions["retain"])
 shown = scores["forget" if view == "overlap" else view]
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
-from state import analysis_page, context
-from views import NO_EMBEDDING_ROWS
+from state import analysis_page, context, start_gate
 
 from analysis.ablation import MODES
 from cure_core.ablation import ablation_table
@@ -20,6 +19,7 @@ from cure_core.groups import (
     CIRCUIT_KINDS,
     EMBEDDING_KINDS,
     GROUPS,
+    TEXT_MODE_NOTE,
     GroupSettings,
     ModuleGroups,
     default_corruption,
@@ -53,7 +53,7 @@ with st.sidebar:
         if rule != "absolute"
         else st.number_input("absolute importance", 0.0, 1.0, 0.05, 0.01)
     )
-    draws = st.slider("matched control draws (noise floor)", 2, 8, 5)
+    draws = st.slider("matched control draws (noise floor)", 2, 8, 5, key="groups_draws")
     n_prompts = st.select_slider("prompts per set", [64, 128, 256, 512], value=512, key="groups_prompts")
 
 
@@ -76,9 +76,15 @@ def ablation(_ctx: CircuitContext, request_id: str, modules: tuple[str, ...], mo
 
 
 if ws.user_model:
-    st.info(NO_EMBEDDING_ROWS)
+    st.info(f"{TEXT_MODE_NOTE[0].upper()}{TEXT_MODE_NOTE[1:]}. Heads, key/value heads and MLPs are grouped.")
 attribution_settings = AttributionSettings(corruption=corruption, n_prompts=n_prompts)
 group_settings = GroupSettings(threshold_rule=rule, threshold=float(threshold), null_draws=draws)
+start_gate(
+    ws,
+    "groups_started",
+    f"This page attributes your model on up to {n_prompts} prompts of the forget set, the retain set and {draws} "
+    "matched control sets, then ablates the chosen groups on probe prompts.",
+)
 try:
     ctx = context(ws, request.id)
     groups = compute_groups(ctx, request.id, attribution_settings.model_dump_json(), group_settings.model_dump_json())
@@ -107,7 +113,8 @@ st.caption(
     f"({attribution_settings.steps} steps), corruption {corruption}, signed metric."
 )
 for note in groups.warnings:
-    st.warning(note)
+    if note != TEXT_MODE_NOTE:  # said above, before grouping
+        st.warning(note)
 
 table = groups.table
 modules = table[table["kind"].isin(["head", "mlp"])]  # what ablation knocks out
