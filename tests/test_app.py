@@ -231,6 +231,20 @@ def test_home_on_a_user_checkpoint_shows_its_card_and_no_retrain(tmp_path, synth
     assert "Train Retrain now" not in [b.label for b in at.button]  # nothing is trained for a user's model
 
 
+def test_home_names_a_given_retrain(tmp_path, synthetic, monkeypatch, user_checkpoints):
+    """With --retrain-adapter the card says where Retrain comes from and nothing is unavailable."""
+    monkeypatch.syspath_prepend(APP_DIR)
+    from views import NO_RETRAIN
+
+    model, adapter = user_checkpoints["gpt2"]
+    monkeypatch.setenv("CURE_RETRAIN_ADAPTER", str(adapter))
+    at = _open_user_page(HOME, tmp_path, synthetic, monkeypatch, (model, adapter))
+    assert not at.exception and not _one_line_errors(at)
+    card = next(d.value for d in at.dataframe if "architecture" in d.value.index)
+    assert card.loc["Retrain", "value"] == f"given: adapter {adapter} over {model}"
+    assert NO_RETRAIN not in [i.value for i in at.info] and "no Retrain given" not in at.caption[0].value
+
+
 @pytest.mark.parametrize("arch", ["qwen2", "llama", "gpt2"])
 def test_every_page_opens_on_a_user_checkpoint(arch, tmp_path, synthetic, monkeypatch, user_checkpoints):
     """Each page on each architecture: no exception or error, the text-model notes, real tokens
