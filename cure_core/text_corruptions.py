@@ -78,6 +78,18 @@ def writes_user(encoder: ProfileEncoder) -> bool:
     return bool({"user_id", "user_known"} & encoder.profile.variables)
 
 
+def check_corruption(encoder: ProfileEncoder, name: str) -> None:
+    """A CureError when corruption ``name`` cannot be applied to prompts of this profile."""
+    if name not in TEXT_CORRUPTIONS:
+        raise CureError(f"unknown corruption {name!r}", f"use one of: {', '.join(TEXT_CORRUPTIONS)}")
+    if name == "user" and not writes_user(encoder):
+        raise CureError(
+            f"profile {encoder.profile.name} writes no user (its template uses neither user_id nor user_known), "
+            "so the user corruption would change nothing",
+            "use history or target",
+        )
+
+
 def _pool(name: str, samples: Samples, request: ForgetRequest) -> np.ndarray:
     train = samples.index(Samples.TRAIN)
     if name == "history":
@@ -149,14 +161,7 @@ def text_pairs(
 ) -> TextPairs:
     """Same-length clean/corrupted token ids of samples ``idx`` under corruption ``name``
     (seeded by ``rng``); see the module docstring for what each corruption swaps."""
-    if name not in TEXT_CORRUPTIONS:
-        raise CureError(f"unknown corruption {name!r}", f"use one of: {', '.join(TEXT_CORRUPTIONS)}")
-    if name == "user" and not writes_user(encoder):
-        raise CureError(
-            f"profile {encoder.profile.name} writes no user (its template uses neither user_id nor user_known), "
-            "so the user corruption would change nothing",
-            "use history or target",
-        )
+    check_corruption(encoder, name)
     known = np.ones(len(idx), bool) if known is None else known
     clean_slots = [encoder.slots(samples, int(i), bool(k)) for i, k in zip(idx, known, strict=True)]
     if name == "user":

@@ -48,7 +48,7 @@ def _hf_logits(folder: Path, adapter: Path | None = None) -> tuple[torch.Tensor,
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(folder, attn_implementation="eager")
+    model = AutoModelForCausalLM.from_pretrained(folder, attn_implementation="sdpa")
     if adapter is not None:
         model = PeftModel.from_pretrained(model, adapter)
     ids = _ids(model.config.vocab_size)

@@ -254,3 +254,60 @@ def test_library_warning_is_one_line(capsys, monkeypatch, data_dir):
 def test_bad_input_cases_cover_every_command():
     assert {argv[0] for argv, _ in CASES} >= set(HELP) - {"data", "report"}
     assert len(CASES) + len(DATA_CASES) >= 60
+
+
+def _zeroed_adapter(adapter, dst):
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(adapter, dst)
+    tensors = load_file(adapter / "adapter_model.safetensors")
+    save_file(
+        {k: torch.zeros_like(v) if "lora_B" in k else v for k, v in tensors.items()}, dst / "adapter_model.safetensors"
+    )
+    return dst
+
+
+def _pickle_only(folder, dst):
+    import shutil
+
+    shutil.copytree(folder, dst)
+    (dst / "model.safetensors").rename(dst / "pytorch_model.bin")
+    return dst
+
+
+# (argv with {model}/{adapter}/{other_adapter}/{tmp} placeholders, expected text): the user-model inputs
+USER_MODEL_CASES: list[tuple[list[str], str]] = [
+    (["evaluate", "--adapter", "{adapter}"], "--adapter applies to a user's checkpoint"),
+    (["evaluate", "--retrain-adapter", "{adapter}"], "--retrain-adapter applies to a user's checkpoint"),
+    (["evaluate", "--model", "{tmp}/missing"], "no folder at"),
+    (["evaluate", "--model", "{model}", "--dtype", "fp16"], "invalid choice: 'fp16'"),
+    (["evaluate", "--model", "{model}", "--device", "tpu"], "invalid choice: 'tpu'"),
+    (["evaluate", "--model", "{model}", "--profile", "nope"], "no prompt profile 'nope'"),
+    (["evaluate", "--model", "{tmp}"], "no config.json"),
+    (["evaluate", "--model", "{pickled}"], "holds only pickle weights"),
+    (["evaluate", "--model", "{model}", "--adapter", "{other_adapter}"], "adapter"),
+    (["evaluate", "--model", "{model}", "--adapter", "{zeroed}"], "lora_B tensors are zero"),
+    (["evaluate", "--model", "{model}", "--which", "retrain"], "no Retrain was given"),
+    (["attribute", "--model", "{model}", "--corruption", "user"], "writes no user"),
+    (["unlearn", "--method", "ga", "--model", "{model}"], "not available yet"),
+    (["compare", "--model", "{model}"], "not available yet"),
+    (["study", "pareto", "--model", "{model}"], "not available yet"),
+    (["train", "--model", "{model}"], "unrecognized arguments"),
+]
+
+
+@pytest.mark.parametrize(("argv", "expected"), USER_MODEL_CASES, ids=[" ".join(a) for a, _ in USER_MODEL_CASES])
+def test_bad_user_model_input_is_one_line(capsys, isolated_cache, data_dir, user_checkpoints, tmp_path, argv, expected):
+    model, adapter = user_checkpoints["qwen2"]
+    places = {"model": model, "adapter": adapter, "other_adapter": user_checkpoints["llama"][1], "tmp": tmp_path}
+    if "{zeroed}" in argv:
+        places["zeroed"] = _zeroed_adapter(adapter, tmp_path / "zeroed")
+    if "{pickled}" in argv:
+        places["pickled"] = _pickle_only(model, tmp_path / "pickled")
+    filled = [part.format(**places) for part in argv]
+    code, _, err = run(capsys, [*filled, "--data", data_dir])
+    assert_one_error_line(code, err, expected)
+    assert written(isolated_cache) == []

@@ -24,6 +24,10 @@ def _context(args: argparse.Namespace, settings: AttributionSettings) -> tuple[C
     from cure_core.groups import default_corruption
 
     ws = workspace(args)
+    if ws.user_model and args.corruption is not None:  # checked before the request is saved
+        from cure_core.text_corruptions import check_corruption
+
+        check_corruption(ws.original().encoder, args.corruption)  # type: ignore[arg-type]
     request = request_of(args, ws)
     if args.corruption is None:
         settings = settings.model_copy(update={"corruption": default_corruption(request)})

@@ -35,7 +35,10 @@ def workspace(args: argparse.Namespace) -> Workspace:
             SplitConfig, json_object(args.split_json, "--split-json"), "split", "give SplitConfig fields as JSON"
         )
     source = args.source.build(args) if getattr(args, "source", None) is not None else None
-    return Workspace(data=args.data, split=split, recipe=getattr(args, "recipe_json", None), source=source)
+    ws = Workspace(data=args.data, split=split, recipe=getattr(args, "recipe_json", None), source=source)
+    if ws.user_model:
+        ws.original()  # a bad checkpoint, adapter or profile fails here, before anything is written
+    return ws
 
 
 def item_model_only(args: argparse.Namespace, what: str) -> None:
@@ -99,6 +102,7 @@ def cmd_forget(args: argparse.Namespace) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from cure_core.evaluate import compare_to_retrain
     from cure_core.model.store import load_recommender
+    from cure_core.model_source import MissingRetrainError
 
     which = args.which
     model_dir = None if which in ("original", "retrain") else Path(which)
@@ -108,10 +112,12 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
             "use original, retrain, or the model folder of a run under cache/runs",
         )
     ws = workspace(args)
+    if which == "retrain" and ws.user_model and not ws.source.has_retrain:
+        raise MissingRetrainError()
     request = request_of(args, ws)
     original, retrain = ws.reference_models(request, quiet=args.json)
     if which == "retrain":
-        rec = retrain or ws.model("retrain", request)  # a user's model without Retrain: the one-line error
+        rec = retrain or ws.model("retrain", request)
     else:
         rec = original if which == "original" else load_recommender(model_dir, ws.samples)  # type: ignore[arg-type]
     report = compare_to_retrain(rec, retrain, request, ws.samples, ws.sets(request), name=which)
