@@ -98,7 +98,7 @@ class ModelSource(BaseModel):
 
         env = os.environ if environ is None else environ
         values = {field: env[var] for field, var in ENVIRONMENT.items() if env.get(var)}
-        return validated(cls, values, "model environment (CURE_MODEL, ...)", "fix or unset the variable named")
+        return validated(cls, values, "model environment", "fix or unset the variable named", names=ENVIRONMENT)
 
     def environment(self) -> dict[str, str]:
         """The ``CURE_*`` variables that give this source to another process."""
