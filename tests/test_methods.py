@@ -59,8 +59,10 @@ FLAT_KEYS = {
     "mia_auc",
     "retrain_mia_auc",
     "privleak",
+    "retrain_unavailable",
 }
-"""The keys saved reports and ``--json`` outputs have always had."""
+"""The keys saved reports and ``--json`` outputs have (``retrain_unavailable`` is new: ``None``
+unless a user's checkpoint came without a Retrain; reports saved without it still load)."""
 
 
 def test_every_method_is_one_registered_class_with_its_whole_definition():
@@ -247,3 +249,10 @@ def test_a_corrupt_study_result_is_skipped_with_a_warning(isolated_cache):
     (folder / RESULT_FILE).write_text("{broken")
     with pytest.warns(UserWarning, match=r"pareto-0123456789.*rerun"):
         assert load_results() == []
+
+
+def test_a_report_saved_before_retrain_unavailable_still_loads():
+    dumped = _comparison("x").model_dump()
+    dumped.pop("retrain_unavailable")
+    loaded = Comparison.model_validate_json(json.dumps(dumped))
+    assert loaded.retrain_unavailable is None and loaded == _comparison("x")
