@@ -35,11 +35,14 @@ from analysis.prompts import Metric, PromptBatch
 T = TypeVar("T")
 
 
+def grouped() -> bool:
+    """Whether a default process group exists (torch builds without ``torch.distributed`` never have one)."""
+    return dist.is_available() and dist.is_initialized()
+
+
 def world() -> tuple[int, int]:
     """``(rank, size)`` of the default process group, ``(0, 1)`` when none is initialised."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
+    return (dist.get_rank(), dist.get_world_size()) if grouped() else (0, 1)
 
 
 def shard(n_batches: int, rank: int, size: int) -> list[int]:
@@ -65,11 +68,11 @@ def unshard(per_rank: Sequence[Sequence[T]], n_batches: int) -> list[T]:
 
 
 def gather_in_order(mine: list[T], n_batches: int) -> list[T]:
-    """Every rank's results of its :func:`shard`, all-gathered, in batch order."""
-    size = world()[1]
-    if size == 1:
+    """Every rank's results of its :func:`shard`, all-gathered, in batch order. (With a group,
+    even of one process, the gather runs: a one-GPU machine can check the NCCL path.)"""
+    if not grouped():
         return list(mine)
-    per_rank: list[Any] = [None] * size
+    per_rank: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(per_rank, mine)
     return unshard(per_rank, n_batches)
 

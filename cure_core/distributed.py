@@ -27,7 +27,7 @@ from typing import TypeVar
 import torch
 import torch.distributed as dist
 
-from analysis.distributed import shard, world
+from analysis.distributed import grouped, shard, world
 from analysis.prompts import PromptBatch
 from cure_core.errors import CureError
 from cure_core.progress import Progress, ProgressFn
@@ -51,7 +51,7 @@ def processes() -> Iterator[None]:
 
     With CUDA, process ``LOCAL_RANK`` takes GPU ``LOCAL_RANK`` and the group uses NCCL; without,
     Gloo. Nothing happens outside a launcher or when a group already exists."""
-    if not launched() or dist.is_initialized():
+    if not launched() or grouped():
         yield
         return
     device = None
@@ -74,7 +74,7 @@ def processes() -> Iterator[None]:
 def process_device() -> str | None:
     """The device of this process's bridge: its own GPU under a CUDA process group, else the
     default (``None``)."""
-    if world()[1] > 1 and torch.cuda.is_available():
+    if grouped() and torch.cuda.is_available():
         return f"cuda:{torch.cuda.current_device()}"
     return None
 
@@ -83,17 +83,18 @@ def process_device() -> str | None:
 def main_first() -> Iterator[None]:
     """Rank 0 runs the block first (training a missing model, saving a request); the others wait
     for it and then run the block themselves, finding what rank 0 wrote."""
-    rank, size = world()
-    if size > 1 and rank != 0:
+    rank = world()[0]
+    if grouped() and rank != 0:
         dist.barrier()
     yield
-    if size > 1 and rank == 0:
+    if grouped() and rank == 0:
         dist.barrier()
 
 
 def from_main(value: T) -> T:
-    """Rank 0's ``value``, on every rank."""
-    if world()[1] == 1:
+    """Rank 0's ``value``, on every rank (broadcast whenever a group exists, as in
+    ``analysis.distributed.gather_in_order``)."""
+    if not grouped():
         return value
     box = [value]
     dist.broadcast_object_list(box, src=0)

@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -138,19 +139,6 @@ def test_commands_that_do_not_run_across_processes_say_so(capsys, monkeypatch):
 # --- two processes -----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> tuple[str, Path]:
-    """``(data folder, cache)``: synthetic GroupLens files and the tiny model trained once, in
-    one process, so that the one- and two-process runs read the same cached model."""
-    root = tmp_path_factory.mktemp("distributed")
-    data = str(write_grouplens(root / "ml", make_synthetic(n_users=40, n_items=30, seed=0)))
-    cache = root / "cache"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("CURE_CACHE", str(cache))
-        Workspace(data=data, recipe=recipe_from_json(RECIPE)).original(quiet=True)
-    return data, cache
-
-
 def one_process(cache: Path, *argv: str) -> Any:
     """The JSON output of ``cure *argv`` run here."""
     out = io.StringIO()
@@ -212,29 +200,66 @@ def assert_same_attributions(got: dict, want: dict, names: list[str]) -> None:
             np.testing.assert_allclose(got[name][field], value, rtol=0, atol=1e-6, err_msg=f"{name} {field}")
 
 
-def test_two_processes_give_the_one_process_circuits_groups_and_attribution(trained):
-    data, cache = trained
-    common = ["--data", data, "--recipe-json", RECIPE, *SMALL]
-    circuit_args = ["circuit", "--set", "both", "--top-n", "12", "--curve-points", "4", *common]
-    groups_args = ["groups", "--draws", "2", *common]
-    attribute_args = ["attribute", "--set", "retain", "--top", "1000", *common]
-    want_circuit = one_process(cache, *circuit_args)
-    want_groups = one_process(cache, *groups_args)
-    want_attribute = one_process(cache, *attribute_args)
-    want = attributions(cache)
-    names = sorted(want)
-    assert len(names) == 4 and {n.split("-")[0] for n in names} == {"forget", "retain", "control"}
+@dataclass
+class Reference:
+    """The one-process outputs (JSON) and cached attributions (arrays, by file name) of the
+    three commands on the tiny model, trained once."""
 
-    # forget, retain and control-0 recomputed across the two processes, faithfulness too
-    assert_close(two_processes(cache, *circuit_args, "--force"), want_circuit)
-    got = attributions(cache)
-    assert got.keys() == want.keys()
-    assert_same_attributions(got, want, names)
-    # control-1 recomputed; the three others read from the cache by rank 0 and handed over
-    control_1 = next(n for n in names if n.startswith("control-1-"))
-    next((cache / "attributions").rglob(control_1)).unlink()
-    assert_close(two_processes(cache, *groups_args), want_groups)
-    assert_same_attributions(attributions(cache), want, [control_1])
-    # under a memory bound of one byte: one prompt and one IG step per pass, the same scores
-    assert_close(two_processes(cache, *attribute_args, "--force", "--max-memory", "1"), want_attribute)
-    assert_same_attributions(attributions(cache), want, names)
+    data: str
+    cache: Path
+    outputs: dict[str, Any]
+    attributions: dict[str, dict[str, np.ndarray]]
+
+    def args(self, command: str) -> list[str]:
+        return [*COMMANDS[command], "--data", self.data, "--recipe-json", RECIPE, *SMALL]
+
+
+COMMANDS = {
+    "circuit": ["circuit", "--set", "both", "--top-n", "12", "--curve-points", "4"],
+    "groups": ["groups", "--draws", "2"],
+    "attribute": ["attribute", "--set", "retain", "--top", "1000"],
+}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Reference:
+    """Synthetic GroupLens files, the tiny model trained once in one process (so that the one-
+    and two-process runs read the same cached model), and the one-process results."""
+    root = tmp_path_factory.mktemp("distributed")
+    data = str(write_grouplens(root / "ml", make_synthetic(n_users=40, n_items=30, seed=0)))
+    cache = root / "cache"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CURE_CACHE", str(cache))
+        Workspace(data=data, recipe=recipe_from_json(RECIPE)).original(quiet=True)
+    ref = Reference(data, cache, {}, {})
+    for command in COMMANDS:  # circuit writes forget, retain, control-0; groups adds control-1
+        ref.outputs[command] = one_process(cache, *ref.args(command))
+    ref.attributions = attributions(cache)
+    assert len(ref.attributions) == 4 and {n.split("-")[0] for n in ref.attributions} == {"forget", "retain", "control"}
+    return ref
+
+
+def test_circuit_over_two_processes_equals_one(reference):
+    """forget, retain and control-0 attributed, and every circuit's faithfulness measured, by
+    two processes."""
+    assert_close(two_processes(reference.cache, *reference.args("circuit"), "--force"), reference.outputs["circuit"])
+    got = attributions(reference.cache)
+    assert got.keys() == reference.attributions.keys()
+    assert_same_attributions(got, reference.attributions, sorted(got))
+
+
+def test_groups_over_two_processes_equal_one(reference):
+    """control-1 attributed by two processes; the other sets read from the cache by rank 0
+    and handed to the other."""
+    control_1 = next(n for n in reference.attributions if n.startswith("control-1-"))
+    next((reference.cache / "attributions").rglob(control_1)).unlink()
+    assert_close(two_processes(reference.cache, *reference.args("groups")), reference.outputs["groups"])
+    assert_same_attributions(attributions(reference.cache), reference.attributions, [control_1])
+
+
+def test_attribute_over_two_processes_under_a_memory_bound_equals_one(reference):
+    """A bound of one byte: one prompt and one IG step per pass, the same scores."""
+    argv = [*reference.args("attribute"), "--force", "--max-memory", "1"]
+    assert_close(two_processes(reference.cache, *argv), reference.outputs["attribute"])
+    retain = [n for n in reference.attributions if n.startswith("retain-")]
+    assert_same_attributions(attributions(reference.cache), reference.attributions, retain)
