@@ -94,7 +94,8 @@ class Attribution:
         ]
 
 
-def _validate(method: str, steps: int) -> int:
+def checked_steps(method: str, steps: int) -> int:
+    """The IG steps ``method`` runs (EAP: one), or an input error for an unknown method or too few steps."""
     if method not in METHODS:
         raise AnalysisInputError(f"unknown attribution method {method!r}", f"use one of {', '.join(METHODS)}")
     if method == "eap":
@@ -249,6 +250,79 @@ def plan_passes(
     return max(1, min(len(batch), max_memory // per_prompt)), 1
 
 
+@dataclass
+class BatchScores:
+    """One batch's contribution: its edge scores summed over its prompts (float64) and the
+    clean and corrupted metric per prompt. Attribution over several processes gathers these
+    and assembles them in batch order (:func:`assemble`), as one process does."""
+
+    sums: np.ndarray
+    metric_clean: np.ndarray
+    metric_corrupt: np.ndarray
+
+    @property
+    def n_prompts(self) -> int:
+        return len(self.metric_clean)
+
+
+def score_batches(
+    bridge: Any,
+    batches: Iterable[PromptBatch],
+    metric: Metric,
+    steps: int,
+    progress: Any = None,
+    max_memory: int | None = None,
+) -> list[BatchScores]:
+    """:class:`BatchScores` of every batch, in order (``steps`` already validated). The steps
+    and rows of each batch run in the passes :func:`plan_passes` fits into ``max_memory``;
+    ``progress(n_prompts_done)`` is called after each batch."""
+    shape = graph_shape(bridge)
+    device = next(bridge.parameters()).device
+    out: list[BatchScores] = []
+    done = 0
+    with edge_hooks(bridge) as hooks:
+        for batch in batches:
+            batch = batch.to(device)
+            rows, steps_per_pass = plan_passes(bridge, shape, batch, steps, max_memory)
+            scores = torch.zeros(shape.n_src, shape.n_dst, dtype=torch.float64)
+            clean, corrupt = [], []
+            for start in range(0, len(batch), rows):
+                part, m_clean, m_corrupt = attribute_batch(
+                    bridge, hooks, batch[start : start + rows], metric, steps, steps_per_pass
+                )
+                scores += part.cpu()
+                clean.append(m_clean.double().cpu().numpy())
+                corrupt.append(m_corrupt.double().cpu().numpy())
+            out.append(BatchScores(scores.numpy(), np.concatenate(clean), np.concatenate(corrupt)))
+            done += len(batch)
+            if progress is not None:
+                progress(done)
+    return out
+
+
+def assemble(
+    shape: GraphShape, method: Method, steps: int, parts: list[BatchScores], settings: dict[str, Any] | None = None
+) -> Attribution:
+    """The :class:`Attribution` of batches' scores in batch order: the float64 sum over batches
+    divided by the prompts, and each batch's own mean."""
+    if not parts:
+        raise AnalysisInputError("no prompts to attribute: the set is empty", "pick a request or set with samples")
+    total = np.zeros((shape.n_src, shape.n_dst), dtype=np.float64)
+    for part in parts:
+        total += part.sums
+    n = sum(part.n_prompts for part in parts)
+    return Attribution(
+        shape=shape,
+        method=method,
+        steps=steps,
+        scores=total / n,
+        batch_scores=np.stack([part.sums / part.n_prompts for part in parts]),
+        metric_clean=np.concatenate([part.metric_clean for part in parts]),
+        metric_corrupt=np.concatenate([part.metric_corrupt for part in parts]),
+        settings=dict(settings or {}),
+    )
+
+
 def attribute(
     bridge: Any,
     batches: Iterable[PromptBatch],
@@ -265,41 +339,9 @@ def attribute(
     device the bridge is on; batches are moved there. ``max_memory`` (bytes) bounds each
     pass's estimated working set (:func:`plan_passes`) by running the IG steps in several
     passes and splitting batches into micro-batches; the per-batch scores are those of the
-    whole batch either way.
+    whole batch either way. (``analysis.distributed.attribute_sharded`` runs the same over
+    several processes.)
     """
-    steps = _validate(method, steps)
-    shape = graph_shape(bridge)
-    device = next(bridge.parameters()).device
-    total = torch.zeros(shape.n_src, shape.n_dst, dtype=torch.float64)
-    per_batch: list[np.ndarray] = []
-    clean_values: list[np.ndarray] = []
-    corrupt_values: list[np.ndarray] = []
-    with edge_hooks(bridge) as hooks:
-        for batch in batches:
-            batch = batch.to(device)
-            rows, steps_per_pass = plan_passes(bridge, shape, batch, steps, max_memory)
-            scores = torch.zeros(shape.n_src, shape.n_dst, dtype=torch.float64)
-            for start in range(0, len(batch), rows):
-                part, m_clean, m_corrupt = attribute_batch(
-                    bridge, hooks, batch[start : start + rows], metric, steps, steps_per_pass
-                )
-                scores += part.cpu()
-                clean_values.append(m_clean.double().cpu().numpy())
-                corrupt_values.append(m_corrupt.double().cpu().numpy())
-            total += scores
-            per_batch.append((scores / len(batch)).numpy())
-            if progress is not None:
-                progress(sum(len(v) for v in clean_values))
-    if not per_batch:
-        raise AnalysisInputError("no prompts to attribute: the set is empty", "pick a request or set with samples")
-    n = sum(len(v) for v in clean_values)
-    return Attribution(
-        shape=shape,
-        method=method,
-        steps=steps,
-        scores=(total / n).numpy(),
-        batch_scores=np.stack(per_batch),
-        metric_clean=np.concatenate(clean_values),
-        metric_corrupt=np.concatenate(corrupt_values),
-        settings=dict(settings or {}),
-    )
+    steps = checked_steps(method, steps)
+    parts = score_batches(bridge, batches, metric, steps, progress, max_memory)
+    return assemble(graph_shape(bridge), method, steps, parts, settings)

@@ -117,18 +117,30 @@ def _patched_metric(
         return metric(bridge(batch.clean, **run_kwargs(batch.attention_mask))) * batch.weight
 
 
-def faithfulness_curve(
+@dataclass(frozen=True)
+class BatchMetrics:
+    """One batch's summed metrics: patched by each circuit, clean, corrupted, and its size.
+    Faithfulness over several processes gathers these and combines them in batch order
+    (:func:`combine`), as one process does."""
+
+    circuit_sums: tuple[float, ...]
+    clean_sum: float
+    corrupt_sum: float
+    n_prompts: int
+
+
+def measure_batches(
     bridge: Any,
     batches: Iterable[PromptBatch],
     metric: Metric,
     circuits: Sequence[Circuit],
     progress: Callable[[int], None] | None = None,
-) -> list[Faithfulness]:
-    """Exact F of each circuit over the same prompts (one corrupted run per batch, shared)."""
+) -> list[BatchMetrics]:
+    """:class:`BatchMetrics` of every batch, in order (one corrupted run per batch, shared by
+    the circuits); ``progress(n_prompts_done)`` after each batch."""
     shape = graph_shape(bridge)
     device = next(bridge.parameters()).device
-    sums = np.zeros(len(circuits))
-    clean_sum = corrupt_sum = 0.0
+    out: list[BatchMetrics] = []
     n = 0
     with edge_hooks(bridge) as hooks:
         for batch in batches:
@@ -136,21 +148,48 @@ def faithfulness_curve(
             corrupt, _, corrupt_logits = run_sources(
                 bridge, hooks, shape, batch.corrupt, metric_input_hooks(hooks, metric), batch.attention_mask
             )
-            corrupt_sum += float((metric(corrupt_logits) * batch.weight).sum())
+            corrupt_sum = float((metric(corrupt_logits) * batch.weight).sum())
             with torch.no_grad(), bridge.hooks(fwd_hooks=metric_input_hooks(hooks, metric)):
-                clean_sum += float(
+                clean_sum = float(
                     (metric(bridge(batch.clean, **run_kwargs(batch.attention_mask))) * batch.weight).sum()
                 )
-            for i, circuit in enumerate(circuits):
-                sums[i] += float(_patched_metric(bridge, hooks, shape, batch, metric, circuit, corrupt).sum())
+            sums = tuple(
+                float(_patched_metric(bridge, hooks, shape, batch, metric, circuit, corrupt).sum())
+                for circuit in circuits
+            )
+            out.append(BatchMetrics(sums, clean_sum, corrupt_sum, len(batch)))
             n += len(batch)
             if progress is not None:
                 progress(n)
+    return out
+
+
+def combine(circuits: Sequence[Circuit], parts: Sequence[BatchMetrics]) -> list[Faithfulness]:
+    """Exact F of each circuit from its batches' metric sums, added up in batch order."""
+    n = sum(part.n_prompts for part in parts)
     if n == 0:
         raise AnalysisInputError(
             "no prompts to measure faithfulness on: the set is empty", "pick a request or set with samples"
         )
+    sums = np.zeros(len(circuits))
+    clean_sum = corrupt_sum = 0.0
+    for part in parts:
+        sums += np.asarray(part.circuit_sums)
+        clean_sum += part.clean_sum
+        corrupt_sum += part.corrupt_sum
     return [Faithfulness(c.n_edges, s / n, clean_sum / n, corrupt_sum / n) for c, s in zip(circuits, sums, strict=True)]
+
+
+def faithfulness_curve(
+    bridge: Any,
+    batches: Iterable[PromptBatch],
+    metric: Metric,
+    circuits: Sequence[Circuit],
+    progress: Callable[[int], None] | None = None,
+) -> list[Faithfulness]:
+    """Exact F of each circuit over the same prompts (one corrupted run per batch, shared).
+    (``analysis.distributed.faithfulness_sharded`` runs the same over several processes.)"""
+    return combine(circuits, measure_batches(bridge, batches, metric, circuits, progress))
 
 
 def curve_sizes(n_edges: int, points: int = 12) -> list[int]:

@@ -11,7 +11,8 @@
 #      markupsafe==3.0.4 accelerate==1.15.0  (about 6.5 MiB; torch,
 #      transformers and the rest stay the device's own)
 #   2. run:   command "bash benchmarks/gpu_check.sh", carry [".whl"], timeout_s 420
-#      ("CURE_GPU_BENCH=0 bash benchmarks/gpu_check.sh": the tests only, about 2 minutes)
+#      ("CURE_GPU_BENCH=0 bash benchmarks/gpu_check.sh": the tests only, about 2 minutes;
+#      CURE_GPU_TESTS=0 skips the tests; with both, the multi-process check alone, about 1 minute)
 # Anywhere else with a GPU and the project's requirements installed: bash benchmarks/gpu_check.sh
 # (with no .whl/ folder the install step is skipped). The log goes to $OUT/log when OUT is set.
 set -u
@@ -65,7 +66,9 @@ EOF
 
 # (1) first: the tests marked cuda, else a smoke run of two test files on this machine
 step "pytest"
-if grep -rqE "mark\.cuda\b" tests/ 2>/dev/null; then
+if [ "${CURE_GPU_TESTS:-1}" = "0" ]; then
+    echo "tests skipped (CURE_GPU_TESTS=0)"
+elif grep -rqE "mark\.cuda\b" tests/ 2>/dev/null; then
     # only the files that hold them: other test files import what the device may lack (playwright)
     CURE_CACHE=$(mktemp -d) timeout 150 python3 -m pytest -q -p no:cacheprovider -m cuda $(grep -lE "mark\.cuda\b" tests/*.py) \
         || echo "pytest -m cuda FAILED (rc $?)"
@@ -86,13 +89,15 @@ if ! timeout 260 python3 benchmarks/attribution_scale.py --device cuda --layers 
 fi
 fi
 
-# (3) a 2-process attribution needs two GPUs
-step "2-process attribution"
+# (3) torchrun with NCCL, one process per GPU (at most 2), against one process: cure circuit and
+# cure groups equal within 1e-6. One GPU: one NCCL process (every collective still runs) and the
+# refusal of a second process on the same GPU.
+step "torchrun (NCCL) against one process"
 gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
-if [ "${gpus:-0}" -lt 2 ]; then
-    echo "skipped: $gpus GPU(s) on this machine, a 2-process attribution needs 2"
+if [ "${gpus:-0}" -ge 2 ]; then
+    timeout 300 python3 benchmarks/distributed_check.py --nproc 2 || echo "distributed_check FAILED (rc $?)"
 else
-    echo "skipped: $gpus GPUs, but the repository has no multi-process attribution entry point yet"
+    timeout 300 python3 benchmarks/distributed_check.py --nproc 1 --too-many || echo "distributed_check FAILED (rc $?)"
 fi
 step "done"
 }

@@ -26,20 +26,22 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from analysis.attribution import Attribution, Method, attribute
+from analysis.attribution import Attribution, Method
 from analysis.circuit import Circuit, Selection, select, size_curve
+from analysis.distributed import attribute_sharded, faithfulness_sharded
 from analysis.export import CircuitDocument, document
-from analysis.faithfulness import Faithfulness, curve_sizes, faithfulness_curve
+from analysis.faithfulness import Faithfulness, curve_sizes
 from analysis.graph import GraphShape
 from analysis.prompts import LogitDiff, PromptBatch
 from cure_core.cache import atomic_write_bytes, cache_dir
 from cure_core.controls import control_set
 from cure_core.corruptions import corrupt
 from cure_core.data.samples import Samples
+from cure_core.distributed import from_main, is_main, shard_progress
 from cure_core.errors import CureError
 from cure_core.model.recommender import Recommender
 from cure_core.profiles.encoder import ProfileEncoder
-from cure_core.progress import Progress, ProgressFn
+from cure_core.progress import ProgressFn
 from cure_core.requests import ForgetRequest, RequestSets
 from cure_core.settings import Seed
 from cure_core.text_corruptions import PromptBatches, pair_batches, text_pairs
@@ -225,13 +227,18 @@ def load_attribution(path: Path) -> Attribution | None:
 
 @dataclass
 class CircuitContext:
-    """The model, its bridge, the request and the sets: what every circuit computation needs."""
+    """The model, its bridge, the request and the sets: what every circuit computation needs.
+
+    ``max_memory`` (bytes) bounds an attribution pass's working set (``analysis.attribution.
+    plan_passes``). It changes how the work is split, never the scores, so it is no setting and
+    no part of the cache key."""
 
     rec: Recommender
     bridge: Any
     samples: Samples
     request: ForgetRequest
     sets: RequestSets
+    max_memory: int | None = None
 
     def set_indices(self, set_name: str) -> np.ndarray:
         """``forget``, ``retain``, or ``control``/``control-N``: matched control draw N (0)."""
@@ -260,15 +267,18 @@ def get_attribution(
     quiet: bool = False,
     force: bool = False,
 ) -> Attribution:
-    """Cached attribution of one set, computed (with a progress bar) when missing."""
+    """Cached attribution of one set, computed (with a progress bar) when missing.
+
+    Under ``torchrun`` every process computes its shard and holds the whole result; rank 0
+    alone reads the cache and writes it (``cure_core.distributed``)."""
     path = attribution_path(ctx.rec, ctx.request, set_name, settings)
-    cached = None if force else load_attribution(path)
+    cached = from_main(None if force or not is_main() else load_attribution(path))
     if cached is not None:
         return cached
     batches = ctx.batches(set_name, settings, "attribution")
-    bar = Progress(sum(len(b) for b in batches), f"{settings.method} on {set_name}", progress, quiet)
+    bar = shard_progress(batches, f"{settings.method} on {set_name}", progress, quiet)
     try:
-        result = attribute(
+        result = attribute_sharded(
             ctx.bridge,
             batches,
             answer_metric(ctx.rec),
@@ -281,10 +291,12 @@ def get_attribution(
                 "dropped_pairs": batches.dropped,
             },
             progress=lambda done: bar.update(done - bar.done),
+            max_memory=ctx.max_memory,
         )
     finally:
         bar.close()
-    save_attribution(result, path)
+    if is_main():
+        save_attribution(result, path)
     return result
 
 
@@ -330,23 +342,30 @@ def measure_circuits(
     """Exact faithfulness of each circuit on the set's evaluation prompts (disjoint from the
     prompts whose attribution chose the circuits)."""
     batches = ctx.batches(set_name, settings, "eval")
-    bar = Progress(sum(len(b) for b in batches), f"faithfulness on {set_name}", progress, quiet)
+    bar = shard_progress(batches, f"faithfulness on {set_name}", progress, quiet)
     try:
-        return faithfulness_curve(
+        return faithfulness_sharded(
             ctx.bridge, batches, answer_metric(ctx.rec), circuits, progress=lambda done: bar.update(done - bar.done)
         )
     finally:
         bar.close()
 
 
-def circuit_context(ws: Workspace, request: ForgetRequest, device: str | None = None) -> CircuitContext:
+def circuit_context(
+    ws: Workspace, request: ForgetRequest, device: str | None = None, max_memory: int | None = None
+) -> CircuitContext:
     """The Original model of ``ws`` (trained if missing) with its bridge, ready for ``request``.
 
     An item model's bridge runs on ``device`` (default: CUDA when present, else CPU); a user's
     checkpoint is wrapped where it was loaded (``--device``)."""
     rec = ws.original()
     return CircuitContext(
-        rec=rec, bridge=rec.bridge(device), samples=ws.samples, request=request, sets=ws.sets(request)
+        rec=rec,
+        bridge=rec.bridge(device),
+        samples=ws.samples,
+        request=request,
+        sets=ws.sets(request),
+        max_memory=max_memory,
     )
 
 

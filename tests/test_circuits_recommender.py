@@ -90,7 +90,7 @@ def test_attribution_is_cached_and_a_corrupt_entry_is_recomputed(ctx, monkeypatc
         raise AssertionError("recomputed although cached")
 
     with monkeypatch.context() as patched:
-        patched.setattr("cure_core.circuits.attribute", fail)
+        patched.setattr("cure_core.circuits.attribute_sharded", fail)
         np.testing.assert_array_equal(get_attribution(ctx, "retain", QUICK, quiet=True).scores, first.scores)
     path.write_bytes(b"not a zip file")
     with pytest.warns(UserWarning, match="recomputing"):

@@ -5,6 +5,9 @@ Whatever a user types ends in one of: the command's output and status 0; one lin
 error, or an ``analysis`` input error); ``interrupted`` and 130. Library warnings
 (``warnings.warn``) become one ``warning: ...`` line each, and ``cure_core`` log messages
 (progress-like notes such as a download) one line each — never a traceback.
+
+Under ``torchrun`` (``cure_core.distributed``) only ``attribute``, ``circuit`` and ``groups``
+run; rank 0 shows the warnings, and an error of another rank names its rank.
 """
 
 from __future__ import annotations
@@ -24,17 +27,26 @@ from cure_core.cli.parser import HELP, build_parser
 from cure_core.errors import CureError
 from cure_core.settings import describe
 
+DISTRIBUTED_COMMANDS = ("attribute", "circuit", "groups")
+
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    with _library_messages():
+    rank, size = launched()
+    with _library_messages(show=rank == 0):
         try:
-            args = build_parser(_command(argv)).parse_args(argv)
+            command = _command(argv)
+            if size > 1 and command is not None and command not in DISTRIBUTED_COMMANDS:
+                raise CureError(
+                    f"`cure {command}` does not run across processes (torchrun started {size})",
+                    f"run it without torchrun; {', '.join(DISTRIBUTED_COMMANDS)} run under torchrun",
+                )
+            args = build_parser(command).parse_args(argv)
             return int(args.func(args) or 0)
         except SystemExit as done:  # --help, or an argparse exit of its own
             return done.code if isinstance(done.code, int) else 0
         except (CureError, ValidationError, AnalysisInputError) as err:
-            print(f"error: {one_line(err)}", file=sys.stderr)
+            print(f"{f'rank {rank}: ' if rank else ''}error: {one_line(err)}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:
             print("interrupted; cached entries are written atomically, nothing partial was kept", file=sys.stderr)
@@ -55,6 +67,14 @@ def one_line(err: CureError | ValidationError | AnalysisInputError) -> str:
     return " ".join(str(err).split())
 
 
+def launched() -> tuple[int, int]:
+    """``(rank, world size)`` as ``torchrun`` set them, ``(0, 1)`` outside a launcher: read
+    before any process group exists, and without importing torch."""
+    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
+        return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    return 0, 1
+
+
 def _command(argv: list[str]) -> str | None:
     """The command named in ``argv`` (the first word that is not an option), if it is one."""
     word = next((a for a in argv if not a.startswith("-")), None)
@@ -62,13 +82,15 @@ def _command(argv: list[str]) -> str | None:
 
 
 @contextmanager
-def _library_messages() -> Iterator[None]:
-    """Show library warnings and ``cure_core`` log records as single lines on stderr."""
+def _library_messages(show: bool = True) -> Iterator[None]:
+    """Show library warnings and ``cure_core`` log records as single lines on stderr (with
+    ``show`` false, as on ranks other than 0 under torchrun, drop them: rank 0 shows the same)."""
 
-    def show(
+    def warn(
         message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None, line: str | None = None
     ) -> None:
-        print(f"warning: {' '.join(str(message).split())}", file=sys.stderr)
+        if show:
+            print(f"warning: {' '.join(str(message).split())}", file=sys.stderr)
 
     from transformers.utils import logging as hf_logging
 
@@ -78,9 +100,9 @@ def _library_messages() -> Iterator[None]:
     logger = logging.getLogger("cure_core")
     level = logger.level
     logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
+    logger.setLevel(logging.INFO if show else logging.ERROR)
     with warnings.catch_warnings():
-        warnings.showwarning = show
+        warnings.showwarning = warn
         try:
             yield
         finally:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,26 @@ def number_list(adapter: TypeAdapter) -> Callable[[str], list[Any]]:
         return values
 
     return parse
+
+
+MEMORY_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+MEMORY_UNITS.update({"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40})
+
+
+def memory_size(raw: str) -> int:
+    """A number of bytes: ``8000000000``, ``8GB`` (powers of 1000) or ``8GiB``, ``1.5GiB`` (of 1024)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-zA-Z]*)\s*", raw)
+    unit = match[2].lower() if match else ""
+    if match is None or unit not in MEMORY_UNITS:
+        raise CureError(
+            f"--max-memory {raw!r} is not a size",
+            "give bytes or a size with a unit, e.g. 8GiB, 512MiB or 8000000000 (units: B, KB, MB, GB, TB, "
+            "KiB, MiB, GiB, TiB)",
+        )
+    size = int(float(match[1]) * MEMORY_UNITS[unit])
+    if size < 1:
+        raise CureError(f"--max-memory {raw!r} is less than one byte", "give a positive size, e.g. 8GiB")
+    return size
 
 
 def help_text(text: str) -> str:

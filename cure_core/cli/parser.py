@@ -15,6 +15,7 @@ from cure_core.cli.options import (
     SettingsOptions,
     bounded,
     help_text,
+    memory_size,
     number_list,
     output_file,
     output_folder,
@@ -192,6 +193,16 @@ def _attribution_options(
         rename=ATTRIBUTION_FLAGS,
         defaults={"corruption": corruption_default},
         helps={"corruption": corruption_help},
+    )
+    p.add_argument(
+        "--max-memory",
+        type=memory_size,
+        default=None,
+        metavar="SIZE",
+        help=(
+            "bound each attribution pass's working set (e.g. 8GiB): IG steps run in several passes and batches in "
+            "smaller pieces when needed; the scores stay the same, and cached results are reused (default: no bound)"
+        ),
     )
     p.add_argument("--force", action="store_true", help="recompute even if cached")
     p.add_argument("--json", action="store_true", help="print one JSON object")
