@@ -7,7 +7,6 @@ here. Only the selected command's options are built, so ``cure --help`` imports 
 from __future__ import annotations
 
 import argparse
-import re
 from collections.abc import Callable
 
 from cure_core.cli.options import (
@@ -20,7 +19,7 @@ from cure_core.cli.options import (
     output_file,
     output_folder,
 )
-from cure_core.errors import CureError
+from cure_core.cli.values import id_list, interactions, nonblank, set_name
 from cure_core.settings import Seed
 
 HELP = {
@@ -135,12 +134,12 @@ def _forget(p: argparse.ArgumentParser) -> None:
     who.add_argument(
         "--users", type=lambda raw: parse_share(raw, "--users"), help="share of users, e.g. 5%% or 0.05 (default 5%%)"
     )
-    who.add_argument("--user-ids", type=_id_list("--user-ids"), help="comma-separated user ids")
-    who.add_argument("--genre", type=_nonblank("--genre"), help="every sample with a movie of this genre")
-    who.add_argument("--items", type=_id_list("--items"), help="comma-separated item ids")
+    who.add_argument("--user-ids", type=id_list("--user-ids"), help="comma-separated user ids")
+    who.add_argument("--genre", type=nonblank("--genre"), help="every sample with a movie of this genre")
+    who.add_argument("--items", type=id_list("--items"), help="comma-separated item ids")
     who.add_argument(
         "--interactions",
-        type=_interactions,
+        type=interactions,
         help="comma-separated USER:ITEM ratings; each covers every sample carrying it (as target or in the history)",
     )
     p.add_argument(
@@ -179,7 +178,7 @@ def _attribution_options(
         p.add_argument(
             "--set",
             dest="set_name",
-            type=_set_name(sets == "both"),
+            type=set_name(sets == "both"),
             default=sets,
             help=f"forget, retain, control-N (matched control draw N){both}; default {sets}",
         )
@@ -386,49 +385,3 @@ OPTIONS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
     "report": _report,
     "app": _app,
 }
-
-
-def _nonblank(flag: str) -> Callable[[str], str]:
-    def parse(raw: str) -> str:
-        if not raw.strip():
-            raise CureError(f"{flag} is empty", f"give a value after {flag}, or leave {flag} out")
-        return raw.strip()
-
-    return parse
-
-
-def _id_list(flag: str) -> Callable[[str], list[str]]:
-    def parse(raw: str) -> list[str]:
-        ids = [part.strip() for part in raw.split(",") if part.strip()]
-        if not ids:
-            raise CureError(f"{flag} {raw!r} names no id", f"give comma-separated ids after {flag}, e.g. {flag} 1,2,3")
-        return ids
-
-    return parse
-
-
-def _interactions(raw: str) -> list[tuple[str, str]]:
-    pairs = []
-    for pair in _id_list("--interactions")(raw):
-        user, sep, item = pair.partition(":")
-        if not sep or ":" in item:
-            raise CureError(f"interaction {pair!r} is not USER:ITEM", "write ratings as USER:ITEM, e.g. 196:242")
-        if not user.strip() or not item.strip():
-            raise CureError(
-                f"interaction {pair!r} has a blank user or item id", "write ratings as USER:ITEM, e.g. 196:242"
-            )
-        pairs.append((user.strip(), item.strip()))
-    return pairs
-
-
-def _set_name(allow_both: bool) -> Callable[[str], str]:
-    def parse(raw: str) -> str:
-        if re.fullmatch(r"forget|retain|control(-\d+)?" + ("|both" if allow_both else ""), raw) is None:
-            raise CureError(
-                f"unknown set {raw!r}",
-                "use forget, retain, or control-N (a matched control draw, e.g. control-0)"
-                + (", or both" if allow_both else ""),
-            )
-        return raw
-
-    return parse
