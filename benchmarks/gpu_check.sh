@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU check for CURE Studio: a pytest smoke run and the real-shape attribution benchmark in bf16.
+# GPU check for CURE Studio: a pytest smoke run and the real-shape attribution and evaluation benchmarks in bf16.
 #
 # How to run (device tool, one call, from the repository root):
 #   1. once, here: echo /.whl/ >> .git/info/exclude, then download the wheels the device image
@@ -10,7 +10,7 @@
 #      typing-extensions==4.16.0 typeguard==4.6.1 fancy-einsum==0.0.3 peft==0.21.2 jinja2==3.1.6
 #      markupsafe==3.0.4 accelerate==1.15.0  (about 6.5 MiB; torch,
 #      transformers and the rest stay the device's own)
-#   2. run:   command "bash benchmarks/gpu_check.sh", carry [".whl"], timeout_s 420
+#   2. run:   command "bash benchmarks/gpu_check.sh", carry [".whl"], timeout_s 480
 #      ("CURE_GPU_BENCH=0 bash benchmarks/gpu_check.sh": the tests only, about 2 minutes;
 #      CURE_GPU_TESTS=0 skips the tests; with both, the multi-process check alone, about 1 minute)
 # Anywhere else with a GPU and the project's requirements installed: bash benchmarks/gpu_check.sh
@@ -78,15 +78,20 @@ else
         || echo "pytest smoke FAILED or timed out (rc $?)"
 fi
 
-# (2) the attribution benchmark at the real shapes (12 layers), bf16 on the GPU (CURE_GPU_BENCH=0 skips it)
+# (2) the attribution and evaluation benchmarks at the real shapes (12 layers), bf16 on the GPU
+# (CURE_GPU_BENCH=0 skips them)
 if [ "${CURE_GPU_BENCH:-1}" = "0" ]; then
-    echo "attribution benchmark skipped (CURE_GPU_BENCH=0)"
+    echo "attribution and evaluation benchmarks skipped (CURE_GPU_BENCH=0)"
 else
 step "attribution_scale.py --device cuda (12 layers)"
 if ! timeout 260 python3 benchmarks/attribution_scale.py --device cuda --layers 12; then
     echo "attribution_scale.py FAILED or timed out; one worker run directly, to show its error:"
     timeout 60 python3 benchmarks/attribution_scale.py --worker gpt2 eap --layers 12 --repeats 1 --device cuda 2>&1 | tail -25
 fi
+# (2b) evaluation throughput at the same shape: Recommender.predict prompts/s beside a training step's samples/s
+step "evaluation_scale.py --device cuda --dtype bf16"
+timeout 90 python3 benchmarks/evaluation_scale.py --device cuda --dtype bf16 \
+    || echo "evaluation_scale.py FAILED or timed out (rc $?)"
 fi
 
 # (3) torchrun with NCCL, one process per GPU (at most 2), against one process: cure circuit and

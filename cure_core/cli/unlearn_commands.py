@@ -49,7 +49,9 @@ def group_inputs(args: argparse.Namespace, request: ForgetRequest) -> tuple[Attr
 
 
 def cmd_unlearn(args: argparse.Namespace) -> None:
+    """One run; under ``accelerate launch --num_processes N`` every process takes part and rank 0 prints."""
     from cure_core.unlearning.methods import METHODS
+    from cure_core.unlearning.parallel import check_batch_size, data_parallel
     from cure_core.unlearning.runs import get_run
 
     item_model_only(args, "cure unlearn")
@@ -58,10 +60,14 @@ def cmd_unlearn(args: argparse.Namespace) -> None:
         args, strength=args.strength if args.strength is not None else METHODS[method].default_strength
     )
     args.groups.build(args)  # checked before the workspace; rebuilt with the request below
+    parallel = data_parallel()
+    check_batch_size(config.batch_size, parallel)
     ws = workspace(args)
     request = request_of(args, ws)
     attribution, group_settings = group_inputs(args, request)
     report = get_run(ws, request, config, attribution, group_settings, quiet=args.json, force=args.force)
+    if parallel is not None and not parallel.is_main:
+        return
     if args.json:
         printers.print_json(report)
         return

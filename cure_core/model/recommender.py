@@ -117,10 +117,18 @@ class Recommender:
         logits = self.last_logits(batch)
         return logits[:, [self.encoder.yes_id, self.encoder.no_id]]
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def predict(self, samples: Samples, idx: np.ndarray, batch_size: int | None = None) -> Predictions:
         """Score samples ``idx`` in eval mode (the model's train/eval state is restored after);
-        ``batch_size`` defaults to 1024 short item prompts, or 64 text prompts."""
+        ``batch_size`` defaults to 1024 short item prompts, or 64 text prompts.
+
+        Every evaluation (AUC, JSD, MIA) scores through here, so it is built for many prompts:
+        batched, under ``inference_mode`` (no autograd bookkeeping at all, unlike ``no_grad``),
+        the forward in the model's own dtype (bf16 stays bf16), and the unembedding applied to
+        the answer position only (:meth:`last_logits`). Only those ``[batch, vocab]`` logits are
+        upcast to float32: the full-vocabulary log-softmax that Min-K%++ needs (mean and std of
+        log p) loses too much in bf16.
+        """
         batch_size = batch_size or (TEXT_BATCH if self.text_mode else ITEM_BATCH)
         was_training = self.model.training
         self.model.eval()
@@ -131,7 +139,9 @@ class Recommender:
                 logp = torch.log_softmax(logits, dim=-1)
                 p = logp.exp()
                 mean = (p * logp).sum(-1)
-                std = ((p * logp.square()).sum(-1) - mean.square()).clamp(min=1e-12).sqrt()
+                # E[(log p - mean)²], not E[log²p] - mean²: near-uniform answers cancel the latter to
+                # a few float32 ulps, which Min-K%++ then divides by
+                std = (p * (logp - mean[:, None]).square()).sum(-1).clamp(min=1e-12).sqrt()
                 yes, no = logits[:, self.encoder.yes_id], logits[:, self.encoder.no_id]
                 for key, value in (
                     ("margin", yes - no),

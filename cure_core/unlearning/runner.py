@@ -8,7 +8,9 @@ method's direction, one Adam step (learning rate = strength, no weight decay, so
 direction stays zero never move). **Probe**: AUC on the forget and test probes every
 ``probe_every`` steps. The callback gets each step's row (losses, gradient cosine per group,
 probe AUCs). A non-finite or exploding loss stops the run with a clear error; the original
-model is never touched.
+model is never touched. Under ``accelerate launch`` (see :mod:`~cure_core.unlearning.parallel`)
+each process takes its share of every global batch, g_f and g_r are averaged across processes
+one by one before the method combines them, and only rank 0 probes.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from cure_core.requests import ForgetRequest, RequestSets
 from cure_core.unlearning.combine import cosine
 from cure_core.unlearning.masks import flat_group_masks, reset_forget_rows
 from cure_core.unlearning.methods import METHODS, Batch, GroupMasks, UnlearnConfig
+from cure_core.unlearning.parallel import DataParallel, check_batch_size, check_pool
 
 StepCallback = Callable[[dict[str, Any]], None]
 MAX_LOSS = 1e4
@@ -55,7 +58,8 @@ class UnlearnResult:
 
 class UnlearnRun:
     """One run of ``config.method`` on a copy of ``original``: built by setup, advanced by
-    :meth:`step`, measured by :meth:`probe`; :meth:`result` once done."""
+    :meth:`step`, measured by :meth:`probe`; :meth:`result` once done. ``parallel``: this
+    process's place in a data-parallel group (``None``: one process does the whole batch)."""
 
     def __init__(
         self,
@@ -65,8 +69,13 @@ class UnlearnRun:
         request: ForgetRequest,
         config: UnlearnConfig,
         groups: ModuleGroups | None = None,
+        parallel: DataParallel | None = None,
     ) -> None:
         self.method = METHODS[config.method]
+        self.parallel = parallel
+        check_batch_size(config.batch_size, parallel)
+        for name in ("forget", "retain"):
+            check_pool(name, len(getattr(sets, name)), config.batch_size, parallel)
         if self.method.needs_groups and groups is None:
             raise CureError(
                 "CURE-style unlearning needs module groups",
@@ -82,12 +91,16 @@ class UnlearnRun:
             model=model, encoder=original.encoder, known_users=original.known_users, meta={}, path=None
         )
         self.answer_ids = (original.encoder.yes_id, original.encoder.no_id)
-        self.answer_token = torch.tensor([original.encoder.no_id, original.encoder.yes_id])
+        self.answer_token = torch.tensor([original.encoder.no_id, original.encoder.yes_id], device=self.student.device)
         names = [n for n, _ in model.named_parameters()]
         self.params = [p for _, p in model.named_parameters()]
         for p in self.params:
             p.requires_grad_(True)
         self.masks, self.groups_used, self.touched = self._group_masks(groups, names)
+        self.touched = self.touched.to(self.student.device)
+        if self.masks is not None:
+            device = self.student.device
+            self.masks = GroupMasks(*(m.to(device) for m in (self.masks.forget, self.masks.retain, self.masks.shared)))
         self.optimizer = torch.optim.Adam(self.params, lr=config.strength)
         probe_rng = np.random.default_rng(config.seed + 1)
         self.probes = {
@@ -137,7 +150,16 @@ class UnlearnRun:
         return Batch(logits, self.answer_token[self.samples.label[idx]], ref, forced)
 
     def _draw(self, pool: np.ndarray) -> np.ndarray:
+        """The step's global batch: the same rows on every process (same seed, same draws)."""
         return self.rng.choice(pool, size=min(self.config.batch_size, len(pool)), replace=False)
+
+    def _share(self, idx: np.ndarray) -> np.ndarray:
+        """This process's rows of the global batch ``idx`` (all of them in one process)."""
+        return idx if self.parallel is None else self.parallel.shard(idx)
+
+    def _reduce(self, value: torch.Tensor, local: np.ndarray, batch: np.ndarray) -> torch.Tensor:
+        """A loss or gradient of this process's mean over ``local`` as the mean over ``batch``."""
+        return value if self.parallel is None else self.parallel.mean(value, len(local), len(batch))
 
     def _flat(self, loss: torch.Tensor) -> torch.Tensor:
         grads = torch.autograd.grad(loss, self.params, allow_unused=True)
@@ -148,12 +170,21 @@ class UnlearnRun:
     def step(self, step: int) -> dict[str, Any]:
         """One update; returns the step's row (losses and gradient cosines, no probe yet)."""
         config, method = self.config, self.method
-        f_batch = self._batch(self._draw(self.sets.forget), method.uses_teacher(config))
-        forget_loss = method.forget_objective(config, f_batch, self.answer_ids)
-        g_f = self._flat(forget_loss)
-        r_batch = self._batch(self._draw(self.sets.retain), False)
-        retain_loss = method.retain_objective(config, r_batch, self.answer_ids)
-        g_r = self._flat(retain_loss) if retain_loss is not None else torch.zeros_like(g_f)
+        f_idx = self._draw(self.sets.forget)
+        f_local = self._share(f_idx)
+        forget_loss = method.forget_objective(
+            config, self._batch(f_local, method.uses_teacher(config)), self.answer_ids
+        )
+        g_f = self._reduce(self._flat(forget_loss), f_local, f_idx)
+        forget_loss = self._reduce(forget_loss, f_local, f_idx)
+        r_idx = self._draw(self.sets.retain)
+        r_local = self._share(r_idx)
+        retain_loss = method.retain_objective(config, self._batch(r_local, False), self.answer_ids)
+        g_r = (
+            self._reduce(self._flat(retain_loss), r_local, r_idx) if retain_loss is not None else torch.zeros_like(g_f)
+        )
+        if retain_loss is not None:
+            retain_loss = self._reduce(retain_loss, r_local, r_idx)
         losses = [float(forget_loss.detach())] + ([float(retain_loss.detach())] if retain_loss is not None else [])
         if not all(np.isfinite(losses)) or max(abs(v) for v in losses) > MAX_LOSS:
             raise UnlearningDiverged(
@@ -186,7 +217,10 @@ class UnlearnRun:
         return row
 
     def probe(self) -> dict[str, float | None]:
-        """AUC of the model so far on each probe set (``forget_auc``, ``test_auc``)."""
+        """AUC of the model so far on each probe set (``forget_auc``, ``test_auc``); on rank 0
+        only in a data-parallel run (every rank holds the same weights)."""
+        if self.parallel is not None and not self.parallel.is_main:
+            return {}
         return {
             f"{name}_auc": utility(self.samples.label[idx], self.student.predict(self.samples, idx))["auc"]
             for name, idx in self.probes.items()
@@ -232,7 +266,8 @@ def unlearn(
     config: UnlearnConfig,
     groups: ModuleGroups | None = None,
     callback: StepCallback | None = None,
+    parallel: DataParallel | None = None,
 ) -> UnlearnResult:
     """Run ``config.method`` on a copy of ``original``; see the module docstring. To cancel,
     raise from ``callback`` (a :class:`~cure_core.jobs.BackgroundJob`'s progress does)."""
-    return UnlearnRun(original, samples, sets, request, config, groups).run(callback)
+    return UnlearnRun(original, samples, sets, request, config, groups, parallel).run(callback)

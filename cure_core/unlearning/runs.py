@@ -5,6 +5,10 @@ model), ``report.json`` (every method.md §8 metric, cost and settings) and ``hi
 (the per-step curve). The id hashes the Original's and the Retrain's weights (the report
 compares with Retrain), the request and the config, so a run with the same inputs is found
 again instead of recomputed, and a retrained reference never serves an old report.
+
+Under ``accelerate launch --num_processes N`` (:mod:`~cure_core.unlearning.parallel`) rank 0
+trains or loads the models and groups first, every rank takes part in the unlearning steps, and
+rank 0 alone evaluates and writes the run; the others receive its report.
 """
 
 from __future__ import annotations
@@ -23,12 +27,13 @@ from cure_core.circuits import AttributionSettings, circuit_context
 from cure_core.comparison import Comparison
 from cure_core.data.samples import Samples
 from cure_core.evaluate import compare_to_retrain
-from cure_core.groups import GroupSettings, default_corruption, fitting_group_settings, groups_for_request
+from cure_core.groups import GroupSettings, ModuleGroups, default_corruption, fitting_group_settings, groups_for_request
 from cure_core.model.recommender import Recommender
 from cure_core.model.store import save_recommender
 from cure_core.progress import Progress, ProgressFn
 from cure_core.requests import ForgetRequest, RequestSets
 from cure_core.unlearning.methods import METHODS, UnlearnConfig
+from cure_core.unlearning.parallel import data_parallel, main_first
 from cure_core.unlearning.runner import StepCallback, UnlearnResult, unlearn
 
 if TYPE_CHECKING:
@@ -146,7 +151,13 @@ def get_run(
     force: bool = False,
 ) -> RunReport:
     """The report of a run, from ``cache/runs`` or computed (Retrain and groups first if needed)."""
-    original, retrain = ws.ensure_models(request, quiet=quiet)
+    parallel = data_parallel()
+    main = parallel is None or parallel.is_main
+    quiet = quiet or not main
+    with main_first(parallel):
+        original, retrain = ws.ensure_models(request, quiet=quiet)
+    if parallel is not None:
+        original.model.to(parallel.device)
     sets = ws.sets(request)
     groups = None
     groups_key = ""
@@ -155,12 +166,15 @@ def get_run(
         group_settings = group_settings or fitting_group_settings(request, ws.samples, sets)
         groups_key = attribution.model_dump_json() + group_settings.model_dump_json()
     run = run_id(original, retrain, request, config.model_dump_json(), groups_key)
-    cached = None if force else load_report(run)
+    cached = None if force or not main else load_report(run)
+    if parallel is not None:
+        cached = parallel.share(cached)
     if cached is not None:
         return cached
     if groups_key:
-        ctx = circuit_context(ws, request)
-        groups = groups_for_request(ctx, attribution, group_settings, quiet=quiet)  # type: ignore[arg-type]
+        with main_first(parallel):
+            ctx = circuit_context(ws, request)
+            groups = groups_for_request(ctx, attribution, group_settings, quiet=quiet)  # type: ignore[arg-type]
     bar = Progress(config.steps, f"{config.method} (strength {config.strength:g})", progress, quiet)
 
     def on_step(row: dict[str, Any]) -> None:
@@ -169,15 +183,29 @@ def get_run(
             callback(row)
 
     try:
-        result = unlearn(original, ws.samples, sets, request, config, groups, on_step)
+        result = unlearn(original, ws.samples, sets, request, config, groups, on_step, parallel)
     finally:
         bar.close()
-    report = evaluate_run(result, retrain, request, ws.samples, sets)
+    report = _finish(run, result, retrain, request, ws.samples, sets, groups) if main else None
+    return report if parallel is None else parallel.share(report)
+
+
+def _finish(
+    run: str,
+    result: UnlearnResult,
+    retrain: Recommender,
+    request: ForgetRequest,
+    samples: Samples,
+    sets: RequestSets,
+    groups: ModuleGroups | None,
+) -> RunReport:
+    """Evaluate the finished run next to Retrain and write it to the cache."""
+    report = evaluate_run(result, retrain, request, samples, sets)
     report.run = run
     if groups is not None:
         report.group_warnings = groups.warnings
         report.separability = groups.separability
-    save_run(run, result, report, ws.samples)
+    save_run(run, result, report, samples)
     return report
 
 
