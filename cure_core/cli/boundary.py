@@ -7,7 +7,8 @@ error, or an ``analysis`` input error); ``interrupted`` and 130. Library warning
 (progress-like notes such as a download) one line each — never a traceback.
 
 Under ``torchrun`` (``cure_core.distributed``) only ``attribute``, ``circuit`` and ``groups``
-run; rank 0 shows the warnings, and an error of another rank names its rank.
+run, and ``unlearn`` under ``accelerate launch`` (``cure_core.unlearning.parallel``); rank 0
+shows the warnings, and an error of another rank names its rank.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from cure_core.cli.parser import HELP, build_parser
 from cure_core.errors import CureError
 from cure_core.settings import describe
 
-DISTRIBUTED_COMMANDS = ("attribute", "circuit", "groups")
+DISTRIBUTED_COMMANDS = ("attribute", "circuit", "groups", "unlearn")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
             if size > 1 and command is not None and command not in DISTRIBUTED_COMMANDS:
                 raise CureError(
                     f"`cure {command}` does not run across processes (torchrun started {size})",
-                    f"run it without torchrun; {', '.join(DISTRIBUTED_COMMANDS)} run under torchrun",
+                    "run it as one process; attribute, circuit and groups run under torchrun, unlearn under "
+                    "accelerate launch",
                 )
             args = build_parser(command).parse_args(argv)
             return int(args.func(args) or 0)

@@ -7,8 +7,9 @@ compares with Retrain), the request and the config, so a run with the same input
 again instead of recomputed, and a retrained reference never serves an old report.
 
 Under ``accelerate launch --num_processes N`` (:mod:`~cure_core.unlearning.parallel`) rank 0
-trains or loads the models and groups first, every rank takes part in the unlearning steps, and
-rank 0 alone evaluates and writes the run; the others receive its report.
+trains or loads the models first; every rank takes part in the groups' attributions (sharded
+as under ``torchrun``: :mod:`analysis.distributed`) and in the unlearning steps; rank 0 alone
+evaluates and writes the run, and the others receive its report.
 """
 
 from __future__ import annotations
@@ -171,10 +172,9 @@ def get_run(
         cached = parallel.share(cached)
     if cached is not None:
         return cached
-    if groups_key:
-        with main_first(parallel):
-            ctx = circuit_context(ws, request)
-            groups = groups_for_request(ctx, attribution, group_settings, quiet=quiet)  # type: ignore[arg-type]
+    if groups_key:  # every process takes part: the attributions are sharded over them (analysis.distributed)
+        ctx = circuit_context(ws, request, device=str(parallel.device) if parallel is not None else None)
+        groups = groups_for_request(ctx, attribution, group_settings, quiet=quiet)  # type: ignore[arg-type]
     bar = Progress(config.steps, f"{config.method} (strength {config.strength:g})", progress, quiet)
 
     def on_step(row: dict[str, Any]) -> None:
