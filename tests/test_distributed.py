@@ -131,9 +131,10 @@ def test_bad_max_memory_is_one_line(capsys, argv, message):
 def test_commands_that_do_not_run_across_processes_say_so(capsys, monkeypatch):
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")
-    assert cli.main(["unlearn", "--method", "npo"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("rank 1: error: `cure unlearn` does not run across processes") and "fix:" in err, err
+    for argv in (["evaluate"], ["compare"], ["train"]):
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"rank 1: error: `cure {argv[0]}` does not run across processes") and "fix:" in err, err
 
 
 # --- two processes -----------------------------------------------------------------------------
@@ -263,3 +264,13 @@ def test_attribute_over_two_processes_under_a_memory_bound_equals_one(reference)
     assert_close(two_processes(reference.cache, *argv), reference.outputs["attribute"])
     retain = [n for n in reference.attributions if n.startswith("retain-")]
     assert_same_attributions(attributions(reference.cache), reference.attributions, retain)
+
+
+def test_unlearn_with_a_hand_set_world_but_no_launcher_is_one_line(capsys, monkeypatch):
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    assert cli.main(["unlearn", "--method", "npo"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "cannot join the process group" in err and "Traceback" not in err, err

@@ -93,7 +93,14 @@ def data_parallel() -> DataParallel | None:
     from accelerate.utils import parse_flag_from_env
 
     # gloo on CPUs (ACCELERATE_USE_CPU, or no CUDA device here); NCCL with one GPU per rank otherwise
-    state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available())
+    try:
+        state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available())
+    except ValueError as err:  # e.g. RANK/WORLD_SIZE set by hand without a launcher's MASTER_ADDR
+        raise CureError(
+            f"cannot join the process group ({str(err).splitlines()[0][:160]})",
+            "start the processes with `accelerate launch --multi_gpu --num_processes N ...`, or unset RANK and "
+            "WORLD_SIZE to run one process",
+        ) from None
     if state.num_processes <= 1:
         return None
     return DataParallel(rank=state.process_index, world=state.num_processes, device=state.device, state=state)
