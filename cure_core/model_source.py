@@ -13,7 +13,9 @@ it says.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -148,19 +150,12 @@ def load_user_model(source: ModelSource, role: UserRole, dataset: RatingsDataset
         "checkpoint": info.to_dict(),
         "profile": profile.name,
         "n_params": info.n_params,
-        "weights_sha256": fingerprint(model, adapter, source.dtype, load_profile_text(source.profile)),
+        # the loaded profile's every field: what its prompts depend on, wherever the file lies
+        "weights_sha256": fingerprint(model, adapter, source.dtype, json.dumps(asdict(profile), sort_keys=True)),
     }
     return Recommender(
         model=loaded.model, encoder=encoder, known_users=None, meta=meta, path=Path(model), checkpoint=loaded
     )
-
-
-def load_profile_text(name_or_path: str) -> str:
-    """The profile file's text (what its prompts depend on)."""
-    from cure_core.profiles.profile import PROFILE_DIR
-
-    path = PROFILE_DIR / f"{name_or_path}.toml" if name_or_path in SHIPPED_PROFILES else Path(name_or_path)
-    return path.read_text(encoding="utf-8")
 
 
 def fingerprint(model: str, adapter: str | None, dtype: str, profile_text: str) -> str:

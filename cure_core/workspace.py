@@ -243,9 +243,10 @@ class Workspace:
     ) -> Recommender:
         """Load from the cache, or train now (a user's model: load it, or refuse a missing Retrain)."""
         if self.user_model:
-            if role == "retrain" and not self.source.has_retrain:
+            rec = self.load_model(role, request)  # None only for a Retrain that was not given
+            if rec is None:
                 raise MissingRetrainError()
-            return self._user(role)
+            return rec
         return self.load_model(role, request) or self.train_model(role, request, progress=progress, quiet=quiet)
 
     def original(self, progress: ProgressFn | None = None, quiet: bool = False) -> Recommender:

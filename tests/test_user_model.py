@@ -3,7 +3,6 @@ not, the evaluation without Retrain, the bridge on the same weights, the cache k
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 
 import numpy as np
@@ -16,6 +15,7 @@ from cure_core.evaluate import compare_to_retrain
 from cure_core.model_source import ENVIRONMENT, MissingRetrainError, ModelSource, fingerprint
 from cure_core.requests import user_request
 from cure_core.workspace import Workspace
+from tests.test_checkpoints import _digests
 
 
 @pytest.fixture
@@ -116,10 +116,6 @@ def test_fingerprint_follows_weights_dtype_and_profile(qwen2, tmp_path):
     data[-1] ^= 0xFF  # one byte of the last block
     weights.write_bytes(bytes(data))
     assert fingerprint(str(copy), None, "fp32", "profile") != base
-
-
-def _digests(*folders) -> dict[str, str]:
-    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for f in folders for p in sorted(f.rglob("*"))}
 
 
 def test_cli_evaluate_and_forget_on_a_user_model(synthetic, qwen2, tmp_path, capsys):

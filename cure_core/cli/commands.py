@@ -117,7 +117,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     request = request_of(args, ws)
     original, retrain = ws.reference_models(request, quiet=args.json)
     if which == "retrain":
-        rec = retrain or ws.model("retrain", request)
+        rec = retrain  # present: a user's model without one was refused above
     else:
         rec = original if which == "original" else load_recommender(model_dir, ws.samples)  # type: ignore[arg-type]
     report = compare_to_retrain(rec, retrain, request, ws.samples, ws.sets(request), name=which)
@@ -183,12 +183,11 @@ def cmd_app(args: argparse.Namespace) -> int:
 
     recipe = args.recipe_json.model_dump_json() if args.recipe_json is not None else None
     source = args.source.build(args)
-    env = {k: v for k, v in os.environ.items() if k not in ENVIRONMENT.values()}  # the flags replace them
-    env.update(**({"CURE_DATA": args.data} if args.data else {}), **({"CURE_RECIPE": recipe} if recipe else {}))
-    if source.is_user_model:
-        env.update(source.environment())
-    else:
-        env.update({k: v for k, v in os.environ.items() if k in ENVIRONMENT.values()})
+    env = dict(
+        os.environ, **({"CURE_DATA": args.data} if args.data else {}), **({"CURE_RECIPE": recipe} if recipe else {})
+    )
+    if source.is_user_model:  # the flags replace every CURE_* model variable of the caller's environment
+        env = {k: v for k, v in env.items() if k not in ENVIRONMENT.values()} | source.environment()
     return subprocess.call(cmd, env=env)
 
 
