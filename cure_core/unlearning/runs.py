@@ -166,7 +166,7 @@ def get_run(
         attribution = attribution or AttributionSettings(corruption=default_corruption(request))
         group_settings = group_settings or fitting_group_settings(request, ws.samples, sets)
         groups_key = attribution.model_dump_json() + group_settings.model_dump_json()
-    run = run_id(original, retrain, request, config.model_dump_json(), groups_key)
+    run = run_id(original, retrain, request, config.id_json(), groups_key)
     cached = None if force or not main else load_report(run)
     if parallel is not None:
         cached = parallel.share(cached)

@@ -38,3 +38,26 @@ class UnlearnConfig(BaseModel):
     )
     probe_every: int = Field(10, ge=1)
     probe_size: int = Field(256, ge=8)
+    lora: bool = Field(
+        False,
+        description=(
+            "train a new LoRA adapter on top of the (merged) model instead of updating the full weights; the "
+            "references (KL, NPO, teacher) are the same network with the adapter disabled"
+        ),
+    )
+    lora_rank: int = Field(8, ge=1, le=1024, description="rank r of the unlearning adapter (with --lora)")
+    lora_alpha: float = Field(16.0, gt=0, description="LoRA scaling numerator: the update is (alpha / r)·B·A")
+    lora_targets: tuple[str, ...] = Field(
+        (),
+        description=(
+            "module names (suffixes) the adapter wraps; empty: every attention and MLP projection of the architecture"
+        ),
+    )
+
+    def id_json(self) -> str:
+        """The settings as they enter a run's id: the LoRA fields only when ``lora`` is on, so the
+        ids of full-parameter runs cached before LoRA existed stay what they were."""
+        return self.model_dump_json(exclude=None if self.lora else set(LORA_FIELDS))
+
+
+LORA_FIELDS = ("lora", "lora_rank", "lora_alpha", "lora_targets")
