@@ -15,11 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import subprocess
-import sys
-import tempfile
 import time
 import warnings
 from functools import cached_property
@@ -36,7 +32,11 @@ from cure_core.metrics import utility
 from cure_core.model.recipe import Recipe
 from cure_core.model.recommender import Recommender
 from cure_core.model.store import CorruptModelError, load_item_model, save_recommender
+from cure_core.model.text_recipe import TextRecipe
+from cure_core.model.text_store import load_text_model, save_text_model
+from cure_core.model.text_train import train_text_model
 from cure_core.model.train import TrainSets, stop_reason, train_item_model
+from cure_core.model.workers import available_cores, train_in_parallel, worker_threads
 from cure_core.model_source import MissingRetrainError, ModelSource, load_user_model
 from cure_core.progress import ProgressFn
 from cure_core.requests import ForgetRequest, RequestSets, request_sets, save_request, trainable_users, user_request
@@ -51,12 +51,13 @@ class Workspace:
         self,
         data: str | Path | None = None,
         split: SplitConfig | None = None,
-        recipe: Recipe | None = None,
+        recipe: Recipe | TextRecipe | None = None,
         dataset: RatingsDataset | None = None,
         source: ModelSource | None = None,
     ) -> None:
         """``data``: a path or ``None`` for MovieLens-100K; ``dataset``: data already in memory;
-        ``source``: a user's checkpoint to work on instead of the item model trained here."""
+        ``recipe``: the item model's (default) or the text model's (:class:`TextRecipe`);
+        ``source``: a user's checkpoint to work on instead of a model trained here."""
         self.data_source = None if data is None else str(data)
         self.split = split or SplitConfig()
         self.recipe = recipe or Recipe()
@@ -78,7 +79,12 @@ class Workspace:
     def titles(self) -> dict[str, str]:
         return self.dataset.titles()
 
-    def with_recipe(self, recipe: Recipe) -> Workspace:
+    @property
+    def text_recipe(self) -> bool:
+        """Whether the models trained here are the text-mode recommender (``--recipe text``)."""
+        return isinstance(self.recipe, TextRecipe)
+
+    def with_recipe(self, recipe: Recipe | TextRecipe) -> Workspace:
         """The same data and split (loaded samples shared, not rebuilt) with another recipe."""
         if recipe == self.recipe:
             return self
@@ -130,11 +136,8 @@ class Workspace:
             "request": request.id if role == "retrain" and request else None,
         }
         digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
-        if role == "original":  # noqa: SIM108 (a one-line conditional would not fit 120 columns)
-            name = f"{role}-{self.dataset.name}-{digest}"
-        else:
-            name = f"retrain-{request.id}-{digest}"  # type: ignore[union-attr]
-        return cache_dir("models") / name
+        name = f"{role}-{self.dataset.name}-{digest}" if role == "original" else f"retrain-{request.id}-{digest}"  # type: ignore[union-attr]
+        return cache_dir("models") / (f"text-{name}" if self.text_recipe else name)
 
     @property
     def user_model(self) -> bool:
@@ -166,6 +169,8 @@ class Workspace:
         if not folder.exists():
             return None
         try:
+            if isinstance(self.recipe, TextRecipe):
+                return load_text_model(folder, self.recipe, self.dataset, self.samples)
             rec = load_item_model(folder, self.samples)
             if cut_short(rec.meta):
                 raise CorruptModelError(
@@ -205,9 +210,14 @@ class Workspace:
         start = time.perf_counter()
         try:
             desc = "Original" if role == "original" else f"Retrain {request.id}"  # type: ignore[union-attr]
-            rec, curve, stopped_by = train_item_model(
-                self.samples, sets, self.recipe, progress=progress, quiet=quiet, desc=desc, position=position
-            )
+            if isinstance(self.recipe, TextRecipe):
+                rec, curve, stopped_by = train_text_model(
+                    self.dataset, self.samples, sets, self.recipe, progress, quiet, desc, position
+                )
+            else:
+                rec, curve, stopped_by = train_item_model(
+                    self.samples, sets, self.recipe, progress=progress, quiet=quiet, desc=desc, position=position
+                )
         finally:
             torch.set_num_threads(previous_threads)
         seconds = time.perf_counter() - start
@@ -235,7 +245,11 @@ class Workspace:
             },
             "torch": torch.__version__,
         }
-        save_recommender(rec, self.model_dir(role, request), self.samples, meta)
+        folder = self.model_dir(role, request)
+        if isinstance(self.recipe, TextRecipe):  # read back through the loader every later use takes
+            save_text_model(rec, folder, meta)
+            return load_text_model(folder, self.recipe, self.dataset, self.samples)
+        save_recommender(rec, folder, self.samples, meta)
         return rec
 
     def model(
@@ -273,7 +287,7 @@ class Workspace:
         missing = [role for role, model in models.items() if model is None]
         cores = min(torch.get_num_threads(), available_cores())
         if len(missing) == 2 and cores > 1 and self._given_dataset is None:
-            self._train_in_parallel(request, progress, quiet, threads=worker_threads(cores, workers=2))
+            train_in_parallel(self, request, progress, quiet, threads=worker_threads(cores, workers=2))
             models = {"original": self.model("original"), "retrain": self.model("retrain", request)}
         else:
             for role in missing:
@@ -290,78 +304,6 @@ class Workspace:
         if self.user_model and not self.source.has_retrain:
             return self.model("original"), None
         return self.ensure_models(request, progress=progress, quiet=quiet)
-
-    def _train_in_parallel(
-        self, request: ForgetRequest, progress: ProgressFn | None, quiet: bool, threads: int
-    ) -> None:
-        """Two ``cure train --threads <threads>`` subprocesses; progress comes back through small JSON files.
-
-        Subprocesses (not multiprocessing) so that nothing re-imports the caller's main module —
-        a Streamlit script would otherwise start again in each worker. On any error or
-        cancellation both workers are terminated; cache writes are atomic, so nothing partial stays.
-        """
-        save_request(request)
-        with tempfile.TemporaryDirectory(prefix="cure-train-") as tmp:
-            workers = []
-            for role in ("original", "retrain"):
-                progress_file = Path(tmp) / f"{role}.json"
-                cmd = [
-                    sys.executable,
-                    "-m",
-                    "cure_core.cli",
-                    "train",
-                    "--threads",
-                    str(threads),
-                    "--progress-file",
-                    str(progress_file),
-                    "--recipe-json",
-                    self.recipe.model_dump_json(),
-                    "--split-json",
-                    self.split.model_dump_json(),
-                ]
-                cmd += ["--data", self.data_source] if self.data_source else []
-                cmd += ["--retrain", request.id] if role == "retrain" else []
-                log = open(Path(tmp) / f"{role}.log", "w+")  # noqa: SIM115 - closed below, after the worker exits
-                workers.append(
-                    (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT if quiet else None), progress_file, log)
-                )
-            try:
-                while True:
-                    running = any(proc.poll() is None for proc, _, _ in workers)
-                    if progress is not None:
-                        states = [_read_progress(f) for _, f, _ in workers]
-                        progress(sum(s[0] for s in states), sum(s[1] for s in states), states[0][2])
-                    if not running:
-                        break
-                    time.sleep(0.5)
-            except BaseException:
-                for proc, _, _ in workers:
-                    proc.terminate()
-                raise
-            finally:
-                failures = []
-                for proc, _, log in workers:
-                    proc.wait()
-                    log.seek(0)
-                    tail = log.read().strip()
-                    log.close()
-                    if proc.returncode not in (0, -15):  # -15: terminated by us on cancel
-                        failures.append(f"exit {proc.returncode}: {tail.splitlines()[-1] if tail else 'no output'}")
-            if failures:
-                raise CureError(
-                    f"a training worker failed ({'; '.join(failures)})", "run `cure train` directly to see the full log"
-                )
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on (its affinity mask, not the machine's total)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def worker_threads(cores: int, workers: int) -> int:
-    """Torch threads per worker so that ``workers`` processes together never oversubscribe
-    ``cores`` (two 2-thread trainings on 2 cores ran an epoch 10x slower than one alone)."""
-    return max(1, cores // workers)
 
 
 def cut_short(meta: dict) -> bool:
@@ -381,11 +323,3 @@ def cut_short(meta: dict) -> bool:
             f"meta.json lacks the training curve or recipe ({err})",
             "delete the folder; cached models are retrained on next use",
         ) from None
-
-
-def _read_progress(path: Path) -> tuple[int, int, dict]:
-    try:
-        state = json.loads(path.read_text())
-        return int(state["done"]), int(state["total"]), state.get("info", {})
-    except (OSError, ValueError, KeyError):
-        return 0, 0, {}

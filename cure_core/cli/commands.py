@@ -16,6 +16,8 @@ from cure_core.cli import printers
 from cure_core.errors import CureError
 
 if TYPE_CHECKING:  # imported lazily at run time: torch is slow to import
+    from cure_core.model.recipe import Recipe
+    from cure_core.model.text_recipe import TextRecipe
     from cure_core.progress import ProgressFn
     from cure_core.requests import ForgetRequest
     from cure_core.workspace import Workspace
@@ -23,8 +25,22 @@ if TYPE_CHECKING:  # imported lazily at run time: torch is slow to import
 APP_ENTRY = Path(__file__).resolve().parent.parent.parent / "app" / "Home.py"
 
 
+def recipe_of(args: argparse.Namespace) -> Recipe | TextRecipe | None:
+    """The recipe of ``--recipe`` with the overrides of ``--recipe-json`` (``None``: the default item model)."""
+    from cure_core.model.recipe import recipe_from_json
+
+    recipe = recipe_from_json(getattr(args, "recipe_json", None), getattr(args, "recipe", None))
+    source = getattr(args, "source", None)
+    if recipe is not None and source is not None and source.build(args).is_user_model:
+        raise CureError(
+            "--recipe/--recipe-json choose a model trained here, but --model gives your own checkpoint",
+            "leave out --recipe and --recipe-json to work on --model, or leave out --model",
+        )
+    return recipe
+
+
 def workspace(args: argparse.Namespace) -> Workspace:
-    """The data of ``--data`` with the recipe of ``--recipe-json`` (parsed and checked already)."""
+    """The data of ``--data`` with the model of ``--recipe``/``--recipe-json`` or ``--model``."""
     from cure_core.data import SplitConfig
     from cure_core.settings import json_object, validated
     from cure_core.workspace import Workspace
@@ -35,7 +51,7 @@ def workspace(args: argparse.Namespace) -> Workspace:
             SplitConfig, json_object(args.split_json, "--split-json"), "split", "give SplitConfig fields as JSON"
         )
     source = args.source.build(args) if getattr(args, "source", None) is not None else None
-    ws = Workspace(data=args.data, split=split, recipe=getattr(args, "recipe_json", None), source=source)
+    ws = Workspace(data=args.data, split=split, recipe=recipe_of(args), source=source)
     if ws.user_model:
         ws.original()  # a bad checkpoint, adapter or profile fails here, before anything is written
     return ws
@@ -181,7 +197,8 @@ def cmd_app(args: argparse.Namespace) -> int:
     ]
     from cure_core.model_source import ENVIRONMENT
 
-    recipe = args.recipe_json.model_dump_json() if args.recipe_json is not None else None
+    chosen = recipe_of(args)
+    recipe = chosen.model_dump_json() if chosen is not None else None
     source = args.source.build(args)
     env = dict(
         os.environ, **({"CURE_DATA": args.data} if args.data else {}), **({"CURE_RECIPE": recipe} if recipe else {})

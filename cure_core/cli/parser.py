@@ -20,7 +20,8 @@ from cure_core.cli.options import (
     output_folder,
 )
 from cure_core.cli.values import id_list, interactions, nonblank, set_name
-from cure_core.settings import Seed
+from cure_core.model.text_recipe import RECIPES
+from cure_core.settings import Seed, json_object
 
 HELP = {
     "data": "print the dataset summary (users, items, samples per split, positive rates)",
@@ -69,17 +70,27 @@ def build_parser(command: str | None = None) -> CliParser:
                 help="GroupLens ml-100k folder/zip or RecBole atomic files (default: MovieLens-100K)",
             )
             if name not in ("data", "report"):
-                p.add_argument("--recipe-json", type=_recipe, default=None, help=help_text(RECIPE_HELP))
+                p.add_argument(
+                    "--recipe",
+                    choices=RECIPES,
+                    default=None,
+                    help=help_text(
+                        "which model trained here to work on: item (the item-token recommender, default) or text "
+                        "(a GPT-2/Llama LM on words with its own BPE tokenizer; README 'Text model')"
+                    ),
+                )
+                p.add_argument("--recipe-json", type=_json_object, default=None, help=help_text(RECIPE_HELP))
             if name in MODEL_COMMANDS:
                 _model_options(p)
             OPTIONS[name](p)
     return parser
 
 
-def _recipe(text: str):
-    from cure_core.model.recipe import recipe_from_json
-
-    return recipe_from_json(text)
+def _json_object(text: str) -> str:
+    """``--recipe-json`` checked as one JSON object; its fields are checked against the recipe
+    that ``--recipe`` names once both are parsed (:func:`cure_core.cli.commands.recipe_of`)."""
+    json_object(text, "--recipe-json")
+    return text
 
 
 def _saved_request(request_id: str):

@@ -49,15 +49,17 @@ def print_summary(summary: dict[str, object], user_ids: list[str], genres: list[
 
 def print_model(rec: Recommender, baselines: dict[str, float]) -> None:
     meta = rec.meta
+    by_step = bool(meta["curve"]) and "step" in meta["curve"][0]  # the text model checks every N steps
+    best = f"best check at epoch {meta['best_epoch']:.2f}" if by_step else f"best epoch {meta['best_epoch']}"
     print(f"model: {rec.path}")
     print(
-        f"parameters: {meta['n_params']:,}  training: {meta['train_seconds']:.0f}s on {meta['threads']} "
-        f"thread(s), best epoch {meta['best_epoch']}"
+        f"parameters: {meta['n_params']:,}  training: {meta['train_seconds']:.0f}s on {meta['threads']} thread(s), {best}"
     )
-    print("curve (AUC against training time; the checkpoint is the best validation epoch):")
+    print("curve (AUC against training time; the checkpoint is the best validation check):")
     for row in meta["curve"]:
+        when = f"step {row['step']:>5} (epoch {row['epoch']:.2f})" if by_step else f"epoch {row['epoch']:>2}"
         print(
-            f"  epoch {row['epoch']:>2}  {row['seconds']:>6.0f}s  loss {row['train_loss']:.4f}  valid AUC "
+            f"  {when}  {row['seconds']:>6.0f}s  loss {row['train_loss']:.4f}  valid AUC "
             f"{row['valid_auc']:.4f}  test AUC {row['test_auc']:.4f}"
         )
     print(

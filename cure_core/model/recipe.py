@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from transformers import GPT2Config, LlamaConfig, PretrainedConfig
 
+from cure_core.model.text_recipe import RECIPES, TextRecipe
 from cure_core.settings import Seed, json_object, validated
 
 
@@ -126,13 +127,25 @@ RECIPE_V1_OVERRIDES: dict[str, object] = {
 }
 
 
-def recipe_from_json(text: str | None) -> Recipe | None:
-    """A recipe from JSON overrides of the default (``None`` or empty: the default recipe)."""
-    if not text:
+def recipe_from_json(text: str | None, kind: str | None = None) -> Recipe | TextRecipe | None:
+    """A recipe from JSON overrides of a default (``None`` or empty: the default item recipe).
+
+    ``kind`` ``"text"`` (``--recipe text``), a JSON object with ``"kind": "text"``, or the bare
+    word ``text`` (how ``CURE_RECIPE`` names it) select the text recipe; its overrides are then
+    text-recipe fields.
+    """
+    if text and text.strip() in RECIPES:
+        kind, text = text.strip(), None
+    values = json_object(text, "--recipe-json") if text else {}
+    if kind == "text" or values.get("kind") == "text":
+        return validated(
+            TextRecipe,
+            {**values, "kind": "text"},
+            "text recipe",
+            'give a JSON object of text-recipe fields, e.g. {"n_layer": 2, "max_steps": 500}',
+        )
+    if not values:
         return None
     return validated(
-        Recipe,
-        json_object(text, "--recipe-json"),
-        "recipe",
-        'give a JSON object of recipe fields, e.g. {"n_layer": 2, "d_model": 32}',
+        Recipe, values, "recipe", 'give a JSON object of recipe fields, e.g. {"n_layer": 2, "d_model": 32}'
     )

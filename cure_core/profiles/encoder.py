@@ -21,15 +21,12 @@ from cure_core.profiles.slots import Slots, WrittenPrompt, mark
 from cure_core.prompts import EncodedBatch
 
 
-class ProfileEncoder:
-    """Writes samples of ``dataset`` with ``profile`` and tokenizes them with ``tokenizer``."""
+class PromptWriter:
+    """Writes samples of ``dataset`` as ``profile``'s prompts (text only: no tokenizer needed,
+    which is what training a tokenizer on the prompts requires)."""
 
-    def __init__(
-        self, profile: Profile, tokenizer: PreTrainedTokenizerBase, dataset: RatingsDataset, samples: Samples
-    ) -> None:
+    def __init__(self, profile: Profile, dataset: RatingsDataset, samples: Samples) -> None:
         self.profile = profile
-        self.tokenizer = tokenizer
-        self.pad_id = next((t for t in (tokenizer.pad_token_id, tokenizer.eos_token_id) if t is not None), 0)
         items = dataset.items.set_index("item")
         titles = dataset.titles()
         self.item_text = [
@@ -43,7 +40,6 @@ class ProfileEncoder:
         ]
         self.users = self._user_fields(dataset, samples)
         self.user_ids = list(samples.user_ids)
-        self._lengths: dict[tuple[str, str], np.ndarray] = {}
         user_code = {u: c for c, u in enumerate(samples.user_ids)}
         item_code = {it: c for c, it in enumerate(samples.item_ids)}
         r = dataset.ratings
@@ -57,9 +53,6 @@ class ProfileEncoder:
                 "no samples to write prompts for",
                 "use a dataset with users that have more ratings than the history length",
             )
-        self.yes_id, self.no_id = answer_token_ids(
-            tokenizer, self.prompt(samples, 0), profile.yes, profile.no, profile.add_special_tokens
-        )
 
     def _user_fields(self, dataset: RatingsDataset, samples: Samples) -> list[dict[str, str]]:
         needed = self.profile.user_fields
@@ -122,6 +115,21 @@ class ProfileEncoder:
         """The prompt of ``slots`` with the character span of every item it writes."""
         marked = self.write(slots, lambda slot, item: mark(self.item_text[item], slot))
         return WrittenPrompt.from_marked(marked, self.write(slots), f"profile {self.profile.name}")
+
+
+class ProfileEncoder(PromptWriter):
+    """Writes samples of ``dataset`` with ``profile`` and tokenizes them with ``tokenizer``."""
+
+    def __init__(
+        self, profile: Profile, tokenizer: PreTrainedTokenizerBase, dataset: RatingsDataset, samples: Samples
+    ) -> None:
+        super().__init__(profile, dataset, samples)
+        self.tokenizer = tokenizer
+        self.pad_id = next((t for t in (tokenizer.pad_token_id, tokenizer.eos_token_id) if t is not None), 0)
+        self._lengths: dict[tuple[str, str], np.ndarray] = {}
+        self.yes_id, self.no_id = answer_token_ids(
+            tokenizer, self.prompt(samples, 0), profile.yes, profile.no, profile.add_special_tokens
+        )
 
     def token_ids(self, texts: list[str]) -> list[list[int]]:
         """``texts`` tokenized as prompts (with the profile's special tokens), unpadded."""
