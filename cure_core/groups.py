@@ -26,11 +26,13 @@ Embedding rows (``u:<id>``, ``i:<id>``) are grouped by use instead: a row whose 
 training prompts fall at least ``embedding_share`` in the forget set is forget-specific (for a
 user request: the forgotten users' own tokens); every other row is outside.
 
-Separability of the whole split: the spread (standard deviation over heads and MLPs) of
-log(I_f / I_r), divided by the mean spread of log(I_c / I_r) over the control draws. Near 1
-means the forget set differs from the retain set no more than random matched sets do. It, and
-the count of significant modules, is over heads and MLPs only: key/value rows are sums of head
-rows, not further evidence.
+Separability of the whole split (:mod:`cure_core.separability`): the spread (standard deviation
+over heads and MLPs) of log(I_f / I_r), divided by the mean spread of log(I_c / I_r) over the
+control draws; and beside it the importance-weighted version, each module weighted by
+(I_f + I_r) / 2 (a control draw by (I_c + I_r) / 2), so that modules with hardly any importance
+do not dominate. Near 1 means the forget set differs from the retain set no more than random
+matched sets do. Both, and the count of significant modules, are over heads and MLPs only:
+key/value rows are sums of head rows, not further evidence.
 """
 
 from __future__ import annotations
@@ -51,12 +53,12 @@ from cure_core.data.samples import Samples
 from cure_core.errors import CureError
 from cure_core.progress import ProgressFn
 from cure_core.requests import ForgetRequest, RequestSets
+from cure_core.separability import beyond_noise, separability, weighted_beyond_noise
 
 GROUPS = ("forget-specific", "retain-specific", "task-shared", "outside")
 CIRCUIT_KINDS = ("head", "kv head", "mlp")  # grouped from attribution; the rest are embedding rows
 EMBEDDING_KINDS = ("user row", "item row")
 Group = Literal["forget-specific", "retain-specific", "task-shared", "outside"]
-_FLOOR = 1e-6
 
 
 class GroupSettings(BaseModel):
@@ -109,10 +111,6 @@ def in_circuit(values: np.ndarray, rule: str, threshold: float) -> np.ndarray:
     return keep
 
 
-def log_ratio_spread(values: np.ndarray, reference: np.ndarray) -> float:
-    return float(np.std(np.log(np.maximum(values, _FLOOR) / np.maximum(reference, _FLOOR))))
-
-
 @dataclass
 class ModuleGroups:
     """Every module with its scores and group, the separability of the split, and warnings."""
@@ -135,9 +133,15 @@ class ModuleGroups:
     @property
     def beyond_noise(self) -> bool:
         """Whether the forget/retain log-ratio spread exceeds the control spreads' mean by more
-        than two of their standard deviations (relative): the one separability verdict."""
+        than two of their standard deviations (relative): the separability verdict."""
         sep = self.separability
-        return sep["separability"] > 1 + 2 * sep["spread_control_std"] / max(sep["spread_control_mean"], 1e-12)
+        return beyond_noise(sep["separability"], sep["spread_control_mean"], sep["spread_control_std"])
+
+    @property
+    def beyond_noise_weighted(self) -> bool | None:
+        """The same verdict on the importance-weighted separability; None when the
+        separability was computed before the weighted one existed."""
+        return weighted_beyond_noise(self.separability)
 
     @property
     def kinds(self) -> list[str]:
@@ -213,18 +217,13 @@ def group_modules(
             }
         )
         table = pd.concat([table, rows[rows["group"] != "outside"]], ignore_index=True)
-    control_spreads = [log_ratio_spread(c, i_r) for c in i_c]
-    spread = log_ratio_spread(i_f, i_r)
-    separability = {
-        "spread_forget": spread,
-        "spread_control_mean": float(np.mean(control_spreads)),
-        "spread_control_std": float(np.std(control_spreads)),
-        "separability": spread / max(float(np.mean(control_spreads)), 1e-12),
+    split = {
+        **separability(i_f, i_r, i_c),
         "significant_modules": int(significant.sum()),
         "control_draws": len(controls),
     }
     warnings = _empty_group_warnings(table, settings)
-    return ModuleGroups(table=table, separability=separability, settings=settings, warnings=warnings)
+    return ModuleGroups(table=table, separability=split, settings=settings, warnings=warnings)
 
 
 def kv_group(reader_groups: list[str]) -> str:

@@ -87,7 +87,7 @@ def test_module_groups_page_shows_groups_and_ablates(tmp_path, synthetic, monkey
     at = _open_page(GROUPS_PAGE, tmp_path, synthetic, monkeypatch)
     at.select_slider(key="groups_prompts").set_value(64).run()
     assert not at.exception, at.exception
-    assert "separability" in {m.label for m in at.metric}
+    assert {"separability", "importance-weighted separability"} <= {m.label for m in at.metric}
     tables = len(at.dataframe)
     assert tables >= 3  # sizes, ablation, all modules
     before = at.dataframe[1].value.copy()

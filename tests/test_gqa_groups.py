@@ -13,9 +13,10 @@ import pytest
 from analysis.attribution import Attribution
 from analysis.graph import GraphShape
 from cure_core.circuits import load_attribution, save_attribution
-from cure_core.groups import GroupSettings, group_modules, importance, kv_group, log_ratio_spread
+from cure_core.groups import GroupSettings, group_modules, importance, kv_group
 from cure_core.model.example_checkpoint import make_model
 from cure_core.modules import parameter_mask
+from cure_core.separability import log_ratio_spread, weighted_log_ratio_spread
 
 GQA = GraphShape(2, 4, 2)  # sources: input, a0.h0-3 (1-4), m0 (5), a1.h0-3 (6-9), m1 (10)
 SETTINGS = GroupSettings(threshold_rule="absolute", threshold=0.02)
@@ -74,8 +75,11 @@ def test_kv_rows_are_sums_over_reader_heads_and_leave_separability_to_heads_and_
         assert (row["importance_forget"], row["importance_retain"]) == (i_f, i_r)
         assert row["difference"] == i_f - i_r
         assert row["null"] == np.quantile(np.abs(i_c[:, readers].sum(axis=1) - i_r), SETTINGS.null_quantile)
-    spread = log_ratio_spread(heads["importance_forget"].to_numpy(), heads["importance_retain"].to_numpy())
-    assert groups.separability["spread_forget"] == pytest.approx(spread, rel=1e-12)
+    i_f, i_r = heads["importance_forget"].to_numpy(), heads["importance_retain"].to_numpy()
+    assert groups.separability["spread_forget"] == pytest.approx(log_ratio_spread(i_f, i_r), rel=1e-12)
+    assert groups.separability["spread_forget_weighted"] == pytest.approx(
+        weighted_log_ratio_spread(i_f, i_r), rel=1e-12
+    )
     assert groups.separability["significant_modules"] == int(heads["significant"].sum())
 
 

@@ -104,7 +104,10 @@ def test_stability_quick_compares_seeds_and_resamples(tiny_ws, monkeypatch):
             x, y = set(splits[a]["edges"][s]), set(splits[b]["edges"][s])
             assert len(x) == len(y) == settings.top_n and jaccard(x, x) == 1.0
             assert by_axis[axis][f"{s} edges"] == jaccard(x, y)
-    assert any("separability" in line for line in result["summary"])
+    assert any("separability" in line and "importance-weighted" in line for line in result["summary"])
+    for run in result["tables"]["runs"]:  # both separabilities per run, as split_of computed them
+        split = splits[(run["model_seed"], run["resample"])]
+        assert run["separability_weighted"] == split["separability_weighted"] > 0
     assert "forget rows" in pairs[0]  # embedding rows counted apart from heads/MLPs
 
 

@@ -93,21 +93,51 @@ except CureError as err:
     st.stop()
 
 sep = groups.separability
-cols = st.columns(3)
+weighted = groups.beyond_noise_weighted
+null = f"over {sep['control_draws']} matched control draws"
+cols = st.columns(5)
 cols[0].metric(
     "separability",
     f"{sep['separability']:.2f}",
     help=(
         "log-ratio spread of forget vs retain importance, over the mean spread of matched control sets vs "
-        "retain; ≈ 1: no more different than random matched sets"
+        f"retain; ≈ 1: no more different than random matched sets ({'beyond' if groups.beyond_noise else 'within'} "
+        "noise)"
     ),
 )
 cols[1].metric(
     "spread forget / control",
     f"{sep['spread_forget']:.3f} / {sep['spread_control_mean']:.3f}",
-    help=f"control ± {sep['spread_control_std']:.3f} over {sep['control_draws']} draws",
+    help=f"control ± {sep['spread_control_std']:.3f} {null}",
 )
-cols[2].metric("heads/MLPs beyond their null", str(sep["significant_modules"]))
+if weighted is None:
+    cols[2].metric(
+        "importance-weighted separability",
+        "—",
+        help="not in these groups (computed before it existed): restart the app (`cure app`) to recompute them",
+    )
+else:
+    cols[2].metric(
+        "importance-weighted separability",
+        f"{sep['separability_weighted']:.2f}",
+        help=(
+            "the same ratio with each module's log ratio weighted by its mean importance (I_f + I_r)/2, and each "
+            f"control draw's by (I_c + I_r)/2 ({'beyond' if weighted else 'within'} noise)"
+        ),
+    )
+    cols[3].metric(
+        "weighted spread forget / control",
+        f"{sep['spread_forget_weighted']:.3f} / {sep['spread_control_mean_weighted']:.3f}",
+        help=f"control ± {sep['spread_control_std_weighted']:.3f} {null}",
+    )
+cols[4].metric("heads/MLPs beyond their null", str(sep["significant_modules"]))
+st.caption(
+    "**Separability**: spread (std over heads and MLPs) of log(I_forget / I_retain), over the mean spread of "
+    "log(I_control / I_retain) over the control draws; every module counts the same. **Importance-weighted**: "
+    "the same with each module weighted by (I_forget + I_retain)/2, so modules that hardly matter, whose log "
+    "ratios are mostly noise, weigh little. **Null** (both): the control spreads' mean ± sd; a ratio is beyond "
+    "noise when it exceeds 1 by more than two control sds relative to the control mean."
+)
 st.caption(
     f"Module kinds grouped: {', '.join(groups.kinds)}. Attribution: {attribution_settings.method} "
     f"({attribution_settings.steps} steps), corruption {corruption}, signed metric."

@@ -204,6 +204,7 @@ def cmd_groups(args: argparse.Namespace) -> None:
                 "settings": {**settings.model_dump(), **group_settings.model_dump()},
                 "separability": groups.separability,
                 "beyond_noise": groups.beyond_noise,
+                "beyond_noise_weighted": groups.beyond_noise_weighted,
                 "sizes": groups.sizes().to_dict(),
                 "modules": groups.table.to_dict(orient="records"),
                 "warnings": groups.warnings,

@@ -208,6 +208,16 @@ def print_groups(groups: ModuleGroups, request: ForgetRequest, settings: Attribu
         f" → ratio {sep['separability']:.2f} ({'beyond' if groups.beyond_noise else 'within'} noise); "
         f"{sep['significant_modules']} heads/MLPs beyond their null"
     )
+    weighted = groups.beyond_noise_weighted
+    if weighted is None:
+        print("importance-weighted separability: — (not in these groups; rerun `cure groups` to compute it)")
+    else:
+        print(
+            "importance-weighted (module weight (I_f + I_r)/2, control (I_c + I_r)/2): spread forget "
+            f"{sep['spread_forget_weighted']:.3f} vs control {sep['spread_control_mean_weighted']:.3f} ± "
+            f"{sep['spread_control_std_weighted']:.3f} → ratio {sep['separability_weighted']:.2f} "
+            f"({'beyond' if weighted else 'within'} noise)"
+        )
     table = groups.table[groups.table["kind"].isin(CIRCUIT_KINDS)]
     print(
         table[

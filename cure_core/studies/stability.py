@@ -10,6 +10,7 @@ expected to be low even if the *kind* of split is stable; separability and group
 seed-comparable figures. Prompt resamples compare the same model, where identity is meaningful.
 Group Jaccard is over heads and MLPs only: forget-specific embedding rows are picked by how the
 data uses them, so they are the same in every run by construction and are counted apart.
+Separability is reported unweighted and importance-weighted (:mod:`cure_core.separability`).
 """
 
 from __future__ import annotations
@@ -84,8 +85,10 @@ def split_of(
         "edges": edges,
         "groups": {g: groups.members(g) for g in GROUPS},
         "separability": groups.separability["separability"],
+        "separability_weighted": groups.separability["separability_weighted"],
         "significant": groups.separability["significant_modules"],
         "beyond_noise": groups.beyond_noise,
+        "beyond_noise_weighted": groups.beyond_noise_weighted,
     }
 
 
@@ -109,8 +112,8 @@ class Stability(Study):
                 model = weights_key(
                     ws.with_recipe(ws.recipe.model_copy(update={"seed": seed})).original(quiet=job.quiet).meta
                 )
-                splits[(spec, seed, resample)] = job.cell(
-                    f"{spec}-seed{seed}-resample{resample}-{model}-verdict",
+                splits[(spec, seed, resample)] = job.cell(  # "-weighted": cells from before it are recomputed
+                    f"{spec}-seed{seed}-resample{resample}-{model}-weighted",
                     lambda spec=spec, seed=seed, resample=resample: split_of(ws, spec, seed, resample, settings),
                 )
                 job.tick(request=spec, seed=seed, resample=resample)
@@ -138,7 +141,9 @@ def run_row(spec: str, seed: int, resample: int, split: dict[str, Any]) -> dict[
         "model_seed": seed,
         "resample": resample,
         "separability": split["separability"],
+        "separability_weighted": split["separability_weighted"],
         "beyond_noise": split["beyond_noise"],
+        "beyond_noise_weighted": split["beyond_noise_weighted"],
         "beyond_null": split["significant"],
         **counts,
         "n forget rows": rows,
@@ -189,19 +194,22 @@ def verdict(pairs: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
             f"forget-specific embedding rows {mine['n forget rows'].min()}–{mine['n forget rows'].max()} "
             "(chosen by data usage, identical by construction)."
         )
-        seps, beyond = mine["separability"], mine["beyond_noise"]
-        verdict = (
-            "beyond noise in every run"
-            if beyond.all()
-            else "within noise in every run"
-            if not beyond.any()
-            else f"beyond noise in {int(beyond.sum())} of {len(beyond)} runs"
-        )
+        plain, weighted = mine["separability"], mine["separability_weighted"]
         lines.append(
-            f"{spec}: separability {seps.min():.2f}–{seps.max():.2f} over every model seed and resample "
-            f"({verdict}; ≈ 1 means no more different than matched controls)."
+            f"{spec}: separability {plain.min():.2f}–{plain.max():.2f} over every model seed and resample "
+            f"({_noise(mine['beyond_noise'])}; ≈ 1 means no more different than matched controls), "
+            f"importance-weighted {weighted.min():.2f}–{weighted.max():.2f} ({_noise(mine['beyond_noise_weighted'])})."
         )
     return lines
+
+
+def _noise(beyond: pd.Series) -> str:
+    """How many runs' separability is beyond noise, in words."""
+    if beyond.all():
+        return "beyond noise in every run"
+    if not beyond.any():
+        return "within noise in every run"
+    return f"beyond noise in {int(beyond.sum())} of {len(beyond)} runs"
 
 
 def figure(pairs: pd.DataFrame) -> go.Figure:
