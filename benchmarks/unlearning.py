@@ -14,14 +14,19 @@ compares with Retrain's training time on the same number of threads (when Retrai
 fewer, beside Original, Original's time on the same threads stands in: same recipe, more data).
 The variants and the selection rule are `cure_core/studies/selection.py`, shared with the studies.
 
-    .venv/bin/python benchmarks/unlearning.py
+    .venv/bin/python benchmarks/unlearning.py                     # the item model, full-parameter
+    .venv/bin/python benchmarks/unlearning.py --recipe text       # the text model: LoRA, then full
 
 Ends with ``cure_jsd_to_retrain=``, ``best_baseline_jsd_to_retrain=``, ``cure_test_auc_drop=``,
-``cure_speedup_vs_retrain=``, ``cure_mia_auc_minus_retrain=`` (default request).
+``cure_speedup_vs_retrain=``, ``cure_mia_auc_minus_retrain=`` (default request), once per mode
+(``--mode``; the text model runs LoRA r=8 and full-parameter unlearning by default), each block
+headed by the model and mode. On the text model a reset-rows variant is its plain counterpart
+(no embedding rows: ``cure_core.studies.selection.variant``).
 """
 
 from __future__ import annotations
 
+import argparse
 from typing import Any
 
 import pandas as pd
@@ -31,14 +36,17 @@ from cure_core.circuits import AttributionSettings
 from cure_core.evaluate import reference_comparison
 from cure_core.groups import GroupSettings, default_corruption
 from cure_core.metrics import jsd
+from cure_core.model.recipe import recipe_from_json
 from cure_core.requests import item_request, save_request
 from cure_core.studies.common import grouping_seconds
-from cure_core.studies.selection import VARIANTS, Selector, choose
+from cure_core.studies.selection import VARIANTS, Selector, choose, variants_for
 from cure_core.unlearning.runs import get_run
 from cure_core.workspace import Workspace
 
 
-def study(ws: Workspace, request) -> tuple[pd.DataFrame, dict[str, Any]]:
+def study(ws: Workspace, request, lora: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Every variant at its chosen strength on ``request`` (``lora``: the LoRA fields of each
+    run's config, empty for full-parameter unlearning), next to Original and Retrain."""
     original, retrain = ws.ensure_models(request)
     sets = ws.sets(request)
     selector = Selector(ws, request, original, retrain)
@@ -46,10 +54,12 @@ def study(ws: Workspace, request) -> tuple[pd.DataFrame, dict[str, Any]]:
     attribution = AttributionSettings(corruption=default_corruption(request))
     groups_seconds = grouping_seconds(ws, request, GroupSettings())
     rows = []
-    for v in VARIANTS:
+    for v in variants_for([v.label for v in VARIANTS], ws.text_mode):
         chosen = choose(
             [
-                selector.score(get_run(ws, request, v.config(strength), attribution, GroupSettings(), quiet=True))
+                selector.score(
+                    get_run(ws, request, v.config(strength, **lora), attribution, GroupSettings(), quiet=True)
+                )
                 for strength in v.grid
             ]
         )
@@ -67,6 +77,7 @@ def study(ws: Workspace, request) -> tuple[pd.DataFrame, dict[str, Any]]:
                 "MIA AUC": report.mia_auc,
                 "seconds": seconds,
                 "params updated": report.params_updated,
+                "trainable": report.params_total,
             }
         )
     base = reference_comparison(original, retrain, request, ws.samples, sets)
@@ -108,21 +119,40 @@ def study(ws: Workspace, request) -> tuple[pd.DataFrame, dict[str, Any]]:
     }
 
 
+MODES = {"full": {}, "lora": {"lora": True, "lora_rank": 8}}
+
+
 def main() -> None:
-    ws = Workspace()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--recipe", choices=("item", "text"), default="item", help="the model trained here")
+    parser.add_argument(
+        "--mode", choices=(*MODES, "both"), default=None, help="full-parameter, LoRA r=8, or both (text default)"
+    )
+    parser.add_argument("--no-genre", action="store_true", help="only the default request (not the Children's one)")
+    args = parser.parse_args()
+    ws = Workspace(recipe=recipe_from_json(None, args.recipe))
+    mode = args.mode or ("both" if args.recipe == "text" else "full")
     default = ws.default_request()
-    childrens = item_request(ws.dataset, ws.samples, genre="Children's", scope="target")
-    save_request(childrens)
-    results = {}
-    for request in (default, childrens):
-        table, info = study(ws, request)
-        results[request.id] = (table, info)
-        print(
-            f"\n## {request.id}: {request.description} (groups computed in {info['groups_seconds']:.0f}s; "
-            f"Retrain trained in {info['retrain_seconds']:.0f}s)"
-        )
-        print(table.to_markdown(index=False, floatfmt=".4g"))
-    table, info = results[default.id]
+    requests = [default]
+    if not args.no_genre:
+        childrens = item_request(ws.dataset, ws.samples, genre="Children's", scope="target")
+        save_request(childrens)
+        requests.append(childrens)
+    for name in MODES if mode == "both" else (mode,):
+        results = {}
+        for request in requests:
+            table, info = study(ws, request, MODES[name])
+            results[request.id] = (table, info)
+            print(
+                f"\n## {args.recipe} model, {name}: {request.id}: {request.description} (groups computed in "
+                f"{info['groups_seconds']:.0f}s; Retrain trained in {info['retrain_seconds']:.0f}s)"
+            )
+            print(table.to_markdown(index=False, floatfmt=".4g"))
+        print(f"\n# {args.recipe} model, {name}{' r=8' if name == 'lora' else ''}: default request")
+        final_lines(*results[default.id])
+
+
+def final_lines(table: pd.DataFrame, info: dict[str, Any]) -> None:
     methods = table.iloc[2:]
     cure = methods[methods["method"].str.startswith("CURE")].sort_values("JSD select half").iloc[0]
     baselines = methods[~methods["method"].str.startswith("CURE")].sort_values("JSD select half")
@@ -130,7 +160,7 @@ def main() -> None:
     original_test = table.iloc[0]["test AUC"]
     retrain_mia = table.iloc[1]["MIA AUC"]
     print(
-        f"\nCURE stands for: {cure['method']} (strength {cure['strength']:g}); best baseline by the same "
+        f"CURE stands for: {cure['method']} (strength {cure['strength']:g}); best baseline by the same "
         f"criterion: {best['method']} (strength {best['strength']:g})"
     )
     print(f"cure_jsd_to_retrain={cure['JSD report half']:.5f}")

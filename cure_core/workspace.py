@@ -140,6 +140,11 @@ class Workspace:
         return cache_dir("models") / (f"text-{name}" if self.text_recipe else name)
 
     @property
+    def text_mode(self) -> bool:
+        """Whether the models are prompted in words (a user's checkpoint or the text recipe)."""
+        return self.user_model or self.text_recipe
+
+    @property
     def user_model(self) -> bool:
         """Whether this workspace works on a user's checkpoint (nothing is trained then)."""
         return self.source.is_user_model

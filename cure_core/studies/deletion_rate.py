@@ -21,7 +21,7 @@ from pydantic import Field
 from cure_core.groups import GroupSettings, fitting_group_settings
 from cure_core.studies.base import Study, StudyJob, StudyOutput
 from cure_core.studies.common import StudySettings, grouping_seconds, reference_points, resolve_request, run_values
-from cure_core.studies.selection import VARIANTS, Variant, VariantLabel, chosen_run, variant
+from cure_core.studies.selection import VARIANTS, Variant, VariantLabel, chosen_run, variants_for
 from cure_core.studies.store import weights_key
 from cure_core.unlearning.runs import get_run
 
@@ -72,7 +72,7 @@ class DeletionRate(Study):
                 "retrain": default_retrain.meta.get("weights_sha256"),
             }
         )
-        variants = list(map(variant, settings.variants))
+        variants = variants_for(settings.variants, ws.text_mode)
         job.bar(len(variants) * (1 + len(settings.rates)) + 2 * len(settings.rates))
         strengths = chosen_strengths(job, variants)
         rows = []

@@ -146,7 +146,9 @@ class Difficulty(Study):
         chosen = job.cell(
             "cure-run",
             lambda: (
-                chosen_run(ws, request, variant(settings.cure_variant), settings.steps, settings.grid_points).report.run
+                chosen_run(
+                    ws, request, variant(settings.cure_variant, ws.text_mode), settings.steps, settings.grid_points
+                ).report.run
             ),
         )
         cure = load_recommender(run_dir(chosen) / "model", ws.samples)

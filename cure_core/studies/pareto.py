@@ -18,7 +18,7 @@ from pydantic import Field
 from cure_core.settings import Seed
 from cure_core.studies.base import Study, StudyJob, StudyOutput
 from cure_core.studies.common import StudySettings, reference_points, resolve_request, run_values
-from cure_core.studies.selection import VARIANTS, VariantLabel, variant
+from cure_core.studies.selection import VARIANTS, VariantLabel, variants_for
 from cure_core.unlearning.compare import pareto_front
 from cure_core.unlearning.runs import get_run
 
@@ -60,7 +60,7 @@ class Pareto(Study):
         )
         runs = [
             (v, s, seed)
-            for v in map(variant, settings.variants)
+            for v in variants_for(settings.variants, ws.text_mode)
             for s in v.grid[: settings.grid_points]
             for seed in settings.seeds
         ]

@@ -67,11 +67,32 @@ VARIANTS: list[Variant] = [
 """Every baseline and CURE-style variant, with the benchmark's strength grids."""
 
 
-def variant(label: str) -> Variant:
+RESET_ROWS = ", reset rows"
+
+
+def variant(label: str, text_mode: bool = False) -> Variant:
+    """The variant of ``label``; on a text model (``text_mode``) without its embedding-row reset.
+
+    A text model has no user or item embedding rows to reset (its groups hold heads, key/value
+    heads and MLPs only), so there a reset-rows variant is its plain counterpart, labelled
+    without ", reset rows"."""
     for v in VARIANTS:
         if v.label == label:
+            if text_mode and v.extra.get("row_rule") == "reset":
+                extra = {k: value for k, value in v.extra.items() if k != "row_rule"}
+                return Variant(v.label.replace(RESET_ROWS, ""), v.method, extra, v.strengths)
             return v
     raise KeyError(label)
+
+
+def variants_for(labels: list[str], text_mode: bool) -> list[Variant]:
+    """The variants of ``labels`` as :func:`variant` gives them, each once (on a text model a
+    reset-rows variant and its plain counterpart are the same)."""
+    chosen: dict[str, Variant] = {}
+    for label in labels:
+        v = variant(label, text_mode)
+        chosen.setdefault(v.label, v)
+    return list(chosen.values())
 
 
 def _known_label(label: str) -> str:
