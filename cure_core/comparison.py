@@ -177,7 +177,11 @@ class Comparison(BaseModel):
 
     def reference_rows(self, original_seconds: float | None, retrain_seconds: float | None) -> list[dict[str, Any]]:
         """For Original compared with Retrain: the ``Original`` and ``Retrain`` table rows (Retrain
-        at distance 0 from itself), with each model's training time as ``seconds``."""
+        at distance 0 from itself), with each model's training time as ``seconds``. Without a
+        Retrain (a user's checkpoint given without one) the ``Original`` row alone."""
+        original = {**self.row(), "method": "Original", "seconds": original_seconds}
+        if self.retrain is None:
+            return [original]
         retrain = {
             "method": "Retrain",
             "test_auc": self.retrain_test_auc,
@@ -190,7 +194,4 @@ class Comparison(BaseModel):
             "mia_auc": self.retrain_mia_auc,
             "privleak_loss": 0.0 if self.retrain_mia_auc is not None else None,
         }
-        return [
-            {**self.row(), "method": "Original", "seconds": original_seconds},
-            {**retrain, "seconds": retrain_seconds},
-        ]
+        return [original, {**retrain, "seconds": retrain_seconds}]

@@ -27,9 +27,11 @@ SetPredictions = dict[str, tuple[np.ndarray, Predictions]]
 
 
 def set_predictions(
-    rec: Recommender, samples: Samples, sets: RequestSets, retain_probe: int = RETAIN_PROBE, seed: int = 0
+    rec: Recommender, samples: Samples, sets: RequestSets, retain_probe: int | None = None, seed: int = 0
 ) -> SetPredictions:
-    """Predictions on test, forget, holdout and a seeded probe of the retain set."""
+    """Predictions on test, forget, holdout and a seeded probe of the retain set (of
+    ``retain_probe`` rows, default :data:`RETAIN_PROBE`, read at call time)."""
+    retain_probe = RETAIN_PROBE if retain_probe is None else retain_probe
     retain = sets.retain
     if len(retain) > retain_probe:
         retain = np.sort(np.random.default_rng(seed).choice(retain, size=retain_probe, replace=False))

@@ -176,6 +176,9 @@ def test_run_report_keeps_the_saved_keys_and_loads_them_back():
         "versions",
         "group_warnings",
         "separability",
+        "mode",
+        "trainable_params",
+        "model_label",
         *cost,
     } == set(dumped)
     assert dumped["config"] == config.model_dump()

@@ -134,6 +134,6 @@ def test_cli_evaluate_and_forget_on_a_user_model(synthetic, qwen2, tmp_path, cap
     assert '"retrain_unavailable"' in capsys.readouterr().out
     assert main(["evaluate", "--which", "retrain", *flags]) == 2
     assert "no Retrain was given" in capsys.readouterr().err
-    assert main(["unlearn", "--method", "ga", *flags]) == 2
+    assert main(["study", "pareto", *flags]) == 2
     assert "not available yet" in capsys.readouterr().err
     assert _digests(*qwen2) == before

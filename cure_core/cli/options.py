@@ -3,7 +3,8 @@ one check of output paths. Nothing here loads data, so a bad argument fails in m
 
 A settings field becomes one option: a ``Literal`` field gets ``choices``, a constrained field
 (``Field(ge=...)``) a type function that validates the value with the field's own constraints,
-the field's description becomes the help. :class:`SettingsOptions` remembers which flag stands
+the field's description becomes the help, a tuple field listed in ``lists`` takes several
+values (``--lora-targets q_proj v_proj``). :class:`SettingsOptions` remembers which flag stands
 for which field, so a validation error names ``--prompts``, not ``n_prompts``.
 """
 
@@ -106,11 +107,15 @@ class SettingsOptions(Generic[M]):
         helps: Mapping[str, str] | None = None,
         types: Mapping[str, Any] | None = None,
         required: Iterable[str] = (),
+        lists: Iterable[str] = (),
     ) -> SettingsOptions[M]:
         """Add one option per field. ``rename``: flags other than ``--field-name``; ``defaults``:
         CLI defaults other than the model's; ``helps``: help other than the description;
-        ``types``: annotations that tighten a field's own (e.g. ``Seed`` for a plain ``int``)."""
+        ``types``: annotations that tighten a field's own (e.g. ``Seed`` for a plain ``int``);
+        ``lists``: tuple fields given as one or more values (each checked by ``types[field]``,
+        default ``str``; the model validates the whole)."""
         rename, defaults, helps, types = rename or {}, defaults or {}, helps or {}, types or {}
+        lists = set(lists)
         flags = {}
         for field in fields:
             info = model.model_fields[field]
@@ -123,13 +128,15 @@ class SettingsOptions(Generic[M]):
                 kwargs.update(action="store_const", const=not info.default)
             elif _is_literal(info.annotation):
                 kwargs.update(choices=choices(model, field))
+            elif field in lists:
+                kwargs.update(nargs="+", metavar="NAME", type=checked(TypeAdapter(types.get(field, str))))
             else:
                 kwargs.update(
                     type=checked(TypeAdapter(types[field]) if field in types else field_adapter(model, field))
                 )
             if field in defaults:
                 kwargs["default"] = default
-            if default is not None and info.annotation is not bool and field not in required:
+            if default not in (None, ()) and info.annotation is not bool and field not in required:
                 text = f"{text} (default {default})" if text else f"default {default}"
             parser.add_argument(flag, help=help_text(text), **kwargs)
         return cls(model, flags, parser.prog)

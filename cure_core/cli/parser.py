@@ -291,6 +291,10 @@ def _unlearn_options(p: argparse.ArgumentParser, with_method: bool) -> None:
         "retain_rule",
         "shared_rule",
         "row_rule",
+        "lora",
+        "lora_rank",
+        "lora_alpha",
+        "lora_targets",
     ]
     helps = {
         "method": (
@@ -304,6 +308,7 @@ def _unlearn_options(p: argparse.ArgumentParser, with_method: bool) -> None:
         "retain_loss": "GradDiff and the combining methods: retain NLL or KL to the original",
         "retain_rule": "cure: what retain-specific modules do",
         "shared_rule": "cure: how task-shared modules combine g_f and g_r",
+        **{f: f"{UnlearnConfig.model_fields[f].description} (with --lora)" for f in ("lora_alpha", "lora_targets")},
     }
     unlearn = SettingsOptions.add(
         p,
@@ -313,6 +318,7 @@ def _unlearn_options(p: argparse.ArgumentParser, with_method: bool) -> None:
         helps=helps,
         types={"seed": Seed},
         required=["method"] if with_method else [],
+        lists=["lora_targets"],
     )
     corruption = SettingsOptions.add(
         p,
@@ -330,6 +336,11 @@ def _unlearn(p: argparse.ArgumentParser) -> None:
 
     _unlearn_options(p, with_method=True)
     p.add_argument("--force", action="store_true", help="recompute even if this run is cached")
+    p.add_argument(
+        "--save-merged",
+        action="store_true",
+        help="with --lora: also save the adapter merged into a copy of the model (the run's merged/ folder)",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_unlearn)
 

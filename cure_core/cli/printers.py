@@ -121,22 +121,44 @@ def print_evaluation(report: Comparison, request: ForgetRequest) -> None:
     )
 
 
+def run_setting(report: RunReport) -> str:
+    """The model a run worked on, its mode (full or LoRA) and the parameters it could train."""
+    trainable = f"{report.trainable_params:,}" if report.trainable_params is not None else "n/a"
+    return (
+        f"model: {report.model_label or 'item model trained here'}; mode: {report.mode_label}; "
+        f"trainable parameters: {trainable}"
+    )
+
+
 def print_run(report: RunReport) -> None:
     print(
         f"run {report.run}: {report.method} strength {report.strength:g}, {report.seconds:.1f}s, "
         f"{report.params_updated:,} of {report.params_total:,} parameters updated, peak "
         f"{report.peak_memory_mib:.0f} MiB ({report.peak_memory_kind})"
     )
+    print(run_setting(report))
     print_versus_retrain(report, ["test AUC", "test ACC", "test LogLoss", "forget AUC", "forget ACC"])
     for note in report.group_warnings:
         print(f"warning: {note}")
 
 
 def print_grid_row(report: RunReport) -> None:
+    jsd = f"{report.jsd_to_retrain:.5f}" if report.jsd_to_retrain is not None else "unavailable (no Retrain)"
     print(
         f"{report.method:>9} strength {report.strength:<8g} test AUC {_number(report.test_auc)}  forget AUC "
-        f"{_number(report.forget_auc)}  JSD {report.jsd_to_retrain:.5f}  {report.seconds:.1f}s"
+        f"{_number(report.forget_auc)}  JSD {jsd}  {report.seconds:.1f}s"
     )
+
+
+def print_comparison(table: str, reports: list[RunReport]) -> None:
+    """The comparison table under the model, mode and trainable parameters of its runs, and
+    why the Retrain columns are empty when they are."""
+    for setting in dict.fromkeys(run_setting(r) for r in reports):
+        print(setting)
+    print(table)
+    unavailable = next((r.retrain_unavailable for r in reports if r.retrain_unavailable), None)
+    if unavailable:
+        print(f"Retrain: unavailable — {unavailable}")
 
 
 def print_attribution(

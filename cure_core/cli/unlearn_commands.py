@@ -1,5 +1,7 @@
 """``cure unlearn`` and ``cure compare``: method names, strengths, settings and the output
-folder are checked before the workspace is built or any run starts."""
+folder are checked before the workspace is built or any run starts. Both work on the item
+model trained here and on a user's checkpoint (``--model``), with or without a Retrain; a
+run never writes anywhere but the cache (and ``--out``)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from cure_core.cli import printers
-from cure_core.cli.commands import item_model_only, request_of, workspace
+from cure_core.cli.commands import request_of, workspace
 from cure_core.errors import CureError
 
 if TYPE_CHECKING:
@@ -29,6 +31,24 @@ def known_methods(names: list[str]) -> list[str]:
             f"unknown unlearning method(s) {', '.join(map(repr, unknown))}", f"use one of: {', '.join(METHODS)}"
         )
     return names
+
+
+LORA_SHAPE = ("lora_rank", "lora_alpha", "lora_targets")
+
+
+def lora_flags(args: argparse.Namespace) -> None:
+    """Refuse the adapter's shape (``--lora-rank`` ...) and ``--save-merged`` without ``--lora``:
+    ignored, they would leave a run updating every weight that the user meant as an adapter."""
+    given = args.unlearn.values(args)
+    if given.get("lora"):
+        return
+    flags = [args.unlearn.flags[f] for f in LORA_SHAPE if f in given]
+    flags += ["--save-merged"] if getattr(args, "save_merged", False) else []
+    if flags:
+        raise CureError(
+            f"{flags[0]} applies to LoRA runs, but --lora was not given",
+            f"add --lora to train an adapter, or leave out {flags[0]} for a run on the full weights",
+        )
 
 
 def configs(args: argparse.Namespace, methods: list[str], strengths: list[float] | None) -> list[UnlearnConfig]:
@@ -54,8 +74,8 @@ def cmd_unlearn(args: argparse.Namespace) -> None:
     from cure_core.unlearning.parallel import check_batch_size, data_parallel
     from cure_core.unlearning.runs import get_run
 
-    item_model_only(args, "cure unlearn")
     (method,) = known_methods([args.method])
+    lora_flags(args)
     config = args.unlearn.build(
         args, strength=args.strength if args.strength is not None else METHODS[method].default_strength
     )
@@ -65,7 +85,16 @@ def cmd_unlearn(args: argparse.Namespace) -> None:
     ws = workspace(args)
     request = request_of(args, ws)
     attribution, group_settings = group_inputs(args, request)
-    report = get_run(ws, request, config, attribution, group_settings, quiet=args.json, force=args.force)
+    report = get_run(
+        ws,
+        request,
+        config,
+        attribution,
+        group_settings,
+        quiet=args.json,
+        force=args.force,
+        save_merged=args.save_merged,
+    )
     if parallel is not None and not parallel.is_main:
         return
     if args.json:
@@ -80,7 +109,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
     from cure_core.unlearning.methods import METHODS
     from cure_core.unlearning.runs import get_run
 
-    item_model_only(args, "cure compare")
+    lora_flags(args)
     methods = (
         list(METHODS)
         if args.methods.strip() == "all"
@@ -104,5 +133,5 @@ def cmd_compare(args: argparse.Namespace) -> None:
     atomic_write_bytes(out / "comparison.md", table.to_markdown(index=False, floatfmt=".4g").encode())
     fig = pareto_figure(reports, refs, f"Forget/retain trade-off on {request.id} ({request.description})")
     atomic_write_bytes(out / "pareto.html", fig.to_html(include_plotlyjs=True, full_html=True).encode())
-    print(table.to_markdown(index=False, floatfmt=".4g"))
+    printers.print_comparison(table.to_markdown(index=False, floatfmt=".4g"), reports)
     print(f"written: {out / 'comparison.md'}, {out / 'comparison.csv'}, {out / 'pareto.html'}")

@@ -32,10 +32,13 @@ COLUMNS = {
 
 
 def reference_rows(ws: Workspace, request: ForgetRequest) -> list[dict[str, Any]]:
-    """Original and Retrain as table rows, from the one cached Original-vs-Retrain reference."""
-    original, retrain = ws.ensure_models(request, quiet=True)
+    """Original and Retrain as table rows, from the one cached Original-vs-Retrain reference
+    (Original alone for a user's checkpoint given without a Retrain)."""
+    original, retrain = ws.reference_models(request, quiet=True)
     reference = reference_comparison(original, retrain, request, ws.samples, ws.sets(request))
-    return reference.reference_rows(original.meta.get("train_seconds"), retrain.meta.get("train_seconds"))
+    return reference.reference_rows(
+        original.meta.get("train_seconds"), retrain.meta.get("train_seconds") if retrain is not None else None
+    )
 
 
 def comparison_table(reports: list[RunReport], references: list[dict[str, Any]]) -> pd.DataFrame:
@@ -55,13 +58,12 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
 
 def pareto_figure(reports: list[RunReport], references: list[dict[str, Any]], title: str) -> go.Figure:
     """Forget closeness to Retrain (JSD, lower is better) against test AUC, one line per
-    method over its strength; Original and Retrain as reference points; the front marked."""
+    method over its strength; Original and Retrain as reference points; the front marked.
+    Without a Retrain (a user's checkpoint given without one): :func:`utility_figure`."""
+    if reports and all(r.jsd_to_retrain is None for r in reports):
+        return utility_figure(reports, references, title)
     fig = go.Figure()
-    by_method: dict[str, list[RunReport]] = {}
-    for r in reports:
-        by_method.setdefault(r.method, []).append(r)
-    for runs in by_method.values():
-        runs = sorted(runs, key=lambda r: r.strength)
+    for runs in _by_method(reports):
         fig.add_trace(
             go.Scatter(
                 x=[r.test_auc for r in runs],
@@ -85,7 +87,9 @@ def pareto_figure(reports: list[RunReport], references: list[dict[str, Any]], ti
             )
         else:  # Retrain: JSD 0 by definition, off a log axis; its test AUC as a line
             fig.add_vline(x=ref["test_auc"], line_dash="dash", annotation_text=f"{ref['method']} test AUC")
-    points = [(r.test_auc, r.jsd_to_retrain) for r in reports]
+    points = [
+        (r.test_auc, r.jsd_to_retrain) for r in reports if r.test_auc is not None and r.jsd_to_retrain is not None
+    ]
     front = sorted((points[i] for i in pareto_front(points)), key=lambda p: p[0])
     if front:
         fig.add_trace(
@@ -105,3 +109,46 @@ def pareto_figure(reports: list[RunReport], references: list[dict[str, Any]], ti
         template="plotly_white",
     )
     return fig
+
+
+def utility_figure(reports: list[RunReport], references: list[dict[str, Any]], title: str) -> go.Figure:
+    """Forget AUC against test AUC, one line per method over its strength, Original as a point:
+    the plot when there is no Retrain to measure the distance to (no front: without Retrain a
+    lower forget AUC is not known to be closer to the exact answer)."""
+    fig = go.Figure()
+    for runs in _by_method(reports):
+        fig.add_trace(
+            go.Scatter(
+                x=[r.test_auc for r in runs],
+                y=[r.forget_auc for r in runs],
+                mode="lines+markers",
+                name=runs[0].label,
+                text=[f"strength {r.strength:g}" for r in runs],
+                hovertemplate="%{fullData.name}<br>%{text}<br>test AUC %{x:.4f}<br>forget AUC %{y:.4f}<extra></extra>",
+            )
+        )
+    for ref in references:
+        fig.add_trace(
+            go.Scatter(
+                x=[ref["test_auc"]],
+                y=[ref["forget_auc"]],
+                mode="markers",
+                marker={"symbol": "star", "size": 14},
+                name=ref["method"],
+            )
+        )
+    fig.update_layout(
+        title=f"{title} — no Retrain given: distances to Retrain unavailable",
+        xaxis_title="test AUC (higher is better)",
+        yaxis_title="forget AUC",
+        template="plotly_white",
+    )
+    return fig
+
+
+def _by_method(reports: list[RunReport]) -> list[list[RunReport]]:
+    """The reports of each method (in order of first appearance), by strength."""
+    by_method: dict[str, list[RunReport]] = {}
+    for r in reports:
+        by_method.setdefault(r.method, []).append(r)
+    return [sorted(runs, key=lambda r: r.strength) for runs in by_method.values()]

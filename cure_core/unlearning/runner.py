@@ -16,6 +16,7 @@ one by one before the method combines them, and only rank 0 probes.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import resource
 import time
 from collections.abc import Callable
@@ -87,8 +88,15 @@ class UnlearnRun:
         model = copy.deepcopy(original.model)
         model.eval()
         original.model.eval()
+        # a user's checkpoint: the copy keeps the tokenizer and what was loaded (text-mode scoring, saving)
+        checkpoint = None if original.checkpoint is None else dataclasses.replace(original.checkpoint, model=model)
         self.student = Recommender(
-            model=model, encoder=original.encoder, known_users=original.known_users, meta={}, path=None
+            model=model,
+            encoder=original.encoder,
+            known_users=original.known_users,
+            meta={},
+            path=None,
+            checkpoint=checkpoint,
         )
         self.answer_ids = (original.encoder.yes_id, original.encoder.no_id)
         self.answer_token = torch.tensor([original.encoder.no_id, original.encoder.yes_id], device=self.student.device)

@@ -1,10 +1,12 @@
 """Finished unlearning runs: evaluated next to Original and Retrain, saved under ``cache/runs``.
 
-``cache/runs/<id>/`` holds ``model/`` (the unlearned checkpoint, same format as any cached
-model), ``report.json`` (every method.md §8 metric, cost and settings) and ``history.json``
+``cache/runs/<id>/`` holds ``model/`` (the unlearned model: see :mod:`~cure_core.unlearning.
+run_store`), ``report.json`` (every method.md §8 metric, cost and settings) and ``history.json``
 (the per-step curve). The id hashes the Original's and the Retrain's weights (the report
 compares with Retrain), the request and the config, so a run with the same inputs is found
-again instead of recomputed, and a retrained reference never serves an old report.
+again instead of recomputed, and a retrained reference never serves an old report. A user's
+checkpoint given without a Retrain is a run too: its id has ``"retrain": None`` and its report
+says Retrain is unavailable (the model's own utility and forget-vs-holdout MIA still measured).
 
 Under ``accelerate launch --num_processes N`` (:mod:`~cure_core.unlearning.parallel`) rank 0
 trains or loads the models first; every rank takes part in the groups' attributions (sharded
@@ -17,37 +19,39 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 from pydantic import Field
 
-from cure_core.cache import atomic_write_json, cache_dir
 from cure_core.circuits import AttributionSettings, circuit_context
 from cure_core.comparison import Comparison
 from cure_core.data.samples import Samples
 from cure_core.evaluate import compare_to_retrain
 from cure_core.groups import GroupSettings, ModuleGroups, default_corruption, fitting_group_settings, groups_for_request
 from cure_core.model.recommender import Recommender
-from cure_core.model.store import save_recommender
 from cure_core.progress import Progress, ProgressFn
 from cure_core.requests import ForgetRequest, RequestSets
 from cure_core.unlearning.methods import METHODS, UnlearnConfig
 from cure_core.unlearning.parallel import data_parallel, main_first
+from cure_core.unlearning.run_store import MERGED, checkpoint_archive, load_history, run_dir, save_run
 from cure_core.unlearning.runner import StepCallback, UnlearnResult, unlearn
 
 if TYPE_CHECKING:
     from cure_core.workspace import Workspace
 
+__all__ = ["RunReport", "checkpoint_archive", "evaluate_run", "get_run", "load_history", "load_report", "run_dir"]
+
 
 def run_id(
-    original: Recommender, retrain: Recommender, request: ForgetRequest, config_json: str, groups_key: str = ""
+    original: Recommender, retrain: Recommender | None, request: ForgetRequest, config_json: str, groups_key: str = ""
 ) -> str:
-    """The run's cache id: everything that decides its report, the reference it is compared with included."""
+    """The run's cache id: everything that decides its report, the reference it is compared with
+    included (``None`` for a user's checkpoint without a Retrain). A user model's
+    ``weights_sha256`` is its :func:`~cure_core.model_source.fingerprint`."""
     spec = {
         "weights": original.meta.get("weights_sha256"),
-        "retrain": retrain.meta.get("weights_sha256"),
+        "retrain": retrain.meta.get("weights_sha256") if retrain is not None else None,
         "request": request.id,
         "config": json.loads(config_json),
         "groups": groups_key,
@@ -56,10 +60,6 @@ def run_id(
         f"{json.loads(config_json)['method']}-"
         f"{hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]}"
     )
-
-
-def run_dir(run: str) -> Path:
-    return cache_dir("runs") / run
 
 
 class RunReport(Comparison):
@@ -78,6 +78,14 @@ class RunReport(Comparison):
     group_warnings: list[str] = Field(default_factory=list)
     separability: dict[str, Any] | None = None
     run: str | None = None
+    mode: str = "full"
+    trainable_params: int | None = None
+    model_label: str | None = None
+
+    @property
+    def mode_label(self) -> str:
+        """``full`` or ``LoRA r=<rank>``: what the method updated."""
+        return f"LoRA r={self.config.lora_rank}" if self.config.lora else "full"
 
     @property
     def label(self) -> str:
@@ -97,9 +105,17 @@ class RunReport(Comparison):
 
 
 def evaluate_run(
-    result: UnlearnResult, retrain: Recommender, request: ForgetRequest, samples: Samples, sets: RequestSets
+    result: UnlearnResult,
+    retrain: Recommender | None,
+    request: ForgetRequest,
+    samples: Samples,
+    sets: RequestSets,
+    model_label: str | None = None,
 ) -> RunReport:
-    """method.md §8 next to Retrain, plus cost (wall time, parameters updated, peak memory)."""
+    """method.md §8 next to Retrain (``None``: a user's checkpoint without one, every distance
+    to Retrain unavailable), plus cost (wall time, parameters updated, peak memory), the mode
+    and the parameters the method could train; ``model_label`` names the model for printing."""
+    lora = result.config.lora
     comparison = compare_to_retrain(result.model, retrain, request, samples, sets, name=result.config.method)
     return RunReport(
         **dict(comparison),
@@ -113,22 +129,11 @@ def evaluate_run(
         peak_memory_kind="CUDA max allocated" if torch.cuda.is_available() else "process peak RSS",
         groups_used=result.groups_used,
         versions={"torch": torch.__version__, "python": platform.python_version()},
+        # a LoRA-aware runner reports its own mode and trainable parameters; until then, every parameter
+        mode=getattr(result, "mode", None) or ("lora" if lora else "full"),
+        trainable_params=getattr(result, "trainable_params", None) or result.params_total,
+        model_label=model_label,
     )
-
-
-def save_run(run: str, result: UnlearnResult, report: RunReport, samples: Samples) -> Path:
-    """Write checkpoint, report and history atomically (the report last: it marks completion)."""
-    folder = run_dir(run)
-    meta = {
-        "run": run,
-        "method": result.config.method,
-        "request": report.request,
-        "metrics": {"test_auc": report.test_auc, "forget_auc": report.forget_auc},
-    }
-    save_recommender(result.model, folder / "model", samples, meta)
-    atomic_write_json(folder / "history.json", result.history)
-    atomic_write_json(folder / "report.json", report.model_dump())
-    return folder
 
 
 def load_report(run: str) -> RunReport | None:
@@ -150,13 +155,18 @@ def get_run(
     callback: StepCallback | None = None,
     quiet: bool = False,
     force: bool = False,
+    save_merged: bool = False,
 ) -> RunReport:
-    """The report of a run, from ``cache/runs`` or computed (Retrain and groups first if needed)."""
+    """The report of a run, from ``cache/runs`` or computed (Retrain and groups first if needed).
+
+    A user's checkpoint without a Retrain runs too (reported with Retrain unavailable).
+    ``save_merged``: a LoRA run also writes ``merged/``; a cached run without it is run again,
+    since only a run in memory holds the adapter to merge."""
     parallel = data_parallel()
     main = parallel is None or parallel.is_main
     quiet = quiet or not main
     with main_first(parallel):
-        original, retrain = ws.ensure_models(request, quiet=quiet)
+        original, retrain = ws.reference_models(request, quiet=quiet)
     if parallel is not None:
         original.model.to(parallel.device)
     sets = ws.sets(request)
@@ -168,6 +178,8 @@ def get_run(
         groups_key = attribution.model_dump_json() + group_settings.model_dump_json()
     run = run_id(original, retrain, request, config.id_json(), groups_key)
     cached = None if force or not main else load_report(run)
+    if cached is not None and save_merged and config.lora and not (run_dir(run) / MERGED).is_dir():
+        cached = None
     if parallel is not None:
         cached = parallel.share(cached)
     if cached is not None:
@@ -186,45 +198,29 @@ def get_run(
         result = unlearn(original, ws.samples, sets, request, config, groups, on_step, parallel)
     finally:
         bar.close()
-    report = _finish(run, result, retrain, request, ws.samples, sets, groups) if main else None
+    report = (
+        _finish(run, result, retrain, request, ws, sets, groups, save_merged=save_merged and config.lora)
+        if main
+        else None
+    )
     return report if parallel is None else parallel.share(report)
 
 
 def _finish(
     run: str,
     result: UnlearnResult,
-    retrain: Recommender,
+    retrain: Recommender | None,
     request: ForgetRequest,
-    samples: Samples,
+    ws: Workspace,
     sets: RequestSets,
     groups: ModuleGroups | None,
+    save_merged: bool = False,
 ) -> RunReport:
     """Evaluate the finished run next to Retrain and write it to the cache."""
-    report = evaluate_run(result, retrain, request, samples, sets)
+    report = evaluate_run(result, retrain, request, ws.samples, sets, model_label=ws.source.label())
     report.run = run
     if groups is not None:
         report.group_warnings = groups.warnings
         report.separability = groups.separability
-    save_run(run, result, report, samples)
+    save_run(run, result, report, ws.samples, save_merged=save_merged)
     return report
-
-
-def load_history(run: str) -> list[dict[str, Any]]:
-    """A finished run's per-step curve ([] when missing)."""
-    try:
-        return json.loads((run_dir(run) / "history.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return []
-
-
-def checkpoint_archive(run: str) -> bytes:
-    """The unlearned checkpoint folder as a zip, for downloads."""
-    import io
-    import zipfile
-
-    folder = run_dir(run) / "model"
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path in sorted(folder.iterdir()):
-            archive.write(path, arcname=f"{run}/{path.name}")
-    return buffer.getvalue()

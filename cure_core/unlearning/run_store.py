@@ -1,0 +1,112 @@
+"""The folder of a finished run, ``cache/runs/<id>/``: writing it and reading its files back.
+
+``model/`` holds the unlearned model: an item model as every cached model (:func:`~cure_core.
+model.store.save_recommender`); a user's checkpoint (text mode) as a Hugging Face folder —
+``save_pretrained`` safetensors weights, the checkpoint's tokenizer and ``meta.json`` — that
+loads again as ``--model``; a LoRA run's new adapter alone (its base is the user's model). On
+request a LoRA run also writes ``merged/``, the adapter merged into a copy of the model (not
+part of the run id: the same run with or without it). ``history.json`` is the per-step curve
+and ``report.json`` the report, written last: it marks the run complete. Every folder and file
+is written atomically (:mod:`cure_core.cache`), and nothing is written outside ``cache/runs``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import zipfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cure_core.cache import atomic_directory, atomic_write_json, cache_dir
+from cure_core.model.store import save_recommender
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from cure_core.data.samples import Samples
+    from cure_core.model.recommender import Recommender
+    from cure_core.unlearning.runner import UnlearnResult
+
+MODEL, MERGED = "model", "merged"
+
+
+def run_dir(run: str) -> Path:
+    return cache_dir("runs") / run
+
+
+def save_run(run: str, result: UnlearnResult, report: BaseModel, samples: Samples, save_merged: bool = False) -> Path:
+    """Write the model (``merged/`` too with ``save_merged``, LoRA runs only), history and
+    report atomically, the report last."""
+    folder = run_dir(run)
+    meta = {
+        "run": run,
+        "method": result.config.method,
+        "request": getattr(report, "request", None),
+        "metrics": {"test_auc": getattr(report, "test_auc", None), "forget_auc": getattr(report, "forget_auc", None)},
+    }
+    if result.config.lora:  # the adapter module comes with LoRA runs (cure_core.unlearning.lora)
+        from cure_core.unlearning.lora import merged_copy, save_adapter
+
+        peft_model = result.model.model
+        with atomic_directory(folder / MODEL) as tmp:
+            save_adapter(peft_model, tmp)
+            _write_meta(tmp, {**meta, "mode": "lora", **_text_meta(result.model, tmp)})
+        if save_merged:
+            merged = dataclasses.replace(result.model, model=merged_copy(peft_model))
+            save_model(merged, folder / MERGED, samples, {**meta, "merged_from": MODEL})
+    else:
+        save_model(result.model, folder / MODEL, samples, meta)
+    atomic_write_json(folder / "history.json", result.history)
+    atomic_write_json(folder / "report.json", report.model_dump())
+    return folder
+
+
+def save_model(rec: Recommender, folder: Path, samples: Samples, meta: dict[str, Any]) -> None:
+    """An item model as every cached model; a user's checkpoint as a Hugging Face folder."""
+    if rec.checkpoint is None:
+        save_recommender(rec, folder, samples, meta)
+        return
+    with atomic_directory(folder) as tmp:
+        rec.model.save_pretrained(tmp, safe_serialization=True)
+        rec.checkpoint.tokenizer.save_pretrained(tmp)
+        _write_meta(tmp, {**meta, "mode": "text", **_text_meta(rec, tmp)})
+
+
+def _text_meta(rec: Recommender, folder: Path) -> dict[str, Any]:
+    """What a saved user-model folder records: the checkpoint it was unlearned from, the prompt
+    profile it answers in, and a key of the files written so far (the sampled
+    :func:`~cure_core.model_source.fingerprint`: a 7B model is keyed in milliseconds)."""
+    from cure_core.model_source import fingerprint
+
+    info = rec.checkpoint.info if rec.checkpoint is not None else None
+    profile = getattr(getattr(rec.encoder, "profile", None), "name", None)
+    dtype = info.dtype if info is not None else ""
+    return {
+        "unlearned_from": info.to_dict() if info is not None else None,
+        "profile": profile,
+        "weights_sha256": fingerprint(str(folder), None, dtype, str(profile)),
+    }
+
+
+def _write_meta(folder: Path, meta: dict[str, Any]) -> None:
+    (folder / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
+
+
+def load_history(run: str) -> list[dict[str, Any]]:
+    """A finished run's per-step curve ([] when missing)."""
+    try:
+        return json.loads((run_dir(run) / "history.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return []
+
+
+def checkpoint_archive(run: str) -> bytes:
+    """Everything in the run's ``model/`` folder (a checkpoint, or a LoRA adapter) as a zip, for downloads."""
+    folder = run_dir(run) / MODEL
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            archive.write(path, arcname=f"{run}/{path.relative_to(folder).as_posix()}")
+    return buffer.getvalue()
