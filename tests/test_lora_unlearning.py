@@ -244,7 +244,7 @@ def test_full_mode_reports_every_parameter_as_trainable(item):
     assert result.mode == "full" and result.trainable_params == result.params_total == n_params
 
 
-def test_the_saved_adapter_loads_back_and_the_merged_copy_matches(text, tmp_path):
+def test_the_saved_adapter_loads_back_and_the_merged_copy_and_bridge_match(text, tmp_path):
     from peft import PeftModel
 
     ws, original, request, sets = text["gpt2"]  # Conv1D: the fan_in_fan_out path
@@ -267,6 +267,10 @@ def test_the_saved_adapter_loads_back_and_the_merged_copy_matches(text, tmp_path
     torch.testing.assert_close(merged_logits, expected, atol=1e-5, rtol=0)
     assert isinstance(peft_model, PeftModel) and torch.equal(again, expected), "merging must not touch the run's model"
     assert not hasattr(merged, "peft_config") and not any("lora_" in n for n, _ in merged.named_parameters())
+    with torch.no_grad():  # the bridge runs a merged copy: GPT-2's in-place bridge would drop the c_attn adapter
+        bridged = result.model.bridge()(batch.input_ids, return_type="logits", attention_mask=batch.attention_mask)
+        torch.testing.assert_close(bridged[:, -1], expected, atol=1e-4, rtol=0)
+        assert torch.equal(result.model.last_logits(batch), expected), "booting the bridge must not change the model"
 
 
 def test_lora_on_a_bridged_checkpoint_wraps_the_plain_modules(user_checkpoints, synthetic):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -74,13 +74,20 @@ class Recommender:
 
         An item model is booted from its cache folder on ``device`` (default: CUDA when present);
         a user's checkpoint is wrapped in place on its own device — the bridge runs the very
-        weights :meth:`predict` uses, so nothing is loaded twice.
+        weights :meth:`predict` uses, so nothing is loaded twice. A LoRA run's model is bridged
+        as a merged copy: wrapped in place, GPT-2's bridged attention would read q/k/v copies
+        split from ``c_attn`` without its adapter, and :meth:`predict` would change with it.
         """
         if self._bridge is None:
             if self.checkpoint is not None:
                 from cure_core.checkpoints import boot_bridge
 
-                self._bridge = boot_bridge(self.checkpoint)
+                loaded = self.checkpoint
+                if hasattr(self.model, "get_base_model"):
+                    from cure_core.unlearning.lora import merged_copy
+
+                    loaded = replace(loaded, model=merged_copy(self.model))
+                self._bridge = boot_bridge(loaded)
             else:
                 from cure_core.model.store import load_bridge
 
