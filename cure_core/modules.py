@@ -32,7 +32,7 @@ returned as the model's actual (first) name of that parameter.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 import torch
@@ -189,15 +189,26 @@ def module_slices(
 
 
 def parameter_mask(
-    model: PreTrainedModel, modules: Iterable[str], vocab_index: dict[str, int] | None = None
+    model: PreTrainedModel,
+    modules: Iterable[str],
+    vocab_index: dict[str, int] | None = None,
+    only: Collection[str] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Boolean masks (same shapes as the parameters) of every entry owned by ``modules``."""
+    """Boolean masks (same shapes as the parameters) of every entry owned by ``modules``.
+
+    ``only``: the (actual) parameter names to build masks for; the rest are not allocated (a
+    LoRA run needs the projections' masks alone, not a second 7B of booleans)."""
     resolver = _Resolver(model, vocab_index)
-    masks = {name: torch.zeros_like(p, dtype=torch.bool) for name, p in resolver.params.items()}
+    masks = {
+        name: torch.zeros_like(p, dtype=torch.bool)
+        for name, p in resolver.params.items()
+        if only is None or name in only
+    }
     for module in modules:
         for name, indices in resolver.slices(module).items():
             for index in indices:
-                masks[name][index] = True
+                if name in masks:
+                    masks[name][index] = True
     return masks
 
 

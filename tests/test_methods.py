@@ -17,6 +17,7 @@ from cure_core.studies.base import Study, StudyJob, StudyOutput
 from cure_core.studies.common import StudySettings
 from cure_core.studies.store import RESULT_FILE, load_results
 from cure_core.unlearning.methods import METHODS, UnlearnConfig, UnlearnMethod
+from cure_core.unlearning.methods.config import LORA_FIELDS
 from cure_core.unlearning.runs import RunReport
 
 CONFIG_FIELDS = [
@@ -34,8 +35,10 @@ CONFIG_FIELDS = [
     "row_rule",
     "probe_every",
     "probe_size",
+    *LORA_FIELDS,
 ]
-"""Run ids hash the config's JSON: these fields (and their defaults) keep cached runs valid."""
+"""Run ids hash the config's JSON: these fields (and their defaults) keep cached runs valid (the
+LoRA fields enter an id only when ``lora`` is on)."""
 
 FLAT_KEYS = {
     "name",
@@ -88,12 +91,14 @@ def test_forget_objective_and_teacher_follow_the_method_or_forget_loss():
 
 def test_config_fields_are_unchanged_choices_are_literals_and_unknown_fields_are_refused():
     assert list(UnlearnConfig.model_fields) == CONFIG_FIELDS
-    assert UnlearnConfig(method="npo").model_dump_json() == (
+    assert UnlearnConfig(method="npo").id_json() == (
         '{"method":"npo","strength":0.001,"steps":60,"batch_size":64,"seed":0,"retain_weight":1.0,'
         '"retain_loss":"nll","forget_loss":"npo",'
         '"npo_beta":0.1,"retain_rule":"retain_update","shared_rule":"pcgrad","row_rule":"update",'
         '"probe_every":10,"probe_size":256}'
     )
+    lora_id = UnlearnConfig(method="npo", lora=True).id_json()
+    assert lora_id.endswith('"lora":true,"lora_rank":8,"lora_alpha":16.0,"lora_targets":[]}')
     assert typing.get_args(UnlearnConfig.model_fields["method"].annotation) == tuple(METHODS)
     for name in ("retain_loss", "forget_loss", "retain_rule", "shared_rule", "row_rule"):
         assert typing.get_origin(UnlearnConfig.model_fields[name].annotation) is typing.Literal

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +14,8 @@ from cure_core.data.samples import Samples
 from cure_core.prompts import EncodedBatch, PromptEncoder
 
 if TYPE_CHECKING:
+    from peft import PeftModel
+
     from cure_core.checkpoints import LoadedCheckpoint
 
 ITEM_BATCH, TEXT_BATCH = 1024, 64
@@ -54,7 +56,7 @@ class Recommender:
     for a user's checkpoint (text mode): its tokenizer and what was loaded.
     """
 
-    model: PreTrainedModel
+    model: PreTrainedModel | PeftModel  # a PeftModel: a LoRA unlearning run's model, adapter active
     encoder: PromptEncoder
     known_users: np.ndarray | None
     meta: dict = field(default_factory=dict)
@@ -72,13 +74,20 @@ class Recommender:
 
         An item model is booted from its cache folder on ``device`` (default: CUDA when present);
         a user's checkpoint is wrapped in place on its own device — the bridge runs the very
-        weights :meth:`predict` uses, so nothing is loaded twice.
+        weights :meth:`predict` uses, so nothing is loaded twice. A LoRA run's model is bridged
+        as a merged copy: wrapped in place, GPT-2's bridged attention would read q/k/v copies
+        split from ``c_attn`` without its adapter, and :meth:`predict` would change with it.
         """
         if self._bridge is None:
             if self.checkpoint is not None:
                 from cure_core.checkpoints import boot_bridge
 
-                self._bridge = boot_bridge(self.checkpoint)
+                loaded = self.checkpoint
+                if hasattr(self.model, "get_base_model"):
+                    from cure_core.unlearning.lora import merged_copy
+
+                    loaded = replace(loaded, model=merged_copy(self.model))
+                self._bridge = boot_bridge(loaded)
             else:
                 from cure_core.model.store import load_bridge
 
@@ -102,15 +111,18 @@ class Recommender:
         """Full-vocabulary logits at the last (answer) position, ``[n, vocab]``.
 
         Runs the trunk and applies the unembedding to the last position only, which is most of
-        the cost saved in training with a large item vocabulary.
+        the cost saved in training with a large item vocabulary. A LoRA run's model is a
+        ``PeftModel``, whose ``base_model`` is the whole wrapped LM: its trunk is that LM's (the
+        adapter's layers sit inside it, active unless disabled).
         """
+        lm = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
         ids = batch.input_ids.to(self.device)
         kwargs: dict[str, torch.Tensor] = {}
         if batch.attention_mask is not None:
             mask = batch.attention_mask.to(self.device)
             kwargs = {"attention_mask": mask, "position_ids": (mask.cumsum(-1) - 1).clamp(min=0)}
-        hidden = self.model.base_model(input_ids=ids, **kwargs).last_hidden_state[:, -1]
-        return self.model.get_output_embeddings()(hidden)
+        hidden = lm.base_model(input_ids=ids, **kwargs).last_hidden_state[:, -1]
+        return lm.get_output_embeddings()(hidden)
 
     def answer_logits(self, batch: EncodedBatch) -> torch.Tensor:
         """``[n, 2]`` logits of (Yes, No)."""

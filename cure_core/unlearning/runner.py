@@ -11,6 +11,11 @@ probe AUCs). A non-finite or exploding loss stops the run with a clear error; th
 model is never touched. Under ``accelerate launch`` (see :mod:`~cure_core.unlearning.parallel`)
 each process takes its share of every global batch, g_f and g_r are averaged across processes
 one by one before the method combines them, and only rank 0 probes.
+
+With ``config.lora`` (:mod:`~cure_core.unlearning.lora`) the copy is wrapped in a fresh LoRA
+adapter and only the adapter trains: the flat vectors, masks and counts are over its ``lora_A``/
+``lora_B`` entries, and every reference (π_ref, the retain KL, the teacher) is the copy itself
+with the adapter disabled.
 """
 
 from __future__ import annotations
@@ -20,8 +25,9 @@ import dataclasses
 import resource
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -32,6 +38,7 @@ from cure_core.groups import ModuleGroups
 from cure_core.metrics import utility
 from cure_core.model.recommender import Recommender
 from cure_core.requests import ForgetRequest, RequestSets
+from cure_core.unlearning import lora
 from cure_core.unlearning.combine import cosine
 from cure_core.unlearning.masks import flat_group_masks, reset_forget_rows
 from cure_core.unlearning.methods import METHODS, Batch, GroupMasks, UnlearnConfig
@@ -47,6 +54,10 @@ class UnlearningDiverged(CureError):
 
 @dataclass
 class UnlearnResult:
+    """A finished run. ``model``: the unlearned copy (with ``lora``, a ``PeftModel`` whose adapter
+    is active). ``params_updated`` of ``params_total``: entries the run moved, of all it could
+    (the adapter's, with ``lora``); ``trainable_params``: how many the optimiser held."""
+
     model: Recommender
     config: UnlearnConfig
     history: list[dict[str, Any]]
@@ -54,6 +65,8 @@ class UnlearnResult:
     params_updated: int
     params_total: int
     peak_memory_mib: float
+    trainable_params: int
+    mode: Literal["full", "lora"]
     groups_used: dict[str, int] = field(default_factory=dict)
 
 
@@ -82,29 +95,21 @@ class UnlearnRun:
                 "CURE-style unlearning needs module groups",
                 "compute them first (`cure groups`), or let `cure unlearn` do it",
             )
+        lora.check_config(config, self.method.needs_groups)
         self.original, self.samples, self.sets, self.request, self.config = original, samples, sets, request, config
         torch.manual_seed(config.seed)
         self.rng = np.random.default_rng(config.seed)
-        model = copy.deepcopy(original.model)
-        model.eval()
         original.model.eval()
-        # a user's checkpoint: the copy keeps the tokenizer and what was loaded (text-mode scoring, saving)
-        checkpoint = None if original.checkpoint is None else dataclasses.replace(original.checkpoint, model=model)
-        self.student = Recommender(
-            model=model,
-            encoder=original.encoder,
-            known_users=original.known_users,
-            meta={},
-            path=None,
-            checkpoint=checkpoint,
-        )
+        model = lora.wrap(original.model, config) if config.lora else copy.deepcopy(original.model).eval()
+        self.student = self._student(model)
+        # the references: the original, or (LoRA) the student itself with its adapter disabled
+        self.reference = self.student if config.lora else original
         self.answer_ids = (original.encoder.yes_id, original.encoder.no_id)
         self.answer_token = torch.tensor([original.encoder.no_id, original.encoder.yes_id], device=self.student.device)
-        names = [n for n, _ in model.named_parameters()]
-        self.params = [p for _, p in model.named_parameters()]
+        self.params = lora.trainable(model) if config.lora else list(model.parameters())
         for p in self.params:
             p.requires_grad_(True)
-        self.masks, self.groups_used, self.touched = self._group_masks(groups, names)
+        self.masks, self.groups_used, self.touched = self._group_masks(groups)
         self.touched = self.touched.to(self.student.device)
         if self.masks is not None:
             device = self.student.device
@@ -118,9 +123,27 @@ class UnlearnRun:
         }
         self.history: list[dict[str, Any]] = []
 
-    def _group_masks(
-        self, groups: ModuleGroups | None, names: list[str]
-    ) -> tuple[GroupMasks | None, dict[str, int], torch.Tensor]:
+    def _student(self, model: torch.nn.Module) -> Recommender:
+        """The copy as a recommender reading prompts as the original does; a user's checkpoint
+        keeps its ``checkpoint`` (text mode), pointing at the copy's weights."""
+        original = self.original
+        checkpoint = original.checkpoint
+        if checkpoint is not None:
+            checkpoint = dataclasses.replace(checkpoint, model=model.get_base_model() if self.config.lora else model)
+        return Recommender(
+            model=model,
+            encoder=original.encoder,
+            known_users=original.known_users,
+            meta={},
+            path=None,
+            checkpoint=checkpoint,
+        )
+
+    def _reference_mode(self) -> AbstractContextManager[Any]:
+        """Where the reference logits are computed: the adapter disabled in LoRA mode."""
+        return self.student.model.disable_adapter() if self.config.lora else nullcontext()
+
+    def _group_masks(self, groups: ModuleGroups | None) -> tuple[GroupMasks | None, dict[str, int], torch.Tensor]:
         """The method's group masks (``None`` without groups), the group sizes used, and the
         entries touched so far (the reset rows, if any)."""
         untouched = torch.zeros(sum(p.numel() for p in self.params), dtype=torch.bool)
@@ -129,16 +152,25 @@ class UnlearnRun:
         if not self.method.circuit_groups:
             groups = groups.without_circuits()
         model = self.student.model
-        vocab_index = getattr(getattr(self.original.encoder, "vocab", None), "index", None)
-        masks, sizes = flat_group_masks(model, groups, vocab_index, names)
-        reset = (
-            reset_forget_rows(model, groups, self.original.encoder, names) if self.config.row_rule == "reset" else None
-        )
+        if self.config.lora:
+            masks, sizes = lora.group_rules(model, self.original.model, groups, self.config)
+            reset = None
+        else:
+            names = [n for n, _ in model.named_parameters()]
+            vocab_index = getattr(getattr(self.original.encoder, "vocab", None), "index", None)
+            masks, sizes = flat_group_masks(model, groups, vocab_index, names)
+            reset = (
+                reset_forget_rows(model, groups, self.original.encoder, names)
+                if self.config.row_rule == "reset"
+                else None
+            )
         if reset is not None:
             masks.forget &= ~reset
         if not (masks.forget.any() or masks.shared.any() or (reset is not None and reset.any())):
+            rows = "; with --lora, embedding rows are no LoRA target" if self.config.lora else ""
             raise CureError(
-                "the module groups leave nothing for the forget update (no forget-specific and no task-shared module)",
+                "the module groups leave nothing for the forget update (no forget-specific and no task-shared "
+                f"module{rows})",
                 "lower the group threshold or use another corruption (`cure groups --help`)",
             )
         return masks, sizes, reset.clone() if reset is not None else untouched
@@ -146,12 +178,13 @@ class UnlearnRun:
     def _batch(self, idx: np.ndarray, teacher: bool) -> Batch:
         encoded = self.student.encode(self.samples, idx)
         logits = self.student.last_logits(encoded)
-        with torch.no_grad():
-            ref = self.original.last_logits(encoded)
+        reference = self.reference
+        with torch.no_grad(), self._reference_mode():
+            ref = reference.last_logits(encoded)
             forced = None
             if teacher:
                 forced = (
-                    self.original.last_logits(self.original.encode(self.samples, idx, np.zeros(len(idx), dtype=bool)))
+                    reference.last_logits(reference.encode(self.samples, idx, np.zeros(len(idx), dtype=bool)))
                     if self.request.kind == "user"
                     else torch.zeros_like(ref)
                 )
@@ -255,14 +288,16 @@ class UnlearnRun:
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         )
         return UnlearnResult(
-            self.student,
-            self.config,
-            self.history,
-            seconds,
-            int(self.touched.sum()),
-            int(self.touched.numel()),
-            float(peak),
-            self.groups_used,
+            model=self.student,
+            config=self.config,
+            history=self.history,
+            seconds=seconds,
+            params_updated=int(self.touched.sum()),
+            params_total=int(self.touched.numel()),
+            peak_memory_mib=float(peak),
+            trainable_params=sum(p.numel() for p in self.params),
+            mode="lora" if self.config.lora else "full",
+            groups_used=self.groups_used,
         )
 
 
