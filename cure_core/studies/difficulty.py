@@ -28,14 +28,13 @@ from analysis.attribution import attribute
 from cure_core.circuits import AttributionSettings, answer_metric, circuit_context, prompt_batches
 from cure_core.errors import CureError
 from cure_core.metrics import jsd
-from cure_core.model.store import load_recommender
 from cure_core.requests import user_request
 from cure_core.studies.base import Study, StudyJob, StudyOutput
 from cure_core.studies.common import StudySettings, resolve_request
 from cure_core.studies.selection import VariantLabel, chosen_run, variant
 from cure_core.unlearning.methods import UnlearnConfig
+from cure_core.unlearning.run_store import load_run_model
 from cure_core.unlearning.runner import unlearn
-from cure_core.unlearning.runs import run_dir
 
 if TYPE_CHECKING:
     from cure_core.model.recommender import Predictions, Recommender
@@ -151,7 +150,7 @@ class Difficulty(Study):
                 ).report.run
             ),
         )
-        cure = load_recommender(run_dir(chosen) / "model", ws.samples)
+        cure = load_run_model(ws, chosen)
         job.tick(step="CURE run")
         for row in rows:
             idx = per_user_idx[row["user"]]

@@ -15,10 +15,10 @@ import numpy as np
 from pydantic import AfterValidator
 
 from cure_core.metrics import jsd, utility
-from cure_core.model.store import load_recommender
 from cure_core.requests import ForgetRequest, RequestSets
 from cure_core.unlearning.methods import METHODS, UnlearnConfig
-from cure_core.unlearning.runs import RunReport, get_run, run_dir
+from cure_core.unlearning.run_store import load_run_model
+from cure_core.unlearning.runs import RunReport, get_run
 
 if TYPE_CHECKING:
     from cure_core.model.recommender import Recommender
@@ -154,7 +154,7 @@ class Selector:
         )
 
     def score(self, report: RunReport) -> Candidate:
-        return self.score_model(load_recommender(run_dir(str(report.run)) / "model", self.ws.samples), report)
+        return self.score_model(load_run_model(self.ws, str(report.run)), report)
 
 
 def choose(candidates: list[Candidate]) -> Candidate:

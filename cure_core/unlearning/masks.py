@@ -36,11 +36,14 @@ def flat_group_masks(
 @torch.no_grad()
 def reset_forget_rows(model: torch.nn.Module, groups: ModuleGroups, encoder: Any, names: list[str]) -> torch.Tensor:
     """Reset forget-specific embedding rows to what Retrain would read instead — a user row to
-    the ``<unk_user>`` row, an item row to the mean item row — and return their flat mask."""
+    the ``<unk_user>`` row, an item row to the mean item row — and return their flat mask.
+    A text model's groups hold no rows (its words are shared by every user): nothing is reset."""
+    rows = [m for m in groups.members("forget-specific") if m.startswith(("u:", "i:"))]
+    if not rows:
+        return torch.zeros(sum(p.numel() for p in model.parameters()), dtype=torch.bool)
     vocab = encoder.vocab
     weight = model.get_input_embeddings().weight
     item_rows = [i for t, i in vocab.index.items() if t.startswith("i:")]
-    rows = [m for m in groups.members("forget-specific") if m.startswith(("u:", "i:"))]
     for module in rows:
         row = vocab.index[module]
         weight[row] = weight[vocab.index[UNK_USER]] if module.startswith("u:") else weight[item_rows].mean(0)

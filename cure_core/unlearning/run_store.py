@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from cure_core.data.samples import Samples
     from cure_core.model.recommender import Recommender
     from cure_core.unlearning.runner import UnlearnResult
+    from cure_core.workspace import Workspace
 
 MODEL, MERGED = "model", "merged"
 
@@ -92,6 +93,36 @@ def _text_meta(rec: Recommender, folder: Path) -> dict[str, Any]:
 
 def _write_meta(folder: Path, meta: dict[str, Any]) -> None:
     (folder / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
+
+
+def load_run_model(ws: Workspace, run: str) -> Recommender:
+    """The unlearned model of a finished run on ``ws``'s model, as :func:`save_run` wrote it: an
+    item model folder, a text-mode Hugging Face folder read with the workspace's profile, or a
+    LoRA adapter put on a copy of the workspace's Original (its base)."""
+    from cure_core.model.store import load_recommender
+
+    folder = run_dir(run) / MODEL
+    try:
+        mode = json.loads((folder / "meta.json").read_text()).get("mode")
+    except (OSError, ValueError):
+        mode = None
+    if mode == "lora":
+        from peft import PeftModel
+
+        from cure_core.unlearning.lora import plain_copy
+
+        original = ws.original(quiet=True)
+        model = PeftModel.from_pretrained(plain_copy(original.model), folder).eval()
+        checkpoint = None if original.checkpoint is None else dataclasses.replace(original.checkpoint, model=model)
+        return dataclasses.replace(original, model=model, path=folder, checkpoint=checkpoint, _bridge=None)
+    if mode == "text":
+        from cure_core.model_source import ModelSource, load_user_model
+
+        source = ws.source
+        profile = ws.recipe.profile if ws.text_recipe else source.profile  # type: ignore[union-attr]
+        run_source = ModelSource(model=str(folder), profile=profile, dtype=source.dtype, device=source.device)
+        return load_user_model(run_source, "original", ws.dataset, ws.samples)
+    return load_recommender(folder, ws.samples)
 
 
 def load_history(run: str) -> list[dict[str, Any]]:
