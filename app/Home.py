@@ -114,10 +114,10 @@ def request_builder(ws: Workspace, original: Recommender) -> None:
         show_gap(ws, original, retrain, request)
         return
     if retrain is None:
-        if not st.session_state.get(f"train-{request.id}"):
+        if not st.session_state.get(f"train-{request.id}:{choice.key}"):
             st.info("Retrain for this request is not trained yet (a few minutes on 2 cores; cached afterwards).")
             if st.button("Train Retrain now", key="train_retrain"):
-                st.session_state[f"train-{request.id}"] = True
+                st.session_state[f"train-{request.id}:{choice.key}"] = True
                 st.rerun()
             return
         job = retrain_job(ws, choice.key, request.id)

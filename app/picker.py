@@ -112,11 +112,13 @@ def option_keys() -> list[str]:
 def model_picker() -> ModelChoice:
     """The sidebar's model radio and checkpoint opener; returns this session's choice."""
     keys = option_keys()
-    stored = st.session_state.get(CHOICE)
-    if stored not in keys:
-        stored = default_choice().key
-    if st.session_state.get(PICKER) not in keys:  # a new page (its widgets start afresh): restore the choice
-        st.session_state[PICKER] = stored
+    chosen = st.session_state.get(PICKER)  # the radio's value: what was clicked, or set by the opener
+    if chosen not in keys:
+        chosen = st.session_state.get(CHOICE)
+    if chosen not in keys:
+        chosen = default_choice().key
+    # set anew on every run: a widget on another page starts afresh, so this carries the choice over
+    st.session_state[PICKER] = chosen
     with st.sidebar:
         key = st.radio(
             "model",

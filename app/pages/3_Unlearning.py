@@ -96,7 +96,7 @@ if submitted:
         f"unlearn-{method}",
         lambda progress: get_run(ws, run_request, config, progress=progress, callback=rows.append, quiet=True),
     )
-    mode = f"LoRA r={int(rank)}" if lora else "full weights"
+    mode = f"LoRA r={int(rank)}" if lora else "full"
     session["active"] = {
         "job": job,
         "rows": rows,
