@@ -61,7 +61,7 @@ with st.form("run_form"):
         choices(UnlearnConfig, "row_rule"),
         help="reset: set once to what Retrain reads (<unk_user>), then frozen",
     )
-    cols = st.columns(3)
+    cols = st.columns([2, 1, 1])  # room for the switch's label
     lora = cols[0].checkbox(
         "train a LoRA adapter instead of the full weights",
         value=reads_text(ws),  # a user's or the text model: large, so an adapter by default
