@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
-from state import default_models_job, poll_job, retrain_job, workspace
-from views import NO_RETRAIN, model_source_label, show_model_card, show_prompt
+from state import default_models_job, open_model, poll_job, retrain_job
+from views import NO_RETRAIN, model_card, model_source_label, reads_text, show_model_card, show_prompt
 
 from cure_core.errors import CureError
 from cure_core.evaluate import RETAIN_PROBE, reference_comparison
@@ -45,15 +45,17 @@ def gap_key(original: Recommender, retrain: Recommender | None, request: ForgetR
 
 
 def show_gap(ws: Workspace, original: Recommender, retrain: Recommender | None, request: ForgetRequest) -> None:
-    """The Original-vs-Retrain table. On a user's checkpoint (possibly large and on a CPU) it is
-    computed when asked for, once per session and request, not on every visit."""
-    if ws.user_model and not st.session_state.get(f"evaluate-{request.id}"):
+    """The Original-vs-Retrain table. On a text model (a user's checkpoint, possibly large and on
+    a CPU, or the text model trained here, whose prompts are long) it is computed when asked for,
+    once per session, model and request, not on every visit."""
+    asked = f"evaluate-{request.id}:{choice.key}"
+    if reads_text(ws) and not st.session_state.get(asked):
         sizes = ws.sets(request).sizes()
         n = sizes["test"] + sizes["forget"] + sizes["holdout"] + min(sizes["retain"], RETAIN_PROBE)
         models = "the model" if retrain is None else "each model"
         st.caption(f"Scores {n:,} prompts with {models} (test, forget, holdout users, a retain probe).")
         if st.button("Evaluate", key=f"evaluate-button-{request.id}"):
-            st.session_state[f"evaluate-{request.id}"] = True
+            st.session_state[asked] = True
             st.rerun()
         return
     try:
@@ -112,13 +114,13 @@ def request_builder(ws: Workspace, original: Recommender) -> None:
         show_gap(ws, original, retrain, request)
         return
     if retrain is None:
-        if not st.session_state.get(f"train-{request.id}"):
+        if not st.session_state.get(f"train-{request.id}:{choice.key}"):
             st.info("Retrain for this request is not trained yet (a few minutes on 2 cores; cached afterwards).")
             if st.button("Train Retrain now", key="train_retrain"):
-                st.session_state[f"train-{request.id}"] = True
+                st.session_state[f"train-{request.id}:{choice.key}"] = True
                 st.rerun()
             return
-        job = retrain_job(ws, request.id)
+        job = retrain_job(ws, choice.key, request.id)
         if not job.finished:
             poll_job(job, lambda j: f"training Retrain: {j.fraction:.0%}")
             return
@@ -131,8 +133,8 @@ def request_builder(ws: Workspace, original: Recommender) -> None:
 
 
 st.title("CURE Studio")
+choice, ws = open_model()
 try:
-    ws = workspace()
     summary = ws.summary()
     request = ws.default_request()
     sets = ws.sets(request)
@@ -157,17 +159,19 @@ with right:
     st.dataframe(pd.DataFrame({"samples": sets.sizes()}), width="stretch")
 
 st.subheader("Model" if ws.user_model else "Models")
-job = default_models_job(ws)
+job = default_models_job(ws, choice.key)
 
 
 def training_text(job: BackgroundJob) -> str:
+    """Progress of the training job: the item model reports epochs, the text model steps."""
     info = job.info
-    detail = f"epoch {info['epoch']}, loss {info['loss']:.4f}" if "loss" in info else "starting"
-    return f"{job.fraction:.0%} — {detail}"
+    parts = [f"epoch {info['epoch']}"] if "epoch" in info else []
+    parts += [f"loss {info['loss']:.4f}"] if "loss" in info else []
+    return f"{job.fraction:.0%} — {', '.join(parts) or 'starting'}"
 
 
-def item_models(original: Recommender, retrain: Recommender) -> None:
-    """The trained item model and its Retrain: training facts, the gap, the recipe."""
+def training_table(original: Recommender, retrain: Recommender) -> None:
+    """The training facts of a model trained here and of its Retrain, one row each."""
     rows = []
     for name, rec in (("Original", original), ("Retrain", retrain)):
         meta = rec.meta
@@ -182,6 +186,11 @@ def item_models(original: Recommender, retrain: Recommender) -> None:
             }
         )
     st.dataframe(pd.DataFrame(rows).set_index("model"), width="stretch")
+
+
+def item_models(original: Recommender, retrain: Recommender) -> None:
+    """The trained item model and its Retrain: training facts, the gap, the recipe."""
+    training_table(original, retrain)
     gap_heading()
     show_gap(ws, original, retrain, request)
     recipe = original.meta["recipe"]
@@ -196,6 +205,20 @@ def item_models(original: Recommender, retrain: Recommender) -> None:
             f"{original.meta['train_seconds']:.0f} s on {original.meta['threads']} thread(s)."
         )
         st.json(recipe, expanded=False)
+
+
+def text_models(original: Recommender, retrain: Recommender) -> None:
+    """The text model trained here and its Retrain: training facts, the gap (when asked for),
+    the model card and a prompt as the model reads it."""
+    training_table(original, retrain)
+    gap_heading()
+    show_gap(ws, original, retrain, request)
+    with st.expander("Model card"):
+        retrain_note = "trained here on the retain set of each request"
+        st.dataframe(model_card(ws.source, original, retrain_note), width="stretch")
+        st.json(original.meta["recipe"], expanded=False)
+    if len(sets.forget):
+        show_prompt(original, ws.samples, int(sets.forget[0]), ws.titles, "The default request's first forget prompt")
 
 
 def user_models(original: Recommender, retrain: Recommender | None) -> None:
@@ -221,6 +244,12 @@ if not job.finished:
     if ws.user_model:
         st.info(f"Loading {model_source_label(ws)} (nothing is trained for a user's checkpoint).")
         poll_job(job, lambda j: "loading the checkpoint")
+    elif ws.text_recipe:
+        st.info(
+            "Training the text model and its Retrain reference side by side (first use only, minutes on "
+            "MovieLens-100K; cached afterwards). The page stays usable."
+        )
+        poll_job(job, training_text)
     else:
         st.info(
             "Training the default model and its Retrain reference side by side (first launch only; cached "
@@ -233,6 +262,8 @@ else:
     original, retrain = job.result
     if ws.user_model:
         user_models(original, retrain)
+    elif ws.text_recipe:
+        text_models(original, retrain)
     else:
         item_models(original, retrain)
     request_builder(ws, original)

@@ -1,6 +1,8 @@
-"""Resources shared by every page and session: the workspace, the default models' background
-job, the circuit context and cached attributions. UI glue only: all computing is in
-``cure_core`` and ``analysis``."""
+"""Resources shared by every page and session: the workspace of each model of the picker, its
+default models' background job, circuit contexts and cached attributions — each keyed by the
+chosen model's key (:attr:`picker.ModelChoice.key`), as ``st.cache_resource`` does not hash
+arguments whose names start with ``_``. UI glue only: all computing is in ``cure_core`` and
+``analysis``."""
 
 from __future__ import annotations
 
@@ -8,38 +10,48 @@ import os
 from collections.abc import Callable
 
 import streamlit as st
-from views import model_source_label
+from picker import ModelChoice, model_picker
+from views import model_source_label, reads_text
 
 from analysis.attribution import Attribution
 from cure_core.circuits import AttributionSettings, CircuitContext, circuit_context, get_attribution
 from cure_core.errors import CureError
 from cure_core.jobs import BackgroundJob
-from cure_core.model.recipe import recipe_from_json
-from cure_core.model_source import ModelSource
 from cure_core.requests import ForgetRequest
 from cure_core.workspace import Workspace
 
 
 @st.cache_resource(show_spinner="Loading the dataset ...")
-def workspace() -> Workspace:
-    """The data of ``CURE_DATA`` (default MovieLens-100K), the recipe of ``CURE_RECIPE`` (JSON of
-    recipe fields, e.g. a tiny model for a quick demo; default: the default model) and the model
-    of ``CURE_MODEL``, ``CURE_ADAPTER``, ``CURE_PROFILE`` ... (``cure app --model PATH`` sets them;
-    default: the item model trained here). A bad value raises a one-line :class:`CureError`."""
-    ws = Workspace(
-        data=os.environ.get("CURE_DATA") or None,
-        recipe=recipe_from_json(os.environ.get("CURE_RECIPE")),
-        source=ModelSource.from_environment(),
-    )
-    _ = ws.samples  # build the samples now, once, for every session
+def dataset_workspace() -> Workspace:
+    """The data of ``CURE_DATA`` (default MovieLens-100K) with its samples, built once for every
+    session, with the default item recipe (the models trained here share its samples)."""
+    ws = Workspace(data=os.environ.get("CURE_DATA") or None)
+    _ = ws.samples
     return ws
 
 
+@st.cache_resource(show_spinner="Loading the dataset ...")
+def workspace(key: str) -> Workspace:
+    """The workspace of the picker's choice ``key``: a model trained here with ``CURE_RECIPE``'s
+    recipe when it is of its kind (JSON of recipe fields, or ``text``; default: the kind's default
+    model), or a checkpoint — ``CURE_MODEL``, ``CURE_ADAPTER``, ``CURE_PROFILE`` ... (``cure app
+    --model PATH`` sets them) or one opened in the sidebar. A bad value raises a one-line
+    :class:`CureError`."""
+    choice = ModelChoice.from_key(key)
+    base = dataset_workspace()
+    if choice.kind == "checkpoint":
+        ws = Workspace(data=base.data_source, source=choice.model_source())
+        _ = ws.samples
+        return ws
+    recipe = choice.recipe()
+    return base if recipe is None else base.with_recipe(recipe)
+
+
 @st.cache_resource
-def default_models_job(_ws: Workspace) -> BackgroundJob:
-    """One shared background run that loads or trains Original and Retrain of the default request.
-    Its result is ``(original, retrain)``; a user's checkpoint is loaded, never trained, and its
-    Retrain is ``None`` when none was given (see :data:`views.NO_RETRAIN`)."""
+def default_models_job(_ws: Workspace, key: str) -> BackgroundJob:
+    """One shared background run (per model ``key``) that loads or trains Original and Retrain of
+    the default request. Its result is ``(original, retrain)``; a user's checkpoint is loaded,
+    never trained, and its Retrain is ``None`` when none was given (see :data:`views.NO_RETRAIN`)."""
     request = _ws.default_request()
     return BackgroundJob(
         "default-models", lambda progress: _ws.reference_models(request, progress=progress, quiet=True)
@@ -47,7 +59,7 @@ def default_models_job(_ws: Workspace) -> BackgroundJob:
 
 
 @st.cache_resource(show_spinner="Loading the model into TransformerLens ...")
-def context(_ws: Workspace, request_id: str) -> CircuitContext:
+def context(_ws: Workspace, key: str, request_id: str) -> CircuitContext:
     """The Original model, its TransformerBridge and the request's sets (needs Original trained)."""
     from cure_core.requests import load_request
 
@@ -55,11 +67,11 @@ def context(_ws: Workspace, request_id: str) -> CircuitContext:
 
 
 @st.cache_resource(show_spinner="Attributing (cached on disk after the first time) ...", max_entries=64)
-def attribution(_ctx: CircuitContext, request_id: str, set_name: str, settings_json: str) -> Attribution:
+def attribution(_ctx: CircuitContext, key: str, request_id: str, set_name: str, settings_json: str) -> Attribution:
     return get_attribution(_ctx, set_name, AttributionSettings.model_validate_json(settings_json), quiet=True)
 
 
-def require_models(job: BackgroundJob, user_model: bool = False) -> None:
+def require_models(job: BackgroundJob, ws: Workspace) -> None:
     """Stop the page until the default models are ready, showing their progress and polling
     every 2 s, so the page opens by itself as soon as they are."""
     if job.finished and not job.error:
@@ -67,10 +79,14 @@ def require_models(job: BackgroundJob, user_model: bool = False) -> None:
     if job.error:
         st.error(job.error)
         st.stop()
-    st.info(
-        ("Your checkpoint is still loading" if user_model else "The default model is still training")
-        + " (see the Home page for details). This page opens as soon as it is ready."
+    what = (
+        "Your checkpoint is still loading"
+        if ws.user_model
+        else "The text model is still training"
+        if ws.text_recipe
+        else "The default model is still training"
     )
+    st.info(f"{what} (see the Home page for details). This page opens as soon as it is ready.")
     poll_job(job, lambda j: f"{j.fraction:.0%}")
     st.stop()
 
@@ -93,30 +109,36 @@ def poll_job(
     poll()
 
 
-def analysis_page(title: str, user_model_notice: str | None = None) -> tuple[Workspace, ForgetRequest]:
-    """Header of a page that needs the default model: title, workspace and default request
-    (a readable error instead of a traceback), then wait for the models. On a user's checkpoint
-    a page that does not work there yet gives ``user_model_notice``, and stops."""
+def open_model() -> tuple[ModelChoice, Workspace]:
+    """The sidebar's model picker and the chosen model's workspace; a bad choice (a missing
+    folder, an invalid recipe) stops the page with its one-line error."""
+    choice = model_picker()
+    try:
+        return choice, workspace(choice.key)
+    except CureError as err:
+        st.error(str(err))
+        st.stop()
+
+
+def analysis_page(title: str) -> tuple[Workspace, ForgetRequest, ModelChoice]:
+    """Header of a page that needs the chosen model: title, model picker, workspace and default
+    request (a readable error instead of a traceback), then wait for the models."""
     st.set_page_config(page_title=f"{title} · CURE Studio", layout="wide")
     st.title(title)
+    choice, ws = open_model()
     try:
-        ws = workspace()
         request = ws.default_request()
     except CureError as err:
         st.error(str(err))
         st.stop()
-    if ws.user_model and user_model_notice:
-        st.info(user_model_notice)
-        st.stop()
-    require_models(default_models_job(ws), ws.user_model)
-    if ws.user_model:
-        st.caption(f"On {model_source_label(ws)}.")
-    return ws, request
+    require_models(default_models_job(ws, choice.key), ws)
+    st.caption(f"On {model_source_label(ws)}.")
+    return ws, request, choice
 
 
 @st.cache_resource
-def retrain_job(_ws: Workspace, request_id: str) -> BackgroundJob:
-    """One shared background run training (or loading) the Retrain of a saved request."""
+def retrain_job(_ws: Workspace, key: str, request_id: str) -> BackgroundJob:
+    """One shared background run (per model ``key``) training (or loading) the Retrain of a saved request."""
     from cure_core.requests import load_request
 
     request = load_request(request_id)
@@ -143,17 +165,19 @@ def request_picker(ws: Workspace, default: ForgetRequest, key: str) -> ForgetReq
     return request
 
 
-def start_gate(ws: Workspace, key: str, what: str) -> None:
-    """On a user's checkpoint (possibly large, possibly on a CPU) a page's costly computation
-    starts when asked, once per session: until then the page explains ``what`` it will compute
-    with the sidebar's settings, offers a button, and stops. The item model starts at once."""
-    if not ws.user_model or st.session_state.get(key):
+def start_gate(ws: Workspace, model: ModelChoice, key: str, what: str) -> None:
+    """On a text model (a user's checkpoint, possibly large and on a CPU, or the text model
+    trained here, whose prompts are long) a page's costly computation starts when asked, once per
+    session and model: until then the page explains ``what`` it will compute with the sidebar's
+    settings, offers a button, and stops. The item model starts at once."""
+    started = f"{key}:{model.key}"
+    if not reads_text(ws) or st.session_state.get(started):
         return
     st.info(
         f"{what} Choose the settings in the sidebar, then start; results are cached on disk, and later changes "
         "in this session recompute at once."
     )
     if st.button("Start", key=f"{key}-button", type="primary"):
-        st.session_state[key] = True
+        st.session_state[started] = True
         st.rerun()
     st.stop()

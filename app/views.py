@@ -17,19 +17,23 @@ from cure_core.workspace import Workspace
 NO_RETRAIN = (
     "Retrain: not given — metrics against Retrain unavailable (pass --retrain-model / --retrain-adapter to `cure app`)"
 )
-NO_USER_UNLEARNING = (
-    "Unlearning a user's checkpoint is not available yet: the methods here update the item model trained by "
-    "CURE Studio, and unlearning through a LoRA adapter on your checkpoint is the next step. Circuits, Module "
-    "groups and the Home page's evaluation work on your model now; to run unlearning, start `cure app` without "
-    "--model (the item model)."
-)
+
+
+def reads_text(ws: Workspace) -> bool:
+    """Whether ``ws``'s models read prompts in words (a user's checkpoint, or the text model
+    trained here): the text-mode notes apply, prompts are shown as text, and costly work waits
+    for a button."""
+    return ws.user_model or ws.text_recipe
 
 
 def model_source_label(ws: Workspace) -> str:
     """One line naming the model the pages work on."""
-    if not ws.user_model:
-        return "the GPT-2 item-token recommender trained here"
-    return f"your checkpoint {ws.source.label()}, prompted with the {ws.source.profile} profile"
+    if ws.user_model:
+        return f"your checkpoint {ws.source.label()}, prompted with the {ws.source.profile} profile"
+    if ws.text_recipe:
+        recipe = ws.recipe
+        return f"the {recipe.arch} text model trained here, prompted with the {recipe.profile} profile"  # type: ignore[union-attr]
+    return "the GPT-2 item-token recommender trained here"
 
 
 def retrain_text(source: ModelSource) -> str:
@@ -41,8 +45,10 @@ def retrain_text(source: ModelSource) -> str:
     return f"given: model {source.retrain_model}"
 
 
-def model_card(source: ModelSource, rec: Recommender) -> pd.DataFrame:
-    """What was loaded for a user's checkpoint, one row per fact (all text, for one column)."""
+def model_card(source: ModelSource, rec: Recommender, retrain: str | None = None) -> pd.DataFrame:
+    """What was loaded for a text model (a user's checkpoint, or the text model trained here),
+    one row per fact (all text, for one column); ``retrain``: where its Retrain comes from
+    (default: :func:`retrain_text`)."""
     info = rec.meta["checkpoint"]
     adapter = info.get("adapter")
     grouped = info["n_kv_heads"] != info["n_heads"]
@@ -65,7 +71,7 @@ def model_card(source: ModelSource, rec: Recommender) -> pd.DataFrame:
         ),
         "profile": f"{rec.meta['profile']}" + (f" — {profile.description}" if profile is not None else ""),
         "answer tokens (yes / no)": f"{rec.encoder.yes_id} / {rec.encoder.no_id}",
-        "Retrain": retrain_text(source),
+        "Retrain": retrain or retrain_text(source),
     }
     return pd.DataFrame({"value": list(rows.values())}, index=list(rows.keys()))
 

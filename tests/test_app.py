@@ -103,7 +103,7 @@ def test_module_groups_page_shows_groups_and_ablates(tmp_path, synthetic, monkey
 def test_home_request_builder_shows_histories_and_refuses_bad_ids(tmp_path, synthetic, monkeypatch):
     at = _open_page(HOME, tmp_path, synthetic, monkeypatch)
     for _ in range(50):  # the home page shows the builder once the models are loaded
-        if at.get("form"):
+        if any(r.key == "builder_how" for r in at.radio):
             break
         time.sleep(0.2)
         at.run()
@@ -128,6 +128,7 @@ def test_unlearning_page_runs_a_method_and_fills_the_table(tmp_path, synthetic, 
     at = _open_page(UNLEARNING_PAGE, tmp_path, synthetic, monkeypatch)
     assert not at.exception, at.exception
     assert any("No run in this session" in i.value for i in at.info)
+    assert at.checkbox(key="lora_item").value is False and at.number_input(key="lora_rank").value == 8
     at.selectbox(key="method").set_value("npo")
     at.number_input(key="steps").set_value(4)
     at.button[0].click().run()
@@ -140,6 +141,8 @@ def test_unlearning_page_runs_a_method_and_fills_the_table(tmp_path, synthetic, 
     table = at.dataframe[0].value
     assert list(table["method"]) == ["Original", "Retrain", "NPO"]
     assert 0 <= table.iloc[2]["JSD to Retrain"] < 1
+    assert set(table["model"]) == {"Item model (trained here)"} and table.iloc[2]["mode"] == "full"
+    assert table.iloc[2]["trainable params"] >= table.iloc[2]["params updated"] > 0
     assert len(at.get("download_button")) == 3
 
 
@@ -251,7 +254,7 @@ def test_every_page_opens_on_a_user_checkpoint(arch, tmp_path, synthetic, monkey
     on the attention heatmap, key/value heads in the graph and the groups of a GQA model.
     Module groups are computed on Qwen2 only (the other two show the page up to its Start)."""
     monkeypatch.syspath_prepend(APP_DIR)
-    from views import NO_RETRAIN, NO_USER_UNLEARNING
+    from views import NO_RETRAIN
 
     from cure_core.groups import TEXT_MODE_NOTE
 
@@ -276,8 +279,9 @@ def test_every_page_opens_on_a_user_checkpoint(arch, tmp_path, synthetic, monkey
                 modules = at.dataframe[-1].value
                 assert set(modules["kind"]) == {"head", "kv head", "mlp"}  # no embedding rows in text mode
                 assert "kv head 1" in at.get("plotly_chart")[0].proto.spec
-        elif name == "Unlearning":
-            assert infos == [NO_USER_UNLEARNING] and not at.get("form")
+        elif name == "Unlearning":  # runs on a user's model too, through a LoRA adapter by default
+            assert any("No run in this session" in i for i in infos) and at.get("form")
+            assert at.checkbox(key="lora_checkpoint").value is True and at.number_input(key="lora_rank").value == 8
         else:  # Circuits
             labels = {m.label: m.value for m in at.metric}
             assert math.isfinite(float(labels["faithfulness F on forget"]))
@@ -352,3 +356,96 @@ def test_circuit_figure_draws_kv_edges_to_key_value_heads(kv_heads, monkeypatch)
     assert ends and ends <= {pos[n] for n in (kv_nodes or pos)}
     if shape.grouped:
         assert kv_readers(shape, "a1.kv1") == ["a1.h2", "a1.h3"]
+
+
+# --- the model picker (sidebar of every page) ------------------------------------------------------
+
+TINY_TEXT_RECIPE = (
+    '{"kind":"text","n_layer":2,"n_head":2,"d_model":32,"d_mlp":64,"vocab_size":400,"tokenizer_prompts":300,'
+    '"batch_size":16,"max_steps":6,"eval_every":3,"eval_samples":100,"train_precision":"fp32"}'
+)
+
+
+def _wait(at: AppTest, ready, tries: int = 300) -> AppTest:
+    """Rerun the page (its background job goes on in a thread) until ``ready(at)``."""
+    for _ in range(tries):
+        if ready(at) or at.exception:
+            break
+        time.sleep(0.5)
+        at.run()
+    return at
+
+
+def test_picker_lists_every_kind_and_opens_a_checkpoint_folder(tmp_path, synthetic, monkeypatch, user_checkpoints):
+    """With CURE_MODEL the picker offers the item model, the text model and that checkpoint (the
+    default); switching to the text model starts its training (CURE_RECIPE's tiny text recipe),
+    switching back finds the checkpoint loaded; a folder opened in the sidebar is checked through
+    ModelSource (a bad path is one line) and becomes the chosen model."""
+    monkeypatch.syspath_prepend(APP_DIR)
+    monkeypatch.setenv("CURE_RECIPE", TINY_TEXT_RECIPE)
+    from picker import PICKER, ModelChoice
+
+    at = _open_user_page(HOME, tmp_path, synthetic, monkeypatch, user_checkpoints["gpt2"])
+    assert not at.exception and not _one_line_errors(at)
+    picker = at.radio(key=PICKER)
+    assert picker.options == [
+        "Item model (trained here)",
+        "Text model (trained here)",
+        "Your checkpoint: gpt2 + gpt2-lora",
+    ]
+    assert picker.value == ModelChoice(kind="checkpoint").key
+
+    at.radio(key=PICKER).set_value(ModelChoice(kind="text").key).run()
+    assert not at.exception and not _one_line_errors(at)
+    assert any("Training the text model" in i.value for i in at.info)
+    at.radio(key=PICKER).set_value(ModelChoice(kind="checkpoint").key).run()
+    card = next(d.value for d in at.dataframe if "architecture" in d.value.index)
+    assert card.loc["architecture", "value"].startswith("GPT2LMHeadModel")
+
+    at.text_input(key="checkpoint_path").input(str(tmp_path / "no-such-model"))
+    at.button(key="checkpoint_open").click().run()
+    assert not at.exception and any("no folder at" in e for e in _one_line_errors(at))
+    assert len(at.radio(key=PICKER).options) == 3
+
+    model, adapter = user_checkpoints["qwen2"]
+    at.text_input(key="checkpoint_path").input(str(model))
+    at.text_input(key="checkpoint_adapter").input(str(adapter))
+    at.selectbox(key="checkpoint_profile").set_value("compact")
+    at.button(key="checkpoint_open").click().run()
+    assert not at.exception and not _one_line_errors(at)
+    picker = at.radio(key=PICKER)
+    assert picker.options[-1] == "Your checkpoint: qwen2 + qwen2-lora"
+    assert json.loads(picker.value)["source"] == {"model": str(model), "adapter": str(adapter), "profile": "compact"}
+    _wait(at, lambda a: any("architecture" in d.value.index for d in a.dataframe))
+    assert not at.exception and not _one_line_errors(at)
+    card = next(d.value for d in at.dataframe if "architecture" in d.value.index)
+    assert card.loc["architecture", "value"].startswith("Qwen2ForCausalLM")
+
+
+def test_text_model_trained_here_follows_across_pages(tmp_path, synthetic, monkeypatch):
+    """CURE_RECIPE with "kind": "text" makes the text model the default: Home trains it (the
+    still-training flow), then shows it in text mode; the choice follows to Unlearning, where
+    the LoRA switch is on by default."""
+    monkeypatch.setenv("CURE_DATA", str(write_grouplens(tmp_path / "ml", synthetic)))
+    monkeypatch.setenv("CURE_RECIPE", TINY_TEXT_RECIPE)
+    monkeypatch.syspath_prepend(APP_DIR)
+    from picker import PICKER, ModelChoice
+
+    at = AppTest.from_file(HOME, default_timeout=120).run()
+    assert not at.exception and not _one_line_errors(at)
+    picker = at.radio(key=PICKER)
+    assert picker.options == ["Item model (trained here)", "Text model (trained here)"]
+    assert picker.value == ModelChoice(kind="text").key
+    assert any("Training the text model" in i.value for i in at.info)
+    _wait(at, lambda a: any("Memorization gap" in h.value for h in a.subheader) or bool(a.error))
+    assert not at.exception and not _one_line_errors(at)
+    assert any("text model trained here" in c.value for c in at.caption)
+    card = next(d.value for d in at.dataframe if "architecture" in d.value.index)
+    assert card.loc["architecture", "value"].startswith("GPT2LMHeadModel")
+    assert at.code[0].value.startswith("User ")  # the first forget prompt in the compact profile's words
+    assert "Evaluate" in [b.label for b in at.button]  # the text model's gap waits for a button
+
+    at.switch_page("pages/3_Unlearning.py").run()
+    assert not at.exception and not _one_line_errors(at)
+    assert at.radio(key=PICKER).value == ModelChoice(kind="text").key
+    assert at.checkbox(key="lora_text").value is True and at.number_input(key="lora_rank").value == 8

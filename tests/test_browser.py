@@ -224,7 +224,7 @@ def test_every_page_in_a_real_browser(app_url, browser, tmp_path):
 
 def test_every_page_on_a_user_checkpoint_in_a_real_browser(user_app_url, browser, tmp_path):
     """Each page opens on a user's checkpoint without an exception: Home's model card and the
-    missing Retrain, the notes of Module groups and Unlearning, Circuits up to its Start button
+    missing Retrain, the note of Module groups, Unlearning's form (LoRA switch), Circuits up to its Start button
     (attribution itself is covered by the AppTest tests, on fewer prompts)."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
@@ -238,7 +238,7 @@ def test_every_page_on_a_user_checkpoint_in_a_real_browser(user_app_url, browser
     checks = {
         "Circuits": "attributes every edge of your model",
         "Module groups": "no user or item embedding rows are grouped",
-        "Unlearning": "not available yet",
+        "Unlearning": "train a LoRA adapter instead of the full weights",
         "Report": "No study has finished yet",
     }
     for name, text in checks.items():

@@ -26,7 +26,7 @@ from cure_core.errors import CureError
 from cure_core.groups import default_corruption
 from cure_core.settings import choices
 
-ws, request = analysis_page("Circuits")
+ws, request, model = analysis_page("Circuits")
 
 with st.sidebar:
     st.header("Attribution")
@@ -68,14 +68,15 @@ with st.sidebar:
 settings = AttributionSettings(method=method, steps=steps, corruption=corruption, metric=metric, n_prompts=n_prompts)
 start_gate(
     ws,
+    model,
     "circuits_started",
     f"This page attributes every edge of your model with {method} on up to {n_prompts} forget and {n_prompts} "
     "retain prompts, then measures faithfulness on held-out prompts.",
 )
 try:
-    ctx: CircuitContext = context(ws, request.id)
+    ctx: CircuitContext = context(ws, model.key, request.id)
     attributions = {
-        name: attribution(ctx, request.id, name, settings.model_dump_json()) for name in ("forget", "retain")
+        name: attribution(ctx, model.key, request.id, name, settings.model_dump_json()) for name in ("forget", "retain")
     }
 except CureError as err:
     st.error(str(err))
@@ -110,7 +111,8 @@ else:
 def exact_faithfulness(
     _ctx: CircuitContext, key: str, set_name: str, _circuits: list[Circuit], settings_json: str
 ) -> list[dict[str, float]]:
-    """F of each circuit on the set's evaluation prompts (disjoint from the attribution prompts)."""
+    """F of each circuit on the set's evaluation prompts (disjoint from the attribution prompts);
+    ``key`` names the circuits, the request and the model."""
     values = measure_circuits(
         _ctx, set_name, AttributionSettings.model_validate_json(settings_json), _circuits, quiet=True
     )
@@ -118,7 +120,7 @@ def exact_faithfulness(
 
 
 def measured(set_name: str, circuit: Circuit) -> dict[str, float]:
-    key = hashlib.sha256(circuit.edges.tobytes()).hexdigest()[:16] + request.id
+    key = hashlib.sha256(circuit.edges.tobytes()).hexdigest()[:16] + request.id + model.key
     return exact_faithfulness(ctx, key, set_name, [circuit], settings.model_dump_json())[0]
 
 
@@ -175,7 +177,7 @@ with left:
     set_name = faith_sets[0]
     sizes = curve_sizes(shape.n_edges, 10)
     ranking = scores["difference"] if view == "difference" else scores[set_name]
-    key = f"curve-{view}-{request.id}"
+    key = f"curve-{view}-{request.id}-{model.key}"
     curve = exact_faithfulness(ctx, key, set_name, size_curve(shape, ranking, sizes), settings.model_dump_json())
     fig = go.Figure(
         go.Scatter(

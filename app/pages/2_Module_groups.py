@@ -10,6 +10,7 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 from state import analysis_page, context, start_gate
+from views import reads_text
 
 from analysis.ablation import MODES
 from cure_core.ablation import ablation_table
@@ -34,7 +35,7 @@ GROUP_COLOURS = {
     "outside": "#e5e5e5",
 }
 
-ws, request = analysis_page("Module groups")
+ws, request, model = analysis_page("Module groups")
 
 with st.sidebar:
     st.header("Grouping")
@@ -61,7 +62,10 @@ with st.sidebar:
     show_spinner="Attributing forget, retain and the control sets (cached on disk after the first time) ...",
     max_entries=32,
 )
-def compute_groups(_ctx: CircuitContext, request_id: str, attribution_json: str, settings_json: str) -> ModuleGroups:
+def compute_groups(
+    _ctx: CircuitContext, key: str, request_id: str, attribution_json: str, settings_json: str
+) -> ModuleGroups:
+    """The module groups of the model ``key`` on a request."""
     return groups_for_request(
         _ctx,
         AttributionSettings.model_validate_json(attribution_json),
@@ -71,23 +75,27 @@ def compute_groups(_ctx: CircuitContext, request_id: str, attribution_json: str,
 
 
 @st.cache_data(show_spinner="Running the ablated model on forget and test probes ...", max_entries=128)
-def ablation(_ctx: CircuitContext, request_id: str, modules: tuple[str, ...], mode: str, corruption: str):
+def ablation(_ctx: CircuitContext, key: str, request_id: str, modules: tuple[str, ...], mode: str, corruption: str):
+    """Forget and test metrics of the model ``key`` with ``modules`` ablated."""
     return ablation_table(_ctx, list(modules), mode, corruption)  # type: ignore[arg-type]
 
 
-if ws.user_model:
+if reads_text(ws):
     st.info(f"{TEXT_MODE_NOTE[0].upper()}{TEXT_MODE_NOTE[1:]}. Heads, key/value heads and MLPs are grouped.")
 attribution_settings = AttributionSettings(corruption=corruption, n_prompts=n_prompts)
 group_settings = GroupSettings(threshold_rule=rule, threshold=float(threshold), null_draws=draws)
 start_gate(
     ws,
+    model,
     "groups_started",
     f"This page attributes your model on up to {n_prompts} prompts of the forget set, the retain set and {draws} "
     "matched control sets, then ablates the chosen groups on probe prompts.",
 )
 try:
-    ctx = context(ws, request.id)
-    groups = compute_groups(ctx, request.id, attribution_settings.model_dump_json(), group_settings.model_dump_json())
+    ctx = context(ws, model.key, request.id)
+    groups = compute_groups(
+        ctx, model.key, request.id, attribution_settings.model_dump_json(), group_settings.model_dump_json()
+    )
 except CureError as err:
     st.error(str(err))
     st.stop()
@@ -222,7 +230,7 @@ mode = toggle_cols[-1].selectbox(
 ablated_modules = tuple(modules.loc[modules["group"].isin(chosen), "module"])
 if chosen and not ablated_modules:
     st.info(f"The chosen group(s) hold no head or MLP: {', '.join(chosen)}.")
-result = ablation(ctx, request.id, ablated_modules, mode, corruption)
+result = ablation(ctx, model.key, request.id, ablated_modules, mode, corruption)
 st.dataframe(result.style.format("{:.4f}", subset=[c for c in result.columns if c != "prompts"]), width="stretch")
 
 st.subheader("All modules")

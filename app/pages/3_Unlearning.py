@@ -1,8 +1,9 @@
-"""Unlearning: run a method on a copy of the model with a live per-step chart, then compare it
-with Original and Retrain and with this session's other runs.
+"""Unlearning: run a method on a copy of the chosen model — its full weights, or a LoRA adapter
+trained on top — with a live per-step chart, then compare it with Original and Retrain and with
+this session's other runs on the same model.
 
 UI only: runs are ``cure_core.unlearning`` (cached under ``cache/runs``); each browser session
-keeps its own list of runs.
+keeps its own list of runs per model.
 """
 
 from __future__ import annotations
@@ -11,17 +12,18 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 from state import analysis_page, poll_job, request_picker
-from views import NO_USER_UNLEARNING
+from views import NO_RETRAIN, reads_text
 
+from cure_core.errors import CureError
 from cure_core.jobs import BackgroundJob
 from cure_core.requests import load_request
 from cure_core.settings import choices
-from cure_core.unlearning.compare import comparison_table, pareto_figure, reference_rows
+from cure_core.unlearning.compare import comparison_table, pareto_figure, reference_rows, run_mode
 from cure_core.unlearning.methods import METHODS, UnlearnConfig
 from cure_core.unlearning.runs import checkpoint_archive, get_run, load_history
 
-ws, request = analysis_page("Unlearning", user_model_notice=NO_USER_UNLEARNING)
-session = st.session_state.setdefault("unlearning", {"runs": [], "active": None})
+ws, request, model = analysis_page("Unlearning")
+session = st.session_state.setdefault("unlearning", {}).setdefault(model.key, {"runs": [], "active": None})
 
 with st.sidebar:
     st.header("Request")
@@ -59,6 +61,21 @@ with st.form("run_form"):
         choices(UnlearnConfig, "row_rule"),
         help="reset: set once to what Retrain reads (<unk_user>), then frozen",
     )
+    cols = st.columns([2, 1, 1])  # room for the switch's label
+    lora = cols[0].checkbox(
+        "train a LoRA adapter instead of the full weights",
+        value=reads_text(ws),  # a user's or the text model: large, so an adapter by default
+        key=f"lora_{model.kind}",
+        help=UnlearnConfig.model_fields["lora"].description,
+    )
+    rank = cols[1].number_input(
+        "LoRA rank",
+        1,
+        1024,
+        UnlearnConfig.model_fields["lora_rank"].default,
+        key="lora_rank",
+        help="rank r of the adapter (used when the LoRA box is ticked)",
+    )
     submitted = st.form_submit_button("Run", disabled=session["active"] is not None)
 
 if submitted:
@@ -70,6 +87,8 @@ if submitted:
         retain_rule=retain_rule,
         shared_rule=shared_rule,
         row_rule=row_rule,
+        lora=bool(lora),
+        lora_rank=int(rank),
     )
     rows: list[dict] = []
     run_request = request
@@ -77,7 +96,12 @@ if submitted:
         f"unlearn-{method}",
         lambda progress: get_run(ws, run_request, config, progress=progress, callback=rows.append, quiet=True),
     )
-    session["active"] = {"job": job, "rows": rows, "label": f"{METHODS[method].label}, strength {float(strength):g}"}
+    mode = f"LoRA r={int(rank)}" if lora else "full"
+    session["active"] = {
+        "job": job,
+        "rows": rows,
+        "label": f"{METHODS[method].label}, strength {float(strength):g}, {mode}",
+    }
     st.rerun()
 
 
@@ -142,6 +166,8 @@ if active is not None:
         )
         st.stop()
 
+if ws.user_model and not ws.source.has_retrain:
+    st.caption(NO_RETRAIN)
 if not session["runs"]:
     st.info(
         "No run in this session yet: pick a method and strength above and press Run. Runs are cached; an "
@@ -151,7 +177,8 @@ if not session["runs"]:
 
 
 @st.cache_data(show_spinner="Evaluating Original and Retrain ...")
-def references(request_id: str) -> list[dict]:
+def references(key: str, request_id: str) -> list[dict]:
+    """Original and Retrain of the model ``key`` as table rows."""
     return reference_rows(ws, load_request(request_id))
 
 
@@ -160,18 +187,23 @@ if not runs:
     st.info(f"This session has no run on {request.id} yet.")
     st.stop()
 latest = runs[-1]
-st.subheader(f"Last run: {latest.label}, strength {latest.strength:g}")
+st.subheader(f"Last run: {latest.label}, strength {latest.strength:g}, {run_mode(latest)}")
 history = load_history(latest.run)
 if history:
     st.plotly_chart(curve_figure(history), width="stretch", key="final_curve")
 for note in latest.group_warnings:
     st.warning(note)
-refs = references(request.id)
-table = comparison_table(runs, refs)
+try:
+    refs = references(model.key, request.id)
+except CureError as err:  # e.g. a user's checkpoint given without a Retrain
+    st.info(str(err))
+    refs = []
+table = comparison_table(runs, refs, model_label=model.label)
 st.dataframe(table, width="stretch", hide_index=True)
 st.caption(
-    "JSD and L2 to Retrain on the forget set (lower is closer); MIA: forget (members) vs holdout users "
-    "(non-members); PrivLeak near 0 is ideal."
+    "Mode: the full weights, or a LoRA adapter of rank r trained on top; trainable params: what the method "
+    "could change (the adapter's under LoRA). JSD and L2 to Retrain on the forget set (lower is closer); MIA: "
+    "forget (members) vs holdout users (non-members); PrivLeak near 0 is ideal."
 )
 st.plotly_chart(pareto_figure(runs, refs, f"This session's runs on {request.id}"), width="stretch", key="pareto")
 cols = st.columns(3)
@@ -181,6 +213,9 @@ cols[0].download_button(
 cols[1].download_button(
     "comparison (CSV)", table.to_csv(index=False), file_name=f"comparison-{request.id}.csv", key="dl_csv"
 )
-cols[2].download_button(
-    "unlearned checkpoint (zip)", checkpoint_archive(latest.run), file_name=f"{latest.run}.zip", key="dl_ckpt"
-)
+try:
+    archive = checkpoint_archive(latest.run)
+except OSError:
+    cols[2].caption("No checkpoint was saved for this run.")
+else:
+    cols[2].download_button("unlearned checkpoint (zip)", archive, file_name=f"{latest.run}.zip", key="dl_ckpt")

@@ -15,7 +15,9 @@ if TYPE_CHECKING:
     from cure_core.workspace import Workspace
 
 COLUMNS = {
+    "model": "model",
     "method": "method",
+    "mode": "mode",
     "strength": "strength",
     "test_auc": "test AUC",
     "test_logloss": "test LogLoss",
@@ -26,6 +28,7 @@ COLUMNS = {
     "mia_auc": "MIA AUC (LOSS)",
     "privleak_loss": "PrivLeak % (LOSS)",
     "seconds": "seconds",
+    "trainable_params": "trainable params",
     "params_updated": "params updated",
     "peak_memory_mib": "peak MiB",
 }
@@ -41,9 +44,42 @@ def reference_rows(ws: Workspace, request: ForgetRequest) -> list[dict[str, Any]
     )
 
 
-def comparison_table(reports: list[RunReport], references: list[dict[str, Any]]) -> pd.DataFrame:
-    frame = pd.DataFrame([*references, *(r.row() for r in reports)])
-    return frame.reindex(columns=list(COLUMNS)).rename(columns=COLUMNS)
+def run_mode(report: RunReport) -> str:
+    """``full``, or ``LoRA r=R`` for a run that trained an adapter instead of the full weights."""
+    lora = report.config.lora or getattr(report, "mode", "full") != "full"
+    return f"LoRA r={report.config.lora_rank}" if lora else "full"
+
+
+def trainable_params(report: RunReport) -> int | None:
+    """Parameters the run could change: the report's count, else (reports written before it was
+    kept) every weight of a full run; unknown for an adapter."""
+    count = getattr(report, "trainable_params", None)
+    if count is not None:
+        return int(count)
+    return report.params_total if run_mode(report) == "full" else None
+
+
+def run_row(report: RunReport, model_label: str | None = None) -> dict[str, Any]:
+    """A run as a table row: its metrics and cost, which model (the report's label, else
+    ``model_label``), which mode and how many parameters were trainable."""
+    return {
+        **report.row(),
+        "model": getattr(report, "model_label", None) or model_label,
+        "mode": run_mode(report),
+        "trainable_params": trainable_params(report),
+    }
+
+
+def comparison_table(
+    reports: list[RunReport], references: list[dict[str, Any]], model_label: str | None = None
+) -> pd.DataFrame:
+    """Original and Retrain (``references``) then each run, in the columns of :data:`COLUMNS`;
+    the ``model`` column is left out when no row names its model."""
+    rows = [{**ref, "model": model_label} for ref in references] + [run_row(r, model_label) for r in reports]
+    frame = pd.DataFrame(rows).reindex(columns=list(COLUMNS))
+    if frame["model"].isna().all():
+        frame = frame.drop(columns="model")
+    return frame.rename(columns=COLUMNS)
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:
