@@ -61,8 +61,8 @@ class TextRecipe(BaseModel):
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.1, ge=0)
     batch_size: int = Field(64, ge=1)
-    max_steps: int = Field(2000, ge=1, description="optimizer steps at most (the cosine schedule spans them)")
-    eval_every: int = Field(250, ge=1, description="steps between validation checks")
+    max_steps: int = Field(1300, ge=1, description="optimizer steps at most (the cosine schedule spans them)")
+    eval_every: int = Field(260, ge=1, description="steps between validation checks")
     eval_samples: int = Field(2000, ge=100, description="validation samples (a seeded draw) checked each time")
     patience: int = Field(3, ge=1, description="checks without a better validation AUC before stopping")
     train_precision: Literal["fp32", "bf16-mixed"] = "bf16-mixed"
