@@ -179,3 +179,17 @@ def test_modules_only_drops_embedding_rows():
 
     assert modules_only(["a0.h1", "m2", "u:26", "i:626"]) == {"a0.h1", "m2"}
     assert rows_only(["a0.h1", "m2", "u:26", "i:626"]) == {"u:26", "i:626"}
+
+
+@pytest.mark.parametrize("name", ["pareto", "deletion-rate", "stability", "difficulty"])
+def test_every_study_runs_quick_on_the_text_recipe(name, synthetic):
+    """Each study on the text model trained here (tiny text recipe): it finishes with tables and a
+    summary; no variant resets embedding rows (a text model has none)."""
+    from cure_core.workspace import Workspace
+    from tests.test_text_recipe import TINY_TEXT
+
+    ws = Workspace(dataset=synthetic, recipe=TINY_TEXT)
+    result = STUDIES[name].run(ws, _quick(name), quiet=True)
+    assert result["summary"] and result["tables"]
+    runs = result["tables"].get("runs", [])
+    assert not any("reset rows" in str(r.get("variant", "")) for r in runs)

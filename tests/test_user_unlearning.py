@@ -169,3 +169,30 @@ def test_checkpoint_archive_zips_everything_under_model(isolated_cache):
     archive = zipfile.ZipFile(io.BytesIO(checkpoint_archive("ga-0123456789")))
     assert sorted(archive.namelist()) == ["ga-0123456789/adapter_config.json", "ga-0123456789/sub/part.bin"]
     assert archive.read("ga-0123456789/sub/part.bin") == bytes([0, 1, 2])
+
+
+def test_lora_unlearning_runs_every_method_on_a_llama_checkpoint(
+    capsys, isolated_cache, data_dir, user_checkpoints, tmp_path
+):
+    """``cure unlearn --lora`` with every registry method on the tiny Llama (grouped-query
+    attention) + its adapter, as the checkpoint maker wrote them: each run saves a safetensors
+    adapter only, ``--save-merged`` adds a merged checkpoint, and the user's files never change."""
+    from cure_core.unlearning.methods import METHODS
+
+    model = shutil.copytree(user_checkpoints["llama"][0], tmp_path / "user" / "llama")
+    adapter = shutil.copytree(user_checkpoints["llama"][1], tmp_path / "user" / "llama-lora")
+    before = _digests(model, adapter)
+    for method in METHODS:
+        argv = ["unlearn", *_flags(data_dir, model, adapter), "--method", method, "--steps", "2", "--batch-size", "16"]
+        argv += ["--lora"] + (["--save-merged"] if method == "npo" else [])
+        assert main(argv) == 0, method
+        assert "mode: LoRA r=8" in capsys.readouterr().out
+    assert _digests(model, adapter) == before
+    runs = sorted((isolated_cache / "runs").iterdir())
+    assert len(runs) == len(METHODS)
+    for folder in runs:
+        saved = sorted(p.name for p in (folder / "model").iterdir())
+        assert "adapter_model.safetensors" in saved and not any(n.endswith(".bin") for n in saved)
+        report = RunReport.model_validate_json((folder / "report.json").read_text())
+        assert report.mode == "lora" and report.trainable_params == report.params_total > 0
+        assert (folder / "merged").exists() == (report.method == "npo")

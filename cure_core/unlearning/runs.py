@@ -115,7 +115,6 @@ def evaluate_run(
     """method.md §8 next to Retrain (``None``: a user's checkpoint without one, every distance
     to Retrain unavailable), plus cost (wall time, parameters updated, peak memory), the mode
     and the parameters the method could train; ``model_label`` names the model for printing."""
-    lora = result.config.lora
     comparison = compare_to_retrain(result.model, retrain, request, samples, sets, name=result.config.method)
     return RunReport(
         **dict(comparison),
@@ -129,9 +128,8 @@ def evaluate_run(
         peak_memory_kind="CUDA max allocated" if torch.cuda.is_available() else "process peak RSS",
         groups_used=result.groups_used,
         versions={"torch": torch.__version__, "python": platform.python_version()},
-        # a LoRA-aware runner reports its own mode and trainable parameters; until then, every parameter
-        mode=getattr(result, "mode", None) or ("lora" if lora else "full"),
-        trainable_params=getattr(result, "trainable_params", None) or result.params_total,
+        mode=result.mode,
+        trainable_params=result.trainable_params,
         model_label=model_label,
     )
 
