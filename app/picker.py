@@ -23,13 +23,14 @@ from cure_core.model.text_recipe import TextRecipe
 from cure_core.model_source import ENVIRONMENT, ModelSource
 from cure_core.profiles import SHIPPED_PROFILES
 from cure_core.settings import validated
+from cure_core.workspace import TRAINED_HERE
 
 Kind = Literal["item", "text", "checkpoint"]
 CHOICE = "model_choice"  # session key: the chosen model's key (not a widget's, so it survives page changes)
 PICKER = "model_picker"  # the sidebar radio's widget key
 OPENED = "opened_checkpoints"  # session key: keys of the checkpoints opened in the sidebar
 OPEN_ERROR = "open_checkpoint_error"  # session key: the one-line error of the last failed opening
-LABELS = {"item": "Item model (trained here)", "text": "Text model (trained here)"}
+LABELS = TRAINED_HERE
 CHECKPOINT_NAMES = {"model": "model folder", "adapter": "adapter folder", "profile": "profile"}
 FROM_ENVIRONMENT = ("dtype", "device")  # fields an opened checkpoint takes from CURE_DTYPE / CURE_DEVICE
 

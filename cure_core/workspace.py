@@ -42,6 +42,8 @@ from cure_core.progress import ProgressFn
 from cure_core.requests import ForgetRequest, RequestSets, request_sets, save_request, trainable_users, user_request
 
 Role = Literal["original", "retrain"]
+TRAINED_HERE = {"item": "Item model (trained here)", "text": "Text model (trained here)"}
+"""The names of the models trained here, by recipe (the app's picker shows the same)."""
 
 
 class Workspace:
@@ -138,6 +140,13 @@ class Workspace:
         digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
         name = f"{role}-{self.dataset.name}-{digest}" if role == "original" else f"retrain-{request.id}-{digest}"  # type: ignore[union-attr]
         return cache_dir("models") / (f"text-{name}" if self.text_recipe else name)
+
+    @property
+    def model_label(self) -> str:
+        """The model's name in tables and headers: a trained-here recipe's, or the checkpoint's."""
+        if self.user_model:
+            return self.source.label()
+        return TRAINED_HERE["text" if self.text_recipe else "item"]
 
     @property
     def text_mode(self) -> bool:

@@ -125,7 +125,7 @@ def run_setting(report: RunReport) -> str:
     """The model a run worked on, its mode (full or LoRA) and the parameters it could train."""
     trainable = f"{report.trainable_params:,}" if report.trainable_params is not None else "n/a"
     return (
-        f"model: {report.model_label or 'item model trained here'}; mode: {report.mode_label}; "
+        f"model: {report.model_label or 'Item model (trained here)'}; mode: {report.mode_label}; "
         f"trainable parameters: {trainable}"
     )
 

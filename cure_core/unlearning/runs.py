@@ -215,7 +215,7 @@ def _finish(
     save_merged: bool = False,
 ) -> RunReport:
     """Evaluate the finished run next to Retrain and write it to the cache."""
-    report = evaluate_run(result, retrain, request, ws.samples, sets, model_label=ws.source.label())
+    report = evaluate_run(result, retrain, request, ws.samples, sets, model_label=ws.model_label)
     report.run = run
     if groups is not None:
         report.group_warnings = groups.warnings
