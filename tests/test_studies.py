@@ -193,3 +193,24 @@ def test_every_study_runs_quick_on_the_text_recipe(name, synthetic):
     assert result["summary"] and result["tables"]
     runs = result["tables"].get("runs", [])
     assert not any("reset rows" in str(r.get("variant", "")) for r in runs)
+
+
+def test_two_rankings_say_when_jsd_and_the_forget_gap_disagree():
+    import pandas as pd
+
+    from cure_core.studies.pareto import two_rankings
+
+    refs = {"Original": {"forget_auc_gap": 0.106}}
+    table = pd.DataFrame(
+        {
+            "variant": ["CURE (NPO)", "E2URec-style"],
+            "strength": [1e-3, 3e-3],
+            "jsd_to_retrain_mean": [0.0106, 0.0150],
+            "abs_gap_mean": [0.106, 0.028],
+        }
+    )
+    line = two_rankings(table, refs)
+    assert line.startswith("The rankings disagree: lowest JSD CURE (NPO) @ 0.001")
+    assert "smallest |forget AUC − Retrain's| E2URec-style @ 0.003 (0.0280" in line and "Original's gap 0.1060" in line
+    agree = two_rankings(table.assign(abs_gap_mean=[0.01, 0.02]), refs)
+    assert agree.startswith("Both rankings agree: CURE (NPO) @ 0.001")

@@ -128,7 +128,25 @@ def verdict(table: pd.DataFrame, refs: dict[str, dict[str, Any]]) -> list[str]:
         )
     else:
         lines.append("No CURE-style or no baseline run stays within test AUC ≥ Original − 0.005.")
+    if len(ok):
+        lines.append(two_rankings(ok, refs))
     return lines
+
+
+def two_rankings(ok: pd.DataFrame, refs: dict[str, dict[str, Any]]) -> str:
+    """Who leads by JSD to Retrain and who by the forget-AUC gap (within the test-AUC budget),
+    and whether they agree: JSD alone can crown a method that leaves forget AUC where it was."""
+    by_jsd, by_gap = ok.loc[ok["jsd_to_retrain_mean"].idxmin()], ok.loc[ok["abs_gap_mean"].idxmin()]
+    original_gap = refs["Original"].get("forget_auc_gap")
+    gap_text = f" (Original's gap {abs(original_gap):.4f})" if original_gap is not None else ""
+    lead = f"{by_jsd['variant']} @ {by_jsd['strength']:g}"
+    if (by_jsd["variant"], by_jsd["strength"]) == (by_gap["variant"], by_gap["strength"]):
+        return f"Both rankings agree: {lead} has the lowest JSD and the smallest |forget AUC − Retrain's|{gap_text}."
+    return (
+        f"The rankings disagree: lowest JSD {lead} (|forget AUC gap| {by_jsd['abs_gap_mean']:.4f}), smallest "
+        f"|forget AUC − Retrain's| {by_gap['variant']} @ {by_gap['strength']:g} ({by_gap['abs_gap_mean']:.4f}, JSD "
+        f"{by_gap['jsd_to_retrain_mean']:.5f}){gap_text}."
+    )
 
 
 def pareto_figure(table: pd.DataFrame, refs: dict[str, dict[str, Any]], request_id: str) -> go.Figure:
