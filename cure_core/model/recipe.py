@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from transformers import GPT2Config, LlamaConfig, PretrainedConfig
+from transformers import PretrainedConfig
 
+from cure_core.model.lm_config import causal_lm_config
 from cure_core.model.text_recipe import RECIPES, TextRecipe
 from cure_core.settings import Seed, json_object, validated
 
@@ -75,36 +76,17 @@ class Recipe(BaseModel):
 
     def hf_config(self, vocab_size: int, n_positions: int) -> PretrainedConfig:
         """The Hugging Face config of this architecture (pre-LayerNorm, no grouped-query attention)."""
-        if self.arch == "gpt2":
-            return GPT2Config(
-                vocab_size=vocab_size,
-                n_positions=n_positions,
-                n_embd=self.d_model,
-                n_layer=self.n_layer,
-                n_head=self.n_head,
-                n_inner=self.d_mlp,
-                activation_function=self.activation,
-                resid_pdrop=self.dropout,
-                embd_pdrop=self.dropout,
-                attn_pdrop=self.dropout,
-                bos_token_id=0,
-                eos_token_id=0,
-                pad_token_id=0,
-                tie_word_embeddings=True,
-            )
-        return LlamaConfig(
+        return causal_lm_config(
+            self.arch,
             vocab_size=vocab_size,
-            max_position_embeddings=n_positions,
-            hidden_size=self.d_model,
-            intermediate_size=self.d_mlp,
-            num_hidden_layers=self.n_layer,
-            num_attention_heads=self.n_head,
-            num_key_value_heads=self.n_head,
+            n_positions=n_positions,
+            n_layer=self.n_layer,
+            n_head=self.n_head,
+            d_model=self.d_model,
+            d_mlp=self.d_mlp,
+            dropout=self.dropout,
             attention_dropout=self.dropout,
-            bos_token_id=0,
-            eos_token_id=0,
-            pad_token_id=0,
-            tie_word_embeddings=True,
+            activation=self.activation,
         )
 
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from cure_core.model.lm_config import causal_lm_config
 from cure_core.settings import Seed
 
 if TYPE_CHECKING:  # transformers is imported when a config is built, not when the CLI parses --recipe
@@ -81,35 +82,17 @@ class TextRecipe(BaseModel):
 
     def hf_config(self, vocab_size: int, n_positions: int) -> PretrainedConfig:
         """The Hugging Face config (pre-LayerNorm; tied embeddings; pad id 1, EOS id 0)."""
-        from transformers import GPT2Config, LlamaConfig
-
-        if self.arch == "gpt2":
-            return GPT2Config(
-                vocab_size=vocab_size,
-                n_positions=n_positions,
-                n_embd=self.d_model,
-                n_layer=self.n_layer,
-                n_head=self.n_head,
-                n_inner=self.d_mlp,
-                activation_function="gelu_pytorch_tanh",
-                resid_pdrop=self.dropout,
-                embd_pdrop=self.dropout,
-                attn_pdrop=0.0,
-                bos_token_id=EOS_ID,
-                eos_token_id=EOS_ID,
-                pad_token_id=PAD_ID,
-                tie_word_embeddings=True,
-            )
-        return LlamaConfig(
+        return causal_lm_config(
+            self.arch,
             vocab_size=vocab_size,
-            max_position_embeddings=n_positions,
-            hidden_size=self.d_model,
-            intermediate_size=self.d_mlp,
-            num_hidden_layers=self.n_layer,
-            num_attention_heads=self.n_head,
-            num_key_value_heads=self.n_kv_head or self.n_head,
-            bos_token_id=EOS_ID,
-            eos_token_id=EOS_ID,
-            pad_token_id=PAD_ID,
-            tie_word_embeddings=True,
+            n_positions=n_positions,
+            n_layer=self.n_layer,
+            n_head=self.n_head,
+            d_model=self.d_model,
+            d_mlp=self.d_mlp,
+            dropout=self.dropout,
+            attention_dropout=0.0,
+            n_kv_head=self.n_kv_head,
+            eos_id=EOS_ID,
+            pad_id=PAD_ID,
         )

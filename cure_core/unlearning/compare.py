@@ -98,18 +98,7 @@ def pareto_figure(reports: list[RunReport], references: list[dict[str, Any]], ti
     Without a Retrain (a user's checkpoint given without one): :func:`utility_figure`."""
     if reports and all(r.jsd_to_retrain is None for r in reports):
         return utility_figure(reports, references, title)
-    fig = go.Figure()
-    for runs in _by_method(reports):
-        fig.add_trace(
-            go.Scatter(
-                x=[r.test_auc for r in runs],
-                y=[r.jsd_to_retrain for r in runs],
-                mode="lines+markers",
-                name=runs[0].label,
-                text=[f"strength {r.strength:g}" for r in runs],
-                hovertemplate="%{fullData.name}<br>%{text}<br>test AUC %{x:.4f}<br>JSD %{y:.5f}<extra></extra>",
-            )
-        )
+    fig = _method_lines(reports, "jsd_to_retrain", "JSD %{y:.5f}")
     for ref in references:
         if ref.get("jsd_to_retrain"):
             fig.add_trace(
@@ -147,22 +136,28 @@ def pareto_figure(reports: list[RunReport], references: list[dict[str, Any]], ti
     return fig
 
 
-def utility_figure(reports: list[RunReport], references: list[dict[str, Any]], title: str) -> go.Figure:
-    """Forget AUC against test AUC, one line per method over its strength, Original as a point:
-    the plot when there is no Retrain to measure the distance to (no front: without Retrain a
-    lower forget AUC is not known to be closer to the exact answer)."""
+def _method_lines(reports: list[RunReport], y: str, hover: str) -> go.Figure:
+    """A figure with one line per method over its strengths: test AUC against the report field ``y``."""
     fig = go.Figure()
     for runs in _by_method(reports):
         fig.add_trace(
             go.Scatter(
                 x=[r.test_auc for r in runs],
-                y=[r.forget_auc for r in runs],
+                y=[getattr(r, y) for r in runs],
                 mode="lines+markers",
                 name=runs[0].label,
                 text=[f"strength {r.strength:g}" for r in runs],
-                hovertemplate="%{fullData.name}<br>%{text}<br>test AUC %{x:.4f}<br>forget AUC %{y:.4f}<extra></extra>",
+                hovertemplate=f"%{{fullData.name}}<br>%{{text}}<br>test AUC %{{x:.4f}}<br>{hover}<extra></extra>",
             )
         )
+    return fig
+
+
+def utility_figure(reports: list[RunReport], references: list[dict[str, Any]], title: str) -> go.Figure:
+    """Forget AUC against test AUC, one line per method over its strength, Original as a point:
+    the plot when there is no Retrain to measure the distance to (no front: without Retrain a
+    lower forget AUC is not known to be closer to the exact answer)."""
+    fig = _method_lines(reports, "forget_auc", "forget AUC %{y:.4f}")
     for ref in references:
         fig.add_trace(
             go.Scatter(
