@@ -214,3 +214,21 @@ def test_two_rankings_say_when_jsd_and_the_forget_gap_disagree():
     assert "smallest |forget AUC − Retrain's| E2URec-style @ 0.003 (0.0280" in line and "Original's gap 0.1060" in line
     agree = two_rankings(table.assign(abs_gap_mean=[0.01, 0.02]), refs)
     assert agree.startswith("Both rankings agree: CURE (NPO) @ 0.001")
+
+
+def test_deletion_rate_verdict_ranks_by_the_forget_gap_too():
+    import pandas as pd
+
+    from cure_core.studies.deletion_rate import verdict
+
+    common = {"rate": 0.05, "test_auc": 0.8, "mia_auc": 0.5, "control_draws": None}
+    rows = [
+        {**common, "method": "Original", "jsd_to_retrain": 0.016, "forget_auc": 0.78, "seconds": 1},
+        {**common, "method": "Retrain", "jsd_to_retrain": 0.0, "forget_auc": 0.68, "seconds": 100},
+        {**common, "method": "CURE (NPO)", "jsd_to_retrain": 0.0106, "forget_auc": 0.78, "seconds": 3},
+        {**common, "method": "E2URec-style", "jsd_to_retrain": 0.015, "forget_auc": 0.70, "seconds": 3},
+    ]
+    (line,) = verdict(pd.DataFrame(rows))
+    assert "closest to Retrain is CURE (NPO) (JSD 0.01060" in line
+    assert "by |forget AUC − Retrain's| the closest is E2URec-style (0.0200; Original 0.1000)" in line
+    assert "JSD and the forget-AUC gap disagree" in line

@@ -165,6 +165,13 @@ def verdict(table: pd.DataFrame) -> list[str]:
             line += (
                 f"; CURE's noise floor had only {int(draws.min())} matched control draws (the retain set holds no more)"
             )
+        gaps = (methods["forget_auc"] - retrain["forget_auc"]).abs()
+        closest = methods.loc[gaps.idxmin()]
+        line += (
+            f"; by |forget AUC − Retrain's| the closest is {closest['method']} ({gaps.min():.4f}; Original "
+            f"{abs(original['forget_auc'] - retrain['forget_auc']):.4f})"
+            + (", where JSD and the forget-AUC gap disagree" if closest["method"] != best["method"] else "")
+        )
         line += f"; Retrain took {retrain['seconds']:.0f} s, the slowest method {methods['seconds'].max():.0f} s."
         lines.append(line)
     return lines
