@@ -149,9 +149,8 @@ def train_text_model(
                 )
             if aucs["valid"] > best_auc:
                 best_auc, best_state = aucs["valid"], {k: v.detach().clone() for k, v in model.state_dict().items()}
+            # a check falls on every eval_every-th step and on max_steps: the last is check max_checks
             stopped = stop_reason([row["valid_auc"] for row in curve], max_checks, recipe.patience)
-            if step >= recipe.max_steps:
-                stopped = stopped or "max_epochs"
         bar.update(bar.total - bar.done)
     finally:
         bar.close()
