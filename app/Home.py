@@ -11,7 +11,7 @@ from state import default_models_job, open_model, poll_job, retrain_job
 from views import NO_RETRAIN, model_card, model_source_label, reads_text, show_model_card, show_prompt
 
 from cure_core.errors import CureError
-from cure_core.evaluate import RETAIN_PROBE, reference_comparison
+from cure_core.evaluate import evaluation_cap, evaluation_sets, reference_comparison
 from cure_core.jobs import BackgroundJob
 from cure_core.model.recommender import Recommender
 from cure_core.requests import ForgetRequest, load_request, save_request, user_request
@@ -50,8 +50,7 @@ def show_gap(ws: Workspace, original: Recommender, retrain: Recommender | None, 
     once per session, model and request, not on every visit."""
     asked = f"evaluate-{request.id}:{choice.key}"
     if reads_text(ws) and not st.session_state.get(asked):
-        sizes = ws.sets(request).sizes()
-        n = sizes["test"] + sizes["forget"] + sizes["holdout"] + min(sizes["retain"], RETAIN_PROBE)
+        n = sum(len(idx) for idx in evaluation_sets(ws.sets(request), evaluation_cap(original)).values())
         models = "the model" if retrain is None else "each model"
         st.caption(f"Scores {n:,} prompts with {models} (test, forget, holdout users, a retain probe).")
         if st.button("Evaluate", key=f"evaluate-button-{request.id}"):

@@ -65,6 +65,9 @@ class Comparison(BaseModel):
     request: str
     request_description: str
     sizes: dict[str, int]
+    evaluated: dict[str, int] = Field(
+        default_factory=dict, description="rows scored per set (a text model's are seeded draws: evaluate.py)"
+    )
     model: ModelScores
     retrain: ModelScores | None
     jsd_to_retrain: float | None

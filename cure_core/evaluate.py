@@ -23,20 +23,46 @@ from cure_core.model_source import MissingRetrainError
 from cure_core.requests import ForgetRequest, RequestSets
 
 RETAIN_PROBE = 5000
+TEXT_EVAL_PROMPTS = 2000
+"""Most prompts a text-mode model is scored on per evaluation set (test, holdout, the retain probe,
+and the studies' validation split), as seeded draws. A text prompt costs ~100 tokens, so on two CPU
+cores the whole sets (~20,000 prompts) take minutes per run; the forget set, which every distance
+to Retrain is about, is always scored whole. Item models are scored on whole sets."""
 SetPredictions = dict[str, tuple[np.ndarray, Predictions]]
 
 
-def set_predictions(
-    rec: Recommender, samples: Samples, sets: RequestSets, retain_probe: int | None = None, seed: int = 0
-) -> SetPredictions:
-    """Predictions on test, forget, holdout and a seeded probe of the retain set (of
-    ``retain_probe`` rows, default :data:`RETAIN_PROBE`, read at call time)."""
-    retain_probe = RETAIN_PROBE if retain_probe is None else retain_probe
-    retain = sets.retain
-    if len(retain) > retain_probe:
-        retain = np.sort(np.random.default_rng(seed).choice(retain, size=retain_probe, replace=False))
-    chosen = {"test": sets.test, "forget": sets.forget, "holdout": sets.holdout, "retain": retain}
+def evaluation_cap(rec: Recommender) -> int | None:
+    """The per-set prompt cap of ``rec`` (:data:`TEXT_EVAL_PROMPTS` for text mode), else ``None``."""
+    return TEXT_EVAL_PROMPTS if rec.text_mode else None
+
+
+def drawn(idx: np.ndarray, size: int | None, seed: int = 0) -> np.ndarray:
+    """A seeded draw of ``size`` rows of ``idx`` (in index order), or ``idx`` when it is no larger."""
+    if size is None or len(idx) <= size:
+        return idx
+    return np.sort(np.random.default_rng(seed).choice(idx, size=size, replace=False))
+
+
+def evaluation_sets(sets: RequestSets, cap: int | None) -> dict[str, np.ndarray]:
+    """The rows scored per set: forget whole; test and holdout whole or drawn to ``cap``; a retain
+    probe of :data:`RETAIN_PROBE` rows (read at call time), at most ``cap``."""
+    probe = RETAIN_PROBE
+    return {
+        "test": drawn(sets.test, cap),
+        "forget": sets.forget,
+        "holdout": drawn(sets.holdout, cap),
+        "retain": drawn(sets.retain, min(probe, cap) if cap is not None else probe),
+    }
+
+
+def set_predictions(rec: Recommender, samples: Samples, sets: RequestSets) -> SetPredictions:
+    """Predictions on the rows :func:`evaluation_sets` picks for ``rec``."""
+    chosen = evaluation_sets(sets, evaluation_cap(rec))
     return {name: (idx, rec.predict(samples, idx)) for name, idx in chosen.items()}
+
+
+def evaluated_sizes(preds: SetPredictions) -> dict[str, int]:
+    return {name: len(idx) for name, (idx, _) in preds.items()}
 
 
 def model_scores(rec: Recommender, samples: Samples, preds: SetPredictions) -> ModelScores:
@@ -70,6 +96,7 @@ def compare_to_retrain(
         "request": request.id,
         "request_description": request.description,
         "sizes": sets.sizes(),
+        "evaluated": evaluated_sizes(preds),
         "model": model_scores(rec, samples, preds),
     }
     if retrain is None:
@@ -97,10 +124,12 @@ def reference_comparison(
     weights = (original.meta.get("weights_sha256"), retrain.meta.get("weights_sha256") if retrain else None)
     if not all(weights):
         return compare_to_retrain(original, retrain, request, samples, sets, name="original")
-    spec = json.dumps(
-        {"original": weights[0], "retrain": weights[1], "request": request.id, "sizes": sets.sizes()}, sort_keys=True
+    spec = {"original": weights[0], "retrain": weights[1], "request": request.id, "sizes": sets.sizes()}
+    if (cap := evaluation_cap(original)) is not None:
+        spec["evaluation_cap"] = cap
+    path = (
+        cache_dir("references") / f"{hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]}.json"
     )
-    path = cache_dir("references") / f"{hashlib.sha256(spec.encode()).hexdigest()[:16]}.json"
     try:
         return Comparison.model_validate_json(path.read_text())
     except (OSError, ValueError, ValidationError):
@@ -119,7 +148,7 @@ def _retrain_scores(
     """Retrain's predictions and scores, computed once per process for a saved Retrain (runs
     and sweeps compare many models with the same reference)."""
     weights = str(retrain.meta.get("weights_sha256", ""))
-    key = (weights, request.id, json.dumps(sets.sizes(), sort_keys=True))
+    key = (weights, request.id, json.dumps([sets.sizes(), evaluation_cap(retrain)], sort_keys=True))
     if not weights or key not in _RETRAIN_SCORES:
         preds = set_predictions(retrain, samples, sets)
         value = (preds, model_scores(retrain, samples, preds))

@@ -206,7 +206,7 @@ def test_the_reference_is_computed_once_per_pair_of_weights_and_request(monkeypa
     monkeypatch.setattr(evaluate, "compare_to_retrain", compute)
     sets = SimpleNamespace(sizes=lambda: {"forget": 10})
     request = SimpleNamespace(id="user-x")
-    model = lambda sha: SimpleNamespace(meta={"weights_sha256": sha})  # noqa: E731
+    model = lambda sha: SimpleNamespace(meta={"weights_sha256": sha}, text_mode=False)  # noqa: E731
     first = evaluate.reference_comparison(model("a"), model("b"), request, None, sets)
     assert evaluate.reference_comparison(model("a"), model("b"), request, None, sets) == first and calls == ["original"]
     evaluate.reference_comparison(model("a"), model("c"), request, None, sets)  # another Retrain: another reference

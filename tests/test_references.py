@@ -137,7 +137,7 @@ def test_parallel_workers_split_the_cores():
 
 
 def test_run_id_changes_with_the_retrain_it_is_compared_with():
-    original = SimpleNamespace(meta={"weights_sha256": "a" * 64})
+    original = SimpleNamespace(meta={"weights_sha256": "a" * 64}, text_mode=False)
     retrain, retrained = (
         SimpleNamespace(meta={"weights_sha256": "b" * 64}),
         SimpleNamespace(meta={"weights_sha256": "c" * 64}),

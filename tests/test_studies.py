@@ -232,3 +232,25 @@ def test_deletion_rate_verdict_ranks_by_the_forget_gap_too():
     assert "closest to Retrain is CURE (NPO) (JSD 0.01060" in line
     assert "by |forget AUC − Retrain's| the closest is E2URec-style (0.0200; Original 0.1000)" in line
     assert "JSD and the forget-AUC gap disagree" in line
+
+
+def test_pareto_verdict_on_one_seed_claims_no_spread():
+    import pandas as pd
+
+    from cure_core.studies.pareto import summarize, verdict
+
+    refs = {"Original": {"test_auc": 0.80, "jsd_to_retrain": 0.02, "forget_auc_gap": 0.1}}
+    common = {"test_auc": 0.80, "forget_auc": 0.7, "mia_auc": 0.5, "seconds": 1.0, "seed": 0}
+    runs = pd.DataFrame(
+        [
+            {**common, "variant": "CURE (NPO)", "strength": 1e-3, "jsd_to_retrain": 0.010, "forget_auc_gap": 0.05},
+            {**common, "variant": "GA", "strength": 1e-3, "jsd_to_retrain": 0.015, "forget_auc_gap": 0.02},
+        ]
+    )
+    lines = verdict(summarize(runs), refs)
+    assert "CURE (NPO) @ 0.001: 0.01000 vs best baseline GA @ 0.001: 0.01500" in lines[1]
+    assert lines[1].endswith("CURE-style is ahead on one seed (no spread measured).") and "nan" not in lines[1]
+    two = pd.concat([runs, runs.assign(seed=1, jsd_to_retrain=[0.013, 0.012])])
+    assert verdict(summarize(two), refs)[1].endswith("CURE-style is ahead within the seed spread.")
+    worse = runs.assign(jsd_to_retrain=[0.02, 0.01])
+    assert verdict(summarize(worse), refs)[1].endswith("CURE-style loses.")

@@ -12,6 +12,7 @@ import torch
 from cure_core.cli import main
 from cure_core.errors import CureError
 from cure_core.evaluate import compare_to_retrain
+from cure_core.metrics import jsd
 from cure_core.model_source import ENVIRONMENT, MissingRetrainError, ModelSource, fingerprint
 from cure_core.requests import user_request
 from cure_core.workspace import Workspace
@@ -89,15 +90,27 @@ def test_without_retrain_the_reference_metrics_are_unavailable(synthetic, qwen2)
     assert all(ref is None for _, _, ref in report.versus(["test AUC", "forget AUC"]))
 
 
-def test_retrain_as_another_adapter_on_the_same_base(synthetic, qwen2):
+def test_retrain_as_another_adapter_on_the_same_base(synthetic, qwen2, monkeypatch):
+    monkeypatch.setattr("cure_core.evaluate.TEXT_EVAL_PROMPTS", 7)
     ws = _ws(synthetic, model=str(qwen2[0]), retrain_adapter=str(qwen2[1]), profile="compact", device="cpu")
     request = user_request(ws.dataset, ws.samples, fraction=0.1, seed=0)
     original, retrain = ws.ensure_models(request)
     assert retrain is not original
     assert retrain.meta["checkpoint"]["adapter"] is not None and original.meta["checkpoint"]["adapter"] is None
     assert retrain.meta["weights_sha256"] != original.meta["weights_sha256"]
-    report = compare_to_retrain(original, retrain, request, ws.samples, ws.sets(request))
+    sets = ws.sets(request)
+    report = compare_to_retrain(original, retrain, request, ws.samples, sets)
     assert report.jsd_to_retrain is not None and report.jsd_to_retrain >= 0
+    # a text model scores seeded draws of at most 7 prompts per set, the forget set whole
+    assert report.evaluated == {
+        "test": min(7, len(sets.test)),
+        "forget": len(sets.forget),
+        "holdout": min(7, len(sets.holdout)),
+        "retain": min(7, len(sets.retain)),
+    }
+    forget = sets.forget
+    expected = jsd(original.predict(ws.samples, forget), retrain.predict(ws.samples, forget))
+    assert report.jsd_to_retrain == pytest.approx(expected, abs=1e-7)
 
 
 def test_fingerprint_follows_weights_dtype_and_profile(qwen2, tmp_path):

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from cure_core.cli import main
+from cure_core.evaluate import TEXT_EVAL_PROMPTS
 from cure_core.metrics import utility
 from cure_core.model_source import ModelSource
 from cure_core.requests import load_request
@@ -115,8 +116,8 @@ def test_compare_on_a_user_model_without_retrain(capsys, isolated_cache, data_di
 
 
 def test_run_ids_with_and_without_a_retrain():
-    original = SimpleNamespace(meta={"weights_sha256": "a" * 64})
-    retrain = SimpleNamespace(meta={"weights_sha256": "b" * 64})
+    original = SimpleNamespace(meta={"weights_sha256": "a" * 64}, text_mode=False)
+    retrain = SimpleNamespace(meta={"weights_sha256": "b" * 64}, text_mode=False)
     request, config = SimpleNamespace(id="users-abc"), json.dumps({"method": "npo", "strength": 1e-4})
     alone = run_id(original, None, request, config)
     assert alone == run_id(original, None, request, config) != run_id(original, retrain, request, config)
@@ -130,6 +131,11 @@ def test_run_ids_with_and_without_a_retrain():
     }
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
     assert run_id(original, retrain, request, config) == f"npo-{digest}"
+    # a text model's id also holds its evaluation cap (its reports score seeded draws)
+    text = SimpleNamespace(meta=original.meta, text_mode=True)
+    spec["evaluation_cap"] = TEXT_EVAL_PROMPTS
+    digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
+    assert run_id(text, retrain, request, config) == f"npo-{digest}"
 
 
 def test_reports_saved_before_the_mode_fields_still_read(isolated_cache):

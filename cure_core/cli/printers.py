@@ -116,6 +116,8 @@ def _number(value: float | None) -> str:
 
 def print_evaluation(report: Comparison, request: ForgetRequest) -> None:
     print(f"request {request.id} ({request.description}); sets: {report.sizes}")
+    if report.evaluated:
+        print(f"scored (seeded draws where smaller than the set; forget whole): {report.evaluated}")
     print_versus_retrain(
         report, ["test AUC", "test LogLoss", "forget AUC", "forget ACC", "forget LogLoss", "retain AUC"]
     )

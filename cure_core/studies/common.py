@@ -9,11 +9,13 @@ from pydantic import BaseModel, ConfigDict
 
 from cure_core.circuits import AttributionSettings, circuit_context
 from cure_core.errors import CureError
+from cure_core.evaluate import evaluation_cap
 from cure_core.groups import GroupSettings, default_corruption, groups_for_request
 from cure_core.requests import ForgetRequest, item_request, load_request, parse_share, save_request, user_request
 from cure_core.unlearning.compare import reference_rows
 
 if TYPE_CHECKING:
+    from cure_core.model.recommender import Recommender
     from cure_core.unlearning.runs import RunReport
     from cure_core.workspace import Workspace
 
@@ -42,6 +44,19 @@ def resolve_request(ws: Workspace, spec: str) -> ForgetRequest:
         raise CureError(f"unknown request spec {spec!r}", "use default, users:5%, genre:Horror or a saved request id")
     save_request(request)
     return request
+
+
+def model_context(original: Recommender, retrain: Recommender, **more: Any) -> dict[str, Any]:
+    """What a study's cells of runs depend on: both models' weights, the text evaluation cap when
+    there is one (item studies' contexts stay what they were before it), and ``more``."""
+    context = {
+        "weights": original.meta.get("weights_sha256"),
+        "retrain": retrain.meta.get("weights_sha256"),
+        **more,
+    }
+    if (cap := evaluation_cap(original)) is not None:
+        context["evaluation_cap"] = cap
+    return context
 
 
 def reference_points(ws: Workspace, request: ForgetRequest) -> dict[str, dict[str, Any]]:

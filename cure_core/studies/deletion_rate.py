@@ -20,7 +20,14 @@ from pydantic import Field
 
 from cure_core.groups import GroupSettings, fitting_group_settings
 from cure_core.studies.base import Study, StudyJob, StudyOutput
-from cure_core.studies.common import StudySettings, grouping_seconds, reference_points, resolve_request, run_values
+from cure_core.studies.common import (
+    StudySettings,
+    grouping_seconds,
+    model_context,
+    reference_points,
+    resolve_request,
+    run_values,
+)
 from cure_core.studies.selection import VARIANTS, Variant, VariantLabel, chosen_run, variants_for
 from cure_core.studies.store import weights_key
 from cure_core.unlearning.runs import get_run
@@ -65,13 +72,7 @@ class DeletionRate(Study):
         original, default_retrain = ws.ensure_models(
             ws.default_request(), quiet=job.quiet
         )  # strengths are chosen against this Retrain
-        job.open(
-            {
-                "data": ws.dataset.content_hash,
-                "weights": original.meta.get("weights_sha256"),
-                "retrain": default_retrain.meta.get("weights_sha256"),
-            }
-        )
+        job.open({"data": ws.dataset.content_hash, **model_context(original, default_retrain)})
         variants = variants_for(settings.variants, ws.text_mode)
         job.bar(len(variants) * (1 + len(settings.rates)) + 2 * len(settings.rates))
         strengths = chosen_strengths(job, variants)

@@ -30,7 +30,7 @@ from cure_core.errors import CureError
 from cure_core.metrics import jsd
 from cure_core.requests import user_request
 from cure_core.studies.base import Study, StudyJob, StudyOutput
-from cure_core.studies.common import StudySettings, resolve_request
+from cure_core.studies.common import StudySettings, model_context, resolve_request
 from cure_core.studies.selection import VariantLabel, chosen_run, variant
 from cure_core.unlearning.methods import UnlearnConfig
 from cure_core.unlearning.run_store import load_run_model
@@ -121,14 +121,7 @@ class Difficulty(Study):
             )
         original, retrain = ws.ensure_models(request, quiet=job.quiet)
         sets = ws.sets(request)
-        job.open(
-            {
-                "data": ws.dataset.content_hash,
-                "weights": original.meta.get("weights_sha256"),
-                "retrain": retrain.meta.get("weights_sha256"),
-                "request": request.id,
-            }
-        )
+        job.open({"data": ws.dataset.content_hash, **model_context(original, retrain, request=request.id)})
         codes = ws.samples.user[sets.forget]
         users = [str(ws.samples.user_ids[c]) for c in np.unique(codes)]
         per_user_idx = {u: sets.forget[codes == code] for u, code in zip(users, np.unique(codes), strict=True)}

@@ -17,7 +17,7 @@ from pydantic import Field
 
 from cure_core.settings import Seed
 from cure_core.studies.base import Study, StudyJob, StudyOutput
-from cure_core.studies.common import StudySettings, reference_points, resolve_request, run_values
+from cure_core.studies.common import StudySettings, model_context, reference_points, resolve_request, run_values
 from cure_core.studies.selection import VARIANTS, VariantLabel, variants_for
 from cure_core.unlearning.compare import pareto_front
 from cure_core.unlearning.runs import get_run
@@ -50,14 +50,7 @@ class Pareto(Study):
         ws, settings = job.ws, job.settings
         request = resolve_request(ws, settings.request)
         original, retrain = ws.ensure_models(request, quiet=job.quiet)
-        job.open(
-            {
-                "data": ws.dataset.content_hash,
-                "weights": original.meta.get("weights_sha256"),
-                "retrain": retrain.meta.get("weights_sha256"),
-                "request": request.id,
-            }
-        )
+        job.open({"data": ws.dataset.content_hash, **model_context(original, retrain, request=request.id)})
         runs = [
             (v, s, seed)
             for v in variants_for(settings.variants, ws.text_mode)
@@ -111,26 +104,33 @@ def verdict(table: pd.DataFrame, refs: dict[str, dict[str, Any]]) -> list[str]:
     cure, base = ok[ok["variant"].str.startswith("CURE")], ok[~ok["variant"].str.startswith("CURE")]
     if len(cure) and len(base):
         c, b = cure.loc[cure["jsd_to_retrain_mean"].idxmin()], base.loc[base["jsd_to_retrain_mean"].idxmin()]
-        outcome = (
-            "CURE-style wins"
-            if c["jsd_to_retrain_mean"] + c["jsd_to_retrain_std"] < b["jsd_to_retrain_mean"] - b["jsd_to_retrain_std"]
-            else (
-                "CURE-style is ahead within the seed spread"
-                if c["jsd_to_retrain_mean"] < b["jsd_to_retrain_mean"]
-                else "CURE-style loses"
-            )
-        )
         lines.append(
             f"Within test AUC ≥ Original − 0.005 ({budget:.4f}), lowest JSD to Retrain: {c['variant']} "
-            f"@ {c['strength']:g}: {c['jsd_to_retrain_mean']:.5f} ± {c['jsd_to_retrain_std']:.5f} "
-            f"vs best baseline {b['variant']} @ {b['strength']:g}: {b['jsd_to_retrain_mean']:.5f} ± "
-            f"{b['jsd_to_retrain_std']:.5f}; Original {refs['Original']['jsd_to_retrain']:.5f}. {outcome}."
+            f"@ {c['strength']:g}: {_spread(c, 'jsd_to_retrain')} vs best baseline {b['variant']} @ "
+            f"{b['strength']:g}: {_spread(b, 'jsd_to_retrain')}; Original {refs['Original']['jsd_to_retrain']:.5f}. "
+            f"{_outcome(c, b)}."
         )
     else:
         lines.append("No CURE-style or no baseline run stays within test AUC ≥ Original − 0.005.")
     if len(ok):
         lines.append(two_rankings(ok, refs))
     return lines
+
+
+def _spread(row: pd.Series, column: str) -> str:
+    """``mean ± std`` over seeds, or the mean alone when one seed gave no spread."""
+    mean, std = row[f"{column}_mean"], row[f"{column}_std"]
+    return f"{mean:.5f}" if pd.isna(std) else f"{mean:.5f} ± {std:.5f}"
+
+
+def _outcome(cure: pd.Series, base: pd.Series) -> str:
+    """CURE-style's best against the best baseline by JSD: a win only beyond both seed spreads."""
+    c_mean, c_std, b_mean, b_std = (row[f"jsd_to_retrain_{k}"] for row in (cure, base) for k in ("mean", "std"))
+    if c_mean >= b_mean:
+        return "CURE-style loses"
+    if pd.isna(c_std) or pd.isna(b_std):
+        return "CURE-style is ahead on one seed (no spread measured)"
+    return "CURE-style wins" if c_mean + c_std < b_mean - b_std else "CURE-style is ahead within the seed spread"
 
 
 def two_rankings(ok: pd.DataFrame, refs: dict[str, dict[str, Any]]) -> str:

@@ -3,7 +3,8 @@
 A strength is chosen on a **selection half** of the forget set (by user for user requests, by
 sample otherwise) and the validation split: the lowest JSD to Retrain on the selection half among
 strengths whose validation AUC drops by at most ``MAX_VALID_DROP`` (else the smallest drop).
-The other, *report* half and the test set are then free for reporting.
+The other, *report* half and the test set are then free for reporting. A text model's validation
+split is a seeded draw (:data:`~cure_core.evaluate.TEXT_EVAL_PROMPTS`), like its test set.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import numpy as np
 from pydantic import AfterValidator
 
+from cure_core.evaluate import drawn, evaluation_cap
 from cure_core.metrics import jsd, utility
 from cure_core.requests import ForgetRequest, RequestSets
 from cure_core.unlearning.methods import METHODS, UnlearnConfig
@@ -134,7 +136,7 @@ class Selector:
         sets = ws.sets(request)
         self.ws = ws
         self.select_idx, self.report_idx = halves(ws, request, sets)
-        self.valid = sets.valid
+        self.valid = drawn(sets.valid, evaluation_cap(original))
         self.ref_select = retrain.predict(ws.samples, self.select_idx)
         self.ref_report = retrain.predict(ws.samples, self.report_idx)
         self.valid_auc_original = (
