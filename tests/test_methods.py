@@ -13,6 +13,8 @@ from pydantic import ValidationError
 
 from cure_core import evaluate
 from cure_core.comparison import Comparison, ModelScores, Utility
+from cure_core.model.recipe import Recipe
+from cure_core.model.text_recipe import TextRecipe
 from cure_core.studies.base import Study, StudyJob, StudyOutput
 from cure_core.studies.common import StudySettings
 from cure_core.studies.store import RESULT_FILE, load_results
@@ -235,8 +237,9 @@ class _Counting(Study):
 
 def test_the_study_skeleton_times_resumes_reports_progress_and_saves():
     study, updates = _Counting(), []
+    item_ws = SimpleNamespace(recipe=Recipe(), text_recipe=False)
     first = study.run(
-        None,
+        item_ws,
         StudySettings(quick_mode=True),
         progress=lambda done, total, info: updates.append((done, total)),
         quiet=True,
@@ -245,7 +248,7 @@ def test_the_study_skeleton_times_resumes_reports_progress_and_saves():
     assert (
         updates == [(1, 2), (2, 2)] and first["command"] == "cure study pareto --quick" and first["summary"] == ["done"]
     )
-    again = study.run(None, StudySettings(quick_mode=True), quiet=True)  # type: ignore[arg-type]
+    again = study.run(item_ws, StudySettings(quick_mode=True), quiet=True)  # type: ignore[arg-type]
     assert study.computed == ["a", "b"], "saved cells are not recomputed"
     assert len(again["invocations"]) == 2 and again["key"] == first["key"]
     assert load_results()[0]["key"] == first["key"]
@@ -264,3 +267,18 @@ def test_a_report_saved_before_retrain_unavailable_still_loads():
     dumped.pop("retrain_unavailable")
     loaded = Comparison.model_validate_json(json.dumps(dumped))
     assert loaded.retrain_unavailable is None and loaded == _comparison("x")
+
+
+def test_a_study_command_names_the_recipe_request_and_changed_settings():
+    from cure_core.studies.registry import STUDIES
+
+    pareto = STUDIES["pareto"]
+    text_ws = SimpleNamespace(recipe=TextRecipe(), text_recipe=True)
+    settings = pareto.settings(seeds=[0])
+    assert pareto.command(text_ws, settings) == (
+        """cure study pareto --recipe text --request default --settings-json '{"seeds": [0]}'"""
+    )
+    small = SimpleNamespace(recipe=Recipe(n_layer=2), text_recipe=False)
+    assert pareto.command(small, pareto.settings.quick()) == (
+        """cure study pareto --recipe-json '{"n_layer": 2}' --quick --request default"""
+    )

@@ -8,6 +8,7 @@ summary lines. :meth:`Study.run` does the rest: wall time, invocations, closing 
 
 from __future__ import annotations
 
+import json
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -81,13 +82,26 @@ class Study(ABC):
     def compute(self, job: StudyJob) -> StudyOutput:
         """Open the store, compute the cells and return the tables, figures and summary."""
 
-    def command(self, settings: StudySettings) -> str:
-        """The command line that reproduces this result."""
+    def command(self, ws: Workspace, settings: StudySettings) -> str:
+        """The command line that reproduces this result: the recipe, the request and every
+        setting that differs from the defaults (or from ``--quick``'s) spelled out."""
+        parts = ["cure study", self.name]
+        recipe = ws.recipe
+        if ws.text_recipe:
+            parts.append("--recipe text")
+        changed = _changed(recipe.model_dump(), type(recipe)().model_dump())
+        if changed:
+            parts.append(f"--recipe-json '{json.dumps(changed)}'")
+        if settings.quick_mode:
+            parts.append("--quick")
         request = getattr(settings, "request", None)
-        return (
-            "cure study "
-            f"{self.name}{' --quick' if settings.quick_mode else ''}{f' --request {request}' if request else ''}"
-        )
+        if request:
+            parts.append(f"--request {request}")
+        baseline = (settings.quick() if settings.quick_mode else type(settings)()).model_dump()
+        overrides = _changed(settings.model_dump(exclude={"request"}), baseline)
+        if overrides:
+            parts.append(f"--settings-json '{json.dumps(overrides)}'")
+        return " ".join(parts)
 
     def run(
         self, ws: Workspace, settings: StudySettings, progress: ProgressFn | None = None, quiet: bool = False
@@ -101,5 +115,10 @@ class Study(ABC):
             job.close()
         assert job.store is not None
         return job.store.save(
-            output.tables, output.figures, output.summary, time.perf_counter() - start, self.command(settings)
+            output.tables, output.figures, output.summary, time.perf_counter() - start, self.command(ws, settings)
         )
+
+
+def _changed(values: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """The entries of ``values`` that differ from ``defaults``."""
+    return {k: v for k, v in values.items() if defaults.get(k) != v}

@@ -27,6 +27,10 @@ class StudySettings(BaseModel):
 
     quick_mode: bool = False
 
+    @classmethod
+    def quick(cls) -> StudySettings:
+        return cls(quick_mode=True)
+
 
 def resolve_request(ws: Workspace, spec: str) -> ForgetRequest:
     """``default`` (5% of users, seed 0), ``users:<share>`` (seed 0), ``genre:<name>``
