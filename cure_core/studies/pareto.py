@@ -19,7 +19,7 @@ from cure_core.settings import Seed
 from cure_core.studies.base import Study, StudyJob, StudyOutput
 from cure_core.studies.common import StudySettings, model_context, reference_points, resolve_request, run_values
 from cure_core.studies.selection import VARIANTS, VariantLabel, variants_for
-from cure_core.unlearning.compare import pareto_front
+from cure_core.unlearning.compare import pareto_front, reference_star
 from cure_core.unlearning.runs import get_run
 
 if TYPE_CHECKING:
@@ -190,30 +190,10 @@ def pareto_figure(table: pd.DataFrame, refs: dict[str, dict[str, Any]], request_
         col=1,
     )
     original = refs["Original"]
-    fig.add_trace(
-        go.Scatter(
-            x=[original["test_auc"]],
-            y=[original["jsd_to_retrain"]],
-            mode="markers",
-            marker={"symbol": "star", "size": 14, "color": "grey"},
-            name="Original",
-        ),
-        row=1,
-        col=1,
-    )
+    fig.add_trace(reference_star("Original", original["test_auc"], original["jsd_to_retrain"], color="grey"), 1, 1)
     if original.get("forget_auc_gap") is not None:
-        fig.add_trace(
-            go.Scatter(
-                x=[original["test_auc"]],
-                y=[abs(original["forget_auc_gap"])],
-                mode="markers",
-                marker={"symbol": "star", "size": 14, "color": "grey"},
-                name="Original",
-                showlegend=False,
-            ),
-            row=1,
-            col=2,
-        )
+        star = reference_star("Original", original["test_auc"], abs(original["forget_auc_gap"]), color="grey")
+        fig.add_trace(star.update(showlegend=False), 1, 2)
     for col in (1, 2):
         fig.add_vline(
             x=refs["Retrain"]["test_auc"],

@@ -101,15 +101,7 @@ def pareto_figure(reports: list[RunReport], references: list[dict[str, Any]], ti
     fig = _method_lines(reports, "jsd_to_retrain", "JSD %{y:.5f}")
     for ref in references:
         if ref.get("jsd_to_retrain"):
-            fig.add_trace(
-                go.Scatter(
-                    x=[ref["test_auc"]],
-                    y=[ref["jsd_to_retrain"]],
-                    mode="markers",
-                    marker={"symbol": "star", "size": 14},
-                    name=ref["method"],
-                )
-            )
+            fig.add_trace(reference_star(ref["method"], ref["test_auc"], ref["jsd_to_retrain"]))
         else:  # Retrain: JSD 0 by definition, off a log axis; its test AUC as a line
             fig.add_vline(x=ref["test_auc"], line_dash="dash", annotation_text=f"{ref['method']} test AUC")
     points = [
@@ -136,6 +128,11 @@ def pareto_figure(reports: list[RunReport], references: list[dict[str, Any]], ti
     return fig
 
 
+def reference_star(name: str, x: float, y: float, **style: Any) -> go.Scatter:
+    """A reference model (Original, Retrain) as one star marker beside the methods' lines."""
+    return go.Scatter(x=[x], y=[y], mode="markers", marker={"symbol": "star", "size": 14, **style}, name=name)
+
+
 def _method_lines(reports: list[RunReport], y: str, hover: str) -> go.Figure:
     """A figure with one line per method over its strengths: test AUC against the report field ``y``."""
     fig = go.Figure()
@@ -159,15 +156,7 @@ def utility_figure(reports: list[RunReport], references: list[dict[str, Any]], t
     lower forget AUC is not known to be closer to the exact answer)."""
     fig = _method_lines(reports, "forget_auc", "forget AUC %{y:.4f}")
     for ref in references:
-        fig.add_trace(
-            go.Scatter(
-                x=[ref["test_auc"]],
-                y=[ref["forget_auc"]],
-                mode="markers",
-                marker={"symbol": "star", "size": 14},
-                name=ref["method"],
-            )
-        )
+        fig.add_trace(reference_star(ref["method"], ref["test_auc"], ref["forget_auc"]))
     fig.update_layout(
         title=f"{title} — no Retrain given: distances to Retrain unavailable",
         xaxis_title="test AUC (higher is better)",
