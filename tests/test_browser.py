@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import sync_playwright
 
+from cure_core.data.dataset import RatingsDataset
 from cure_core.model_source import ENVIRONMENT
 from tests.conftest import TINY_RECIPE
 from tests.test_data import write_grouplens
@@ -79,14 +80,20 @@ def _serve(root: Path, **env: str) -> Iterator[str]:
         log.close()
 
 
+def _serve_synthetic(root: Path, synthetic: RatingsDataset, **env: str) -> Iterator[str]:
+    """:func:`_serve` on the synthetic ratings written under ``root``, with ``root/cache`` as its cache."""
+    yield from _serve(
+        root, CURE_DATA=str(write_grouplens(root / "ml", synthetic)), CURE_CACHE=str(root / "cache"), **env
+    )
+
+
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory, synthetic) -> Iterator[str]:
     """A Streamlit server on synthetic data with the tiny recipe and its own cache."""
     root = tmp_path_factory.mktemp("browser-app")
-    yield from _serve(
+    yield from _serve_synthetic(
         root,
-        CURE_DATA=str(write_grouplens(root / "ml", synthetic)),
-        CURE_CACHE=str(root / "cache"),
+        synthetic,
         CURE_RECIPE=TINY_RECIPE.model_dump_json(),
     )
 
@@ -97,10 +104,9 @@ def user_app_url(tmp_path_factory, synthetic, user_checkpoints) -> Iterator[str]
     adapter, the compact profile and no Retrain: what `cure app --model ... --adapter ...` starts."""
     root = tmp_path_factory.mktemp("browser-user-app")
     model, adapter = user_checkpoints["qwen2"]
-    yield from _serve(
+    yield from _serve_synthetic(
         root,
-        CURE_DATA=str(write_grouplens(root / "ml", synthetic)),
-        CURE_CACHE=str(root / "cache"),
+        synthetic,
         CURE_MODEL=str(model),
         CURE_ADAPTER=str(adapter),
         CURE_PROFILE="compact",
@@ -257,10 +263,9 @@ def text_app_url(tmp_path_factory, synthetic) -> Iterator[str]:
     from tests.test_text_recipe import TINY_TEXT
 
     root = tmp_path_factory.mktemp("browser-text-app")
-    yield from _serve(
+    yield from _serve_synthetic(
         root,
-        CURE_DATA=str(write_grouplens(root / "ml", synthetic)),
-        CURE_CACHE=str(root / "cache"),
+        synthetic,
         CURE_RECIPE=TINY_TEXT.model_dump_json(),
     )
 
