@@ -50,9 +50,11 @@ def show_gap(ws: Workspace, original: Recommender, retrain: Recommender | None, 
     once per session, model and request, not on every visit."""
     asked = f"evaluate-{request.id}:{choice.key}"
     if reads_text(ws) and not st.session_state.get(asked):
-        n = sum(len(idx) for idx in evaluation_sets(ws.sets(request), evaluation_cap(original)).values())
+        cap = evaluation_cap(original)
+        n = sum(len(idx) for idx in evaluation_sets(ws.sets(request), cap).values())
         models = "the model" if retrain is None else "each model"
-        st.caption(f"Scores {n:,} prompts with {models} (test, forget, holdout users, a retain probe).")
+        drawn = f"; seeded draws of at most {cap:,} per set, the forget set whole" if cap else ""
+        st.caption(f"Scores {n:,} prompts with {models} (test, forget, holdout users, a retain probe{drawn}).")
         if st.button("Evaluate", key=f"evaluate-button-{request.id}"):
             st.session_state[asked] = True
             st.rerun()
