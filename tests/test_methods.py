@@ -47,6 +47,7 @@ FLAT_KEYS = {
     "request",
     "request_description",
     "sizes",
+    "evaluated",
     "test_auc",
     "test_acc",
     "test_logloss",
