@@ -36,6 +36,13 @@ def evaluation_cap(rec: Recommender) -> int | None:
     return TEXT_EVAL_PROMPTS if rec.text_mode else None
 
 
+def evaluation_key(rec: Recommender) -> dict[str, int]:
+    """What a cache key of ``rec``'s evaluations adds for the cap: ``{"evaluation_cap": N}`` for a
+    text model, nothing for an item model (so item keys stay what they were before the cap)."""
+    cap = evaluation_cap(rec)
+    return {} if cap is None else {"evaluation_cap": cap}
+
+
 def drawn(idx: np.ndarray, size: int | None, seed: int = 0) -> np.ndarray:
     """A seeded draw of ``size`` rows of ``idx`` (in index order), or ``idx`` when it is no larger."""
     if size is None or len(idx) <= size:
@@ -46,12 +53,11 @@ def drawn(idx: np.ndarray, size: int | None, seed: int = 0) -> np.ndarray:
 def evaluation_sets(sets: RequestSets, cap: int | None) -> dict[str, np.ndarray]:
     """The rows scored per set: forget whole; test and holdout whole or drawn to ``cap``; a retain
     probe of :data:`RETAIN_PROBE` rows (read at call time), at most ``cap``."""
-    probe = RETAIN_PROBE
     return {
         "test": drawn(sets.test, cap),
         "forget": sets.forget,
         "holdout": drawn(sets.holdout, cap),
-        "retain": drawn(sets.retain, min(probe, cap) if cap is not None else probe),
+        "retain": drawn(sets.retain, RETAIN_PROBE if cap is None else min(RETAIN_PROBE, cap)),
     }
 
 
@@ -124,9 +130,13 @@ def reference_comparison(
     weights = (original.meta.get("weights_sha256"), retrain.meta.get("weights_sha256") if retrain else None)
     if not all(weights):
         return compare_to_retrain(original, retrain, request, samples, sets, name="original")
-    spec = {"original": weights[0], "retrain": weights[1], "request": request.id, "sizes": sets.sizes()}
-    if (cap := evaluation_cap(original)) is not None:
-        spec["evaluation_cap"] = cap
+    spec = {
+        "original": weights[0],
+        "retrain": weights[1],
+        "request": request.id,
+        "sizes": sets.sizes(),
+        **evaluation_key(original),
+    }
     path = (
         cache_dir("references") / f"{hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]}.json"
     )

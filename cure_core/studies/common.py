@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict
 
 from cure_core.circuits import AttributionSettings, circuit_context
 from cure_core.errors import CureError
-from cure_core.evaluate import evaluation_cap
+from cure_core.evaluate import evaluation_key
 from cure_core.groups import GroupSettings, default_corruption, groups_for_request
 from cure_core.requests import ForgetRequest, item_request, load_request, parse_share, save_request, user_request
 from cure_core.unlearning.compare import reference_rows
@@ -53,14 +53,12 @@ def resolve_request(ws: Workspace, spec: str) -> ForgetRequest:
 def model_context(original: Recommender, retrain: Recommender, **more: Any) -> dict[str, Any]:
     """What a study's cells of runs depend on: both models' weights, the text evaluation cap when
     there is one (item studies' contexts stay what they were before it), and ``more``."""
-    context = {
+    return {
         "weights": original.meta.get("weights_sha256"),
         "retrain": retrain.meta.get("weights_sha256"),
         **more,
+        **evaluation_key(original),
     }
-    if (cap := evaluation_cap(original)) is not None:
-        context["evaluation_cap"] = cap
-    return context
 
 
 def reference_points(ws: Workspace, request: ForgetRequest) -> dict[str, dict[str, Any]]:

@@ -27,7 +27,7 @@ from pydantic import Field
 from cure_core.circuits import AttributionSettings, circuit_context
 from cure_core.comparison import Comparison
 from cure_core.data.samples import Samples
-from cure_core.evaluate import compare_to_retrain, evaluation_cap
+from cure_core.evaluate import compare_to_retrain, evaluation_key
 from cure_core.groups import GroupSettings, ModuleGroups, default_corruption, fitting_group_settings, groups_for_request
 from cure_core.model.recommender import Recommender
 from cure_core.progress import Progress, ProgressFn
@@ -50,15 +50,14 @@ def run_id(
     included (``None`` for a user's checkpoint without a Retrain), and a text model's evaluation
     cap (item models' ids stay what they were before it). A user model's ``weights_sha256`` is
     its :func:`~cure_core.model_source.fingerprint`."""
-    spec: dict[str, Any] = {
+    spec = {
         "weights": original.meta.get("weights_sha256"),
         "retrain": retrain.meta.get("weights_sha256") if retrain is not None else None,
         "request": request.id,
         "config": json.loads(config_json),
         "groups": groups_key,
+        **evaluation_key(original),
     }
-    if (cap := evaluation_cap(original)) is not None:
-        spec["evaluation_cap"] = cap
     return (
         f"{json.loads(config_json)['method']}-"
         f"{hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]}"
