@@ -151,6 +151,7 @@ def test_report_html_and_page_show_a_study(tiny_ws, tmp_path, monkeypatch):
     assert "no longer cached" in model_label({"context": {"weights": "0" * 64}}, cached_models())
 
     st.cache_resource.clear()
+    monkeypatch.syspath_prepend(str(ROOT / "app"))  # `streamlit run app/Home.py` puts app/ on the path for its pages
     at = AppTest.from_file(str(ROOT / "app" / "pages" / "4_Report.py"), default_timeout=60).run()
     assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
     assert any("Pareto front" in m.value for m in at.markdown)
