@@ -60,7 +60,7 @@ def study(ws: Workspace, request, lora: dict[str, Any]) -> tuple[pd.DataFrame, d
                 selector.score(
                     get_run(ws, request, v.config(strength, **lora), attribution, GroupSettings(), quiet=True)
                 )
-                for strength in v.grid
+                for strength in v.grid(lora=bool(lora))
             ]
         )
         report = chosen.report

@@ -155,6 +155,18 @@ class ModuleGroups:
         note = "ablation: heads and MLPs are all task-shared, whatever their circuits say"
         return ModuleGroups(table, self.separability, self.settings, list(self.warnings)).with_note(note)
 
+    def shuffled(self, seed: int) -> ModuleGroups:
+        """The same number of heads, key/value heads and MLPs in each group, drawn at random
+        (``seed``): the control for whether the circuits chose *which* modules matter, beyond how
+        many of each kind are updated (embedding rows keep their grouping by use)."""
+        table = self.table.copy()
+        rng = np.random.default_rng(seed)
+        for kind in CIRCUIT_KINDS:
+            rows = table.index[table["kind"] == kind]
+            table.loc[rows, "group"] = rng.permutation(table.loc[rows, "group"].to_numpy())
+        note = f"control: heads and MLPs drawn at random into groups of the circuits' sizes (seed {seed})"
+        return ModuleGroups(table, self.separability, self.settings, list(self.warnings)).with_note(note)
+
     def with_note(self, *notes: str) -> ModuleGroups:
         """The same groups with ``notes`` added to the warnings."""
         return ModuleGroups(

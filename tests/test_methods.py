@@ -72,15 +72,48 @@ unless a user's checkpoint came without a Retrain; reports saved without it stil
 
 
 def test_every_method_is_one_registered_class_with_its_whole_definition():
-    assert list(METHODS) == ["ga", "graddiff", "npo", "e2urec", "pcgrad", "sago", "cure", "cure-nocircuit"]
+    assert list(METHODS) == [
+        "ga",
+        "graddiff",
+        "npo",
+        "e2urec",
+        "pcgrad",
+        "sago",
+        "cure",
+        "cure-nocircuit",
+        "cure-random",
+    ]
     for name, method in METHODS.items():
         assert isinstance(method, UnlearnMethod) and method.name == name and method.label and method.help
         assert (
             list(method.strengths) == sorted(method.strengths)
-            and method.default_strength == method.strengths[len(method.strengths) // 2]
+            and method.default_strength() == method.strengths[len(method.strengths) // 2]
         )
-    assert [m for m, method in METHODS.items() if method.needs_groups] == ["cure", "cure-nocircuit"]
-    assert not METHODS["cure-nocircuit"].circuit_groups and METHODS["cure"].circuit_groups
+    assert [m for m, method in METHODS.items() if method.needs_groups] == ["cure", "cure-nocircuit", "cure-random"]
+
+
+def test_a_lora_grid_is_the_full_grid_scaled_with_clean_floats_everywhere_it_is_read():
+    from cure_core.cli.parser import build_parser
+    from cure_core.cli.unlearn_commands import configs
+    from cure_core.studies.selection import VARIANTS
+    from cure_core.unlearning.methods.base import LORA_STRENGTH_SCALE
+
+    for method in METHODS.values():
+        lora = method.grid(lora=True)
+        assert method.grid() == method.strengths and len(lora) == len(method.strengths)
+        for full, scaled in zip(method.strengths, lora, strict=True):
+            assert scaled == pytest.approx(full * LORA_STRENGTH_SCALE, rel=1e-12) and scaled == float(repr(scaled))
+            assert len(repr(scaled)) <= 6  # 0.003, never 0.0029999999999999996 in a run id
+        assert method.default_strength(lora=True) == lora[len(lora) // 2]
+    for v in VARIANTS:
+        assert v.grid(lora=True) == tuple(float(f"{s * LORA_STRENGTH_SCALE:.6g}") for s in v.grid())
+    for flags, lora in (([], False), (["--lora"], True)):
+        args = build_parser("compare").parse_args(["compare", "--methods", "npo,cure", *flags])
+        assert [c.strength for c in configs(args, ["npo", "cure"], None)] == [
+            *METHODS["npo"].grid(lora),
+            *METHODS["cure"].grid(lora),
+        ]
+        assert all(c.lora == lora for c in configs(args, ["npo"], [0.5]))
 
 
 def test_forget_objective_and_teacher_follow_the_method_or_forget_loss():

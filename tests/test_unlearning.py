@@ -372,3 +372,37 @@ def test_a_cancelled_run_stops_saves_nothing_and_keeps_the_original(setup, monke
         "a cancelled run must not be saved"
     )
     assert all(torch.equal(a, b) for a, b in zip(before, original.model.parameters(), strict=True))
+
+
+def test_random_groups_keep_each_kinds_group_sizes_and_the_run_acts_on_the_drawn_modules(setup):
+    """The random-groups control: per module kind the same number of modules in each group,
+    embedding rows as they were, the draw fixed by the run's seed; its run is exactly CURE on
+    the drawn groups."""
+    ws, request, original, _ = setup
+    row = f"u:{request.users[0]}"
+    heads, mlps = ["forget-specific", "outside", "outside", "task-shared"], ["task-shared", "outside"]
+    table = pd.DataFrame(
+        {
+            "module": ["a0.h0", "a0.h1", "a1.h0", "a1.h1", "m0", "m1", row],
+            "kind": ["head"] * 4 + ["mlp"] * 2 + ["user row"],
+            "group": [*heads, *mlps, "forget-specific"],
+        }
+    )
+    groups = ModuleGroups(table=table, separability={}, settings=GroupSettings(), warnings=[])
+    drawn = groups.shuffled(seed=3)
+    assert not drawn.table["group"].equals(table["group"]), "seed 3 draws other modules than the circuits chose"
+    assert drawn.table["module"].tolist() == table["module"].tolist()
+    counts = ["kind", "group"]
+    assert drawn.table.groupby(counts).size().equals(table.groupby(counts).size())
+    assert drawn.table.set_index("module").loc[row, "group"] == "forget-specific"
+    assert drawn.table.equals(groups.shuffled(seed=3).table) and groups.table.equals(table), "seeded, original kept"
+    assert any("control" in w for w in drawn.warnings)
+    config = {"strength": 3e-3, "steps": 3, "batch_size": 32, "probe_size": 32, "forget_loss": "teacher", "seed": 3}
+    sets = ws.sets(request)
+    control = unlearn(original, ws.samples, sets, request, UnlearnConfig(method="cure-random", **config), groups)
+    direct = unlearn(original, ws.samples, sets, request, UnlearnConfig(method="cure", **config), drawn)
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(control.model.model.parameters(), direct.model.model.parameters(), strict=True)
+    )
+    assert control.groups_used == direct.groups_used and control.params_updated == direct.params_updated

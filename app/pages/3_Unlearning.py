@@ -37,6 +37,7 @@ if finished is not None and finished["job"].finished:
     else:
         session["runs"].append(finished["job"].result)
 
+lora_default = reads_text(ws)  # a user's or the text model: large, so an adapter by default
 with st.form("run_form"):
     cols = st.columns(4)
     method = cols[0].selectbox("method", list(METHODS), format_func=lambda m: METHODS[m].label, key="method")
@@ -44,10 +45,13 @@ with st.form("run_form"):
         "strength (Adam learning rate)",
         1e-6,
         1e-1,
-        METHODS[method].default_strength,
+        METHODS[method].default_strength(lora_default),
         format="%.0e",
         key="strength",
-        help=f"{METHODS[method].help}; sweep grid: {', '.join(f'{s:g}' for s in METHODS[method].strengths)}",
+        help=(
+            f"{METHODS[method].help}; sweep grid: {', '.join(f'{s:g}' for s in METHODS[method].grid())} on the "
+            f"full weights, {', '.join(f'{s:g}' for s in METHODS[method].grid(lora=True))} through a LoRA"
+        ),
     )
     steps = cols[2].number_input("steps", 1, 1000, 60, key="steps")
     forget_loss = cols[3].selectbox(
@@ -64,7 +68,7 @@ with st.form("run_form"):
     cols = st.columns([2, 1, 1])  # room for the switch's label
     lora = cols[0].checkbox(
         "train a LoRA adapter instead of the full weights",
-        value=reads_text(ws),  # a user's or the text model: large, so an adapter by default
+        value=lora_default,
         key=f"lora_{model.kind}",
         help=UnlearnConfig.model_fields["lora"].description,
     )

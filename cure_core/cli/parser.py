@@ -299,9 +299,9 @@ def _unlearn_options(p: argparse.ArgumentParser, with_method: bool) -> None:
     helps = {
         "method": (
             f"one of {', '.join(METHODS)} (cure-nocircuit: CURE's rules with every head and MLP task-shared, "
-            "the ablation)"
+            "the ablation; cure-random: CURE's rules on groups of its sizes drawn at random by --seed, the control)"
         ),
-        "strength": "Adam learning rate (default: the middle of the method's sweep grid)",
+        "strength": "Adam learning rate (default: the middle of the method's sweep grid, ×10 with --lora)",
         "steps": "unlearning steps",
         "batch_size": "forget and retain samples per step",
         "seed": "seed of the batch order",
@@ -356,7 +356,7 @@ def _compare(p: argparse.ArgumentParser) -> None:
         "--strengths",
         type=number_list(field_adapter(UnlearnConfig, "strength")),
         default=None,
-        help="comma-separated strengths for every method (default: each method's grid)",
+        help="comma-separated strengths for every method (default: each method's grid, ×10 with --lora)",
     )
     p.add_argument("--out", type=output_folder, default="compare", help="output folder (default ./compare)")
     p.set_defaults(func=cmd_compare)

@@ -39,9 +39,9 @@ LORA_SHAPE = ("lora_rank", "lora_alpha", "lora_targets")
 def lora_flags(args: argparse.Namespace) -> None:
     """Refuse the adapter's shape (``--lora-rank`` ...) and ``--save-merged`` without ``--lora``:
     ignored, they would leave a run updating every weight that the user meant as an adapter."""
-    given = args.unlearn.values(args)
-    if given.get("lora"):
+    if wants_lora(args):
         return
+    given = args.unlearn.values(args)
     flags = [args.unlearn.flags[f] for f in LORA_SHAPE if f in given]
     flags += ["--save-merged"] if getattr(args, "save_merged", False) else []
     if flags:
@@ -51,11 +51,17 @@ def lora_flags(args: argparse.Namespace) -> None:
         )
 
 
+def wants_lora(args: argparse.Namespace) -> bool:
+    """Whether the command line asks for LoRA runs (``--lora``)."""
+    return bool(args.unlearn.values(args).get("lora"))
+
+
 def configs(args: argparse.Namespace, methods: list[str], strengths: list[float] | None) -> list[UnlearnConfig]:
     """Every (method, strength) run's settings, all validated before the first one runs."""
     from cure_core.unlearning.methods import METHODS
 
-    return [args.unlearn.build(args, method=m, strength=s) for m in methods for s in strengths or METHODS[m].strengths]
+    grid = {m: strengths or METHODS[m].grid(wants_lora(args)) for m in methods}
+    return [args.unlearn.build(args, method=m, strength=s) for m in methods for s in grid[m]]
 
 
 def group_inputs(args: argparse.Namespace, request: ForgetRequest) -> tuple[AttributionSettings, GroupSettings]:
@@ -77,7 +83,8 @@ def cmd_unlearn(args: argparse.Namespace) -> None:
     (method,) = known_methods([args.method])
     lora_flags(args)
     config = args.unlearn.build(
-        args, strength=args.strength if args.strength is not None else METHODS[method].default_strength
+        args,
+        strength=args.strength if args.strength is not None else METHODS[method].default_strength(wants_lora(args)),
     )
     args.groups.build(args)  # checked before the workspace; rebuilt with the request below
     parallel = data_parallel()

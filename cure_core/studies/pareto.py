@@ -54,7 +54,7 @@ class Pareto(Study):
         runs = [
             (v, s, seed)
             for v in variants_for(settings.variants, ws.text_mode)
-            for s in v.grid[: settings.grid_points]
+            for s in v.grid()[: settings.grid_points]
             for seed in settings.seeds
         ]
         job.bar(len(runs), "pareto runs")

@@ -19,6 +19,7 @@ from cure_core.evaluate import drawn, evaluation_cap
 from cure_core.metrics import jsd, utility
 from cure_core.requests import ForgetRequest, RequestSets
 from cure_core.unlearning.methods import METHODS, UnlearnConfig
+from cure_core.unlearning.methods.base import scaled_grid
 from cure_core.unlearning.run_store import load_run_model
 from cure_core.unlearning.runs import RunReport, get_run
 
@@ -38,9 +39,9 @@ class Variant:
     extra: dict[str, Any] = field(default_factory=dict)
     strengths: tuple[float, ...] = ()
 
-    @property
-    def grid(self) -> tuple[float, ...]:
-        return self.strengths or METHODS[self.method].strengths
+    def grid(self, lora: bool = False) -> tuple[float, ...]:
+        """The strengths to sweep: ×:data:`~cure_core.unlearning.methods.base.LORA_STRENGTH_SCALE` for a LoRA run."""
+        return scaled_grid(self.strengths, lora) if self.strengths else METHODS[self.method].grid(lora)
 
     @property
     def needs_groups(self) -> bool:
@@ -68,6 +69,14 @@ VARIANTS: list[Variant] = [
 ]
 """Every baseline and CURE-style variant, with the benchmark's strength grids."""
 
+CONTROLS: list[Variant] = [
+    Variant(
+        "Random groups (teacher, reset rows)", "cure-random", {"forget_loss": "teacher", "row_rule": "reset"}, _TEACHER
+    ),
+]
+"""Controls a study runs only when asked (``--settings-json '{"variants": [...]}'``): CURE's
+rules on groups of its sizes drawn at random, each run's seed drawing its own groups."""
+
 
 RESET_ROWS = ", reset rows"
 
@@ -78,7 +87,7 @@ def variant(label: str, text_mode: bool = False) -> Variant:
     A text model has no user or item embedding rows to reset (its groups hold heads, key/value
     heads and MLPs only), so there a reset-rows variant is its plain counterpart, labelled
     without ", reset rows"."""
-    for v in VARIANTS:
+    for v in VARIANTS + CONTROLS:
         if v.label == label:
             if text_mode and v.extra.get("row_rule") == "reset":
                 extra = {k: value for k, value in v.extra.items() if k != "row_rule"}
@@ -98,8 +107,8 @@ def variants_for(labels: list[str], text_mode: bool) -> list[Variant]:
 
 
 def _known_label(label: str) -> str:
-    if label not in {v.label for v in VARIANTS}:
-        raise ValueError(f"unknown variant {label!r}; variants: {', '.join(v.label for v in VARIANTS)}")
+    if label not in {v.label for v in VARIANTS + CONTROLS}:
+        raise ValueError(f"unknown variant {label!r}; variants: {', '.join(v.label for v in VARIANTS + CONTROLS)}")
     return label
 
 
@@ -172,5 +181,5 @@ def chosen_run(
     original, retrain = ws.ensure_models(request, quiet=True)
     selector = Selector(ws, request, original, retrain)
     return choose(
-        [selector.score(get_run(ws, request, v.config(s, steps=steps), quiet=True)) for s in v.grid[:grid_points]]
+        [selector.score(get_run(ws, request, v.config(s, steps=steps), quiet=True)) for s in v.grid()[:grid_points]]
     )

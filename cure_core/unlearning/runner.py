@@ -149,8 +149,7 @@ class UnlearnRun:
         untouched = torch.zeros(sum(p.numel() for p in self.params), dtype=torch.bool)
         if not self.method.needs_groups or groups is None:
             return None, {}, untouched
-        if not self.method.circuit_groups:
-            groups = groups.without_circuits()
+        groups = self.method.module_groups(groups, self.config)
         model = self.student.model
         if self.config.lora:
             masks, sizes = lora.group_rules(model, self.original.model, groups, self.config)

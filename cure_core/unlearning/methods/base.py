@@ -19,7 +19,17 @@ import torch
 from cure_core.unlearning import objectives
 
 if TYPE_CHECKING:
+    from cure_core.groups import ModuleGroups
     from cure_core.unlearning.methods.config import UnlearnConfig
+
+LORA_STRENGTH_SCALE = 10.0
+"""How much larger a LoRA run's strength grid (and default) is than the full-parameter one.
+
+``lora_B`` starts at zero and the update is (alpha / r)·B·A within a rank-r subspace, so one Adam
+learning rate moves the model far less through an adapter than through the full weights. On the
+text model NPO at its full-parameter default (1e-4) left the forget set where it was through a
+LoRA r=8, while E2URec-style and CURE at 3e-3 (their full-parameter best is 1e-3) came close to
+their full-parameter results (README, "Text model")."""
 
 ForgetKind = Literal["npo", "ga", "teacher"]
 """The forget objectives: NPO, gradient ascent, or KL to a forgetting teacher."""
@@ -58,12 +68,19 @@ class UnlearnMethod(ABC):
     """The sweep grid of the strength (Adam learning rate); the middle one is the default."""
     needs_groups: ClassVar[bool] = False
     """Whether a run computes module groups first (CURE-style and its ablation)."""
-    circuit_groups: ClassVar[bool] = True
-    """False: every head and MLP counts as task-shared (the no-circuit ablation)."""
 
-    @property
-    def default_strength(self) -> float:
-        return self.strengths[len(self.strengths) // 2]
+    def module_groups(self, groups: ModuleGroups, config: UnlearnConfig) -> ModuleGroups:
+        """The groups a run acts on: the circuits' own, unless a control rearranges them."""
+        return groups
+
+    def grid(self, lora: bool = False) -> tuple[float, ...]:
+        """The sweep grid: :attr:`strengths`, or for a LoRA run each ×:data:`LORA_STRENGTH_SCALE`."""
+        return scaled_grid(self.strengths, lora)
+
+    def default_strength(self, lora: bool = False) -> float:
+        """The middle of :meth:`grid`."""
+        grid = self.grid(lora)
+        return grid[len(grid) // 2]
 
     @abstractmethod
     def forget_kind(self, config: UnlearnConfig) -> ForgetKind:
@@ -91,3 +108,9 @@ class UnlearnMethod(ABC):
     ) -> torch.Tensor:
         """The update direction from g_f and g_r (g_r is zero without a retain term)."""
         return g_f + config.retain_weight * g_r
+
+
+def scaled_grid(strengths: tuple[float, ...], lora: bool) -> tuple[float, ...]:
+    """``strengths`` as they are, or for a LoRA run each ×:data:`LORA_STRENGTH_SCALE` (rounded to 6
+    significant digits, so that 3e-4 becomes 3e-3 and not 0.0029999999999999996 in a run's id)."""
+    return tuple(float(f"{s * LORA_STRENGTH_SCALE:.6g}") for s in strengths) if lora else strengths

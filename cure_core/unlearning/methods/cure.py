@@ -1,4 +1,5 @@
-"""CURE-style unlearning: a different rule per module group, and its no-circuit ablation.
+"""CURE-style unlearning: a different rule per module group, its no-circuit ablation and its
+random-groups control.
 
 Per group: forget-specific takes g_f; retain-specific α·g_r or stays frozen (``retain_rule``);
 task-shared combines both by PCGrad or SAGO (``shared_rule``); outside stays frozen. Forget-
@@ -18,6 +19,7 @@ from cure_core.unlearning.methods.base import GroupMasks
 from cure_core.unlearning.methods.conflict import PCGrad
 
 if TYPE_CHECKING:
+    from cure_core.groups import ModuleGroups
     from cure_core.unlearning.methods.config import UnlearnConfig
 
 
@@ -54,4 +56,18 @@ class CureNoCircuit(Cure):
     name = "cure-nocircuit"
     label = "CURE-style without circuits (ablation: every head/MLP task-shared)"
     help = "CURE-style rules with every head and MLP task-shared: what is left when the circuits decide nothing"
-    circuit_groups = False
+
+    def module_groups(self, groups: ModuleGroups, config: UnlearnConfig) -> ModuleGroups:
+        return groups.without_circuits()
+
+
+class CureRandomGroups(Cure):
+    name = "cure-random"
+    label = "CURE-style with random groups (control: the circuits' group sizes, modules drawn at random)"
+    help = (
+        "CURE-style rules on groups of the circuits' sizes whose heads and MLPs are drawn at random (by --seed): "
+        "does it matter which modules the circuits chose?"
+    )
+
+    def module_groups(self, groups: ModuleGroups, config: UnlearnConfig) -> ModuleGroups:
+        return groups.shuffled(config.seed)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from cure_core.unlearning.methods.base import UnlearnMethod
 from cure_core.unlearning.methods.conflict import SAGO, PCGrad
-from cure_core.unlearning.methods.cure import Cure, CureNoCircuit
+from cure_core.unlearning.methods.cure import Cure, CureNoCircuit, CureRandomGroups
 from cure_core.unlearning.methods.gradient import NPO, E2URec, GradDiff, GradientAscent
 
 METHODS: dict[str, UnlearnMethod] = {
@@ -19,5 +19,6 @@ METHODS: dict[str, UnlearnMethod] = {
         SAGO(),
         Cure(),
         CureNoCircuit(),
+        CureRandomGroups(),
     )
 }
