@@ -16,6 +16,8 @@ The variants and the selection rule are `cure_core/studies/selection.py`, shared
 
     .venv/bin/python benchmarks/unlearning.py                     # the item model, full-parameter
     .venv/bin/python benchmarks/unlearning.py --recipe text       # the text model: LoRA, then full
+    .venv/bin/python benchmarks/unlearning.py --recipe text --mode lora --variants NPO E2URec-style \
+        "CURE (teacher)" "No circuits (teacher, reset rows)"        # a subset (the final lines say so)
 
 Ends with ``cure_jsd_to_retrain=``, ``best_baseline_jsd_to_retrain=``, ``cure_test_auc_drop=``,
 ``cure_speedup_vs_retrain=``, ``cure_mia_auc_minus_retrain=`` (default request), once per mode
@@ -44,9 +46,9 @@ from cure_core.unlearning.runs import get_run
 from cure_core.workspace import Workspace
 
 
-def study(ws: Workspace, request, lora: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Every variant at its chosen strength on ``request`` (``lora``: the LoRA fields of each
-    run's config, empty for full-parameter unlearning), next to Original and Retrain."""
+def study(ws: Workspace, request, lora: dict[str, Any], labels: list[str]) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The variants of ``labels``, each at its chosen strength on ``request`` (``lora``: the LoRA
+    fields of each run's config, empty for full-parameter unlearning), next to Original and Retrain."""
     original, retrain = ws.ensure_models(request)
     sets = ws.sets(request)
     selector = Selector(ws, request, original, retrain)
@@ -54,7 +56,7 @@ def study(ws: Workspace, request, lora: dict[str, Any]) -> tuple[pd.DataFrame, d
     attribution = AttributionSettings(corruption=default_corruption(request))
     groups_seconds = grouping_seconds(ws, request, GroupSettings())
     rows = []
-    for v in variants_for([v.label for v in VARIANTS], ws.text_mode):
+    for v in variants_for(labels, ws.text_mode):
         chosen = choose(
             [
                 selector.score(
@@ -129,7 +131,20 @@ def main() -> None:
         "--mode", choices=(*MODES, "both"), default=None, help="full-parameter, LoRA r=8, or both (text default)"
     )
     parser.add_argument("--no-genre", action="store_true", help="only the default request (not the Children's one)")
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        default=[v.label for v in VARIANTS],
+        help="variant labels, each quoted (default: all; the final lines compare only those run)",
+    )
     args = parser.parse_args()
+    unknown = [label for label in args.variants if label not in {v.label for v in VARIANTS}]
+    if unknown:
+        parser.error(f"unknown variant {unknown[0]!r}; variants: {', '.join(v.label for v in VARIANTS)}")
+    if all(label.startswith("CURE") for label in args.variants) or not any(
+        label.startswith("CURE") for label in args.variants
+    ):
+        parser.error("--variants needs a CURE-style variant and a baseline: the final lines compare the two")
     ws = Workspace(recipe=recipe_from_json(None, args.recipe))
     mode = args.mode or ("both" if args.recipe == "text" else "full")
     default = ws.default_request()
@@ -141,7 +156,7 @@ def main() -> None:
     for name in MODES if mode == "both" else (mode,):
         results = {}
         for request in requests:
-            table, info = study(ws, request, MODES[name])
+            table, info = study(ws, request, MODES[name], args.variants)
             results[request.id] = (table, info)
             print(
                 f"\n## {args.recipe} model, {name}: {request.id}: {request.description} (groups computed in "
@@ -161,7 +176,8 @@ def final_lines(table: pd.DataFrame, info: dict[str, Any]) -> None:
     retrain_mia = table.iloc[1]["MIA AUC"]
     print(
         f"CURE stands for: {cure['method']} (strength {cure['strength']:g}); best baseline by the same "
-        f"criterion: {best['method']} (strength {best['strength']:g})"
+        f"criterion: {best['method']} (strength {best['strength']:g}), among the {len(methods)} variants run: "
+        f"{', '.join(methods['method'])}"
     )
     print(f"cure_jsd_to_retrain={cure['JSD report half']:.5f}")
     print(f"best_baseline_jsd_to_retrain={best['JSD report half']:.5f}")
