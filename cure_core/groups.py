@@ -152,8 +152,7 @@ class ModuleGroups:
         CURE when the circuits decide nothing (embedding rows keep their grouping by use)."""
         table = self.table.copy()
         table.loc[table["kind"].isin(CIRCUIT_KINDS), "group"] = "task-shared"
-        note = "ablation: heads and MLPs are all task-shared, whatever their circuits say"
-        return ModuleGroups(table, self.separability, self.settings, list(self.warnings)).with_note(note)
+        return self._regrouped(table, "ablation: heads and MLPs are all task-shared, whatever their circuits say")
 
     def shuffled(self, seed: int) -> ModuleGroups:
         """The same number of heads, key/value heads and MLPs in each group, drawn at random
@@ -164,7 +163,12 @@ class ModuleGroups:
         for kind in CIRCUIT_KINDS:
             rows = table.index[table["kind"] == kind]
             table.loc[rows, "group"] = rng.permutation(table.loc[rows, "group"].to_numpy())
-        note = f"control: heads and MLPs drawn at random into groups of the circuits' sizes (seed {seed})"
+        return self._regrouped(
+            table, f"control: heads and MLPs drawn at random into groups of the circuits' sizes (seed {seed})"
+        )
+
+    def _regrouped(self, table: pd.DataFrame, note: str) -> ModuleGroups:
+        """These groups with ``table``'s group column instead, and ``note`` among the warnings."""
         return ModuleGroups(table, self.separability, self.settings, list(self.warnings)).with_note(note)
 
     def with_note(self, *notes: str) -> ModuleGroups:

@@ -60,8 +60,8 @@ def configs(args: argparse.Namespace, methods: list[str], strengths: list[float]
     """Every (method, strength) run's settings, all validated before the first one runs."""
     from cure_core.unlearning.methods import METHODS
 
-    grid = {m: strengths or METHODS[m].grid(wants_lora(args)) for m in methods}
-    return [args.unlearn.build(args, method=m, strength=s) for m in methods for s in grid[m]]
+    lora = wants_lora(args)
+    return [args.unlearn.build(args, method=m, strength=s) for m in methods for s in strengths or METHODS[m].grid(lora)]
 
 
 def group_inputs(args: argparse.Namespace, request: ForgetRequest) -> tuple[AttributionSettings, GroupSettings]:
