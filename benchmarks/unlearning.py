@@ -41,7 +41,7 @@ from cure_core.metrics import jsd
 from cure_core.model.recipe import recipe_from_json
 from cure_core.requests import item_request, save_request
 from cure_core.studies.common import grouping_seconds
-from cure_core.studies.selection import VARIANTS, Selector, choose, variants_for
+from cure_core.studies.selection import VARIANTS, Selector, choose, is_cure_style, variants_for
 from cure_core.unlearning.runs import get_run
 from cure_core.workspace import Workspace
 
@@ -139,9 +139,7 @@ def main() -> None:
         help="variant labels, each quoted (default: all; the final lines compare only those run)",
     )
     args = parser.parse_args()
-    if all(label.startswith("CURE") for label in args.variants) or not any(
-        label.startswith("CURE") for label in args.variants
-    ):
+    if all(is_cure_style(label) for label in args.variants) or not any(is_cure_style(label) for label in args.variants):
         parser.error("--variants needs a CURE-style variant and a baseline: the final lines compare the two")
     ws = Workspace(recipe=recipe_from_json(None, args.recipe))
     mode = args.mode or ("both" if args.recipe == "text" else "full")
@@ -167,8 +165,8 @@ def main() -> None:
 
 def final_lines(table: pd.DataFrame, info: dict[str, Any]) -> None:
     methods = table.iloc[2:]
-    cure = methods[methods["method"].str.startswith("CURE")].sort_values("JSD select half").iloc[0]
-    baselines = methods[~methods["method"].str.startswith("CURE")].sort_values("JSD select half")
+    cure = methods[methods["method"].map(is_cure_style)].sort_values("JSD select half").iloc[0]
+    baselines = methods[~methods["method"].map(is_cure_style)].sort_values("JSD select half")
     best = baselines.iloc[0]
     original_test = table.iloc[0]["test AUC"]
     retrain_mia = table.iloc[1]["MIA AUC"]

@@ -116,6 +116,14 @@ def test_a_lora_grid_is_the_full_grid_scaled_with_clean_floats_everywhere_it_is_
         assert all(c.lora == lora for c in configs(args, ["npo"], [0.5]))
 
 
+def test_cure_style_variants_are_exactly_those_running_cure_on_circuit_groups():
+    from cure_core.studies.selection import CONTROLS, VARIANTS, is_cure_style, variant
+
+    for v in VARIANTS + CONTROLS:
+        assert is_cure_style(v.label) == (v.method == "cure")
+        assert is_cure_style(variant(v.label, text_mode=True).label) == is_cure_style(v.label)
+
+
 def test_forget_objective_and_teacher_follow_the_method_or_forget_loss():
     fixed = {"ga": "ga", "graddiff": "ga", "npo": "npo", "e2urec": "teacher"}
     for forget_loss in ("npo", "ga", "teacher"):

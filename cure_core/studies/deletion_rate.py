@@ -28,7 +28,7 @@ from cure_core.studies.common import (
     resolve_request,
     run_values,
 )
-from cure_core.studies.selection import VARIANTS, Variant, VariantLabel, chosen_run, variants_for
+from cure_core.studies.selection import VARIANTS, Variant, VariantLabel, chosen_run, is_cure_style, variants_for
 from cure_core.studies.store import weights_key
 from cure_core.unlearning.runs import get_run
 
@@ -147,8 +147,8 @@ def verdict(table: pd.DataFrame) -> list[str]:
     for rate, part in table.groupby("rate"):
         methods = part[~part["method"].isin(["Original", "Retrain"])]
         best = methods.loc[methods["jsd_to_retrain"].idxmin()]
-        cure = methods[methods["method"].str.startswith("CURE")]
-        base = methods[~methods["method"].str.startswith("CURE")]
+        cure = methods[methods["method"].map(is_cure_style)]
+        base = methods[~methods["method"].map(is_cure_style)]
         original, retrain = part[part["method"] == "Original"].iloc[0], part[part["method"] == "Retrain"].iloc[0]
         line = (
             f"{rate:.0%} of users: closest to Retrain is {best['method']} (JSD {best['jsd_to_retrain']:.5f}; "
@@ -196,7 +196,7 @@ def figure(table: pd.DataFrame) -> go.Figure:
             if method == "Retrain"
             else {
                 "color": f"hsl({int(360 * i / len(methods))},65%,45%)",
-                "dash": "solid" if method.startswith("CURE") else "dot",
+                "dash": "solid" if is_cure_style(method) else "dot",
             }
         )
         drawn = [

@@ -18,7 +18,7 @@ from pydantic import Field
 from cure_core.settings import Seed
 from cure_core.studies.base import Study, StudyJob, StudyOutput
 from cure_core.studies.common import StudySettings, model_context, reference_points, resolve_request, run_values
-from cure_core.studies.selection import VARIANTS, VariantLabel, variants_for
+from cure_core.studies.selection import VARIANTS, VariantLabel, is_cure_style, variants_for
 from cure_core.unlearning.compare import pareto_front, reference_star
 from cure_core.unlearning.runs import get_run
 
@@ -101,7 +101,7 @@ def verdict(table: pd.DataFrame, refs: dict[str, dict[str, Any]]) -> list[str]:
     ]
     budget = refs["Original"]["test_auc"] - 0.005
     ok = table[table["test_auc_mean"] >= budget]
-    cure, base = ok[ok["variant"].str.startswith("CURE")], ok[~ok["variant"].str.startswith("CURE")]
+    cure, base = ok[ok["variant"].map(is_cure_style)], ok[~ok["variant"].map(is_cure_style)]
     if len(cure) and len(base):
         c, b = cure.loc[cure["jsd_to_retrain_mean"].idxmin()], base.loc[base["jsd_to_retrain_mean"].idxmin()]
         lines.append(
@@ -167,7 +167,7 @@ def pareto_figure(table: pd.DataFrame, refs: dict[str, dict[str, Any]], request_
                     name=label,
                     legendgroup=label,
                     showlegend=col == 1,
-                    line={"color": colour, "dash": "solid" if label.startswith("CURE") else "dot"},
+                    line={"color": colour, "dash": "solid" if is_cure_style(label) else "dot"},
                     error_x={"type": "data", "array": part["test_auc_std"].fillna(0), "thickness": 1},
                     error_y={"type": "data", "array": part[f"{y}_std"].fillna(0), "thickness": 1},
                     text=[f"strength {s:g}, {n} seeds" for s, n in zip(part["strength"], part["seeds"], strict=True)],

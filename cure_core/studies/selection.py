@@ -79,6 +79,15 @@ rules on groups of its sizes drawn at random, each run's seed drawing its own gr
 
 
 RESET_ROWS = ", reset rows"
+CURE_STYLE_PREFIX = "CURE"
+
+
+def is_cure_style(label: str) -> bool:
+    """Whether a variant is CURE-style (circuit-chosen groups): its label starts with "CURE".
+
+    The no-circuit ablation and the random-groups control use CURE's rules but count as
+    baselines, since the question they answer is whether the circuits' choice of modules helps."""
+    return label.startswith(CURE_STYLE_PREFIX)
 
 
 def variant(label: str, text_mode: bool = False) -> Variant:
