@@ -258,7 +258,7 @@ def test_the_saved_adapter_loads_back_and_the_merged_copy_and_bridge_match(text,
     batch = original.encode(ws.samples, sets.forget[:6])
     with torch.no_grad():
         expected = result.model.last_logits(batch)
-        loaded = PeftModel.from_pretrained(lora.plain_copy(original.model), folder).eval()
+        loaded = lora.load_saved(original.model, folder)
         reloaded = Recommender(model=loaded, encoder=original.encoder, known_users=None).last_logits(batch)
         merged = lora.merged_copy(peft_model)
         merged_logits = Recommender(model=merged, encoder=original.encoder, known_users=None).last_logits(batch)

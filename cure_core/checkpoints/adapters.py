@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 import pickle
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,16 @@ from safetensors.torch import load_file
 from transformers import PreTrainedModel
 
 from cure_core.errors import CureError
+
+
+@contextmanager
+def peft_quietly() -> Iterator[None]:
+    """Silence the FutureWarning that peft's wrappers trigger by reading transformers' deprecated
+    ``is_gradient_checkpointing`` (once per wrapped or loaded model; nothing the user can act on)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        yield
+
 
 CONFIG, SAFETENSORS, LEGACY_BIN = "adapter_config.json", "adapter_model.safetensors", "adapter_model.bin"
 # Config fields that fix the shapes a LoRA was trained for.
@@ -133,9 +145,8 @@ def merge_adapter(model: PreTrainedModel, folder: Path) -> tuple[PreTrainedModel
     try:
         lora_config = LoraConfig.from_pretrained(str(folder))
         lora_config.inference_mode = True
-        with warnings.catch_warnings():  # peft warns that the base name differs from the model's path (checked
-            warnings.simplefilter("ignore", UserWarning)  # above) and reads a property transformers deprecated
-            warnings.simplefilter("ignore", FutureWarning)
+        with peft_quietly(), warnings.catch_warnings():  # peft warns that the base name differs from the
+            warnings.simplefilter("ignore", UserWarning)  # model's path, which is checked above
             peft_model = get_peft_model(model, lora_config)
         result = set_peft_model_state_dict(peft_model, tensors)
     except (ValueError, RuntimeError) as err:

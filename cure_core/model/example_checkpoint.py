@@ -134,6 +134,8 @@ def add_random_lora(model: PreTrainedModel, arch: str, base: str, seed: int = 0,
     """
     from peft import LoraConfig, get_peft_model
 
+    from cure_core.checkpoints.adapters import peft_quietly
+
     config = LoraConfig(
         r=r,
         lora_alpha=alpha,
@@ -143,7 +145,8 @@ def add_random_lora(model: PreTrainedModel, arch: str, base: str, seed: int = 0,
         task_type="CAUSAL_LM",
     )
     model.name_or_path = base  # get_peft_model records the model's name as the adapter's base
-    peft_model = get_peft_model(model, config)
+    with peft_quietly():
+        peft_model = get_peft_model(model, config)
     generator = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
         for name, param in peft_model.named_parameters():

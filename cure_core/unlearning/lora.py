@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 import torch
 from transformers import PreTrainedModel
 
+from cure_core.checkpoints.adapters import peft_quietly
 from cure_core.errors import CureError
 from cure_core.groups import ModuleGroups
 from cure_core.modules import attention_shape, parameter_mask, parameter_names
@@ -99,8 +100,6 @@ def _unwrap(module: torch.nn.Module) -> None:
 
 def wrap(model: PreTrainedModel, config: UnlearnConfig) -> PeftModel:
     """A plain copy of ``model`` wrapped in a fresh LoRA adapter; only ``lora_A``/``lora_B`` train."""
-    import warnings
-
     from peft import LoraConfig, get_peft_model
 
     targets = resolve_targets(model, config.lora_targets)
@@ -112,9 +111,17 @@ def wrap(model: PreTrainedModel, config: UnlearnConfig) -> PeftModel:
         bias="none",
         fan_in_fan_out=attention_shape(model).arch == "gpt2",  # Conv1D weights are [in, out]
     )
-    with warnings.catch_warnings():  # transformers' deprecated is_gradient_checkpointing, read by peft
-        warnings.simplefilter("ignore", FutureWarning)
+    with peft_quietly():
         peft_model = get_peft_model(plain_copy(model), lora_config)
+    return peft_model.eval()
+
+
+def load_saved(model: PreTrainedModel, folder: Path) -> PeftModel:
+    """A plain copy of ``model`` with the unlearning adapter a LoRA run saved in ``folder``."""
+    from peft import PeftModel
+
+    with peft_quietly():
+        peft_model = PeftModel.from_pretrained(plain_copy(model), folder)
     return peft_model.eval()
 
 

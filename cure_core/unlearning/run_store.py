@@ -107,12 +107,10 @@ def load_run_model(ws: Workspace, run: str) -> Recommender:
     except (OSError, ValueError):
         mode = None
     if mode == "lora":
-        from peft import PeftModel
-
-        from cure_core.unlearning.lora import plain_copy
+        from cure_core.unlearning.lora import load_saved
 
         original = ws.original(quiet=True)
-        model = PeftModel.from_pretrained(plain_copy(original.model), folder).eval()
+        model = load_saved(original.model, folder)
         checkpoint = None if original.checkpoint is None else dataclasses.replace(original.checkpoint, model=model)
         return dataclasses.replace(original, model=model, path=folder, checkpoint=checkpoint, _bridge=None)
     if mode == "text":
