@@ -139,7 +139,7 @@ def main() -> None:
         help="variant labels, each quoted (default: all; the final lines compare only those run)",
     )
     args = parser.parse_args()
-    if all(is_cure_style(label) for label in args.variants) or not any(is_cure_style(label) for label in args.variants):
+    if {is_cure_style(label) for label in args.variants} != {True, False}:
         parser.error("--variants needs a CURE-style variant and a baseline: the final lines compare the two")
     ws = Workspace(recipe=recipe_from_json(None, args.recipe))
     mode = args.mode or ("both" if args.recipe == "text" else "full")
