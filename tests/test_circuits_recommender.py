@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from tolerances import assert_close
 
 from analysis.circuit import select
 from analysis.export import read_json, to_circuit
@@ -95,7 +96,7 @@ def test_attribution_is_cached_and_a_corrupt_entry_is_recomputed(ctx, monkeypatc
     path.write_bytes(b"not a zip file")
     with pytest.warns(UserWarning, match="recomputing"):
         again = get_attribution(ctx, "retain", QUICK, quiet=True)
-    np.testing.assert_allclose(again.scores, first.scores, atol=1e-6)
+    assert_close(again.scores, first.scores)
     other = get_attribution(ctx, "retain", QUICK.model_copy(update={"corruption": "user"}), quiet=True)
     assert not np.allclose(other.scores, first.scores)
 

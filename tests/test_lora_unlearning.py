@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from tolerances import assert_close
 from transformers import AutoModelForCausalLM
 
 from cure_core.errors import CureError
@@ -195,12 +196,12 @@ def test_references_are_the_student_with_its_adapter_disabled(text, monkeypatch)
         with torch.no_grad(), run.student.model.disable_adapter():
             return run.student.last_logits(batch)
 
-    torch.testing.assert_close(reference_logits(), expected, atol=1e-6, rtol=0)
+    assert_close(reference_logits(), expected)
     monkeypatch.setattr(original, "last_logits", lambda *_: pytest.fail("a LoRA run read the original"))
     for step in (1, 2):
         run.step(step)
     monkeypatch.undo()
-    torch.testing.assert_close(reference_logits(), expected, atol=1e-6, rtol=0)
+    assert_close(reference_logits(), expected)
     with torch.no_grad():
         assert not torch.allclose(run.student.last_logits(batch), expected, atol=1e-4), "the adapter must act"
 
@@ -264,7 +265,7 @@ def test_the_saved_adapter_loads_back_and_the_merged_copy_and_bridge_match(text,
         merged_logits = Recommender(model=merged, encoder=original.encoder, known_users=None).last_logits(batch)
         again = result.model.last_logits(batch)
     assert torch.equal(reloaded, expected)
-    torch.testing.assert_close(merged_logits, expected, atol=1e-5, rtol=0)
+    assert_close(merged_logits, expected)
     assert isinstance(peft_model, PeftModel) and torch.equal(again, expected), "merging must not touch the run's model"
     assert not hasattr(merged, "peft_config") and not any("lora_" in n for n, _ in merged.named_parameters())
     with torch.no_grad():  # the bridge runs a merged copy: GPT-2's in-place bridge would drop the c_attn adapter
@@ -290,4 +291,4 @@ def test_lora_on_a_bridged_checkpoint_wraps_the_plain_modules(user_checkpoints, 
     run.step(1)
     batch = original.encode(ws.samples, sets.forget[:4])
     with torch.no_grad(), run.student.model.disable_adapter():
-        torch.testing.assert_close(run.student.last_logits(batch), original.last_logits(batch), atol=1e-5, rtol=0)
+        assert_close(run.student.last_logits(batch), original.last_logits(batch))

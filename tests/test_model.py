@@ -3,6 +3,7 @@ import os
 import numpy as np
 import pytest
 import torch
+from tolerances import assert_close
 
 from cure_core import workspace
 from cure_core.data import make_synthetic
@@ -93,7 +94,7 @@ def test_cache_round_trip_gives_identical_predictions(trained):
     again = Workspace(dataset=ws.dataset, recipe=TINY_RECIPE).load_model("original")
     assert again is not None and again.path == rec.path
     idx = np.arange(50)
-    np.testing.assert_allclose(rec.predict(ws.samples, idx).margin, again.predict(ws.samples, idx).margin, atol=1e-6)
+    assert_close(rec.predict(ws.samples, idx).margin, again.predict(ws.samples, idx).margin)
     assert set(os.listdir(rec.path)) >= {"model.safetensors", "config.json", "vocab.json", "meta.json"}
 
 

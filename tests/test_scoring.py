@@ -6,6 +6,7 @@ import copy
 
 import numpy as np
 import torch
+from tolerances import assert_close
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from cure_core.model.recommender import Recommender
@@ -51,7 +52,7 @@ def test_batched_scores_equal_the_full_forward():
     idx = np.arange(40)
     preds = rec.predict(None, idx, batch_size=16)  # type: ignore[arg-type]  # 3 batches, the last one short
     for key, value in _reference(rec, idx).items():
-        np.testing.assert_allclose(getattr(preds, key), value, atol=1e-5, err_msg=key)
+        assert_close(getattr(preds, key), value, err_msg=key)
 
 
 def test_bf16_model_is_scored_in_bf16_and_stays_trainable():

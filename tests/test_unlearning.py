@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 from pydantic import ValidationError
+from tolerances import assert_close
 
 from analysis.attribution import Attribution
 from analysis.circuit import share_count
@@ -311,7 +312,7 @@ def test_cure_row_reset_makes_forgotten_users_read_as_unknown(setup):
     idx = sets.forget[:100]
     unknown = original.last_logits(original.encode(ws.samples, idx, np.zeros(len(idx), bool))).detach()
     expected = (unknown[:, original.encoder.yes_id] - unknown[:, original.encoder.no_id]).numpy()
-    np.testing.assert_allclose(result.model.predict(ws.samples, idx).margin, expected, atol=1e-5)
+    assert_close(result.model.predict(ws.samples, idx).margin, expected)
     assert result.params_updated == len(rows) * original.model.config.n_embd
 
 

@@ -8,6 +8,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from tolerances import assert_close
 
 from cure_core.cli import main
 from cure_core.errors import CureError
@@ -54,7 +55,7 @@ def test_user_model_loads_through_the_profile(synthetic, qwen2):
         mask = batch.attention_mask
         logits = rec.model(batch.input_ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0)).logits
     reference = (logits[:, -1, rec.encoder.yes_id] - logits[:, -1, rec.encoder.no_id]).numpy()
-    np.testing.assert_allclose(preds.margin, reference, atol=1e-5)
+    assert_close(preds.margin, reference)
     assert np.isfinite(preds.logp_yes).all() and (preds.logp_yes <= 0).all()
 
 
@@ -65,7 +66,7 @@ def test_the_bridge_runs_the_same_weights(synthetic, qwen2):
     before = rec.predict(ws.samples, idx).margin
     bridge = rec.bridge()
     assert rec.bridge() is bridge
-    np.testing.assert_allclose(rec.predict(ws.samples, idx).margin, before, atol=1e-5)
+    assert_close(rec.predict(ws.samples, idx).margin, before)
     batch = rec.encode(ws.samples, idx)
     with torch.no_grad():
         logits = bridge(batch.input_ids, return_type="logits", attention_mask=batch.attention_mask)[:, -1]
