@@ -6,6 +6,10 @@ faithfulness). Only the last ``rows`` prompts of a run are kept, which lets EAP-
 clean activations from the α = 1 block of a batched interpolation run. With ``subtract`` the
 hooks subtract the run's writes from the buffer instead of storing them, so a buffer holding
 the corrupted sources becomes Δ = corrupt − clean without a second buffer.
+
+A head's write is read from ``hook_result`` (the bridge's per-head result, ``reference``
+engine) or, given the layers' :class:`~analysis.projections.AttentionWeights`, computed from
+``hook_z`` for the kept rows only (``projected`` engine).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import torch
 
 from analysis.graph import GraphShape
 from analysis.hooks import BridgeHooks, HookFn, bridge_hooks, run_kwargs
+from analysis.projections import AttentionWeights, head_writes
 
 
 def buffer_dtype(model_dtype: torch.dtype) -> torch.dtype:
@@ -31,10 +36,15 @@ def new_source_buffer(shape: GraphShape, ids: torch.Tensor, d_model: int, dtype:
 
 
 def source_capture_hooks(
-    hooks: BridgeHooks, shape: GraphShape, buffer: torch.Tensor, subtract: bool = False
+    hooks: BridgeHooks,
+    shape: GraphShape,
+    buffer: torch.Tensor,
+    subtract: bool = False,
+    attention: Sequence[AttentionWeights] | None = None,
 ) -> list[tuple[str, HookFn]]:
     """Forward hooks writing (or with ``subtract``, subtracting) each source of the last
-    ``buffer.shape[1]`` prompts into ``buffer``.
+    ``buffer.shape[1]`` prompts into ``buffer``; heads from ``hook_z`` when the layers'
+    ``attention`` weights are given, else from ``hook_result``.
 
     ``input`` is token plus position embedding: both hooks add into row 0, so the buffer must
     start zeroed there (when storing).
@@ -59,6 +69,13 @@ def source_capture_hooks(
 
         return capture
 
+    def heads_from_z(first: int, weights: AttentionWeights) -> HookFn:
+        def capture(z: torch.Tensor, hook: Any) -> None:
+            z = last(z)
+            write(slice(first, first + shape.n_heads), head_writes(z.reshape(*z.shape[:2], shape.n_heads, -1), weights))
+
+        return capture
+
     def mlp(index: int) -> HookFn:
         def capture(x: torch.Tensor, hook: Any) -> None:
             write(index, last(x))
@@ -69,7 +86,11 @@ def source_capture_hooks(
     if hooks.has_pos_embed:
         fwd.append((hooks.pos_embed, add_input))
     for layer in range(shape.n_layers):
-        fwd.append((hooks.result(layer), heads(shape.head_src(layer, 0))))
+        first = shape.head_src(layer, 0)
+        if attention is None:
+            fwd.append((hooks.result(layer), heads(first)))
+        else:
+            fwd.append((hooks.z(layer), heads_from_z(first, attention[layer])))
         fwd.append((hooks.mlp_out(layer), mlp(shape.mlp_src(layer))))
     return fwd
 
@@ -81,6 +102,7 @@ def run_sources(
     ids: torch.Tensor,
     extra_hooks: Sequence[tuple[str, HookFn]] = (),
     attention_mask: torch.Tensor | None = None,
+    attention: Sequence[AttentionWeights] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One no-grad forward: the source buffer, the token embeddings alone and the logits.
 
@@ -90,7 +112,7 @@ def run_sources(
     buffer = new_source_buffer(shape, ids, int(bridge.cfg.d_model), buffer_dtype(next(bridge.parameters()).dtype))
     embeds: list[torch.Tensor] = []
     fwd = [
-        *source_capture_hooks(hooks, shape, buffer),
+        *source_capture_hooks(hooks, shape, buffer, attention=attention),
         (hooks.embed, lambda x, hook: embeds.append(x.detach())),
         *extra_hooks,
     ]

@@ -48,7 +48,17 @@ import torch
 from analysis.activations import run_sources, source_capture_hooks
 from analysis.errors import AnalysisInputError
 from analysis.graph import QKV, GraphShape
-from analysis.hooks import BridgeHooks, HookFn, edge_hooks, graph_shape, metric_input_hooks, run_kwargs
+from analysis.hooks import (
+    BridgeHooks,
+    Engine,
+    HookFn,
+    checked_engine,
+    edge_hooks,
+    graph_shape,
+    metric_input_hooks,
+    run_kwargs,
+)
+from analysis.projections import AttentionWeights, attention_weights, reader_gradients
 from analysis.prompts import Metric, PromptBatch
 
 Method = Literal["eap", "eap-ig"]
@@ -112,40 +122,96 @@ def _score_hooks(
     scores: torch.Tensor,
     steps: int,
     pad: torch.Tensor | None,
+    attention: list[AttentionWeights] | None,
 ) -> list[tuple[str, HookFn]]:
     """Forward hooks on every reader that attach a gradient hook adding the reader's edge
-    scores ``Δ[:n_sources] · ∂m/∂x`` into ``scores`` (summed over the IG steps)."""
+    scores ``Δ[:n_sources] · ∂m/∂x`` into ``scores`` (summed over the IG steps). The q/k/v
+    readers are the split inputs (``attention`` None, reference engine) or come from the
+    projections' output gradients (:mod:`analysis.projections`)."""
     n = delta.shape[1]
+
+    def add_scores(first_dst: int, n_sources: int, rows: torch.Tensor) -> None:
+        """``rows`` ``[n_readers, n·pos·d_model]``: the readers' gradients, summed over the steps."""
+        part = delta[:n_sources].reshape(n_sources, -1) @ rows.to(delta.dtype).T
+        scores[:n_sources, first_dst : first_dst + rows.shape[0]] += part.to(scores.dtype)
 
     def on_gradient(first_dst: int, n_sources: int):
         def accumulate(grad: torch.Tensor) -> None:
             g = grad.reshape(steps, n, *grad.shape[1:]).sum(0)  # [n, pos, (readers,) d_model]
             if pad is not None:
                 g = g.masked_fill(pad.view(*pad.shape, *([1] * (g.ndim - 2))), 0)
-            g = g.to(delta.dtype)
             rows = g.permute(2, 0, 1, 3).reshape(g.shape[2], -1) if g.ndim == 4 else g.reshape(1, -1)
-            part = delta[:n_sources].reshape(n_sources, -1) @ rows.T
-            scores[:n_sources, first_dst : first_dst + rows.shape[0]] += part.to(scores.dtype)
+            add_scores(first_dst, n_sources, rows)
 
         return accumulate
 
-    def reader(first_dst: int, n_sources: int) -> HookFn:
+    def watch(on_grad: Any) -> HookFn:
         # A view is a node of its own: its gradient is this reader's alone, even where the
         # bridge hands the residual stream itself to the hook (``hook_mlp_in``, the final
         # residual), and it costs no memory.
         def hook(x: torch.Tensor, hook: Any) -> torch.Tensor:
             y = x.view_as(x)
-            y.register_hook(on_gradient(first_dst, n_sources))
+            y.register_hook(on_grad)
             return y
 
         return hook
 
     fwd: list[tuple[str, HookFn]] = []
+    if attention is not None:
+        fwd += _projected_readers(shape, hooks, attention, steps, pad, add_scores, watch)
     for layer in range(shape.n_layers):
-        for x in QKV:
-            fwd.append((hooks.head_input(layer, x), reader(shape.qkv_dst(layer, x), shape.head_src(layer, 0))))
-        fwd.append((hooks.mlp_in(layer), reader(shape.mlp_dst(layer), shape.mlp_src(layer))))
-    fwd.append((hooks.final_resid, reader(shape.logits_dst, shape.n_src)))
+        if attention is None:
+            for x in QKV:
+                fwd.append(
+                    (hooks.head_input(layer, x), watch(on_gradient(shape.qkv_dst(layer, x), shape.head_src(layer, 0))))
+                )
+        fwd.append((hooks.mlp_in(layer), watch(on_gradient(shape.mlp_dst(layer), shape.mlp_src(layer)))))
+    fwd.append((hooks.final_resid, watch(on_gradient(shape.logits_dst, shape.n_src))))
+    return fwd
+
+
+def _projected_readers(
+    shape: GraphShape,
+    hooks: BridgeHooks,
+    attention: list[AttentionWeights],
+    steps: int,
+    pad: torch.Tensor | None,
+    add_scores: Any,
+    watch: Any,
+) -> list[tuple[str, HookFn]]:
+    """The q/k/v readers of the projected engine: each layer's norm input and scale are kept
+    from the forward, and each projection's output gradient becomes its heads' reader
+    gradients (:func:`analysis.projections.reader_gradients`) inside its gradient hook. A
+    layer's norm tensors are let go once its q, k and v gradients are done."""
+    norms: dict[int, dict[str, torch.Tensor]] = {}
+    pending: dict[int, set[str]] = {}
+
+    def keep(layer: int, what: str) -> HookFn:
+        def hook(x: torch.Tensor, hook: Any) -> None:
+            norms.setdefault(layer, {})[what] = x.detach()
+            pending[layer] = set(QKV)
+
+        return hook
+
+    def on_projection_gradient(layer: int, x: str):
+        weights = attention[layer]
+        n_inputs = shape.n_inputs(x)
+
+        def accumulate(grad: torch.Tensor) -> None:
+            kept = norms[layer]
+            grad = grad.reshape(*grad.shape[:2], n_inputs, -1)
+            rows = reader_gradients(grad, weights.qkv[x], kept["in"], kept["scale"], weights, steps, pad)
+            add_scores(shape.qkv_dst(layer, x), shape.head_src(layer, 0), rows.reshape(n_inputs, -1))
+            pending[layer].discard(x)
+            if not pending[layer]:
+                del norms[layer]
+
+        return accumulate
+
+    fwd: list[tuple[str, HookFn]] = []
+    for layer in range(shape.n_layers):
+        fwd += [(hooks.norm_in(layer), keep(layer, "in")), (hooks.norm_scale(layer), keep(layer, "scale"))]
+        fwd += [(hooks.projection_out(layer, x), watch(on_projection_gradient(layer, x))) for x in QKV]
     return fwd
 
 
@@ -159,6 +225,7 @@ def _backward_pass(
     corrupt_embed: torch.Tensor,
     delta: torch.Tensor,
     scores: torch.Tensor,
+    attention: list[AttentionWeights] | None,
 ) -> torch.Tensor | None:
     """One forward and backward on ``len(alphas)`` interpolated copies of the clean prompts,
     adding their edge scores into ``scores``. The pass whose last α is 1 is the clean run: it
@@ -180,11 +247,11 @@ def _backward_pass(
         )
         return leaf[0]
 
-    capture = source_capture_hooks(hooks, shape, delta, subtract=True) if clean_pass else []
+    capture = source_capture_hooks(hooks, shape, delta, subtract=True, attention=attention) if clean_pass else []
     fwd = [
         (hooks.embed, interpolate),
         *capture,
-        *_score_hooks(shape, hooks, delta, scores, copies, pad),
+        *_score_hooks(shape, hooks, delta, scores, copies, pad, attention),
         *metric_input_hooks(hooks, metric),
     ]
     with torch.enable_grad(), bridge.hooks(fwd_hooks=fwd):
@@ -198,14 +265,22 @@ def _backward_pass(
 
 
 def attribute_batch(
-    bridge: Any, hooks: BridgeHooks, batch: PromptBatch, metric: Metric, steps: int, steps_per_pass: int | None = None
+    bridge: Any,
+    hooks: BridgeHooks,
+    batch: PromptBatch,
+    metric: Metric,
+    steps: int,
+    steps_per_pass: int | None = None,
+    attention: list[AttentionWeights] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Summed edge scores ``[n_src, n_dst]`` (float64) of one batch, with the clean and
     corrupted metric per prompt. The IG steps run ``steps_per_pass`` at a time (default: all
-    in one pass), the clean one (α = 1) first."""
+    in one pass), the clean one (α = 1) first. ``attention``: every layer's weights for the
+    projected engine (the bridge inside ``edge_hooks(bridge, "projected")``); None for the
+    reference engine."""
     shape = graph_shape(bridge)
     delta, corrupt_embed, corrupt_logits = run_sources(
-        bridge, hooks, shape, batch.corrupt, metric_input_hooks(hooks, metric), batch.attention_mask
+        bridge, hooks, shape, batch.corrupt, metric_input_hooks(hooks, metric), batch.attention_mask, attention
     )
     scores = torch.zeros(shape.n_src, shape.n_dst, dtype=torch.float64, device=delta.device)
     alphas = torch.arange(1, steps + 1, dtype=corrupt_embed.dtype, device=corrupt_embed.device) / steps
@@ -214,7 +289,16 @@ def attribute_batch(
     metric_clean = None
     for end in ends:
         values = _backward_pass(
-            bridge, hooks, shape, batch, metric, alphas[max(0, end - chunk) : end], corrupt_embed, delta, scores
+            bridge,
+            hooks,
+            shape,
+            batch,
+            metric,
+            alphas[max(0, end - chunk) : end],
+            corrupt_embed,
+            delta,
+            scores,
+            attention,
         )
         metric_clean = values if values is not None else metric_clean
     assert metric_clean is not None  # the first pass ends at α = 1
@@ -272,15 +356,21 @@ def score_batches(
     steps: int,
     progress: Any = None,
     max_memory: int | None = None,
+    engine: Engine = "projected",
 ) -> list[BatchScores]:
     """:class:`BatchScores` of every batch, in order (``steps`` already validated). The steps
     and rows of each batch run in the passes :func:`plan_passes` fits into ``max_memory``;
-    ``progress(n_prompts_done)`` is called after each batch."""
+    ``progress(n_prompts_done)`` is called after each batch. ``engine``: ``projected`` (per-head
+    reader gradients from the plain model) or ``reference`` (TransformerLens' split q/k/v
+    inputs); the scores are the same."""
     shape = graph_shape(bridge)
     device = next(bridge.parameters()).device
     out: list[BatchScores] = []
     done = 0
-    with edge_hooks(bridge) as hooks:
+    with edge_hooks(bridge, checked_engine(engine)) as hooks:
+        attention = (
+            [attention_weights(bridge, layer) for layer in range(shape.n_layers)] if engine == "projected" else None
+        )
         for batch in batches:
             batch = batch.to(device)
             rows, steps_per_pass = plan_passes(bridge, shape, batch, steps, max_memory)
@@ -288,7 +378,7 @@ def score_batches(
             clean, corrupt = [], []
             for start in range(0, len(batch), rows):
                 part, m_clean, m_corrupt = attribute_batch(
-                    bridge, hooks, batch[start : start + rows], metric, steps, steps_per_pass
+                    bridge, hooks, batch[start : start + rows], metric, steps, steps_per_pass, attention
                 )
                 scores += part.cpu()
                 clean.append(m_clean.double().cpu().numpy())
@@ -332,6 +422,7 @@ def attribute(
     settings: dict[str, Any] | None = None,
     progress: Any = None,
     max_memory: int | None = None,
+    engine: Engine = "projected",
 ) -> Attribution:
     """EAP or EAP-IG edge scores over a stream of batches, averaged over prompts.
 
@@ -343,5 +434,5 @@ def attribute(
     several processes.)
     """
     steps = checked_steps(method, steps)
-    parts = score_batches(bridge, batches, metric, steps, progress, max_memory)
+    parts = score_batches(bridge, batches, metric, steps, progress, max_memory, engine)
     return assemble(graph_shape(bridge), method, steps, parts, settings)

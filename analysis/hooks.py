@@ -15,6 +15,13 @@ node                    hook point                             shape
 ``logits``              ``blocks.{L-1}.hook_resid_post``       ``[batch, pos, d_model]``
 ======================  =====================================  ===========================
 
+That table is the ``reference`` engine's. The default ``projected`` engine
+(:mod:`analysis.projections`) leaves the three per-head flags off and reads the same nodes from
+the plain model: a head's source from ``blocks.{l}.attn.hook_z`` and W_O, a q/k/v reader's
+gradient from ``blocks.{l}.attn.{q,k,v}.hook_out`` through W_Q/W_K/W_V and the Jacobian of
+``blocks.{l}.ln1`` (its input ``hook_in`` and scale ``hook_scale``). Both engines give the same
+scores; only memory and time differ.
+
 Destinations are read *before* their LayerNorm, so in a pre-LayerNorm model each one is the
 plain sum of the sources upstream of it (plus constant biases such as ``b_O``). With
 grouped-query attention the k and v inputs have one slice per key/value head (TransformerLens
@@ -29,13 +36,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
+from analysis.errors import AnalysisInputError
 from analysis.graph import QKV, GraphShape
 
 HookFn = Callable[..., torch.Tensor | None]
+Engine = Literal["projected", "reference"]
+ENGINES: tuple[Engine, ...] = ("projected", "reference")
 
 
 class UnsupportedModelError(ValueError):
@@ -64,6 +74,20 @@ class BridgeHooks:
 
     def mlp_in(self, layer: int) -> str:
         return f"blocks.{layer}.hook_mlp_in"
+
+    def projection_out(self, layer: int, qkv: str) -> str:
+        """The q, k or v projection's output ``[batch, pos, head, d_head]`` (before any rotary embedding)."""
+        return f"blocks.{layer}.attn.{qkv}.hook_out"
+
+    def z(self, layer: int) -> str:
+        """Each head's value-weighted sum ``[batch, pos, head, d_head]``, the input of W_O."""
+        return f"blocks.{layer}.attn.hook_z"
+
+    def norm_in(self, layer: int) -> str:
+        return f"blocks.{layer}.ln1.hook_in"
+
+    def norm_scale(self, layer: int) -> str:
+        return f"blocks.{layer}.ln1.hook_scale"
 
     def pattern(self, layer: int) -> str:
         """Attention probabilities ``[batch, head, query, key]`` (read for display, not a graph node)."""
@@ -119,21 +143,29 @@ def bridge_hooks(bridge: Any) -> BridgeHooks:
 def _all_names(hooks: BridgeHooks) -> list[str]:
     names = [hooks.embed, hooks.final_resid, hooks.unembed_in]
     for layer in range(hooks.n_layers):
-        names += [hooks.result(layer), hooks.mlp_out(layer), hooks.mlp_in(layer)] + [
-            hooks.head_input(layer, x) for x in QKV
-        ]
+        names += [hooks.result(layer), hooks.mlp_out(layer), hooks.mlp_in(layer), hooks.z(layer)]
+        names += [hooks.norm_in(layer), hooks.norm_scale(layer)]
+        names += [name for x in QKV for name in (hooks.head_input(layer, x), hooks.projection_out(layer, x))]
     return names
 
 
+def checked_engine(engine: str) -> Engine:
+    if engine not in ENGINES:
+        raise AnalysisInputError(f"unknown attribution engine {engine!r}", f"use one of {', '.join(ENGINES)}")
+    return engine  # type: ignore[return-value]
+
+
 @contextmanager
-def edge_hooks(bridge: Any) -> Iterator[BridgeHooks]:
-    """Turn on per-head results, split q/k/v inputs and ``hook_mlp_in``; freeze the weights.
+def edge_hooks(bridge: Any, engine: Engine = "reference") -> Iterator[BridgeHooks]:
+    """Turn on ``hook_mlp_in`` and, for the ``reference`` engine, per-head results and split
+    q/k/v inputs (the ``projected`` engine turns both off); freeze the weights.
 
     Everything is restored on exit, also after an error: the three flags, each parameter's
     ``requires_grad`` and train/eval mode. Hooks are attached per run with ``bridge.hooks(...)``,
     which removes them on exit.
     Weights are frozen because attribution needs gradients with respect to activations only.
     """
+    per_head = checked_engine(engine) == "reference"
     hooks = bridge_hooks(bridge)
     cfg = bridge.cfg
     saved_flags = (
@@ -147,8 +179,8 @@ def edge_hooks(bridge: Any) -> Iterator[BridgeHooks]:
     try:
         if saved_flags[3]:
             bridge.set_use_attn_in(False)
-        bridge.set_use_attn_result(True)
-        bridge.set_use_split_qkv_input(True)
+        bridge.set_use_attn_result(per_head)
+        bridge.set_use_split_qkv_input(per_head)
         bridge.set_use_hook_mlp_in(True)
         for p, _ in saved_grad:
             p.requires_grad_(False)
