@@ -32,8 +32,9 @@ def ablation_table(
         probe = np.sort(rng.choice(idx, size=min(n_probe, len(idx)), replace=False))
         batches = prompt_batches(ctx.rec, ctx.samples, probe, ctx.request, settings)
         labels = ctx.samples.label[batches.idx]  # text mode drops probes without a same-length corruption
-        before = ablated_metric(ctx.bridge, batches, answer_metric(ctx.rec), [], mode)
-        after = ablated_metric(ctx.bridge, batches, answer_metric(ctx.rec), modules, mode) if modules else before
+        with ctx.rec.lock:  # hooks on a bridge that other app sessions share (Recommender.lock)
+            before = ablated_metric(ctx.bridge, batches, answer_metric(ctx.rec), [], mode)
+            after = ablated_metric(ctx.bridge, batches, answer_metric(ctx.rec), modules, mode) if modules else before
         rows.append(
             {
                 "set": name,

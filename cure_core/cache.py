@@ -8,6 +8,7 @@ leaves either the old entry or the new one, never half of one.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -16,9 +17,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock, Timeout
+
 from analysis.io import atomic_write_bytes, default_mode
 
-__all__ = ["atomic_directory", "atomic_write_bytes", "atomic_write_json", "cache_dir", "cache_root"]
+__all__ = ["atomic_directory", "atomic_write_bytes", "atomic_write_json", "cache_dir", "cache_root", "entry_lock"]
+
+log = logging.getLogger(__name__)
 
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -64,3 +69,26 @@ def atomic_directory(final: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+@contextmanager
+def entry_lock(entry: Path) -> Iterator[None]:
+    """Hold the build of cache entry ``entry`` against every other thread and process.
+
+    Atomic writes keep an entry whole, but two builders of one entry (two browser sessions, or
+    the app and a ``cure`` command) would each spend the whole build. A builder takes this lock,
+    then looks for the entry again before building: the second one waits and loads the first
+    one's result. The lock file lies beside the entry (``.<name>.lock``) and stays; the lock is
+    the operating system's, released when its holder ends, however it ends.
+    """
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(entry.parent / f".{entry.name}.lock", thread_local=False)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        log.info("%s is being built by another process or session; waiting for it", entry.name)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()

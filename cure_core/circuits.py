@@ -278,21 +278,22 @@ def get_attribution(
     batches = ctx.batches(set_name, settings, "attribution")
     bar = shard_progress(batches, f"{settings.method} on {set_name}", progress, quiet)
     try:
-        result = attribute_sharded(
-            ctx.bridge,
-            batches,
-            answer_metric(ctx.rec),
-            settings.method,
-            settings.steps,
-            settings={
-                "set": set_name,
-                "request": ctx.request.id,
-                **settings.model_dump(),
-                "dropped_pairs": batches.dropped,
-            },
-            progress=lambda done: bar.update(done - bar.done),
-            max_memory=ctx.max_memory,
-        )
+        with ctx.rec.lock:  # hooks on a bridge that other app sessions share (Recommender.lock)
+            result = attribute_sharded(
+                ctx.bridge,
+                batches,
+                answer_metric(ctx.rec),
+                settings.method,
+                settings.steps,
+                settings={
+                    "set": set_name,
+                    "request": ctx.request.id,
+                    **settings.model_dump(),
+                    "dropped_pairs": batches.dropped,
+                },
+                progress=lambda done: bar.update(done - bar.done),
+                max_memory=ctx.max_memory,
+            )
     finally:
         bar.close()
     if is_main():
@@ -344,9 +345,10 @@ def measure_circuits(
     batches = ctx.batches(set_name, settings, "eval")
     bar = shard_progress(batches, f"faithfulness on {set_name}", progress, quiet)
     try:
-        return faithfulness_sharded(
-            ctx.bridge, batches, answer_metric(ctx.rec), circuits, progress=lambda done: bar.update(done - bar.done)
-        )
+        with ctx.rec.lock:
+            return faithfulness_sharded(
+                ctx.bridge, batches, answer_metric(ctx.rec), circuits, progress=lambda done: bar.update(done - bar.done)
+            )
     finally:
         bar.close()
 

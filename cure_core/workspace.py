@@ -25,7 +25,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from cure_core.cache import cache_dir
+from cure_core.cache import cache_dir, entry_lock
 from cure_core.data import RatingsDataset, Samples, SplitConfig, build_samples, load_dataset, summarize
 from cure_core.errors import CureError
 from cure_core.metrics import utility
@@ -207,9 +207,13 @@ class Workspace:
         threads: int | None = None,
         quiet: bool = False,
         position: int | None = None,
+        force: bool = False,
     ) -> Recommender:
         """Train and cache one model (Original, or Retrain of ``request``) on ``threads`` torch
-        threads (1 to the available cores; ``None``: torch's current setting)."""
+        threads (1 to the available cores; ``None``: torch's current setting).
+
+        One build per cache entry across threads and processes (:func:`entry_lock`): a caller
+        that finds the model being trained waits and gets the cached result, unless ``force``."""
         self._refuse_training()
         cores = available_cores()
         if threads is not None and not 1 <= threads <= cores:
@@ -217,6 +221,19 @@ class Workspace:
                 f"--threads {threads} is outside 1..{cores} (the cores available here)",
                 f"give --threads between 1 and {cores}, or leave it out to use torch's default",
             )
+        with entry_lock(self.model_dir(role, request)):
+            cached = None if force else self.load_model(role, request)
+            return cached or self._train(role, request, progress, threads, quiet, position)
+
+    def _train(
+        self,
+        role: Role,
+        request: ForgetRequest | None,
+        progress: ProgressFn | None,
+        threads: int | None,
+        quiet: bool,
+        position: int | None,
+    ) -> Recommender:
         sets = self.train_sets(role, request)
         previous_threads = torch.get_num_threads()
         if threads:

@@ -217,7 +217,8 @@ with right:
             which = st.number_input("forget-set prompt #", 0, len(forget) - 1, 0)
             batch = ctx.rec.encode(ctx.samples, forget[[which]])
             keep = real_positions(batch.input_ids, batch.attention_mask)
-            pattern = attention_pattern(ctx.bridge, batch.input_ids, layer, head)[np.ix_(keep, keep)]
+            with ctx.rec.lock:  # the bridge is shared with other sessions' hooked runs
+                pattern = attention_pattern(ctx.bridge, batch.input_ids, layer, head)[np.ix_(keep, keep)]
             labels = token_labels(ctx.rec, batch.input_ids, batch.attention_mask, ws.titles)
             heat = go.Figure(go.Heatmap(z=pattern, x=labels, y=labels, colorscale="Blues"))
             heat.update_layout(

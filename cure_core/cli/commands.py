@@ -85,7 +85,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     rec = None if args.force else ws.load_model(role, request)
     if rec is None:
         progress = _progress_file_writer(Path(args.progress_file)) if args.progress_file else None
-        rec = ws.train_model(role, request, threads=args.threads, progress=progress)
+        rec = ws.train_model(role, request, threads=args.threads, progress=progress, force=args.force)
     else:
         print(f"cached: {rec.path}")
     sets = ws.train_sets(role, request)
@@ -94,6 +94,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def cmd_forget(args: argparse.Namespace) -> None:
     from cure_core.requests import interaction_request, item_request, save_request, user_request
+    from cure_core.set_export import SetExporter
 
     ws = workspace(args)
     if args.user_ids is not None:
@@ -107,12 +108,17 @@ def cmd_forget(args: argparse.Namespace) -> None:
     else:
         request = user_request(ws.dataset, ws.samples, fraction=args.users, seed=args.seed)
     sets = ws.sets(request)
+    exporter = SetExporter(args.export[0], ws.dataset, ws.samples) if args.export else None
     save_request(request)
     printers.print_request(request, sets.sizes(), user_model=ws.user_model)
     if ws.user_model and len(sets.forget):
         original = ws.original()
         printers.print_model_card(ws.source, original)
         printers.print_prompt(original, ws.samples, int(sets.forget[0]))
+    if exporter is not None:
+        folder = args.export[1]
+        counts = exporter.write(request, sets, folder)
+        print(f"exported ({exporter.name}): {folder} — " + ", ".join(f"{n} {k}" for k, n in counts.items()))
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:

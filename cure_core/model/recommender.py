@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -63,6 +66,11 @@ class Recommender:
     path: Path | None = None
     checkpoint: LoadedCheckpoint | None = None
     _bridge: Any = field(default=None, repr=False)
+    lock: threading.RLock = field(default_factory=threading.RLock, init=False, repr=False, compare=False)
+    """Held by every run of this model and of its bridge. The app shares one
+    model between browser sessions, and a hooked run (attribution, faithfulness, ablation)
+    changes what every other forward of that model or bridge computes while its hooks hang:
+    runs on one model therefore take turns. A copy (``dataclasses.replace``) has its own lock."""
 
     @property
     def text_mode(self) -> bool:
@@ -121,8 +129,21 @@ class Recommender:
         if batch.attention_mask is not None:
             mask = batch.attention_mask.to(self.device)
             kwargs = {"attention_mask": mask, "position_ids": (mask.cumsum(-1) - 1).clamp(min=0)}
-        hidden = lm.base_model(input_ids=ids, **kwargs).last_hidden_state[:, -1]
-        return lm.get_output_embeddings()(hidden)
+        with self.lock:
+            hidden = lm.base_model(input_ids=ids, **kwargs).last_hidden_state[:, -1]
+            return lm.get_output_embeddings()(hidden)
+
+    @contextmanager
+    def _eval_mode(self) -> Iterator[None]:
+        """Eval mode while held, the train/eval state restored after; holds :attr:`lock`, as
+        that state is shared too."""
+        with self.lock:
+            was_training = self.model.training
+            self.model.eval()
+            try:
+                yield
+            finally:
+                self.model.train(was_training)
 
     def answer_logits(self, batch: EncodedBatch) -> torch.Tensor:
         """``[n, 2]`` logits of (Yes, No)."""
@@ -142,10 +163,8 @@ class Recommender:
         log p) loses too much in bf16.
         """
         batch_size = batch_size or (TEXT_BATCH if self.text_mode else ITEM_BATCH)
-        was_training = self.model.training
-        self.model.eval()
         parts: dict[str, list[np.ndarray]] = {k: [] for k in ("margin", "logp_yes", "logp_no", "logp_mean", "logp_std")}
-        try:
+        with self._eval_mode():
             for start in range(0, len(idx), batch_size):
                 logits = self.last_logits(self.encode(samples, idx[start : start + batch_size])).float()
                 logp = torch.log_softmax(logits, dim=-1)
@@ -163,7 +182,5 @@ class Recommender:
                     ("logp_std", std),
                 ):
                     parts[key].append(value.cpu().numpy())
-        finally:
-            self.model.train(was_training)
         empty = np.zeros(0, dtype=np.float32)
         return Predictions(**{k: np.concatenate(v) if v else empty for k, v in parts.items()})

@@ -85,13 +85,9 @@ def user_circuit(ctx, ws: Workspace, idx: np.ndarray, settings: DifficultySettin
     """The user's EAP-IG edge scores over real edges, unit-normalised."""
     attribution = AttributionSettings(n_prompts=settings.n_prompts, steps=settings.attribution_steps)
     chosen = np.sort(np.random.default_rng(0).permutation(idx)[: settings.n_prompts])
-    result = attribute(
-        ctx.bridge,
-        prompt_batches(ctx.rec, ws.samples, chosen, ctx.request, attribution),
-        answer_metric(ctx.rec),
-        "eap-ig",
-        settings.attribution_steps,
-    )
+    batches = prompt_batches(ctx.rec, ws.samples, chosen, ctx.request, attribution)
+    with ctx.rec.lock:
+        result = attribute(ctx.bridge, batches, answer_metric(ctx.rec), "eap-ig", settings.attribution_steps)
     scores = result.scores[result.shape.real_edge_mask()]
     return (scores / (np.linalg.norm(scores) or 1.0)).tolist()
 

@@ -99,8 +99,9 @@ class UnlearnRun:
         self.original, self.samples, self.sets, self.request, self.config = original, samples, sets, request, config
         torch.manual_seed(config.seed)
         self.rng = np.random.default_rng(config.seed)
-        original.model.eval()
-        model = lora.wrap(original.model, config) if config.lora else copy.deepcopy(original.model).eval()
+        with original.lock:  # a model other app sessions share: copied while no hooked run holds it
+            original.model.eval()
+            model = lora.wrap(original.model, config) if config.lora else copy.deepcopy(original.model).eval()
         self.student = self._student(model)
         # the references: the original, or (LoRA) the student itself with its adapter disabled
         self.reference = self.student if config.lora else original
