@@ -103,7 +103,7 @@ def default_choice() -> ModelChoice:
 
 def option_keys() -> list[str]:
     """The picker's options: both models trained here, ``CURE_MODEL``'s checkpoint when given,
-    and the checkpoints opened in this session."""
+    and the checkpoints opened in this browser session."""
     keys = [ModelChoice(kind="item").key, ModelChoice(kind="text").key]
     if os.environ.get(ENVIRONMENT["model"]):
         keys.append(ModelChoice(kind="checkpoint").key)
@@ -111,7 +111,7 @@ def option_keys() -> list[str]:
 
 
 def model_picker() -> ModelChoice:
-    """The sidebar's model radio and checkpoint opener; returns this session's choice."""
+    """The sidebar's model radio and checkpoint opener; returns this browser session's choice."""
     keys = option_keys()
     chosen = st.session_state.get(PICKER)  # the radio's value: what was clicked, or set by the opener
     if chosen not in keys:

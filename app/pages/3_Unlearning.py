@@ -1,6 +1,6 @@
 """Unlearning: run a method on a copy of the chosen model — its full weights, or a LoRA adapter
 trained on top — with a live per-step chart, then compare it with Original and Retrain and with
-this session's other runs on the same model.
+this browser session's other runs on the same model.
 
 UI only: runs are ``cure_core.unlearning`` (cached under ``cache/runs``); each browser session
 keeps its own list of runs per model.
