@@ -79,6 +79,8 @@ CASES: list[tuple[list[str], str]] = [
     (["forget", "--interactions", "1:2:3"], "is not USER:ITEM"),
     (["forget", "--users", "5%", "--genre", "Horror"], "not allowed with"),
     (["forget", "--scope", "history"], "invalid choice"),
+    (["forget", "--export", "alpaca", "out"], "unknown export format"),
+    (["forget", "--export", "tallrec"], "--export"),
     (["forget", "--user-ids", "0,424242"], "unknown user id(s): 0, 424242"),
     (["forget", "--genre", "Polka"], "no item has the genre"),
     (["forget", "--items", "99999"], "unknown item id"),
@@ -213,14 +215,21 @@ def test_corrupt_zip_member_is_one_line(capsys, tmp_path, synthetic):
 
 @pytest.mark.parametrize("target", ["folder", "under a file", "read-only"])
 @pytest.mark.parametrize(
-    "argv", [["report", "--out"], ["groups", "--csv"], ["compare", "--out"], ["circuit", "--export", "json"]]
+    "argv",
+    [
+        ["report", "--out"],
+        ["groups", "--csv"],
+        ["compare", "--out"],
+        ["circuit", "--export", "json"],
+        ["forget", "--export", "tallrec"],
+    ],
 )
 def test_unwritable_output_is_refused_before_work(capsys, isolated_cache, tmp_path, monkeypatch, argv, target):
     a_file = tmp_path / "file.txt"
     a_file.write_text("x")
     locked = tmp_path / "locked"
     locked.mkdir()
-    folder_output = argv[0] == "compare"
+    folder_output = argv[0] in ("compare", "forget")
     path = {
         "folder": a_file if folder_output else tmp_path,
         "under a file": a_file / "out.csv",

@@ -196,3 +196,12 @@ def output_file(raw: str) -> Path:
 
 def output_folder(raw: str) -> Path:
     return output_path(raw, folder=True)
+
+
+def new_folder(raw: str) -> Path:
+    """An output folder that is new or empty: a folder holding anything is refused, so that no
+    file of the user's is replaced or mixed with what is written."""
+    path = output_path(raw, folder=True)
+    if path.is_dir() and any(path.iterdir()):
+        raise CureError(f"{path} is not empty", f"give a new or empty folder, e.g. {path}-export")
+    return path

@@ -19,14 +19,14 @@ from cure_core.cli.options import (
     output_file,
     output_folder,
 )
-from cure_core.cli.values import id_list, interactions, nonblank, set_name
+from cure_core.cli.values import SetExport, id_list, interactions, nonblank, set_name
 from cure_core.model.text_recipe import RECIPES
 from cure_core.settings import Seed, json_object
 
 HELP = {
     "data": "print the dataset summary (users, items, samples per split, positive rates)",
     "train": "train the default recommender (or a request's Retrain) and print its metrics",
-    "forget": "create a forget request and print its sets",
+    "forget": "create a forget request and print its sets (--export: write them as TALLRec/E2URec training data)",
     "evaluate": "evaluate a model on a forget request next to Retrain (trains what is missing)",
     "attribute": "edge attribution (EAP or EAP-IG) of the default model on a request's forget or retain set",
     "circuit": (
@@ -160,6 +160,17 @@ def _forget(p: argparse.ArgumentParser) -> None:
         help="item requests: match the target only, or the history too",
     )
     p.add_argument("--seed", type=SEED, default=0, help="seed of the user draw (default 0)")
+    p.add_argument(
+        "--export",
+        nargs=2,
+        action=SetExport,
+        metavar=("FORMAT", "DIR"),
+        help=(
+            "also write the request's retain, valid, test and forget sets into the new or empty folder DIR as "
+            "training data of tallrec (instruction/input/output records) or e2urec (input/output), in that "
+            "profile's prompt text, to train a Retrain with that project's own script"
+        ),
+    )
     p.set_defaults(func=cmd_forget)
 
 

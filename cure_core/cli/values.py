@@ -6,8 +6,10 @@ line before any data is read.
 
 from __future__ import annotations
 
+import argparse
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from cure_core.errors import CureError
 
@@ -56,3 +58,20 @@ def set_name(allow_both: bool) -> Callable[[str], str]:
         return raw
 
     return parse
+
+
+class SetExport(argparse.Action):
+    """``--export FORMAT DIR``: a known format and a new or empty folder, checked as parsed."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        from cure_core.cli.options import new_folder
+        from cure_core.set_export import check_format
+
+        fmt, folder = values  # type: ignore[misc]  # nargs=2
+        setattr(namespace, self.dest, (check_format(fmt), new_folder(folder)))
