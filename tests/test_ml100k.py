@@ -92,7 +92,7 @@ def small_ws(ws):
 
 
 def test_short_training_records_the_test_auc_of_its_weights(ws, small_ws):
-    """How a one-epoch model compares with the item like-rate baseline is a finding (the README
+    """How a one-epoch model compares with the item like-rate baseline is a finding (docs/results.md
     reports it for the default model); here: both are AUCs and the recorded one is the saved
     weights' own, recomputed from their predictions."""
     rec = small_ws.original(quiet=True)

@@ -71,7 +71,7 @@ def test_item_request_scopes(synthetic, synthetic_samples):
 
 def test_interaction_covers_every_sample_that_carries_it(synthetic, synthetic_samples):
     """A rating is forgotten as a target and inside later histories: a user's first rating is in
-    no target at all, only in the first sample's history (the README's 196:242 case)."""
+    no target at all, only in the first sample's history (the 196:242 case of `cure forget --interactions 196:242,186:302`)."""
     s = synthetic_samples
     k = s.config.history_len
     code = next(u for u in np.unique(s.user) if u not in s.holdout_users)

@@ -29,7 +29,7 @@ LORA_STRENGTH_SCALE = 10.0
 learning rate moves the model far less through an adapter than through the full weights. On the
 text model NPO at its full-parameter default (1e-4) left the forget set where it was through a
 LoRA r=8, while E2URec-style and CURE at 3e-3 (their full-parameter best is 1e-3) came close to
-their full-parameter results (README, "Text model"). The factor is a convention, not a tuned
+their full-parameter results (docs/results.md, "Unlearning through LoRA"). The factor is a convention, not a tuned
 optimum, and on the text model it overshoots: in the benchmark's LoRA block seven of the nine
 variants (the teacher objectives among them) chose the lowest strength of their ×10 grid, the
 stronger ones costing more than 0.01 validation AUC."""
