@@ -184,9 +184,13 @@ def cmd_study(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
+    from cure_core.cli.options import output_file
+    from cure_core.cli.parser import REPORT_FILES
+    from cure_core.studies.markdown_report import write_markdown
     from cure_core.studies.report import write_report
 
-    print(f"written: {write_report(args.out)}")
+    out = args.out or output_file(REPORT_FILES[args.format])
+    print(f"written: {(write_markdown if args.format == 'md' else write_report)(out)}")
 
 
 def cmd_app(args: argparse.Namespace) -> int:

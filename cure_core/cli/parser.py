@@ -38,13 +38,15 @@ HELP = {
     "unlearn": "unlearn a request with one method on a copy of the model; report next to Original and Retrain",
     "compare": "run methods over their strength grids; write a Markdown/CSV table and a Plotly HTML Pareto plot",
     "study": "run an evidence study (resumes from the cache)",
-    "report": "write one self-contained HTML report of every study and run in the cache",
+    "report": "write every study and run in the cache as one self-contained HTML report, or as Markdown tables",
     "app": "start the Streamlit app",
 }
 RECIPE_HELP = (
     'recipe overrides of the default model as JSON, e.g. \'{"n_layer": 2, "d_model": 32}\' for a quick demo model, '
     "or the first default's fields (README, 'Default model') to reach its cached models and results"
 )
+REPORT_FILES = {"html": "cure-report.html", "md": "results.md"}
+"""``cure report``'s formats and the file each writes by default."""
 REQUEST_HELP = "saved request id (default: 5% of users, seed 0)"
 MODEL_COMMANDS = ("forget", "evaluate", "attribute", "circuit", "groups", "unlearn", "compare", "study", "app")
 """Commands that work on a model: each takes ``--model PATH`` and the other ModelSource options."""
@@ -392,7 +394,17 @@ def _report(p: argparse.ArgumentParser) -> None:
     from cure_core.cli.commands import cmd_report
 
     p.add_argument(
-        "--out", type=output_file, default="cure-report.html", help="output file (default ./cure-report.html)"
+        "--format",
+        choices=list(REPORT_FILES),
+        default="html",
+        help="html: one self-contained page with the figures; md: the tables in Markdown, each with its command, "
+        "seeds, hardware and commit (e.g. --out docs/results.md); default html",
+    )
+    p.add_argument(
+        "--out",
+        type=output_file,
+        default=None,
+        help="output file (default ./" + " or ./".join(REPORT_FILES.values()) + ", by --format)",
     )
     p.set_defaults(func=cmd_report)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import json
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -54,8 +55,41 @@ def run_reports() -> list[dict[str, Any]]:
                 )
             }
             | {"seed": r.get("config", {}).get("seed"), "forget_loss": r.get("config", {}).get("forget_loss")}
+            | {"model": r.get("model_label"), "command": run_command(r)}
         )
     return rows
+
+
+def run_command(report: dict[str, Any]) -> str:
+    """The ``cure unlearn`` line of a run: its request, method and strength, and each option of
+    the command whose value in the run's settings differs from the default."""
+    from pydantic import ValidationError
+
+    from cure_core.unlearning.methods import UnlearnConfig
+
+    try:
+        config = UnlearnConfig.model_validate(report.get("config", {}))
+    except ValidationError:
+        return "settings of an earlier version (see the run's report.json)"
+    defaults = UnlearnConfig(method=config.method)
+    parts = ["cure unlearn", f"--request {report.get('request')}"]
+    for field, flag in _unlearn_flags().items():
+        value = getattr(config, field)
+        if field not in ("method", "strength") and value == getattr(defaults, field):
+            continue
+        if isinstance(value, bool):
+            parts.append(flag)
+        else:
+            parts.append(f"{flag} {' '.join(value) if isinstance(value, tuple) else value}")
+    return " ".join(parts)
+
+
+@cache
+def _unlearn_flags() -> dict[str, str]:
+    """Settings field -> option of ``cure unlearn`` (the parser's own mapping)."""
+    from cure_core.cli.parser import build_parser
+
+    return build_parser("unlearn").parse_args(["unlearn", "--method", "ga"]).unlearn.flags
 
 
 def flat_frame(records: list[dict[str, Any]]) -> pd.DataFrame:

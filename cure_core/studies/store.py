@@ -14,6 +14,7 @@ import hashlib
 import json
 import platform
 import re
+import subprocess
 import time
 import warnings
 from collections.abc import Callable
@@ -31,19 +32,41 @@ RESULT_FILE = "result.json"
 
 
 def versions() -> dict[str, str]:
-    """Python, the key packages and the machine, for the record of a study."""
+    """Python, the key packages, the machine and the source commit, for the record of a study."""
     import torch
 
     packages = {
         name: metadata.version(name)
         for name in ("torch", "transformer-lens", "transformers", "scikit-learn", "pandas", "networkx", "plotly")
     }
+    commit = source_commit()
     return {
         "python": platform.python_version(),
         **packages,
         "machine": platform.machine(),
         "torch threads": str(torch.get_num_threads()),
+        **({"commit": commit} if commit else {}),
     }
+
+
+def source_commit() -> str | None:
+    """The git commit of this source tree, with ``+changes`` when tracked files differ from it;
+    ``None`` outside a git checkout (an installed package)."""
+    root = Path(__file__).resolve().parent.parent.parent
+    if not (root / ".git").exists():
+        return None
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(root), *args], capture_output=True, text=True, timeout=30, check=True
+        ).stdout.strip()
+
+    try:
+        head = git("rev-parse", "--short=12", "HEAD")
+        changed = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("+changes" if changed else "")
 
 
 def weights_key(meta: dict[str, Any]) -> str:
