@@ -9,7 +9,6 @@ UI glue only: what a choice means is ``cure_core``'s (recipes, :class:`ModelSour
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Literal
@@ -17,8 +16,9 @@ from typing import Literal
 import streamlit as st
 from pydantic import BaseModel, ConfigDict
 
+from cure_core.environment import FOLDER_FIELDS, allowed_model_roots, check_allowed, read_environment
 from cure_core.errors import CureError
-from cure_core.model.recipe import Recipe, recipe_from_json
+from cure_core.model.recipe import Recipe
 from cure_core.model.text_recipe import TextRecipe
 from cure_core.model_source import ENVIRONMENT, ModelSource
 from cure_core.profiles import SHIPPED_PROFILES
@@ -60,7 +60,7 @@ class ModelChoice(BaseModel):
         try:
             name = self.model_source().label()
         except CureError:  # a bad CURE_MODEL: said on the page once chosen
-            name = Path(os.environ.get(ENVIRONMENT["model"], "?")).name
+            name = Path(os.environ.get(ENVIRONMENT["model"]) or "?").name
         return f"Your checkpoint: {name}"
 
     def model_source(self) -> ModelSource:
@@ -68,7 +68,7 @@ class ModelChoice(BaseModel):
         if self.kind != "checkpoint":
             return ModelSource()
         if self.source is None:
-            return ModelSource.from_environment()
+            return read_environment().source
         return validated(ModelSource, self.source, "checkpoint", "enter an existing folder", names=CHECKPOINT_NAMES)
 
     def recipe(self) -> Recipe | TextRecipe | None:
@@ -76,22 +76,15 @@ class ModelChoice(BaseModel):
         kind's default (``None``: the default item recipe); ``None`` for a checkpoint."""
         if self.kind == "checkpoint":
             return None
+        recipe = read_environment().recipe
         if environment_recipe_kind() == self.kind:
-            return recipe_from_json(os.environ.get("CURE_RECIPE"))
+            return recipe
         return TextRecipe() if self.kind == "text" else None
 
 
 def environment_recipe_kind() -> Literal["item", "text"]:
-    """Which model ``CURE_RECIPE`` sets up: ``text`` for the word ``text`` or JSON with
-    ``"kind": "text"``, else ``item`` (a malformed value is reported when the item model is built)."""
-    text = (os.environ.get("CURE_RECIPE") or "").strip()
-    if text == "text":
-        return "text"
-    try:
-        values = json.loads(text) if text else {}
-    except json.JSONDecodeError:
-        return "item"
-    return "text" if isinstance(values, dict) and values.get("kind") == "text" else "item"
+    """Which model ``CURE_RECIPE`` sets up: ``text`` for a text recipe, else ``item``."""
+    return "text" if isinstance(read_environment().recipe, TextRecipe) else "item"
 
 
 def default_choice() -> ModelChoice:
@@ -159,9 +152,13 @@ def open_checkpoint() -> None:
     fields = {"model": path, "profile": st.session_state.get("checkpoint_profile") or SHIPPED_PROFILES[0]}
     if adapter:
         fields["adapter"] = adapter
-    environment = {f: os.environ[ENVIRONMENT[f]] for f in FROM_ENVIRONMENT if os.environ.get(ENVIRONMENT[f])}
-    choice = ModelChoice(kind="checkpoint", source={**environment, **fields})
     try:
+        env = read_environment()
+        for field, folder in fields.items():
+            if field in FOLDER_FIELDS:
+                check_allowed(folder, allowed_model_roots(env), CHECKPOINT_NAMES[field])
+        environment = {f: v for f, v in env.source_values.items() if f in FROM_ENVIRONMENT}
+        choice = ModelChoice(kind="checkpoint", source={**environment, **fields})
         choice.model_source()
     except CureError as err:
         st.session_state[OPEN_ERROR] = str(err)

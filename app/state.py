@@ -6,7 +6,6 @@ arguments whose names start with ``_``. UI glue only: all computing is in ``cure
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
 import streamlit as st
@@ -15,6 +14,7 @@ from views import model_source_label, reads_text
 
 from analysis.attribution import Attribution
 from cure_core.circuits import AttributionSettings, CircuitContext, circuit_context, get_attribution
+from cure_core.environment import read_environment
 from cure_core.errors import CureError
 from cure_core.jobs import BackgroundJob
 from cure_core.requests import ForgetRequest
@@ -25,7 +25,7 @@ from cure_core.workspace import Workspace
 def dataset_workspace() -> Workspace:
     """The data of ``CURE_DATA`` (default MovieLens-100K) with its samples, built once for every
     session, with the default item recipe (the models trained here share its samples)."""
-    ws = Workspace(data=os.environ.get("CURE_DATA") or None)
+    ws = Workspace(data=read_environment().data)
     _ = ws.samples
     return ws
 
@@ -109,10 +109,19 @@ def poll_job(
     poll()
 
 
+def picked_model() -> ModelChoice:
+    """The sidebar's model picker; a bad ``CURE_*`` variable stops the page with its one-line error."""
+    try:
+        return model_picker()
+    except CureError as err:
+        st.error(str(err))
+        st.stop()
+
+
 def open_model() -> tuple[ModelChoice, Workspace]:
     """The sidebar's model picker and the chosen model's workspace; a bad choice (a missing
     folder, an invalid recipe) stops the page with its one-line error."""
-    choice = model_picker()
+    choice = picked_model()
     try:
         return choice, workspace(choice.key)
     except CureError as err:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -42,7 +41,8 @@ ENVIRONMENT = {
 }
 """The environment variable of each field (``cure app --model ...`` sets them for the app)."""
 
-USER_ONLY = ("adapter", "retrain_model", "retrain_adapter")
+USER_ONLY = ("adapter", "profile", "dtype", "device", "retrain_model", "retrain_adapter")
+"""Fields that describe a user's checkpoint: given without ``model`` they would be ignored, so they are refused."""
 SAMPLED_BLOCKS, BLOCK = 16, 1 << 16
 
 
@@ -79,10 +79,13 @@ class ModelSource(BaseModel):
     @model_validator(mode="after")
     def _user_fields_need_a_model(self) -> ModelSource:
         if self.model is None:
-            given = [name for name in USER_ONLY if getattr(self, name) is not None]
+            given = [name for name in USER_ONLY if name in self.model_fields_set]
             if given:
                 flag = "--" + given[0].replace("_", "-")
-                raise ValueError(f"{flag} applies to a user's checkpoint; give --model PATH with it")
+                raise ValueError(
+                    f"{flag} ({ENVIRONMENT[given[0]]}) applies to a user's checkpoint; give --model PATH "
+                    "(or CURE_MODEL) with it"
+                )
         return self
 
     @property
@@ -92,15 +95,6 @@ class ModelSource(BaseModel):
     @property
     def has_retrain(self) -> bool:
         return self.retrain_model is not None or self.retrain_adapter is not None
-
-    @classmethod
-    def from_environment(cls, environ: dict[str, str] | None = None) -> ModelSource:
-        """The source the ``CURE_*`` variables name (unset or empty variables keep the default)."""
-        from cure_core.settings import validated
-
-        env = os.environ if environ is None else environ
-        values = {field: env[var] for field, var in ENVIRONMENT.items() if env.get(var)}
-        return validated(cls, values, "model environment", "fix or unset the variable named", names=ENVIRONMENT)
 
     def environment(self) -> dict[str, str]:
         """The ``CURE_*`` variables that give this source to another process."""

@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 import time
 from pathlib import Path
 
@@ -402,12 +403,20 @@ def test_picker_lists_every_kind_and_opens_a_checkpoint_folder(tmp_path, synthet
     card = next(d.value for d in at.dataframe if "architecture" in d.value.index)
     assert card.loc["architecture", "value"].startswith("GPT2LMHeadModel")
 
+    model, adapter = user_checkpoints["qwen2"]
+    for outside in (str(model), "/etc", str(tmp_path / "no-such-model")):  # not under an allowed root yet
+        at.text_input(key="checkpoint_path").input(outside)
+        at.button(key="checkpoint_open").click().run()
+        errors = _one_line_errors(at)
+        assert not at.exception and len(errors) == 1, errors
+        assert errors[0].startswith(f"the model folder {outside} is outside the folders this app may open")
+    roots = {str(model.parent), str(adapter.parent), str(tmp_path)}
+    monkeypatch.setenv("CURE_MODEL_ROOTS", os.pathsep.join(sorted(roots)))
     at.text_input(key="checkpoint_path").input(str(tmp_path / "no-such-model"))
     at.button(key="checkpoint_open").click().run()
     assert not at.exception and any("no folder at" in e for e in _one_line_errors(at))
     assert len(at.radio(key=PICKER).options) == 3
 
-    model, adapter = user_checkpoints["qwen2"]
     at.text_input(key="checkpoint_path").input(str(model))
     at.text_input(key="checkpoint_adapter").input(str(adapter))
     at.selectbox(key="checkpoint_profile").set_value("compact")

@@ -118,6 +118,11 @@ CASES: list[tuple[list[str], str]] = [
     (["study", "nope"], "invalid choice"),
     (["app", "--port", "70000"], "--port"),
     (["app", "--port", "0"], "--port"),
+    (["app", "--host", "localhost"], "--host 'localhost' is not an IP address"),
+    (["forget", "--profile", "compact"], "--profile (CURE_PROFILE) applies to a user's checkpoint"),
+    (["evaluate", "--dtype", "bf16"], "--dtype (CURE_DTYPE) applies to a user's checkpoint"),
+    (["unlearn", "--method", "cure", "--lora", "--row-rule", "reset"], "--row-rule reset"),
+    (["compare", "--methods", "npo,cure", "--lora", "--row-rule", "reset"], "--row-rule reset"),
     (["bogus"], "invalid choice"),
 ]
 
@@ -148,6 +153,29 @@ def assert_one_error_line(code: int, err: str, expected: str) -> None:
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory, synthetic):
     return str(write_grouplens(tmp_path_factory.mktemp("data") / "ml", synthetic))
+
+
+# (CURE_* variables, argv, expected): every variable is checked before any work, flags or not
+ENVIRONMENT_CASES: list[tuple[dict[str, str], list[str], str]] = [
+    ({"CURE_MODEL": "/nope"}, ["forget"], "CURE_MODEL: no folder at /nope"),
+    ({"CURE_RECIPE": '{"n_layer": 0}'}, ["train"], "CURE_RECIPE: invalid recipe: n_layer"),
+    ({"CURE_RECIPE": "{n_layer: 2}"}, ["train"], "CURE_RECIPE: --recipe-json is not valid JSON"),
+    ({"CURE_HOST": "example.org"}, ["app"], "CURE_HOST 'example.org' is not an IP address"),
+    ({"CURE_DATA": "/nope"}, ["data"], "CURE_DATA=/nope does not exist"),
+    ({"CURE_PROFILE": "e2urec"}, ["forget"], "--profile (CURE_PROFILE) applies to a user's checkpoint"),
+    ({"CURE_MODEL_ROOTS": "/nope"}, ["app"], "CURE_MODEL_ROOTS names /nope, which is not a folder"),
+]
+
+
+@pytest.mark.parametrize(
+    ("env", "argv", "expected"), ENVIRONMENT_CASES, ids=[" ".join(e) for e, _, _ in ENVIRONMENT_CASES]
+)
+def test_bad_environment_is_one_line(capsys, isolated_cache, monkeypatch, data_dir, env, argv, expected):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    code, _, err = run(capsys, [*argv, "--data", data_dir])
+    assert_one_error_line(code, err, expected)
+    assert written(isolated_cache) == []
 
 
 @pytest.mark.parametrize(("argv", "expected"), CASES, ids=[" ".join(a) or "empty" for a, _ in CASES])
@@ -293,8 +321,11 @@ def _pickle_only(folder, dst):
 
 # (argv with {model}/{adapter}/{other_adapter}/{tmp} placeholders, expected text): the user-model inputs
 USER_MODEL_CASES: list[tuple[list[str], str]] = [
-    (["evaluate", "--adapter", "{adapter}"], "--adapter applies to a user's checkpoint"),
-    (["evaluate", "--retrain-adapter", "{adapter}"], "--retrain-adapter applies to a user's checkpoint"),
+    (["evaluate", "--adapter", "{adapter}"], "--adapter (CURE_ADAPTER) applies to a user's checkpoint"),
+    (
+        ["evaluate", "--retrain-adapter", "{adapter}"],
+        "--retrain-adapter (CURE_RETRAIN_ADAPTER) applies to a user's checkpoint",
+    ),
     (["evaluate", "--model", "{tmp}/missing"], "no folder at"),
     (["evaluate", "--model", "{model}", "--dtype", "fp16"], "invalid choice: 'fp16'"),
     (["evaluate", "--model", "{model}", "--device", "tpu"], "invalid choice: 'tpu'"),
@@ -313,7 +344,29 @@ USER_MODEL_CASES: list[tuple[list[str], str]] = [
     (["unlearn", "--method", "ga", "--model", "{model}", "--save-merged"], "--save-merged applies to LoRA runs"),
     (["compare", "--model", "{model}", "--lora-rank", "4"], "add --lora"),
     (["train", "--model", "{model}"], "unrecognized arguments"),
+    (["evaluate", "--model", "{model}", "--profile", "{profile:huge-range}"], "fails when rendered (OverflowError"),
+    (["evaluate", "--model", "{model}", "--profile", "{profile:escape}"], "fails when rendered (SecurityError"),
+    (["evaluate", "--model", "{model}", "--profile", "{profile:long}"], "at most 65536 characters"),
+    (["evaluate", "--model", "{model}", "--profile", "{profile:answer-key}"], "[answer] has unknown key(s) ['maybe']"),
 ]
+
+PROFILES = {
+    "huge-range": ("{% for i in range(10**9) %}{{ i }}{% endfor %}{{ target }}", ""),
+    "escape": ("{{ target.__class__.__mro__[1].__subclasses__() }}", ""),
+    "long": ("{{ target * 100000 }}", ""),
+    "answer-key": ("{{ target }}", 'maybe = "Perhaps"\n'),
+}
+
+
+def _profile(tmp_path, name: str) -> str:
+    """A profile file whose prompt template (or [answer] table) is ``PROFILES[name]``."""
+    template, answer_extra = PROFILES[name]
+    path = tmp_path / f"{name}.toml"
+    path.write_text(
+        f"template = '''{template}'''\n[item]\ntemplate = '{{{{ name }}}}'\n[history]\n"
+        f'entry = \'{{{{ item }}}}\'\n[answer]\nyes = "Yes"\nno = "No"\n{answer_extra}'
+    )
+    return str(path)
 
 
 @pytest.mark.parametrize(("argv", "expected"), USER_MODEL_CASES, ids=[" ".join(a) for a, _ in USER_MODEL_CASES])
@@ -324,7 +377,9 @@ def test_bad_user_model_input_is_one_line(capsys, isolated_cache, data_dir, user
         places["zeroed"] = _zeroed_adapter(adapter, tmp_path / "zeroed")
     if "{pickled}" in argv:
         places["pickled"] = _pickle_only(model, tmp_path / "pickled")
-    filled = [part.format(**places) for part in argv]
+    filled = [
+        _profile(tmp_path, part[9:-1]) if part.startswith("{profile:") else part.format(**places) for part in argv
+    ]
     code, _, err = run(capsys, [*filled, "--data", data_dir])
     assert_one_error_line(code, err, expected)
     assert written(isolated_cache) == []

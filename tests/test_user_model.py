@@ -11,6 +11,7 @@ import torch
 from tolerances import assert_close
 
 from cure_core.cli import main
+from cure_core.environment import read_environment
 from cure_core.errors import CureError
 from cure_core.evaluate import compare_to_retrain
 from cure_core.metrics import jsd
@@ -31,16 +32,16 @@ def _ws(synthetic, **source) -> Workspace:
 
 def test_source_checks_its_fields(qwen2, tmp_path):
     folder, adapter = (str(p) for p in qwen2)
-    with pytest.raises(ValueError, match="--adapter applies to a user's checkpoint"):
+    with pytest.raises(ValueError, match=r"--adapter \(CURE_ADAPTER\) applies to a user's checkpoint"):
         ModelSource(adapter=adapter)
     with pytest.raises(ValueError, match="no folder at"):
         ModelSource(model=str(tmp_path / "missing"))
     with pytest.raises(ValueError, match="dtype"):
         ModelSource(model=folder, dtype="fp16")
     source = ModelSource(model=folder, adapter=adapter, profile="compact", dtype="bf16")
-    assert ModelSource.from_environment(source.environment()) == source
+    assert read_environment(source.environment()).source == source
     assert set(source.environment()) <= set(ENVIRONMENT.values())
-    assert ModelSource.from_environment({}) == ModelSource()
+    assert read_environment({}).source == ModelSource()
 
 
 def test_user_model_loads_through_the_profile(synthetic, qwen2):

@@ -7,7 +7,7 @@ shows their saved results and offers the self-contained HTML report of ``cure re
 from __future__ import annotations
 
 import streamlit as st
-from picker import model_picker
+from state import picked_model
 
 from cure_core.errors import CureError
 from cure_core.studies import ABOUT
@@ -16,7 +16,7 @@ from cure_core.studies.store import cached_models, figure, load_results, model_l
 
 st.set_page_config(page_title="Report · CURE Studio", layout="wide")
 st.title("Report")
-model_picker()  # the studies below cover every model; the choice is kept for the other pages
+picked_model()  # the studies below cover every model; the choice is kept for the other pages
 st.caption(
     "Every number is shown next to Retrain. Strengths are chosen on a selection half of the forget set and "
     "the validation split, never on test."

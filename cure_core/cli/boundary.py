@@ -24,6 +24,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from analysis.errors import AnalysisInputError
+from cure_core.cli.commands import environment
 from cure_core.cli.parser import HELP, build_parser
 from cure_core.errors import CureError
 from cure_core.settings import describe
@@ -44,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
                     "accelerate launch",
                 )
             args = build_parser(command).parse_args(argv)
+            environment(args)  # a bad CURE_* variable is refused before any work
             return int(args.func(args) or 0)
         except SystemExit as done:  # --help, or an argparse exit of its own
             return done.code if isinstance(done.code, int) else 0

@@ -16,8 +16,10 @@ from cure_core.cli import printers
 from cure_core.errors import CureError
 
 if TYPE_CHECKING:  # imported lazily at run time: torch is slow to import
+    from cure_core.environment import Environment
     from cure_core.model.recipe import Recipe
     from cure_core.model.text_recipe import TextRecipe
+    from cure_core.model_source import ModelSource
     from cure_core.progress import ProgressFn
     from cure_core.requests import ForgetRequest
     from cure_core.workspace import Workspace
@@ -25,16 +27,42 @@ if TYPE_CHECKING:  # imported lazily at run time: torch is slow to import
 APP_ENTRY = Path(__file__).resolve().parent.parent.parent / "app" / "Home.py"
 
 
+def environment(args: argparse.Namespace) -> Environment:
+    """The checked ``CURE_*`` variables, read once per command (:func:`cure_core.environment.read_environment`)."""
+    from cure_core.environment import read_environment
+
+    if getattr(args, "environment", None) is None:
+        args.environment = read_environment()
+    return args.environment
+
+
+def model_source(args: argparse.Namespace) -> ModelSource:
+    """``--model`` and the other checkpoint options over the ``CURE_MODEL``... variables."""
+    from cure_core.model_source import ModelSource
+
+    options = getattr(args, "source", None)
+    if options is None:
+        return ModelSource()
+    return environment(args).model_source(options.values(args), options.flags)
+
+
+def data_of(args: argparse.Namespace) -> str | None:
+    """``--data``, else ``CURE_DATA`` (``None``: MovieLens-100K)."""
+    return getattr(args, "data", None) or environment(args).data
+
+
 def recipe_of(args: argparse.Namespace) -> Recipe | TextRecipe | None:
-    """The recipe of ``--recipe`` with the overrides of ``--recipe-json`` (``None``: the default item model)."""
+    """The recipe of ``--recipe`` with the overrides of ``--recipe-json``, else ``CURE_RECIPE``'s
+    (``None``: the default item model)."""
     from cure_core.model.recipe import recipe_from_json
 
-    recipe = recipe_from_json(getattr(args, "recipe_json", None), getattr(args, "recipe", None))
-    source = getattr(args, "source", None)
-    if recipe is not None and source is not None and source.build(args).is_user_model:
+    flags = getattr(args, "recipe_json", None), getattr(args, "recipe", None)
+    recipe = recipe_from_json(*flags) if any(flags) else environment(args).recipe
+    if recipe is not None and model_source(args).is_user_model:
+        given = "--recipe/--recipe-json" if any(flags) else "CURE_RECIPE"
         raise CureError(
-            "--recipe/--recipe-json choose a model trained here, but --model gives your own checkpoint",
-            "leave out --recipe and --recipe-json to work on --model, or leave out --model",
+            f"{given} choose a model trained here, but --model (or CURE_MODEL) gives your own checkpoint",
+            f"leave out {given} to work on the checkpoint, or leave out --model/CURE_MODEL",
         )
     return recipe
 
@@ -50,8 +78,7 @@ def workspace(args: argparse.Namespace) -> Workspace:
         split = validated(
             SplitConfig, json_object(args.split_json, "--split-json"), "split", "give SplitConfig fields as JSON"
         )
-    source = args.source.build(args) if getattr(args, "source", None) is not None else None
-    ws = Workspace(data=args.data, split=split, recipe=recipe_of(args), source=source)
+    ws = Workspace(data=data_of(args), split=split, recipe=recipe_of(args), source=model_source(args))
     if ws.user_model:
         ws.original()  # a bad checkpoint, adapter or profile fails here, before anything is written
     return ws
@@ -59,7 +86,7 @@ def workspace(args: argparse.Namespace) -> Workspace:
 
 def item_model_only(args: argparse.Namespace, what: str) -> None:
     """Refuse ``what`` on a user's checkpoint (``--model``), where it is not available yet."""
-    if args.source.build(args).is_user_model:
+    if model_source(args).is_user_model:
         raise CureError(
             f"{what} works on the item model trained here; on a user's checkpoint (--model) it is not available yet",
             "leave out --model (and --adapter/--profile) to run it on the item model",
@@ -194,28 +221,34 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 def cmd_app(args: argparse.Namespace) -> int:
-    cmd = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        str(APP_ENTRY),
-        "--server.port",
-        str(args.port),
-        "--browser.gatherUsageStats",
-        "false",
-    ]
+    from cure_core.environment import HOST, LOOPBACK, is_loopback
+
+    cmd, env, host = app_command(args)
+    if not is_loopback(host):
+        print(
+            f"note: the app listens on {host}: anyone who reaches this machine on port {args.port} can open "
+            f"checkpoints under the allowed folders and start trainings (leave out --host and {HOST} for "
+            f"{LOOPBACK} only)",
+            file=sys.stderr,
+        )
+    return subprocess.call(cmd, env=env)
+
+
+def app_command(args: argparse.Namespace) -> tuple[list[str], dict[str, str], str]:
+    """The Streamlit command line, its environment and the address it listens on: ``--host``,
+    else ``CURE_HOST``, else this machine only. The chosen data, recipe and checkpoint reach the
+    app as the ``CURE_*`` variables it reads (the flags replace the caller's)."""
+    from cure_core.environment import DATA, LOOPBACK, RECIPE
     from cure_core.model_source import ENVIRONMENT
 
-    chosen = recipe_of(args)
-    recipe = chosen.model_dump_json() if chosen is not None else None
-    source = args.source.build(args)
-    env = dict(
-        os.environ, **({"CURE_DATA": args.data} if args.data else {}), **({"CURE_RECIPE": recipe} if recipe else {})
-    )
-    if source.is_user_model:  # the flags replace every CURE_* model variable of the caller's environment
-        env = {k: v for k, v in env.items() if k not in ENVIRONMENT.values()} | source.environment()
-    return subprocess.call(cmd, env=env)
+    host = args.host or environment(args).host or LOOPBACK
+    cmd = [sys.executable, "-m", "streamlit", "run", str(APP_ENTRY), "--server.address", host]
+    cmd += ["--server.port", str(args.port), "--browser.gatherUsageStats", "false"]
+    chosen, source, data = recipe_of(args), model_source(args), data_of(args)
+    env = {k: v for k, v in os.environ.items() if k not in (*ENVIRONMENT.values(), DATA, RECIPE)}
+    env |= source.environment() | ({DATA: data} if data else {})
+    env |= {RECIPE: chosen.model_dump_json()} if chosen is not None else {}
+    return cmd, env, host
 
 
 def _progress_file_writer(path: Path) -> ProgressFn:

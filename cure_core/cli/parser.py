@@ -411,8 +411,16 @@ def _report(p: argparse.ArgumentParser) -> None:
 
 def _app(p: argparse.ArgumentParser) -> None:
     from cure_core.cli.commands import cmd_app
+    from cure_core.environment import LOOPBACK, checked_host
 
     p.add_argument("--port", type=bounded(int, ge=1, le=65535), default=8501, help="port of the app (default 8501)")
+    p.add_argument(
+        "--host",
+        type=checked_host,
+        default=None,
+        help=f"IP address the app listens on (default: CURE_HOST, else {LOOPBACK}: this machine only; "
+        "0.0.0.0 for every interface)",
+    )
     p.set_defaults(func=cmd_app)
 
 

@@ -76,6 +76,7 @@ def group_inputs(args: argparse.Namespace, request: ForgetRequest) -> tuple[Attr
 
 def cmd_unlearn(args: argparse.Namespace) -> None:
     """One run; under ``accelerate launch --num_processes N`` every process takes part and rank 0 prints."""
+    from cure_core.unlearning.lora import check_config
     from cure_core.unlearning.methods import METHODS
     from cure_core.unlearning.parallel import check_batch_size, data_parallel
     from cure_core.unlearning.runs import get_run
@@ -87,6 +88,7 @@ def cmd_unlearn(args: argparse.Namespace) -> None:
         strength=args.strength if args.strength is not None else METHODS[method].default_strength(wants_lora(args)),
     )
     args.groups.build(args)  # checked before the workspace; rebuilt with the request below
+    check_config(config, METHODS[method].needs_groups)
     parallel = data_parallel()
     check_batch_size(config.batch_size, parallel)
     ws = workspace(args)
@@ -113,6 +115,7 @@ def cmd_unlearn(args: argparse.Namespace) -> None:
 def cmd_compare(args: argparse.Namespace) -> None:
     from cure_core.cache import atomic_write_bytes
     from cure_core.unlearning.compare import comparison_table, pareto_figure, reference_rows
+    from cure_core.unlearning.lora import check_config
     from cure_core.unlearning.methods import METHODS
     from cure_core.unlearning.runs import get_run
 
@@ -123,6 +126,8 @@ def cmd_compare(args: argparse.Namespace) -> None:
         else known_methods([m.strip() for m in args.methods.split(",") if m.strip()])
     )
     grid = configs(args, methods, args.strengths)
+    for config in grid:
+        check_config(config, METHODS[config.method].needs_groups)
     args.groups.build(args)
     ws = workspace(args)
     request = request_of(args, ws)

@@ -1,7 +1,8 @@
 """Prompt profiles: how a recommender checkpoint was prompted, as a TOML data file.
 
-A profile holds three Jinja2 templates (rendered in Jinja's sandbox, undefined names are
-errors, text is kept byte for byte, a trailing newline included) and the answer words::
+A profile holds three Jinja2 templates (rendered in Jinja's sandbox with bounded output,
+undefined names are errors, text is kept byte for byte, a trailing newline included) and the
+answer words::
 
     description = "..."
     add_special_tokens = true     # tokenize as the tokenizer does by default (BOS for LLaMA)
@@ -29,6 +30,7 @@ from typing import Any
 
 import jinja2
 from jinja2 import meta
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from cure_core.errors import CureError
@@ -51,7 +53,45 @@ USER_FIELDS = ("gender", "age", "occupation")
 PROMPT_VARIABLES = frozenset({"history", "liked", "disliked", "target", "user_id", "user_known", *USER_FIELDS})
 
 _TOP_KEYS = {"description", "add_special_tokens", "template", "item", "history", "answer"}
-_ENV = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+_TABLE_KEYS = {"item": {"template"}, "history": {"entry"}, "answer": {"yes", "no"}}
+MAX_OUTPUT = 1 << 16
+"""The most characters one rendering may produce (a prompt of a long history is a few thousand)."""
+
+
+class BoundedSandbox(ImmutableSandboxedEnvironment):
+    """Jinja's immutable sandbox (no attribute escapes, ranges of at most ``MAX_RANGE``) whose
+    ``*`` and ``**`` cannot build a huge string, list or number either, so a profile cannot
+    exhaust memory or time while rendering."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and isinstance(right, int | float) and abs(right) > 64:
+            raise SecurityError(f"the exponent {right} is too large for a template")
+        if operator == "*":
+            sizes = [len(v) for v in (left, right) if isinstance(v, str | list | tuple)]
+            counts = [v for v in (left, right) if isinstance(v, int)]
+            if sizes and counts and sizes[0] * max(counts[0], 0) > MAX_OUTPUT:
+                raise SecurityError(f"a template may write at most {MAX_OUTPUT} characters")
+        return super().call_binop(context, operator, left, right)
+
+
+_ENV = BoundedSandbox(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+
+# What a rendering is tried with when a profile loads, so a template that fails fails there
+SAMPLE_ITEM = {"name": "Toy Story (1995)", "title": "Toy Story", "year": 1995, "genres": ["Animation", "Comedy"]}
+SAMPLE_ENTRY = {"item": "Toy Story (1995)", "index0": 0, "index": 1, "stars": 5, "liked": True}
+SAMPLE_PROMPT = {
+    "history": ["Toy Story (1995)", "Heat (1995)"],
+    "liked": ["Toy Story (1995)"],
+    "disliked": ["Heat (1995)"],
+    "target": "Babe (1995)",
+    "user_id": "1",
+    "user_known": True,
+    "gender": "M",
+    "age": 24,
+    "occupation": "technician",
+}
 
 
 @dataclass(frozen=True)
@@ -87,13 +127,36 @@ class Profile:
 
     def render(self, **fields: Any) -> str:
         """The prompt; ``fields`` are PROMPT_VARIABLES."""
-        return self._compiled[0].render(**fields)
+        return self._rendered(0, "template", fields)
 
     def render_item(self, **fields: Any) -> str:
-        return self._compiled[1].render(**fields)
+        return self._rendered(1, "[item] template", fields)
 
     def render_entry(self, **fields: Any) -> str:
-        return self._compiled[2].render(**fields)
+        return self._rendered(2, "[history] entry", fields)
+
+    def _rendered(self, which: int, name: str, fields: dict[str, Any]) -> str:
+        """One template rendered, its output bounded; any failure is one :class:`CureError`."""
+        try:
+            text = self._compiled[which].render(**fields)
+        except Exception as err:
+            raise CureError(
+                f"profile {self.name}: the {name} fails when rendered ({type(err).__name__}: {err})",
+                "fix the template; {{ name }} writes a variable, {% for x in list %}...{% endfor %} a loop",
+            ) from None
+        if len(text) > MAX_OUTPUT:
+            raise CureError(
+                f"profile {self.name}: the {name} writes {len(text)} characters (at most {MAX_OUTPUT})",
+                "write a shorter prompt",
+            )
+        return text
+
+    def check_rendering(self) -> None:
+        """Render every template once with sample values (known and unknown user)."""
+        self.render_item(**SAMPLE_ITEM)
+        self.render_entry(**SAMPLE_ENTRY)
+        self.render(**SAMPLE_PROMPT)
+        self.render(**{**SAMPLE_PROMPT, "user_known": False, "user_id": ""})
 
 
 def load_profile(name_or_path: str | Path) -> Profile:
@@ -117,6 +180,10 @@ def load_profile(name_or_path: str | Path) -> Profile:
     unknown = set(data) - _TOP_KEYS
     if unknown:
         raise CureError(f"{where} has unknown key(s) {sorted(unknown)}", f"use only {sorted(_TOP_KEYS)}")
+    for table, keys in _TABLE_KEYS.items():
+        extra = set(data[table]) - keys if isinstance(data.get(table), dict) else set()
+        if extra:
+            raise CureError(f"{where} [{table}] has unknown key(s) {sorted(extra)}", f"use only {sorted(keys)}")
     profile = Profile(
         name=path.stem,
         description=_get(data, "description", str, where, default=""),
@@ -135,6 +202,7 @@ def load_profile(name_or_path: str | Path) -> Profile:
             f"{where}: the answers {profile.yes!r} and {profile.no!r} must be two different non-empty words",
             'set [answer] yes and no, e.g. "Yes" and "No"',
         )
+    profile.check_rendering()
     return profile
 
 
