@@ -8,8 +8,10 @@ hooks subtract the run's writes from the buffer instead of storing them, so a bu
 the corrupted sources becomes Δ = corrupt − clean without a second buffer.
 
 A head's write is read from ``hook_result`` (the bridge's per-head result, ``reference``
-engine) or, given the layers' :class:`~analysis.projections.AttentionWeights`, computed from
-``hook_z`` for the kept rows only (``projected`` engine).
+engine). The ``projected`` engine passes :class:`~analysis.projections.HeadValues` instead: a
+storing run keeps each layer's z (``hook_z``) and leaves the heads' rows of the buffer zero,
+and the subtracting run writes the heads' Δ = (z_stored − z) · W_O into them, one product per
+layer for both runs.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import torch
 
 from analysis.graph import GraphShape
 from analysis.hooks import BridgeHooks, HookFn, bridge_hooks, run_kwargs
-from analysis.projections import AttentionWeights, head_writes
+from analysis.projections import HeadValues
 
 
 def buffer_dtype(model_dtype: torch.dtype) -> torch.dtype:
@@ -40,11 +42,11 @@ def source_capture_hooks(
     shape: GraphShape,
     buffer: torch.Tensor,
     subtract: bool = False,
-    attention: Sequence[AttentionWeights] | None = None,
+    head_values: HeadValues | None = None,
 ) -> list[tuple[str, HookFn]]:
     """Forward hooks writing (or with ``subtract``, subtracting) each source of the last
-    ``buffer.shape[1]`` prompts into ``buffer``; heads from ``hook_z`` when the layers'
-    ``attention`` weights are given, else from ``hook_result``.
+    ``buffer.shape[1]`` prompts into ``buffer``; heads through ``head_values`` when given
+    (see the module docstring), else from ``hook_result``.
 
     ``input`` is token plus position embedding: both hooks add into row 0, so the buffer must
     start zeroed there (when storing).
@@ -69,10 +71,16 @@ def source_capture_hooks(
 
         return capture
 
-    def heads_from_z(first: int, weights: AttentionWeights) -> HookFn:
+    def heads_from_z(layer: int, values: HeadValues) -> HookFn:
+        first = shape.head_src(layer, 0)
+
         def capture(z: torch.Tensor, hook: Any) -> None:
             z = last(z)
-            write(slice(first, first + shape.n_heads), head_writes(z.reshape(*z.shape[:2], shape.n_heads, -1), weights))
+            z = z.reshape(*z.shape[:2], shape.n_heads, -1)
+            if subtract:
+                buffer[first : first + shape.n_heads] = values.delta_writes(layer, z)
+            else:
+                values.store(layer, z)
 
         return capture
 
@@ -86,11 +94,10 @@ def source_capture_hooks(
     if hooks.has_pos_embed:
         fwd.append((hooks.pos_embed, add_input))
     for layer in range(shape.n_layers):
-        first = shape.head_src(layer, 0)
-        if attention is None:
-            fwd.append((hooks.result(layer), heads(first)))
+        if head_values is None:
+            fwd.append((hooks.result(layer), heads(shape.head_src(layer, 0))))
         else:
-            fwd.append((hooks.z(layer), heads_from_z(first, attention[layer])))
+            fwd.append((hooks.z(layer), heads_from_z(layer, head_values)))
         fwd.append((hooks.mlp_out(layer), mlp(shape.mlp_src(layer))))
     return fwd
 
@@ -102,7 +109,7 @@ def run_sources(
     ids: torch.Tensor,
     extra_hooks: Sequence[tuple[str, HookFn]] = (),
     attention_mask: torch.Tensor | None = None,
-    attention: Sequence[AttentionWeights] | None = None,
+    head_values: HeadValues | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One no-grad forward: the source buffer, the token embeddings alone and the logits.
 
@@ -112,7 +119,7 @@ def run_sources(
     buffer = new_source_buffer(shape, ids, int(bridge.cfg.d_model), buffer_dtype(next(bridge.parameters()).dtype))
     embeds: list[torch.Tensor] = []
     fwd = [
-        *source_capture_hooks(hooks, shape, buffer, attention=attention),
+        *source_capture_hooks(hooks, shape, buffer, head_values=head_values),
         (hooks.embed, lambda x, hook: embeds.append(x.detach())),
         *extra_hooks,
     ]

@@ -58,7 +58,7 @@ from analysis.hooks import (
     metric_input_hooks,
     run_kwargs,
 )
-from analysis.projections import AttentionWeights, attention_weights, reader_gradients
+from analysis.projections import AttentionWeights, HeadValues, attention_weights, folded_qkv, reader_gradients
 from analysis.prompts import Metric, PromptBatch
 
 Method = Literal["eap", "eap-ig"]
@@ -179,32 +179,29 @@ def _projected_readers(
     add_scores: Any,
     watch: Any,
 ) -> list[tuple[str, HookFn]]:
-    """The q/k/v readers of the projected engine: each layer's norm input and scale are kept
-    from the forward, and each projection's output gradient becomes its heads' reader
-    gradients (:func:`analysis.projections.reader_gradients`) inside its gradient hook. A
-    layer's norm tensors are let go once its q, k and v gradients are done."""
-    norms: dict[int, dict[str, torch.Tensor]] = {}
-    pending: dict[int, set[str]] = {}
+    """The q/k/v readers of the projected engine. Each layer's norm input and scale are kept
+    from the forward; the q, k and v projections' output gradients (``d_head`` wide) are held
+    until all three have arrived, then turned into the layer's H + 2G reader gradients
+    (:func:`analysis.projections.reader_gradients`) and scored in one product, and let go."""
+    kept: dict[int, dict[str, torch.Tensor]] = {}
 
     def keep(layer: int, what: str) -> HookFn:
         def hook(x: torch.Tensor, hook: Any) -> None:
-            norms.setdefault(layer, {})[what] = x.detach()
-            pending[layer] = set(QKV)
+            kept.setdefault(layer, {})[what] = x.detach()
 
         return hook
 
     def on_projection_gradient(layer: int, x: str):
-        weights = attention[layer]
-        n_inputs = shape.n_inputs(x)
-
         def accumulate(grad: torch.Tensor) -> None:
-            kept = norms[layer]
-            grad = grad.reshape(*grad.shape[:2], n_inputs, -1)
-            rows = reader_gradients(grad, weights.qkv[x], kept["in"], kept["scale"], weights, steps, pad)
-            add_scores(shape.qkv_dst(layer, x), shape.head_src(layer, 0), rows.reshape(n_inputs, -1))
-            pending[layer].discard(x)
-            if not pending[layer]:
-                del norms[layer]
+            mine = kept[layer]
+            mine[x] = grad.reshape(*grad.shape[:2], shape.n_inputs(x), -1)
+            if not all(q in mine for q in QKV):
+                return
+            del kept[layer]
+            weights = attention[layer]
+            grads = torch.cat([mine[q] for q in QKV], dim=2)
+            rows = reader_gradients(grads, folded_qkv(weights), mine["in"], mine["scale"], weights.rms, steps, pad)
+            add_scores(shape.qkv_dst(layer, "q"), shape.head_src(layer, 0), rows.reshape(rows.shape[0], -1))
 
         return accumulate
 
@@ -225,7 +222,7 @@ def _backward_pass(
     corrupt_embed: torch.Tensor,
     delta: torch.Tensor,
     scores: torch.Tensor,
-    attention: list[AttentionWeights] | None,
+    head_values: HeadValues | None,
 ) -> torch.Tensor | None:
     """One forward and backward on ``len(alphas)`` interpolated copies of the clean prompts,
     adding their edge scores into ``scores``. The pass whose last α is 1 is the clean run: it
@@ -247,7 +244,8 @@ def _backward_pass(
         )
         return leaf[0]
 
-    capture = source_capture_hooks(hooks, shape, delta, subtract=True, attention=attention) if clean_pass else []
+    capture = source_capture_hooks(hooks, shape, delta, subtract=True, head_values=head_values) if clean_pass else []
+    attention = None if head_values is None else head_values.attention
     fwd = [
         (hooks.embed, interpolate),
         *capture,
@@ -279,8 +277,9 @@ def attribute_batch(
     projected engine (the bridge inside ``edge_hooks(bridge, "projected")``); None for the
     reference engine."""
     shape = graph_shape(bridge)
+    head_values = None if attention is None else HeadValues(attention)
     delta, corrupt_embed, corrupt_logits = run_sources(
-        bridge, hooks, shape, batch.corrupt, metric_input_hooks(hooks, metric), batch.attention_mask, attention
+        bridge, hooks, shape, batch.corrupt, metric_input_hooks(hooks, metric), batch.attention_mask, head_values
     )
     scores = torch.zeros(shape.n_src, shape.n_dst, dtype=torch.float64, device=delta.device)
     alphas = torch.arange(1, steps + 1, dtype=corrupt_embed.dtype, device=corrupt_embed.device) / steps
@@ -298,7 +297,7 @@ def attribute_batch(
             corrupt_embed,
             delta,
             scores,
-            attention,
+            head_values,
         )
         metric_clean = values if values is not None else metric_clean
     assert metric_clean is not None  # the first pass ends at α = 1

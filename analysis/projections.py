@@ -88,44 +88,44 @@ def normalised(x: torch.Tensor, scale: torch.Tensor, rms: bool) -> torch.Tensor:
     return (x if rms else x - x.mean(-1, keepdim=True)) / scale
 
 
-def norm_vjp(u: torch.Tensor, xhat: torch.Tensor, scale: torch.Tensor, weights: AttentionWeights) -> torch.Tensor:
-    """Jᵀu for ``u`` ``[n, rows, pos, d_model]`` (n vectors per position), in place of ``u``."""
-    u.mul_(weights.gain.to(u.dtype))
-    if not weights.rms:
-        u.sub_(u.mean(-1, keepdim=True))
-    along = torch.linalg.vecdot(u, xhat).unsqueeze(-1).div_(xhat.shape[-1])  # [n, rows, pos, 1]
-    u.sub_(xhat * along)
-    return u.div_(scale)
+def folded_qkv(weights: AttentionWeights) -> torch.Tensor:
+    """``[H + 2G, d_head, d_model]`` float32: W_Q, W_K, W_V stacked, times the norm's gain and,
+    for a LayerNorm, centred along d_model, so that ``folded[i]ᵀ g = ũ − mean(ũ)`` for
+    ũ = w ⊙ W[i]ᵀ g (the first two steps of Jᵀ, for the price of one product)."""
+    w = torch.cat([weights.qkv[x] for x in QKV]).float() * weights.gain.float()
+    return w if weights.rms else w - w.mean(-1, keepdim=True)
 
 
 def reader_gradients(
     grad: torch.Tensor,
-    weight: torch.Tensor,
+    folded: torch.Tensor,
     norm_in: torch.Tensor,
     scale: torch.Tensor,
-    weights: AttentionWeights,
+    rms: bool,
     copies: int,
     pad: torch.Tensor | None,
 ) -> torch.Tensor:
-    """``[n_inputs, rows, pos, d_model]`` float32: the gradient at each head's own q (k, v)
+    """``[H + 2G, rows, pos, d_model]`` float32: the gradient at each head's own q, k and v
     input, summed over the ``copies`` stacked IG copies.
 
-    ``grad`` ``[copies·rows, pos, n_inputs, d_head]`` is the gradient at the projection's
-    output, ``weight`` its ``[n_inputs, d_head, d_model]`` matrix, ``norm_in`` and ``scale``
-    the norm's input and scale of the same rows. Padded positions (``pad`` ``[rows, pos]``)
-    get zero. Each copy has its own Jacobian, so they are mapped one at a time and summed.
+    ``grad`` ``[copies·rows, pos, H + 2G, d_head]`` is the gradient at the q, k and v
+    projections' outputs side by side, ``folded`` from :func:`folded_qkv`, ``norm_in`` and
+    ``scale`` the norm's input and scale of the same rows. Padded positions (``pad``
+    ``[rows, pos]``) get zero. Each copy has its own Jacobian, so the copies are mapped one at
+    a time. Dividing g by s first makes the last step of Jᵀ a single multiply-add.
     """
     rows = grad.shape[0] // copies
-    w = weight.float()
     total: torch.Tensor | None = None
     for c in range(copies):
-        g = grad[c * rows : (c + 1) * rows].float()
+        part = slice(c * rows, (c + 1) * rows)
+        s = scale[part].float()
+        g = grad[part].float() / s[..., None]
         if pad is not None:
             g = g.masked_fill(pad[:, :, None, None], 0)
-        u = torch.einsum("bpne,ned->nbpd", g, w)
-        part = slice(c * rows, (c + 1) * rows)
-        xhat = normalised(norm_in[part], scale[part].float(), weights.rms)
-        u = norm_vjp(u, xhat, scale[part].float(), weights)
+        u = torch.einsum("bpne,ned->nbpd", g, folded)  # ũ − mean(ũ), over s
+        xhat = normalised(norm_in[part], s, rms)
+        along = torch.linalg.vecdot(u, xhat).unsqueeze(-1).div_(xhat.shape[-1])
+        u.addcmul_(xhat, along, value=-1)
         total = u if total is None else total.add_(u)
     assert total is not None
     return total
@@ -135,3 +135,20 @@ def head_writes(z: torch.Tensor, weights: AttentionWeights) -> torch.Tensor:
     """``[H, rows, pos, d_model]`` float32: what each head adds to the residual stream,
     z_h · W_O[h] (without the shared output bias), from z ``[rows, pos, H, d_head]``."""
     return torch.einsum("bphe,hed->hbpd", z.float(), weights.out.float())
+
+
+class HeadValues:
+    """The heads' sources of the projected engine, kept as z: a run that stores keeps each
+    layer's z ``[rows, pos, H, d_head]`` (d_model numbers per position, not H·d_model), and the
+    run that subtracts turns the difference into the heads' Δ writes with one product per layer."""
+
+    def __init__(self, attention: list[AttentionWeights]) -> None:
+        self.attention = attention
+        self._z: dict[int, torch.Tensor] = {}
+
+    def store(self, layer: int, z: torch.Tensor) -> None:
+        self._z[layer] = z
+
+    def delta_writes(self, layer: int, z: torch.Tensor) -> torch.Tensor:
+        """``[H, rows, pos, d_model]``: (z_stored − z) · W_O per head; the stored z is let go."""
+        return head_writes(self._z.pop(layer).float() - z.float(), self.attention[layer])
