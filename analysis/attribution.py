@@ -23,8 +23,14 @@ the clean run itself, so EAP is exactly EAP-IG with one step, and both share thi
   ``Δ[upstream sources] @ ∂m/∂x_v`` — and lets it go, so memory holds Δ and the
   activations the backward needs, never all readers' gradients at once.
 
-Memory grows with the batch and the IG steps run at once; ``max_memory`` runs the steps in
-several passes (the clean one first, since it completes Δ) and, if still needed, splits each
+Two engines give the same scores. The default ``projected`` engine runs the plain model and
+forms each head's q/k/v reader gradient from its projection's output gradient
+(:mod:`analysis.projections`), so nothing per head is kept for the backward; ``reference``
+reads them from TransformerLens' split per-head q/k/v inputs (``use_split_qkv_input``), which
+copy the residual stream once per head and keep the copies for the backward.
+
+Memory grows with the batch and the IG steps run at once (:mod:`analysis.memory` predicts it);
+``max_memory`` runs the steps in several passes (the clean one first, since it completes Δ) and, if still needed, splits each
 batch into micro-batches, so the estimated working set fits (:func:`plan_passes`). Scores are
 sums over steps and prompts, so this changes nothing but rounding.
 
@@ -58,7 +64,8 @@ from analysis.hooks import (
     metric_input_hooks,
     run_kwargs,
 )
-from analysis.projections import AttentionWeights, HeadValues, attention_weights, folded_qkv, reader_gradients
+from analysis.memory import ModelSize, attribution_peak_bytes
+from analysis.projections import AttentionWeights, HeadValues, attention_weights, projected_reader_hooks
 from analysis.prompts import Metric, PromptBatch
 
 Method = Literal["eap", "eap-ig"]
@@ -158,7 +165,7 @@ def _score_hooks(
 
     fwd: list[tuple[str, HookFn]] = []
     if attention is not None:
-        fwd += _projected_readers(shape, hooks, attention, steps, pad, add_scores, watch)
+        fwd += projected_reader_hooks(shape, hooks, attention, steps, pad, add_scores, watch)
     for layer in range(shape.n_layers):
         if attention is None:
             for x in QKV:
@@ -167,48 +174,6 @@ def _score_hooks(
                 )
         fwd.append((hooks.mlp_in(layer), watch(on_gradient(shape.mlp_dst(layer), shape.mlp_src(layer)))))
     fwd.append((hooks.final_resid, watch(on_gradient(shape.logits_dst, shape.n_src))))
-    return fwd
-
-
-def _projected_readers(
-    shape: GraphShape,
-    hooks: BridgeHooks,
-    attention: list[AttentionWeights],
-    steps: int,
-    pad: torch.Tensor | None,
-    add_scores: Any,
-    watch: Any,
-) -> list[tuple[str, HookFn]]:
-    """The q/k/v readers of the projected engine. Each layer's norm input and scale are kept
-    from the forward; the q, k and v projections' output gradients (``d_head`` wide) are held
-    until all three have arrived, then turned into the layer's H + 2G reader gradients
-    (:func:`analysis.projections.reader_gradients`) and scored in one product, and let go."""
-    kept: dict[int, dict[str, torch.Tensor]] = {}
-
-    def keep(layer: int, what: str) -> HookFn:
-        def hook(x: torch.Tensor, hook: Any) -> None:
-            kept.setdefault(layer, {})[what] = x.detach()
-
-        return hook
-
-    def on_projection_gradient(layer: int, x: str):
-        def accumulate(grad: torch.Tensor) -> None:
-            mine = kept[layer]
-            mine[x] = grad.reshape(*grad.shape[:2], shape.n_inputs(x), -1)
-            if not all(q in mine for q in QKV):
-                return
-            del kept[layer]
-            weights = attention[layer]
-            grads = torch.cat([mine[q] for q in QKV], dim=2)
-            rows = reader_gradients(grads, folded_qkv(weights), mine["in"], mine["scale"], weights.rms, steps, pad)
-            add_scores(shape.qkv_dst(layer, "q"), shape.head_src(layer, 0), rows.reshape(rows.shape[0], -1))
-
-        return accumulate
-
-    fwd: list[tuple[str, HookFn]] = []
-    for layer in range(shape.n_layers):
-        fwd += [(hooks.norm_in(layer), keep(layer, "in")), (hooks.norm_scale(layer), keep(layer, "scale"))]
-        fwd += [(hooks.projection_out(layer, x), watch(on_projection_gradient(layer, x))) for x in QKV]
     return fwd
 
 
@@ -304,22 +269,21 @@ def attribute_batch(
     return scores / steps, metric_clean, metric(corrupt_logits) * batch.weight
 
 
-def working_set_bytes(bridge: Any, shape: GraphShape, rows: int, pos: int, copies: int) -> int:
-    """Estimated memory of one attribution pass over ``rows`` prompts of ``pos`` tokens with
-    ``copies`` IG steps at once: the Δ buffer (``n_src·pos·d_model`` per prompt, float32) plus,
-    per copy and layer, what a frozen-weight backward keeps — the per-head q/k/v forks
-    (``(H+2G)·d_model`` per position, about three times over through their LayerNorm), the MLP
-    hidden activations and the attention pattern (``H·pos`` per position)."""
-    cfg = bridge.cfg
-    d_model = int(cfg.d_model)
-    d_mlp = int(getattr(cfg, "d_mlp", None) or 4 * d_model)
-    item = torch.finfo(next(bridge.parameters()).dtype).bits // 8
-    per_layer = 3 * (shape.n_heads + 2 * shape.kv_heads) * d_model + 4 * d_mlp + 3 * shape.n_heads * pos + 8 * d_model
-    return rows * pos * (shape.n_src * d_model * 4 + copies * shape.n_layers * per_layer * item)
+def working_set_bytes(
+    bridge: Any, shape: GraphShape, rows: int, pos: int, copies: int, engine: Engine = "projected"
+) -> int:
+    """Estimated peak memory of one attribution pass over ``rows`` prompts of ``pos`` tokens
+    with ``copies`` IG steps at once (:func:`analysis.memory.attribution_peak_bytes`)."""
+    return attribution_peak_bytes(ModelSize.of_bridge(bridge, shape), rows, pos, copies, engine)
 
 
 def plan_passes(
-    bridge: Any, shape: GraphShape, batch: PromptBatch, steps: int, max_memory: int | None
+    bridge: Any,
+    shape: GraphShape,
+    batch: PromptBatch,
+    steps: int,
+    max_memory: int | None,
+    engine: Engine = "projected",
 ) -> tuple[int, int]:
     """``(rows, steps_per_pass)`` for ``batch`` within ``max_memory`` bytes: fewer IG steps per
     pass first (same work, less memory), then fewer prompts per pass; never below one of each."""
@@ -327,9 +291,9 @@ def plan_passes(
         return len(batch), steps
     pos = batch.clean.shape[1]
     for copies in range(steps, 0, -1):
-        if working_set_bytes(bridge, shape, len(batch), pos, copies) <= max_memory:
+        if working_set_bytes(bridge, shape, len(batch), pos, copies, engine) <= max_memory:
             return len(batch), copies
-    per_prompt = working_set_bytes(bridge, shape, 1, pos, 1)
+    per_prompt = working_set_bytes(bridge, shape, 1, pos, 1, engine)
     return max(1, min(len(batch), max_memory // per_prompt)), 1
 
 
@@ -372,7 +336,7 @@ def score_batches(
         )
         for batch in batches:
             batch = batch.to(device)
-            rows, steps_per_pass = plan_passes(bridge, shape, batch, steps, max_memory)
+            rows, steps_per_pass = plan_passes(bridge, shape, batch, steps, max_memory, engine)
             scores = torch.zeros(shape.n_src, shape.n_dst, dtype=torch.float64)
             clean, corrupt = [], []
             for start in range(0, len(batch), rows):

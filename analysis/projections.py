@@ -25,12 +25,14 @@ bridge's per-head result (``use_attn_result``), which it would form for every ro
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from analysis.graph import QKV
+from analysis.graph import QKV, GraphShape
+from analysis.hooks import BridgeHooks, HookFn
 
 
 class UnsupportedProjectionError(ValueError):
@@ -152,3 +154,47 @@ class HeadValues:
     def delta_writes(self, layer: int, z: torch.Tensor) -> torch.Tensor:
         """``[H, rows, pos, d_model]``: (z_stored − z) · W_O per head; the stored z is let go."""
         return head_writes(self._z.pop(layer).float() - z.float(), self.attention[layer])
+
+
+def projected_reader_hooks(
+    shape: GraphShape,
+    hooks: BridgeHooks,
+    attention: list[AttentionWeights],
+    steps: int,
+    pad: torch.Tensor | None,
+    add_scores: Callable[[int, int, torch.Tensor], None],
+    watch: Callable[[Callable[[torch.Tensor], None]], HookFn],
+) -> list[tuple[str, HookFn]]:
+    """Forward hooks for the q/k/v readers of the projected engine; ``add_scores(first_dst,
+    n_sources, rows)`` scores reader gradients ``rows`` and ``watch(on_grad)`` is a hook that
+    calls ``on_grad`` with its point's gradient. Each layer's norm input and scale are kept
+    from the forward; the q, k and v projections' output gradients (``d_head`` wide) are held
+    until all three have arrived, then turned into the layer's H + 2G reader gradients
+    (:func:`analysis.projections.reader_gradients`) and scored in one product, and let go."""
+    kept: dict[int, dict[str, torch.Tensor]] = {}
+
+    def keep(layer: int, what: str) -> HookFn:
+        def hook(x: torch.Tensor, hook: Any) -> None:
+            kept.setdefault(layer, {})[what] = x.detach()
+
+        return hook
+
+    def on_projection_gradient(layer: int, x: str):
+        def accumulate(grad: torch.Tensor) -> None:
+            mine = kept[layer]
+            mine[x] = grad.reshape(*grad.shape[:2], shape.n_inputs(x), -1)
+            if not all(q in mine for q in QKV):
+                return
+            del kept[layer]
+            weights = attention[layer]
+            grads = torch.cat([mine[q] for q in QKV], dim=2)
+            rows = reader_gradients(grads, folded_qkv(weights), mine["in"], mine["scale"], weights.rms, steps, pad)
+            add_scores(shape.qkv_dst(layer, "q"), shape.head_src(layer, 0), rows.reshape(rows.shape[0], -1))
+
+        return accumulate
+
+    fwd: list[tuple[str, HookFn]] = []
+    for layer in range(shape.n_layers):
+        fwd += [(hooks.norm_in(layer), keep(layer, "in")), (hooks.norm_scale(layer), keep(layer, "scale"))]
+        fwd += [(hooks.projection_out(layer, x), watch(on_projection_gradient(layer, x))) for x in QKV]
+    return fwd
