@@ -73,6 +73,9 @@ class Comparison(BaseModel):
     jsd_to_retrain: float | None
     l2_to_retrain: float | None
     retrain_unavailable: str | None = None
+    retrain_model: dict[str, str] | None = Field(
+        None, description="the Retrain measured against: its path and weights fingerprint (None without one)"
+    )
 
     @property
     def reference(self) -> ModelScores:

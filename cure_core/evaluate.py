@@ -17,8 +17,8 @@ from pydantic import ValidationError
 from cure_core.cache import atomic_write_json, cache_dir
 from cure_core.comparison import Comparison, ModelScores
 from cure_core.data.samples import Samples
-from cure_core.metrics import jsd, l2_distance, mia_auc, mia_scores, utility
-from cure_core.model.recommender import Predictions, Recommender
+from cure_core.metrics import Predictions, jsd, l2_distance, mia_auc, mia_scores, utility
+from cure_core.model.recommender import Recommender
 from cure_core.model_source import MissingRetrainError
 from cure_core.requests import ForgetRequest, RequestSets
 
@@ -117,9 +117,18 @@ def compare_to_retrain(
     return Comparison(
         **common,
         retrain=ref,
+        retrain_model=reference_identity(retrain),
         jsd_to_retrain=jsd(preds["forget"][1], ref_preds["forget"][1]),
         l2_to_retrain=l2_distance(preds["forget"][1], ref_preds["forget"][1]),
     )
+
+
+def reference_identity(retrain: Recommender) -> dict[str, str]:
+    """Which Retrain a report was measured against: its folder (with a user's adapter) and the
+    weights fingerprint of its meta (``weights_sha256``)."""
+    adapter = ((retrain.meta.get("checkpoint") or {}).get("adapter") or {}).get("path")
+    path = f"{retrain.path}" + (f" + adapter {adapter}" if adapter else "")
+    return {"path": path, "fingerprint": str(retrain.meta.get("weights_sha256", ""))}
 
 
 def reference_comparison(

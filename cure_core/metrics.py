@@ -7,11 +7,37 @@ answer distribution on a sample is (P(Yes), P(No)) with the softmax over the two
 from __future__ import annotations
 
 import zlib
+from dataclasses import dataclass
 
 import numpy as np
 from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
 
-from cure_core.model.recommender import Predictions
+
+@dataclass
+class Predictions:
+    """Per-sample outputs at the answer position (all ``[n]`` float arrays).
+
+    ``margin`` = logit(Yes) − logit(No), the score of method.md §1. ``logp_yes``/``logp_no`` are
+    log-probabilities over the *whole* vocabulary (what the LM loss sees); ``logp_mean`` and
+    ``logp_std`` are the mean and std of log p over the vocabulary under p, which Min-K%++
+    uses to z-normalise a token's log-probability.
+    """
+
+    margin: np.ndarray
+    logp_yes: np.ndarray
+    logp_no: np.ndarray
+    logp_mean: np.ndarray
+    logp_std: np.ndarray
+
+    @property
+    def p_yes(self) -> np.ndarray:
+        """P(Yes) with the softmax taken over the two answers."""
+        return 1.0 / (1.0 + np.exp(-self.margin))
+
+    def answer_logp(self, labels: np.ndarray) -> np.ndarray:
+        """Log-probability (full vocabulary) of the true answer."""
+        return np.where(labels == 1, self.logp_yes, self.logp_no)
+
 
 MIA_ATTACKS = ("loss", "min_k", "min_k_pp", "zlib")
 

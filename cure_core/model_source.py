@@ -12,23 +12,13 @@ it says.
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from cure_core.checkpoints.loading import Device, Dtype
 from cure_core.errors import CureError
 from cure_core.profiles.profile import SHIPPED_PROFILES
-
-if TYPE_CHECKING:
-    from cure_core.data import RatingsDataset, Samples
-    from cure_core.model.recommender import Recommender
-
-UserRole = Literal["original", "retrain"]
 
 ENVIRONMENT = {
     "model": "CURE_MODEL",
@@ -43,7 +33,6 @@ ENVIRONMENT = {
 
 USER_ONLY = ("adapter", "profile", "dtype", "device", "retrain_model", "retrain_adapter")
 """Fields that describe a user's checkpoint: given without ``model`` they would be ignored, so they are refused."""
-SAMPLED_BLOCKS, BLOCK = 16, 1 << 16
 
 
 class ModelSource(BaseModel):
@@ -118,60 +107,3 @@ class MissingRetrainError(CureError):
             "no Retrain was given for this model, so metrics against Retrain are unavailable",
             "pass --retrain-model PATH (a model trained without the forget set) or --retrain-adapter PATH",
         )
-
-
-def load_user_model(source: ModelSource, role: UserRole, dataset: RatingsDataset, samples: Samples) -> Recommender:
-    """The user's original (``--model`` + ``--adapter``) or Retrain, prompted with the profile."""
-    from cure_core.checkpoints import load_checkpoint
-    from cure_core.model.recommender import Recommender
-    from cure_core.profiles import ProfileEncoder, load_profile
-
-    if source.model is None:
-        raise ValueError("load_user_model needs a source with a model")
-    if role == "original":
-        model, adapter = source.model, source.adapter
-    elif not source.has_retrain:
-        raise MissingRetrainError()
-    else:
-        model, adapter = source.retrain_model or source.model, source.retrain_adapter
-    profile = load_profile(source.profile)
-    loaded = load_checkpoint(model, adapter, source.dtype, source.device)
-    encoder = ProfileEncoder(profile, loaded.tokenizer, dataset, samples)
-    info = loaded.info
-    meta = {
-        "mode": "text",
-        "role": role,
-        "checkpoint": info.to_dict(),
-        "profile": profile.name,
-        "n_params": info.n_params,
-        # the loaded profile's every field: what its prompts depend on, wherever the file lies
-        "weights_sha256": fingerprint(model, adapter, source.dtype, json.dumps(asdict(profile), sort_keys=True)),
-    }
-    return Recommender(
-        model=loaded.model, encoder=encoder, known_users=None, meta=meta, path=Path(model), checkpoint=loaded
-    )
-
-
-def fingerprint(model: str, adapter: str | None, dtype: str, profile_text: str) -> str:
-    """A sha256 over what decides a user model's outputs: the weight files, the dtype and profile.
-
-    Each weight file counts by its name, size and :data:`SAMPLED_BLOCKS` blocks spread over it
-    (its safetensors header among them) rather than every byte, so a 7B checkpoint is keyed in
-    milliseconds, not a minute. Two fine-tunes of one base differ in every block; a file edited in
-    place between samples with its size kept would not be noticed — delete ``cache/attributions``
-    after such an edit.
-    """
-    digest = hashlib.sha256(f"{dtype}\n{profile_text}".encode())
-    for folder in [model, adapter]:
-        if folder is None:
-            continue
-        root = Path(folder).expanduser()
-        names = sorted(p for p in root.iterdir() if p.suffix in (".safetensors", ".bin", ".json"))
-        for path in names:
-            size = path.stat().st_size
-            digest.update(f"{path.name}:{size}".encode())
-            with open(path, "rb") as handle:
-                for k in range(SAMPLED_BLOCKS):
-                    handle.seek(size * k // SAMPLED_BLOCKS)
-                    digest.update(handle.read(BLOCK))
-    return digest.hexdigest()

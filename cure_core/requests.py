@@ -252,6 +252,10 @@ def save_request(request: ForgetRequest) -> str:
     return request.id
 
 
+def request_saved(request_id: str) -> bool:
+    return (cache_dir("requests") / f"{request_id}.json").is_file()
+
+
 def load_request(request_id: str) -> ForgetRequest:
     path = cache_dir("requests") / f"{request_id}.json"
     if not path.exists():

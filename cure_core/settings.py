@@ -59,6 +59,11 @@ def describe(err: ValidationError, names: Mapping[str, str] | None = None) -> st
     return "; ".join(parts)
 
 
+def option_flag(field: str) -> str:
+    """The command-line option of a settings field, unless renamed: ``n_prompts`` -> ``--n-prompts``."""
+    return "--" + field.replace("_", "-")
+
+
 def validated(
     model: type[M], data: Mapping[str, Any], what: str, fix: str, names: Mapping[str, str] | None = None
 ) -> M:

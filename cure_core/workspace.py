@@ -36,10 +36,19 @@ from cure_core.model.text_recipe import TextRecipe
 from cure_core.model.text_store import load_text_model, save_text_model
 from cure_core.model.text_train import train_text_model
 from cure_core.model.train import TrainSets, stop_reason, train_item_model
+from cure_core.model.user_model import check_reference, load_user_model
 from cure_core.model.workers import available_cores, train_in_parallel, worker_threads
-from cure_core.model_source import MissingRetrainError, ModelSource, load_user_model
+from cure_core.model_source import MissingRetrainError, ModelSource
 from cure_core.progress import ProgressFn
-from cure_core.requests import ForgetRequest, RequestSets, request_sets, save_request, trainable_users, user_request
+from cure_core.requests import (
+    ForgetRequest,
+    RequestSets,
+    request_saved,
+    request_sets,
+    save_request,
+    trainable_users,
+    user_request,
+)
 
 Role = Literal["original", "retrain"]
 TRAINED_HERE = {"item": "Item model (trained here)", "text": "Text model (trained here)"}
@@ -102,9 +111,11 @@ class Workspace:
     # --- requests -------------------------------------------------------------------------
 
     def default_request(self) -> ForgetRequest:
-        """5% of users, seed 0 — saved so it can be named by id."""
+        """5% of users, seed 0 — saved once, so it can be named by id (a request's id is the hash
+        of its content, so a saved one is never stale)."""
         request = user_request(self.dataset, self.samples, fraction=0.05, seed=0)
-        save_request(request)
+        if not request_saved(request.id):
+            save_request(request)
         return request
 
     def sets(self, request: ForgetRequest) -> RequestSets:
@@ -161,7 +172,10 @@ class Workspace:
     def _user(self, role: Role) -> Recommender:
         """The user's Original or Retrain, loaded once per workspace."""
         if role not in self._user_models:
-            self._user_models[role] = load_user_model(self.source, role, self.dataset, self.samples)
+            rec = load_user_model(self.source, role, self.dataset, self.samples)
+            if role == "retrain":
+                check_reference(self._user("original"), rec)
+            self._user_models[role] = rec
         return self._user_models[role]
 
     def _refuse_training(self) -> None:

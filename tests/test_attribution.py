@@ -15,7 +15,7 @@ from analysis.circuit import Circuit
 from analysis.faithfulness import faithfulness_curve
 from analysis.hooks import attached_hook_count, graph_shape
 from analysis.prompts import LogitDiff, PromptBatch
-from cure_core.model.store import load_bridge
+from cure_core.checkpoints.bridge import load_bridge
 from cure_core.prompts import SPECIAL_TOKENS, ItemVocab
 
 VOCAB = 24

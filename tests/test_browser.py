@@ -36,24 +36,22 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def listening_hosts(port: int) -> set[str]:
+    """The IPv4 addresses a socket of this machine listens on at ``port`` (``/proc/net/tcp``)."""
+    hosts = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        address, hex_port = local.split(":")
+        if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+            hosts.add(".".join(str(int(address[i : i + 2], 16)) for i in (6, 4, 2, 0)))
+    return hosts
+
+
 def _serve(root: Path, **env: str) -> Iterator[str]:
-    """`streamlit run app/Home.py` on a free loopback port with ``env`` added; yields its URL."""
+    """`cure app` on a free port with ``env`` added (checked to listen on loopback only, its
+    default); yields its URL."""
     port = _free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        str(ROOT / "app" / "Home.py"),
-        "--server.port",
-        str(port),
-        "--server.address",
-        "127.0.0.1",
-        "--server.headless",
-        "true",
-        "--browser.gatherUsageStats",
-        "false",
-    ]
+    cmd = [sys.executable, "-m", "cure_core.cli", "app", "--port", str(port)]
     log = (root / "streamlit.log").open("w")
     base = {k: v for k, v in os.environ.items() if k not in ENVIRONMENT.values()}  # no CURE_MODEL of the caller's
     server = subprocess.Popen(
@@ -69,6 +67,7 @@ def _serve(root: Path, **env: str) -> Iterator[str]:
                 time.sleep(0.5)
         else:
             pytest.fail(f"streamlit did not start; log: {(root / 'streamlit.log').read_text()[-2000:]}")
+        assert listening_hosts(port) == {"127.0.0.1"}, listening_hosts(port)
         yield url
     finally:
         server.terminate()
@@ -140,6 +139,27 @@ def _open(page, name: str) -> None:
 
 def _no_exception(page) -> None:
     assert page.get_by_test_id("stException").count() == 0, page.get_by_test_id("stException").first.inner_text()
+
+
+def test_two_browser_sessions_computing_at_once_both_finish_and_agree(app_url, browser):
+    """Two browser sessions ask for hooked runs on the one shared model at the same moment (the
+    Circuits page attributes and measures faithfulness, Module groups attributes its control
+    draws and ablates): both pages finish without an error, and the faithfulness the first one
+    shows is the one a third session shows afterwards."""
+    contexts = [browser.new_context(viewport={"width": 1400, "height": 1000}) for _ in range(3)]
+    circuits, groups, later = (c.new_page() for c in contexts)
+    circuits.goto(f"{app_url}/Circuits", wait_until="commit")
+    groups.goto(f"{app_url}/Module_groups", wait_until="commit")
+    circuits.get_by_text("faithfulness F on forget").wait_for(timeout=SLOW_MS)
+    groups.get_by_text("separability").first.wait_for(timeout=SLOW_MS)
+    for page in (circuits, groups):
+        _no_exception(page)
+    faithfulness = float(_metric(circuits, "faithfulness F on forget"))
+    later.goto(f"{app_url}/Circuits")
+    later.get_by_text("faithfulness F on forget").wait_for(timeout=SLOW_MS)
+    assert float(_metric(later, "faithfulness F on forget")) == faithfulness
+    for context in contexts:
+        context.close()
 
 
 def test_every_page_in_a_real_browser(app_url, browser, tmp_path):

@@ -31,10 +31,10 @@ from analysis.distributed import attribute_sharded, faithfulness_sharded, shard,
 from analysis.faithfulness import combine, faithfulness_curve, measure_batches
 from analysis.hooks import graph_shape
 from cure_core import cli
+from cure_core.checkpoints.bridge import load_bridge
 from cure_core.cli.options import memory_size
 from cure_core.data import make_synthetic
 from cure_core.model.recipe import recipe_from_json
-from cure_core.model.store import load_bridge
 from cure_core.workspace import Workspace
 from tests.test_data import write_grouplens
 

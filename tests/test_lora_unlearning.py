@@ -12,6 +12,7 @@ import torch
 from tolerances import assert_close
 from transformers import AutoModelForCausalLM
 
+from cure_core.checkpoints.copies import merged_copy
 from cure_core.errors import CureError
 from cure_core.groups import GroupSettings, ModuleGroups
 from cure_core.model.recommender import Recommender
@@ -170,7 +171,7 @@ def test_cure_on_lora_changes_exactly_the_updated_groups_slices(text, arch, reta
     before = _snapshot(original.model)
     result = unlearn(original, ws.samples, sets, request, config, _groups(by_group))
     assert result.model.text_mode and result.model.checkpoint.model is result.model.model.get_base_model()
-    merged = dict(lora.merged_copy(result.model.model).named_parameters())
+    merged = dict(merged_copy(result.model.model).named_parameters())
     updated = ["forget-specific", "task-shared"] + (["retain-specific"] if retain_rule == "retain_update" else [])
     allowed = parameter_mask(original.model, [m for g in updated for m in by_group[g]])
     for name, weight in before.items():
@@ -261,7 +262,7 @@ def test_the_saved_adapter_loads_back_and_the_merged_copy_and_bridge_match(text,
         expected = result.model.last_logits(batch)
         loaded = lora.load_saved(original.model, folder)
         reloaded = Recommender(model=loaded, encoder=original.encoder, known_users=None).last_logits(batch)
-        merged = lora.merged_copy(peft_model)
+        merged = merged_copy(peft_model)
         merged_logits = Recommender(model=merged, encoder=original.encoder, known_users=None).last_logits(batch)
         again = result.model.last_logits(batch)
     assert torch.equal(reloaded, expected)

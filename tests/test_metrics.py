@@ -2,8 +2,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from cure_core.metrics import jsd, l2_distance, mia_auc, mia_scores, privleak, utility
-from cure_core.model.recommender import Predictions
+from cure_core.metrics import Predictions, jsd, l2_distance, mia_auc, mia_scores, privleak, utility
 
 
 def preds(margin, logp_yes=None, logp_no=None):

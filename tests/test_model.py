@@ -6,12 +6,13 @@ import torch
 from tolerances import assert_close
 
 from cure_core import workspace
+from cure_core.checkpoints.bridge import load_bridge
 from cure_core.data import make_synthetic
 from cure_core.data.samples import Samples, build_samples
 from cure_core.errors import CureError
 from cure_core.metrics import utility
 from cure_core.model.recipe import REMOVED_FIELDS_AS_BEFORE, Recipe
-from cure_core.model.store import CorruptModelError, load_bridge, load_recommender
+from cure_core.model.store import CorruptModelError, load_recommender
 from cure_core.prompts import UNK_USER
 from cure_core.workspace import Workspace
 from tests.conftest import TINY_RECIPE

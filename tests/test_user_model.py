@@ -15,7 +15,8 @@ from cure_core.environment import read_environment
 from cure_core.errors import CureError
 from cure_core.evaluate import compare_to_retrain
 from cure_core.metrics import jsd
-from cure_core.model_source import ENVIRONMENT, MissingRetrainError, ModelSource, fingerprint
+from cure_core.model.user_model import fingerprint
+from cure_core.model_source import ENVIRONMENT, MissingRetrainError, ModelSource
 from cure_core.requests import user_request
 from cure_core.workspace import Workspace
 from tests.test_checkpoints import _digests

@@ -149,8 +149,10 @@ def merge_adapter(model: PreTrainedModel, folder: Path) -> tuple[PreTrainedModel
             warnings.simplefilter("ignore", UserWarning)  # model's path, which is checked above
             peft_model = get_peft_model(model, lora_config)
         result = set_peft_model_state_dict(peft_model, tensors)
+    except KeyError as err:  # peft looks up a modules_to_save tensor that the file lacks
+        raise CureError(f"{mismatch}: the adapter's weights lack the tensor {err}", fix) from None
     except (ValueError, RuntimeError) as err:
-        raise CureError(f"{mismatch} ({str(err).splitlines()[0][:200]})", fix) from None
+        raise CureError(f"{mismatch} ({_telling_line(err)})", fix) from None
     unexpected = list(result.unexpected_keys)
     missing = [k for k in result.missing_keys if "lora_" in k]
     if unexpected or missing:
@@ -173,3 +175,10 @@ def merge_adapter(model: PreTrainedModel, folder: Path) -> tuple[PreTrainedModel
         n_tensors=len(tensors),
     )
     return merged.eval(), info
+
+
+def _telling_line(err: Exception) -> str:
+    """The line of a load error that says what differs (torch puts a heading line first)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [type(err).__name__]
+    telling = next((line for line in lines if "mismatch" in line), lines[0])
+    return telling if len(telling) <= 400 else telling[:399] + "…"

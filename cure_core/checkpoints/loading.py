@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 import torch
+from safetensors import SafetensorError
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
@@ -37,6 +38,15 @@ Device = Literal["auto", "cpu", "cuda"]
 DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16}
 DEVICES: tuple[str, ...] = get_args(Device)
 PICKLE_PATTERNS = ("pytorch_model*.bin", "*.pt", "*.pth", "*.ckpt")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "tokenizer.model",
+    "vocab.json",
+    "spiece.model",
+    "vocab.txt",
+)
+CAUSAL_LM_SUFFIXES = ("ForCausalLM", "LMHeadModel")
 
 
 @dataclass(frozen=True)
@@ -95,8 +105,10 @@ def load_checkpoint(
         raise CureError(f"unknown dtype {dtype!r}", f"use one of {', '.join(DTYPES)}")
     target = resolve_device(device)
     config = _read_config(folder)
+    _check_causal_lm(config, folder)
     architecture = bridge_architecture(config, folder)
     _check_weights(folder)
+    _check_tokenizer_files(folder)
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     except (OSError, ValueError, TypeError) as err:
@@ -105,19 +117,26 @@ def load_checkpoint(
             "save the tokenizer the model was trained with into the folder (tokenizer.save_pretrained)",
         ) from None
     try:
-        model = AutoModelForCausalLM.from_pretrained(
+        model, loading = AutoModelForCausalLM.from_pretrained(
             folder,
             config=config,
             dtype=DTYPES[dtype],
             use_safetensors=True,
             local_files_only=True,
             attn_implementation="sdpa",
+            output_loading_info=True,
         )
+    except SafetensorError as err:
+        raise CureError(
+            f"the weights in {folder} are damaged ({_first_line(err)})",
+            "save the model again with save_pretrained, or copy the *.safetensors files whole",
+        ) from None
     except (OSError, ValueError, RuntimeError) as err:
         raise CureError(
             f"cannot load the causal language model in {folder} ({_first_line(err)})",
             "the folder needs config.json and the *.safetensors that save_pretrained wrote for a causal LM",
         ) from None
+    _check_coverage(folder, loading)
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
         raise CureError(
             f"the tokenizer in {folder} has {len(tokenizer)} tokens but the model only "
@@ -174,6 +193,41 @@ def _read_config(folder: Path) -> PretrainedConfig:
             f"cannot read {folder / 'config.json'} ({_first_line(err)})",
             "the config must be one this version of transformers knows (check model_type)",
         ) from None
+
+
+def _check_coverage(folder: Path, loading: dict[str, list]) -> None:
+    """Refuse weights that do not cover the architecture exactly: a missing tensor would be
+    initialised at random and an unexpected one dropped, and the model would run all the same."""
+    for kind in ("missing_keys", "unexpected_keys", "mismatched_keys"):
+        names = sorted(str(k[0] if isinstance(k, tuple) else k) for k in loading.get(kind) or [])
+        if names:
+            shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+            what = {
+                "missing_keys": "lack tensor(s) that the architecture in config.json needs",
+                "unexpected_keys": "hold tensor(s) that the architecture in config.json does not have",
+                "mismatched_keys": "hold tensor(s) of another shape than the architecture in config.json",
+            }
+            raise CureError(
+                f"the weights in {folder} {what[kind]}: {shown}",
+                "give the folder save_pretrained wrote for this model, its config.json and weights together",
+            )
+
+
+def _check_causal_lm(config: PretrainedConfig, folder: Path) -> None:
+    named = [a for a in config.architectures or [] if not a.endswith(CAUSAL_LM_SUFFIXES)]
+    if named:
+        raise CureError(
+            f"{folder / 'config.json'} names {named[0]}, not a causal language model",
+            "give a causal LM (architectures like LlamaForCausalLM, GPT2LMHeadModel) with its own config.json",
+        )
+
+
+def _check_tokenizer_files(folder: Path) -> None:
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        raise CureError(
+            f"{folder} has no tokenizer files ({', '.join(TOKENIZER_FILES[:3])}, ...)",
+            "save the tokenizer the model was trained with into the folder (tokenizer.save_pretrained)",
+        )
 
 
 def _check_weights(folder: Path) -> None:

@@ -79,8 +79,9 @@ def workspace(args: argparse.Namespace) -> Workspace:
             SplitConfig, json_object(args.split_json, "--split-json"), "split", "give SplitConfig fields as JSON"
         )
     ws = Workspace(data=data_of(args), split=split, recipe=recipe_of(args), source=model_source(args))
-    if ws.user_model:
-        ws.original()  # a bad checkpoint, adapter or profile fails here, before anything is written
+    if ws.user_model:  # a bad checkpoint, adapter, profile or Retrain fails here, before anything is written
+        ws.original()
+        ws.load_model("retrain")
     return ws
 
 

@@ -21,7 +21,7 @@ from typing import Annotated, Any, Generic, Literal, NoReturn, TypeVar, get_orig
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from cure_core.errors import CureError
-from cure_core.settings import choices, describe, field_adapter, validated
+from cure_core.settings import choices, describe, field_adapter, option_flag, validated
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -119,7 +119,7 @@ class SettingsOptions(Generic[M]):
         flags = {}
         for field in fields:
             info = model.model_fields[field]
-            flag = rename.get(field, "--" + field.replace("_", "-"))
+            flag = rename.get(field, option_flag(field))
             flags[field] = flag
             default = defaults.get(field, info.default)
             text = helps.get(field, info.description or "")

@@ -294,21 +294,7 @@ def _unlearn_options(p: argparse.ArgumentParser, with_method: bool) -> None:
     from cure_core.unlearning.methods import METHODS, UnlearnConfig
 
     _request_arg(p)
-    fields = [
-        "steps",
-        "batch_size",
-        "seed",
-        "retain_weight",
-        "retain_loss",
-        "forget_loss",
-        "retain_rule",
-        "shared_rule",
-        "row_rule",
-        "lora",
-        "lora_rank",
-        "lora_alpha",
-        "lora_targets",
-    ]
+    fields = list(UnlearnConfig.OPTIONS)
     helps = {
         "method": (
             f"one of {', '.join(METHODS)} (cure-nocircuit: CURE's rules with every head and MLP task-shared, "

@@ -92,15 +92,20 @@ def print_prompt(rec: Recommender, samples: Samples, i: int) -> None:
     print(rec.encoder.prompt(samples, i))  # type: ignore[attr-defined]
 
 
-def print_versus_retrain(report: Comparison, labels: list[str]) -> None:
-    """A model's metrics next to Retrain's, MIA with PrivLeak, and the distances to Retrain."""
-    print(f"{'':>22}{report.name:>12}{'Retrain':>12}")
+def print_versus_retrain(report: Comparison, labels: list[str], original: Comparison | None = None) -> None:
+    """A model's metrics (and ``original``'s, when given) next to Retrain's, MIA with PrivLeak,
+    the distances to Retrain, and which Retrain that is."""
+    extra = original is not None and original is not report
+    print(f"{'':>22}{report.name:>12}" + (f"{'Original':>12}" if extra else "") + f"{'Retrain':>12}")
+    before = dict((label, value) for label, value, _ in original.versus(labels, mia=False)) if extra else {}
     for label, value, retrain in report.versus(labels, mia=False):
-        print(f"{label:>22}{_number(value):>12}{_number(retrain):>12}")
+        middle = f"{_number(before.get(label)):>12}" if extra else ""
+        print(f"{label:>22}{_number(value):>12}{middle}{_number(retrain):>12}")
     for attack, auc in report.model.mia.items():
         leak = report.privleak.get(attack)
+        middle = f"{_number(original.model.mia.get(attack)):>12}" if extra else ""  # type: ignore[union-attr]
         print(
-            f"{'MIA AUC ' + attack:>22}{_number(auc):>12}{_number(report.reference.mia.get(attack)):>12}   "
+            f"{'MIA AUC ' + attack:>22}{_number(auc):>12}{middle}{_number(report.reference.mia.get(attack)):>12}   "
             + (f"PrivLeak {leak:+.1f}%" if leak is not None else "PrivLeak n/a")
         )
     if report.retrain_unavailable:
@@ -108,6 +113,8 @@ def print_versus_retrain(report: Comparison, labels: list[str]) -> None:
         return
     print(f"{'JSD to Retrain':>22}{report.jsd_to_retrain:>12.5f}")
     print(f"{'L2 to Retrain':>22}{report.l2_to_retrain:>12.5f}")
+    if report.retrain_model is not None:
+        print(f"Retrain: {report.retrain_model['path']} (weights {report.retrain_model['fingerprint'][:12]})")
 
 
 def _number(value: float | None) -> str:
@@ -132,14 +139,14 @@ def run_setting(report: RunReport) -> str:
     )
 
 
-def print_run(report: RunReport) -> None:
+def print_run(report: RunReport, original: Comparison | None = None) -> None:
     print(
         f"run {report.run}: {report.method} strength {report.strength:g}, {report.seconds:.1f}s, "
         f"{report.params_updated:,} of {report.params_total:,} parameters updated, peak "
         f"{report.peak_memory_mib:.0f} MiB ({report.peak_memory_kind})"
     )
     print(run_setting(report))
-    print_versus_retrain(report, ["test AUC", "test ACC", "test LogLoss", "forget AUC", "forget ACC"])
+    print_versus_retrain(report, ["test AUC", "test ACC", "test LogLoss", "forget AUC", "forget ACC"], original)
     for note in report.group_warnings:
         print(f"warning: {note}")
 

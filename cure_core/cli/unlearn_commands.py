@@ -76,6 +76,7 @@ def group_inputs(args: argparse.Namespace, request: ForgetRequest) -> tuple[Attr
 
 def cmd_unlearn(args: argparse.Namespace) -> None:
     """One run; under ``accelerate launch --num_processes N`` every process takes part and rank 0 prints."""
+    from cure_core.evaluate import reference_comparison
     from cure_core.unlearning.lora import check_config
     from cure_core.unlearning.methods import METHODS
     from cure_core.unlearning.parallel import check_batch_size, data_parallel
@@ -109,7 +110,8 @@ def cmd_unlearn(args: argparse.Namespace) -> None:
     if args.json:
         printers.print_json(report)
         return
-    printers.print_run(report)
+    original, retrain = ws.reference_models(request, quiet=True)
+    printers.print_run(report, reference_comparison(original, retrain, request, ws.samples, ws.sets(request)))
 
 
 def cmd_compare(args: argparse.Namespace) -> None:

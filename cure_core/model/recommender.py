@@ -14,6 +14,7 @@ import torch
 from transformers import PreTrainedModel
 
 from cure_core.data.samples import Samples
+from cure_core.metrics import Predictions
 from cure_core.prompts import EncodedBatch, PromptEncoder
 
 if TYPE_CHECKING:
@@ -22,32 +23,6 @@ if TYPE_CHECKING:
     from cure_core.checkpoints import LoadedCheckpoint
 
 ITEM_BATCH, TEXT_BATCH = 1024, 64
-
-
-@dataclass
-class Predictions:
-    """Per-sample outputs at the answer position (all ``[n]`` float arrays).
-
-    ``margin`` = logit(Yes) − logit(No), the score of method.md §1. ``logp_yes``/``logp_no`` are
-    log-probabilities over the *whole* vocabulary (what the LM loss sees); ``logp_mean`` and
-    ``logp_std`` are the mean and std of log p over the vocabulary under p, which Min-K%++
-    uses to z-normalise a token's log-probability.
-    """
-
-    margin: np.ndarray
-    logp_yes: np.ndarray
-    logp_no: np.ndarray
-    logp_mean: np.ndarray
-    logp_std: np.ndarray
-
-    @property
-    def p_yes(self) -> np.ndarray:
-        """P(Yes) with the softmax taken over the two answers."""
-        return 1.0 / (1.0 + np.exp(-self.margin))
-
-    def answer_logp(self, labels: np.ndarray) -> np.ndarray:
-        """Log-probability (full vocabulary) of the true answer."""
-        return np.where(labels == 1, self.logp_yes, self.logp_no)
 
 
 @dataclass
@@ -92,12 +67,12 @@ class Recommender:
 
                 loaded = self.checkpoint
                 if hasattr(self.model, "get_base_model"):
-                    from cure_core.unlearning.lora import merged_copy
+                    from cure_core.checkpoints.copies import merged_copy
 
                     loaded = replace(loaded, model=merged_copy(self.model))
                 self._bridge = boot_bridge(loaded)
             else:
-                from cure_core.model.store import load_bridge
+                from cure_core.checkpoints.bridge import load_bridge
 
                 if self.path is None:
                     raise ValueError("an item model needs its cache folder to boot a bridge")

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from transformers import AutoModelForCausalLM
 
@@ -21,9 +20,6 @@ from cure_core.data.samples import Samples
 from cure_core.errors import CureError
 from cure_core.model.recommender import Recommender
 from cure_core.prompts import ItemModeEncoder, ItemVocab
-
-if TYPE_CHECKING:  # transformer_lens is slow to import; loaded only when a bridge is asked for
-    from transformer_lens.model_bridge import TransformerBridge
 
 WEIGHTS = "model.safetensors"
 
@@ -116,13 +112,3 @@ def load_item_model(folder: Path, samples: Samples) -> Recommender:
     known_codes = samples.user_codes(known) if known is not None else None
     model.eval()
     return Recommender(model=model, encoder=encoder, known_users=known_codes, meta=meta, path=folder)
-
-
-def load_bridge(folder: Path, device: str | None = None) -> TransformerBridge:
-    """The checkpoint as a TransformerLens 4.x ``TransformerBridge``, offline."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from transformer_lens.model_bridge import TransformerBridge
-
-    bridge = TransformerBridge.boot_transformers(str(folder), device=device or "cpu")
-    bridge.eval()
-    return bridge

@@ -3,7 +3,7 @@
 ``cache/models/text-<role>-…/`` holds what ``save_pretrained`` writes for the model and its
 tokenizer (``config.json``, ``model.safetensors``, ``tokenizer.json``…) and ``meta.json``
 (recipe, curve, metrics, ``mode: "text-recipe"``). It is read back by the very loader that
-reads a user's checkpoint (:func:`~cure_core.model_source.load_user_model`), with the recipe's
+reads a user's checkpoint (:func:`~cure_core.model.user_model.load_user_model`), with the recipe's
 profile — so nothing downstream can tell it from a checkpoint a user brought, except its meta.
 """
 
@@ -39,7 +39,8 @@ def save_text_model(rec: Recommender, folder: Path, meta: dict[str, Any]) -> Non
 def load_text_model(folder: Path, recipe: TextRecipe, dataset: RatingsDataset, samples: Samples) -> Recommender:
     """A text model folder of the cache, as a text-mode Recommender; anything unreadable or
     inconsistent is a :class:`CorruptModelError` (the caller retrains it)."""
-    from cure_core.model_source import ModelSource, load_user_model
+    from cure_core.model.user_model import load_user_model
+    from cure_core.model_source import ModelSource
 
     try:
         meta = json.loads((folder / "meta.json").read_text())

@@ -37,7 +37,8 @@ from cure_core.unlearning.run_store import load_run_model
 from cure_core.unlearning.runner import unlearn
 
 if TYPE_CHECKING:
-    from cure_core.model.recommender import Predictions, Recommender
+    from cure_core.metrics import Predictions
+    from cure_core.model.recommender import Recommender
     from cure_core.workspace import Workspace
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import html
 import json
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +64,7 @@ def run_command(report: dict[str, Any]) -> str:
     the command whose value in the run's settings differs from the default."""
     from pydantic import ValidationError
 
+    from cure_core.settings import option_flag
     from cure_core.unlearning.methods import UnlearnConfig
 
     try:
@@ -73,8 +73,8 @@ def run_command(report: dict[str, Any]) -> str:
         return "settings of an earlier version (see the run's report.json)"
     defaults = UnlearnConfig(method=config.method)
     parts = ["cure unlearn", f"--request {report.get('request')}"]
-    for field, flag in _unlearn_flags().items():
-        value = getattr(config, field)
+    for field in ("method", "strength", *UnlearnConfig.OPTIONS):
+        flag, value = option_flag(field), getattr(config, field)
         if field not in ("method", "strength") and value == getattr(defaults, field):
             continue
         if isinstance(value, bool):
@@ -82,14 +82,6 @@ def run_command(report: dict[str, Any]) -> str:
         else:
             parts.append(f"{flag} {' '.join(value) if isinstance(value, tuple) else value}")
     return " ".join(parts)
-
-
-@cache
-def _unlearn_flags() -> dict[str, str]:
-    """Settings field -> option of ``cure unlearn`` (the parser's own mapping)."""
-    from cure_core.cli.parser import build_parser
-
-    return build_parser("unlearn").parse_args(["unlearn", "--method", "ga"]).unlearn.flags
 
 
 def flat_frame(records: list[dict[str, Any]]) -> pd.DataFrame:

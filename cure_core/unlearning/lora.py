@@ -25,7 +25,6 @@ groups' slices, exactly. Embedding rows (``u:``/``i:``) are no LoRA target: a Lo
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,6 +33,7 @@ import torch
 from transformers import PreTrainedModel
 
 from cure_core.checkpoints.adapters import peft_quietly
+from cure_core.checkpoints.copies import plain_copy
 from cure_core.errors import CureError
 from cure_core.groups import ModuleGroups
 from cure_core.modules import attention_shape, parameter_mask, parameter_names
@@ -46,7 +46,6 @@ ADAPTER = "default"
 GPT2_TARGETS = ("c_attn", "c_proj", "c_fc")  # c_proj: the attention's and the MLP's
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 GROUP_KEYS = (("forget", "forget-specific"), ("retain", "retain-specific"), ("shared", "task-shared"))
-_WRAPPER = "_original_component"
 
 
 def default_targets(model: PreTrainedModel) -> list[str]:
@@ -73,29 +72,6 @@ def check_config(config: UnlearnConfig, needs_groups: bool) -> None:
             "--row-rule reset writes the embedding rows of the base model, which a LoRA run never changes",
             "leave out --lora to reset rows, or use --row-rule update (with --lora, embedding rows stay as they are)",
         )
-
-
-def plain_copy(model: PreTrainedModel) -> PreTrainedModel:
-    """A deep copy of ``model`` with TransformerLens' bridge components taken out.
-
-    Booting a bridge on a user's checkpoint replaces its submodules in place (GPT-2's attention
-    then reads split q/k/v copies, not ``c_attn``); the original HF modules are kept inside as
-    ``_original_component``, so putting each back gives the plain model an adapter can wrap and
-    a saved adapter can be loaded onto.
-    """
-    plain = copy.deepcopy(model)
-    _unwrap(plain)
-    return plain
-
-
-def _unwrap(module: torch.nn.Module) -> None:
-    for name, child in list(module.named_children()):
-        inner = child
-        while isinstance(getattr(inner, _WRAPPER, None), torch.nn.Module):
-            inner = getattr(inner, _WRAPPER)
-        _unwrap(inner)
-        if inner is not child:
-            setattr(module, name, inner)
 
 
 def wrap(model: PreTrainedModel, config: UnlearnConfig) -> PeftModel:
@@ -211,9 +187,3 @@ def save_adapter(peft_model: PeftModel, folder: Path) -> Path:
     folder = Path(folder)
     peft_model.save_pretrained(str(folder), safe_serialization=True)
     return folder
-
-
-def merged_copy(peft_model: PeftModel) -> PreTrainedModel:
-    """A plain HF model with the adapter merged into its weights; ``peft_model`` is left as is
-    (the merge runs on a deep copy), so the run's model stays usable."""
-    return copy.deepcopy(peft_model).merge_and_unload().eval()

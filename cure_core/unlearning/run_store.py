@@ -48,7 +48,8 @@ def save_run(run: str, result: UnlearnResult, report: BaseModel, samples: Sample
         "metrics": {"test_auc": getattr(report, "test_auc", None), "forget_auc": getattr(report, "forget_auc", None)},
     }
     if result.config.lora:  # the adapter module comes with LoRA runs (cure_core.unlearning.lora)
-        from cure_core.unlearning.lora import merged_copy, save_adapter
+        from cure_core.checkpoints.copies import merged_copy
+        from cure_core.unlearning.lora import save_adapter
 
         peft_model = result.model.model
         with atomic_directory(folder / MODEL) as tmp:
@@ -78,8 +79,8 @@ def save_model(rec: Recommender, folder: Path, samples: Samples, meta: dict[str,
 def _text_meta(rec: Recommender, folder: Path) -> dict[str, Any]:
     """What a saved user-model folder records: the checkpoint it was unlearned from, the prompt
     profile it answers in, and a key of the files written so far (the sampled
-    :func:`~cure_core.model_source.fingerprint`: a 7B model is keyed in milliseconds)."""
-    from cure_core.model_source import fingerprint
+    :func:`~cure_core.model.user_model.fingerprint`: a 7B model is keyed in milliseconds)."""
+    from cure_core.model.user_model import fingerprint
 
     info = rec.checkpoint.info if rec.checkpoint is not None else None
     profile = getattr(getattr(rec.encoder, "profile", None), "name", None)
@@ -114,7 +115,8 @@ def load_run_model(ws: Workspace, run: str) -> Recommender:
         checkpoint = None if original.checkpoint is None else dataclasses.replace(original.checkpoint, model=model)
         return dataclasses.replace(original, model=model, path=folder, checkpoint=checkpoint, _bridge=None)
     if mode == "text":
-        from cure_core.model_source import ModelSource, load_user_model
+        from cure_core.model.user_model import load_user_model
+        from cure_core.model_source import ModelSource
 
         source = ws.source
         profile = ws.recipe.profile if ws.text_recipe else source.profile  # type: ignore[union-attr]

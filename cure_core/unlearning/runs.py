@@ -49,7 +49,7 @@ def run_id(
     """The run's cache id: everything that decides its report, the reference it is compared with
     included (``None`` for a user's checkpoint without a Retrain), and a text model's evaluation
     cap (item models' ids stay what they were before it). A user model's ``weights_sha256`` is
-    its :func:`~cure_core.model_source.fingerprint`."""
+    its :func:`~cure_core.model.user_model.fingerprint`."""
     spec = {
         "weights": original.meta.get("weights_sha256"),
         "retrain": retrain.meta.get("weights_sha256") if retrain is not None else None,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,6 +17,22 @@ class UnlearnConfig(BaseModel):
     """Every setting of a run (part of its id). Each method reads the fields it needs."""
 
     model_config = ConfigDict(extra="forbid")
+    OPTIONS: ClassVar[tuple[str, ...]] = (
+        "steps",
+        "batch_size",
+        "seed",
+        "retain_weight",
+        "retain_loss",
+        "forget_loss",
+        "retain_rule",
+        "shared_rule",
+        "row_rule",
+        "lora",
+        "lora_rank",
+        "lora_alpha",
+        "lora_targets",
+    )
+    """The fields besides method and strength that ``cure unlearn`` and ``cure compare`` take as options."""
 
     method: MethodName  # type: ignore[valid-type]
     strength: float = Field(1e-3, gt=0, description="Adam learning rate of the update")
