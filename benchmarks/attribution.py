@@ -1,6 +1,7 @@
 """Attribution speed on the default recommender, one batch of 32 prompts.
 
-Times, in one run and on the same model and batch: our EAP, our EAP-IG (5 steps), one plain
+Times, in one run and on the same model and batch: our EAP (the default projected engine, and
+the split-input reference engine), our EAP-IG (5 steps), one plain
 training step of the recommender (forward + backward of the answer loss, train mode), and
 TransformerLens 4.3's own ``attribution_patch(..., EdgeAttributionConfig(granularity="edge"))``.
 Each figure is the median of several repeats after a warm-up. As a cross-check it also runs our
@@ -9,7 +10,8 @@ taken on the corrupted run — and compares the two tools edge by edge, summed o
 
     .venv/bin/python benchmarks/attribution.py [--repeats 5] [--tl-repeats 2]
 
-Ends with ``speedup_vs_transformer_lens=``, ``eap_over_train_step=`` and ``eapig5_over_eap=``.
+Ends with ``speedup_vs_transformer_lens=``, ``eap_over_train_step=``, ``eapig5_over_eap=`` and
+``eap_over_reference_engine=``.
 """
 
 from __future__ import annotations
@@ -87,6 +89,7 @@ def main() -> None:
     )
 
     eap = median_seconds(lambda: attribute(bridge, [batch], metric, "eap"), args.repeats)
+    eap_reference = median_seconds(lambda: attribute(bridge, [batch], metric, "eap", engine="reference"), args.repeats)
     eapig = median_seconds(lambda: attribute(bridge, [batch], metric, "eap-ig", steps=5), args.repeats)
 
     model = ctx.rec.model
@@ -139,12 +142,14 @@ def main() -> None:
         )
 
     print(f"our EAP:               {eap * 1000:8.1f} ms")
+    print(f"our EAP, reference engine (split q/k/v inputs): {eap_reference * 1000:8.1f} ms")
     print(f"our EAP-IG (5 steps):  {eapig * 1000:8.1f} ms")
     print(f"training step (f+b):   {train * 1000:8.1f} ms")
     print(f"TransformerLens edge attribution_patch: {tl * 1000:8.1f} ms")
     print(f"speedup_vs_transformer_lens={tl / eap:.1f}")
     print(f"eap_over_train_step={eap / train:.2f}")
     print(f"eapig5_over_eap={eapig / eap:.2f}")
+    print(f"eap_over_reference_engine={eap / eap_reference:.2f}")
 
 
 if __name__ == "__main__":

@@ -6,9 +6,9 @@ SwiGLU d_mlp 2048), both with a small vocabulary (the unembedding is not what is
 One batch of 8 prompts × 128 tokens, the metric read at the last position. For each model it
 times, as the median of ``--repeats`` runs after a cold one:
 
-- our EAP and EAP-IG (5 steps) through the TransformerBridge (``analysis.attribution``);
-  EAP-IG once with its 5 steps in one pass (fastest) and once ``stepwise``, under a
-  ``max_memory`` budget of one step's working set, so its steps run in 5 passes;
+- our EAP and EAP-IG (5 steps) through the TransformerBridge (``analysis.attribution``, default
+  projected engine); EAP-IG once with its default pass plan and once ``stepwise``, under a
+  ``max_memory`` budget of one step's predicted working set, so its steps run in 5 passes;
 - one full training step of the same batch on the Hugging Face model: forward, backward of the
   answer cross-entropy at the last position, AdamW step;
 
@@ -16,14 +16,18 @@ and the peak memory of each above the loaded model (its cold run): on CPU the pe
 set size sampled every 2 ms (tracemalloc does not see torch's allocations), on CUDA
 ``torch.cuda.max_memory_allocated``. The training step's peak includes the AdamW state it
 allocates. Each measurement runs in a fresh process, so one run's freed-but-kept heap cannot
-hide the next one's peak.
+hide the next one's peak. Besides wall-clock time it reports the process's CPU time, which
+other programs on a shared machine disturb less. The attribution peaks are set beside the
+prediction of ``analysis.memory.attribution_peak_bytes`` at each shape, and the prediction for
+LLaMA-7B at 8 × 300 tokens in bf16 is printed.
 
     .venv/bin/python benchmarks/attribution_scale.py [--layers 12] [--repeats 3] [--models gpt2,llama]
     .venv/bin/python benchmarks/attribution_scale.py --device cuda   # bf16 on a GPU
 
-Ends with ``eap_over_train_step=``, ``eapig5_over_eap=`` (one-pass EAP-IG) and
+Ends with ``eap_over_train_step=``, ``eapig5_over_eap=`` (EAP-IG with its default plan),
 ``peak_memory_over_train_step=`` (the larger of EAP's and stepwise EAP-IG's peak), each the
-worst of the models. Targets: EAP ≤ 1.5× a training step, EAP-IG(5) ≤ 4× EAP, peak memory
+worst of the models, and ``memory_estimate_worst_error=`` (the largest |predicted / measured − 1|
+over the attribution peaks). Targets: EAP ≤ 1.5× a training step, EAP-IG(5) ≤ 4× EAP, peak memory
 ≤ 1.5× a training step's.
 """
 
@@ -186,13 +190,59 @@ def worker(arch: str, measure: str, layers: int, repeats: int, device: str) -> d
         with PeakRss() as rss:
             run()
         peak = rss.bytes
-    times = []
+    times, cpu = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         run()
         sync()
         times.append(time.perf_counter() - start)
-    return {"seconds": statistics.median(times), "peak_bytes": peak}
+        cpu.append(time.process_time() - start_cpu)
+    return {
+        "seconds": statistics.median(times),
+        "cpu_seconds": statistics.median(cpu),
+        "peak_bytes": peak,
+        "predicted_bytes": predicted_peak(measure, bridge),
+    }
+
+
+def predicted_peak(measure: str, bridge: object) -> int:
+    """``analysis.memory``'s prediction for an attribution measure (0 for the training step)."""
+    from analysis.hooks import graph_shape
+    from analysis.memory import ModelSize, attribution_peak_bytes
+
+    copies = {"eap": 1, "eap-ig5-stepwise": 1, "eap-ig5": default_copies(bridge)}.get(measure)
+    if copies is None:
+        return 0
+    return attribution_peak_bytes(ModelSize.of_bridge(bridge, graph_shape(bridge)), BATCH, TOKENS, copies)
+
+
+def default_copies(bridge: object) -> int:
+    """The IG steps per pass of the default plan for this benchmark's batch."""
+    from analysis.attribution import plan_passes
+    from analysis.hooks import graph_shape
+
+    device = str(next(bridge.parameters()).device)  # type: ignore[attr-defined]
+    return plan_passes(bridge, graph_shape(bridge), batch(device), 5, None)[1]
+
+
+def llama_7b_line() -> str:
+    from transformers import LlamaConfig
+
+    from analysis.memory import GIB, ModelSize, attribution_peak_bytes
+
+    config = LlamaConfig(
+        hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=32
+    )
+    size = ModelSize.of_hf_config(config, torch.bfloat16)
+    d, weights = config.hidden_size, config.vocab_size * config.hidden_size * 2
+    weights += config.num_hidden_layers * (4 * d * d + 3 * d * config.intermediate_size)
+    one = attribution_peak_bytes(size, 8, 300, 1) / GIB
+    reference = attribution_peak_bytes(size, 8, 300, 1, engine="reference") / GIB
+    return (
+        f"LLaMA-7B, 8 × 300 tokens, bf16: predicted attribution peak {one:.1f} GiB above the "
+        f"{weights * 2 / GIB:.1f} GiB of weights "
+        f"(EAP, or EAP-IG one step per pass); the reference engine {reference:.1f} GiB"
+    )
 
 
 def main() -> None:
@@ -212,6 +262,7 @@ def main() -> None:
         f"({'bf16' if args.device == 'cuda' else 'fp32'}), torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads"
     )
+    errors: list[float] = []
     ratios: dict[str, list[float]] = {
         "eap_over_train_step": [],
         "eapig5_over_eap": [],
@@ -239,7 +290,15 @@ def main() -> None:
         print(f"{label}:")
         for measure in MEASURES:
             r = results[measure]
-            print(f"  {measure:<17} {r['seconds'] * 1000:9.0f} ms   peak {r['peak_bytes'] / 2**20:8.0f} MiB")
+            line = (
+                f"  {measure:<17} {r['seconds'] * 1000:9.0f} ms (CPU {r['cpu_seconds'] * 1000:9.0f} ms)   "
+                f"peak {r['peak_bytes'] / 2**20:8.0f} MiB"
+            )
+            if r["predicted_bytes"]:
+                ratio = r["predicted_bytes"] / max(r["peak_bytes"], 1)
+                errors.append(abs(ratio - 1))
+                line += f", predicted {r['predicted_bytes'] / 2**20:8.0f} MiB ({ratio:.2f}×)"
+            print(line)
         train = results["train-step"]
         ratios["eap_over_train_step"].append(results["eap"]["seconds"] / train["seconds"])
         ratios["eapig5_over_eap"].append(results["eap-ig5"]["seconds"] / results["eap"]["seconds"])
@@ -248,10 +307,14 @@ def main() -> None:
         print(
             f"  EAP / step {ratios['eap_over_train_step'][-1]:.2f}, EAP-IG(5) / EAP "
             f"{ratios['eapig5_over_eap'][-1]:.2f}, peak (EAP, stepwise EAP-IG) / step "
-            f"{ratios['peak_memory_over_train_step'][-1]:.2f}"
+            f"{ratios['peak_memory_over_train_step'][-1]:.2f}; by CPU time EAP / step "
+            f"{results['eap']['cpu_seconds'] / train['cpu_seconds']:.2f}, EAP-IG(5) / EAP "
+            f"{results['eap-ig5']['cpu_seconds'] / results['eap']['cpu_seconds']:.2f}"
         )
+    print(llama_7b_line())
     for name, values in ratios.items():
         print(f"{name}={max(values):.2f}")
+    print(f"memory_estimate_worst_error={max(errors):.2f}")
 
 
 if __name__ == "__main__":
