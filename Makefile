@@ -27,3 +27,17 @@ test: setup chromium
 
 lint: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+.PHONY: test-fast screenshots
+
+# The fast lane: ruff and the unit tests, without the MovieLens-100K integration tests and the
+# browser test.
+test-fast: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n auto -m "not integration" --ignore=tests/test_browser.py
+
+# The app's pictures in docs/img: starts the app on the default model (a fresh cache trains it and
+# its Retrain first) and drives Chromium through every page.
+screenshots: setup chromium
+	$(PY) docs/screenshots.py
