@@ -20,13 +20,21 @@ app: setup
 chromium:
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || echo "chromium is missing and could not be installed (run as root: apt-get install -y chromium); the browser test will fail"
 
+# The suite on two workers (one torch thread each: two cores), then the exactness tests again on
+# torch's kernels for other CPUs: the portable ones always, AVX2's too on an AVX-512 CPU (torch
+# takes the best kernels the CPU has), so that no tolerance holds on this CPU's kernels alone.
+PYTEST := OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadfile
+OTHER_KERNELS := default $(if $(shell grep -m1 -o avx512f /proc/cpuinfo 2>/dev/null),avx2)
+
 test: setup chromium
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(PY) -m pytest -q
+	$(VENV)/bin/lint-imports
+	$(PYTEST)
+	for kernels in $(OTHER_KERNELS); do ATEN_CPU_CAPABILITY=$$kernels $(PYTEST) -m exactness || exit 1; done
 
 lint: setup
-	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/lint-imports
 
 .PHONY: test-fast screenshots
 

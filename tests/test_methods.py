@@ -66,9 +66,11 @@ FLAT_KEYS = {
     "retrain_mia_auc",
     "privleak",
     "retrain_unavailable",
+    "retrain_model",
 }
-"""The keys saved reports and ``--json`` outputs have (``retrain_unavailable`` is new: ``None``
-unless a user's checkpoint came without a Retrain; reports saved without it still load)."""
+"""The keys saved reports and ``--json`` outputs have (``retrain_unavailable``: ``None`` unless a
+user's checkpoint came without a Retrain; ``retrain_model``: the Retrain's path and fingerprint;
+reports saved without either still load)."""
 
 
 def test_every_method_is_one_registered_class_with_its_whole_definition():

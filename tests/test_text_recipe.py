@@ -124,4 +124,6 @@ def test_recipe_with_a_user_model_is_one_line(capsys, user_checkpoints):
     model, _ = user_checkpoints["gpt2"]
     code = cli.main(["evaluate", "--recipe", "text", "--model", str(model)])
     err = capsys.readouterr().err
-    assert code == 2 and "--model gives your own checkpoint" in err and len(err.strip().splitlines()) == 1
+    assert (
+        code == 2 and "--model (or CURE_MODEL) gives your own checkpoint" in err and len(err.strip().splitlines()) == 1
+    )

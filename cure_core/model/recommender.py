@@ -25,6 +25,22 @@ if TYPE_CHECKING:
 ITEM_BATCH, TEXT_BATCH = 1024, 64
 
 
+class ModelLock:
+    """A re-entrant lock that a copy of its owner does not share: a deep copy gets a new one."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+
+    def __enter__(self) -> bool:
+        return self._lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+    def __deepcopy__(self, memo: dict) -> ModelLock:
+        return ModelLock()
+
+
 @dataclass
 class Recommender:
     """An HF causal LM, the prompt format it reads, and which users it was trained on.
@@ -41,11 +57,12 @@ class Recommender:
     path: Path | None = None
     checkpoint: LoadedCheckpoint | None = None
     _bridge: Any = field(default=None, repr=False)
-    lock: threading.RLock = field(default_factory=threading.RLock, init=False, repr=False, compare=False)
+    lock: ModelLock = field(default_factory=ModelLock, init=False, repr=False, compare=False)
     """Held by every run of this model and of its bridge. The app shares one
     model between browser sessions, and a hooked run (attribution, faithfulness, ablation)
     changes what every other forward of that model or bridge computes while its hooks hang:
-    runs on one model therefore take turns. A copy (``dataclasses.replace``) has its own lock."""
+    runs on one model therefore take turns. A copy (``dataclasses.replace``, ``copy.deepcopy``)
+    has its own lock."""
 
     @property
     def text_mode(self) -> bool:
