@@ -20,23 +20,28 @@ app: setup
 chromium:
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || echo "chromium is missing and could not be installed (run as root: apt-get install -y chromium); the browser test will fail"
 
-# The suite on two workers (one torch thread each: two cores), then the exactness tests again on
-# torch's kernels for other CPUs: the portable ones always, AVX2's too on an AVX-512 CPU (torch
-# takes the best kernels the CPU has), so that no tolerance holds on this CPU's kernels alone.
-PYTEST := OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadfile
+# The suite on two workers (one torch thread each: two cores; a module's tests stay on one worker,
+# which builds its fixtures once), then the exactness tests again on torch's kernels for other
+# CPUs: the portable ones always, AVX2's too on an AVX-512 CPU (torch takes the best kernels the
+# CPU has), so that no tolerance holds on this CPU's kernels alone. The slow lane is `test-slow`.
+PYTEST := OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadfile --durations=15
 OTHER_KERNELS := default $(if $(shell grep -m1 -o avx512f /proc/cpuinfo 2>/dev/null),avx2)
 
 test: setup chromium
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
-	$(PYTEST)
-	for kernels in $(OTHER_KERNELS); do ATEN_CPU_CAPABILITY=$$kernels $(PYTEST) -m exactness || exit 1; done
+	$(PYTEST) -m "not slow"
+	for kernels in $(OTHER_KERNELS); do ATEN_CPU_CAPABILITY=$$kernels $(PYTEST) -m "exactness and not slow" || exit 1; done
+
+# The longer variants of tests that `make test` leaves out (about 5 CPU-minutes).
+test-slow: setup chromium
+	$(PYTEST) -m slow
 
 lint: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/lint-imports
 
-.PHONY: test-fast screenshots
+.PHONY: test-fast test-slow screenshots
 
 # The fast lane: ruff and the unit tests, without the MovieLens-100K integration tests and the
 # browser test.

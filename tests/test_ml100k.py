@@ -85,7 +85,7 @@ def small_ws(ws):
     """A small model trained for one epoch (shared by the tests below)."""
     small = Workspace(
         recipe=Recipe(
-            n_layer=2, n_head=2, d_model=64, d_mlp=128, max_epochs=1, batch_size=256, lr=3e-3, train_precision="fp32"
+            n_layer=2, n_head=2, d_model=32, d_mlp=64, max_epochs=1, batch_size=512, lr=3e-3, train_precision="fp32"
         ),
         dataset=ws.dataset,
     )
