@@ -43,12 +43,14 @@ lint: setup
 
 .PHONY: test-fast test-slow screenshots
 
-# The fast lane: ruff and the unit tests, without the MovieLens-100K integration tests and the
-# browser test.
+# The fast lane: ruff and the unit tests, without the MovieLens-100K integration tests, the slow
+# lane and the modules that start the app, studies or several processes.
+FAST_SKIPS := browser app studies distributed distributed_unlearning user_unlearning concurrency references
 test-fast: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n auto -m "not integration" --ignore=tests/test_browser.py
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadfile -m "not integration and not slow" \
+		$(foreach m,$(FAST_SKIPS),--ignore=tests/test_$(m).py)
 
 # The app's pictures in docs/img: starts the app on the default model (a fresh cache trains it and
 # its Retrain first) and drives Chromium through every page.
