@@ -85,7 +85,7 @@ def small_ws(ws):
     """A small model trained for one epoch (shared by the tests below)."""
     small = Workspace(
         recipe=Recipe(
-            n_layer=2, n_head=2, d_model=32, d_mlp=64, max_epochs=1, batch_size=512, lr=3e-3, train_precision="fp32"
+            n_layer=2, n_head=2, d_model=64, d_mlp=128, max_epochs=1, batch_size=256, lr=3e-3, train_precision="fp32"
         ),
         dataset=ws.dataset,
     )
@@ -117,6 +117,8 @@ def test_circuits_on_the_default_request(small_ws, corruption):
     assert forget.n_prompts == 64 and np.isfinite(forget.scores).all()
     result = find_circuit(ctx, forget, "forget", settings, "top-n", 40, curve_points=5, quiet=True)
     assert abs(result.faithfulness.gap) > 1e-6, "the corruption must move the metric for F to mean anything"
-    assert result.curve[0][1].value == pytest.approx(0.0, abs=1e-4) and result.curve[-1][1].value == pytest.approx(
-        1.0, abs=1e-4
-    )
+    empty, full = result.curve[0][1], result.curve[-1][1]
+    # F divides by the gap: the float error of the patched metrics (relative to their size; the
+    # patched and plain forwards sum in different orders) grows by size/gap
+    scale = max(abs(full.metric_clean), abs(full.metric_corrupt)) / abs(full.gap)
+    assert empty.value == pytest.approx(0.0, abs=1e-4 * scale) and full.value == pytest.approx(1.0, abs=1e-4 * scale)
