@@ -45,7 +45,7 @@ lint: setup
 
 # The fast lane: ruff and the unit tests, without the MovieLens-100K integration tests, the slow
 # lane and the modules that start the app, studies or several processes.
-FAST_SKIPS := browser app studies distributed distributed_unlearning user_unlearning concurrency references
+FAST_SKIPS := browser app studies distributed distributed_unlearning user_unlearning concurrency references model
 test-fast: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
