@@ -7,8 +7,8 @@ import pytest
 import torch
 from patching import single_edge_patching
 from scipy.stats import spearmanr
+from tiny_models import VOCAB, save_tokenizer, tiny_model
 from tolerances import assert_close
-from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
 from analysis.attribution import attribute
 from analysis.circuit import Circuit
@@ -16,42 +16,15 @@ from analysis.faithfulness import faithfulness_curve
 from analysis.hooks import attached_hook_count, graph_shape
 from analysis.prompts import LogitDiff, PromptBatch
 from cure_core.checkpoints.bridge import load_bridge
-from cure_core.prompts import SPECIAL_TOKENS, ItemVocab
+from cure_core.prompts import SPECIAL_TOKENS
 
-VOCAB = 24
 POS, NEG = 5, 6  # <yes>, <no> in the special tokens
 
 
 def _save_tiny(folder, arch: str) -> None:
-    torch.manual_seed(0)
-    if arch == "gpt2":
-        config = GPT2Config(
-            vocab_size=VOCAB,
-            n_positions=16,
-            n_embd=32,
-            n_layer=2,
-            n_head=2,
-            initializer_range=0.3,
-            resid_pdrop=0,
-            embd_pdrop=0,
-            attn_pdrop=0,
-        )
-        model = GPT2LMHeadModel(config)
-    else:
-        config = LlamaConfig(
-            vocab_size=VOCAB,
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            num_key_value_heads=2,
-            max_position_embeddings=16,
-            initializer_range=0.3,
-        )
-        model = LlamaForCausalLM(config)
-    model.save_pretrained(folder, safe_serialization=True)
-    tokens = SPECIAL_TOKENS + [f"t{i}" for i in range(VOCAB - len(SPECIAL_TOKENS))]
-    ItemVocab(tokens).to_hf_tokenizer().save_pretrained(folder)
+    """The tiny model (Llama with 2 query heads, no grouped-query attention) and its tokenizer."""
+    tiny_model(arch, heads=2, kv_heads=2).save_pretrained(folder, safe_serialization=True)
+    save_tokenizer(folder)
 
 
 @pytest.fixture(scope="module", params=["gpt2", "llama"])

@@ -4,23 +4,13 @@ equals the dense reference, GQA graphs are exact, left padding changes nothing."
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 import torch
 from patching import single_edge_patching
 from scipy.stats import spearmanr
+from tiny_models import FIRST, VOCAB, tiny_bridge
 from tolerances import assert_close
-from transformers import (
-    AutoTokenizer,
-    GPT2Config,
-    GPT2LMHeadModel,
-    LlamaConfig,
-    LlamaForCausalLM,
-    Qwen2Config,
-    Qwen2ForCausalLM,
-)
 
 from analysis.ablation import ablated_metric
 from analysis.activations import new_source_buffer, run_sources, source_capture_hooks
@@ -31,59 +21,14 @@ from analysis.faithfulness import faithfulness_curve
 from analysis.graph import QKV
 from analysis.hooks import edge_hooks, graph_shape, metric_input_hooks, run_kwargs
 from analysis.prompts import LogitDiff, PromptBatch, PromptLengthError
-from cure_core.prompts import SPECIAL_TOKENS, ItemVocab
 
-VOCAB = 24
-FIRST = len(SPECIAL_TOKENS)
 METRIC = LogitDiff(5, 6)
 ARCHS = ("gpt2", "llama", "qwen2")
 
 
-def tiny_model(arch: str) -> torch.nn.Module:
-    torch.manual_seed(0)
-    if arch == "gpt2":
-        return GPT2LMHeadModel(
-            GPT2Config(
-                vocab_size=VOCAB,
-                n_positions=16,
-                n_embd=32,
-                n_layer=2,
-                n_head=2,
-                initializer_range=0.3,
-                resid_pdrop=0,
-                embd_pdrop=0,
-                attn_pdrop=0,
-            )
-        )
-    kwargs = dict(
-        vocab_size=VOCAB,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=16,
-        initializer_range=0.3,
-    )
-    return LlamaForCausalLM(LlamaConfig(**kwargs)) if arch == "llama" else Qwen2ForCausalLM(Qwen2Config(**kwargs))
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tokenizer")
-    ItemVocab(SPECIAL_TOKENS + [f"t{i}" for i in range(VOCAB - FIRST)]).to_hf_tokenizer().save_pretrained(folder)
-    return AutoTokenizer.from_pretrained(folder)
-
-
 @pytest.fixture(scope="module", params=ARCHS)
-def bridge(request, tokenizer):
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from transformer_lens.model_bridge import TransformerBridge
-
-    model = tiny_model(request.param).eval()
-    booted = TransformerBridge.boot_transformers(request.param, hf_model=model, tokenizer=tokenizer)
-    booted.eval()
-    return booted
+def bridge(request, tmp_path_factory):
+    return tiny_bridge(request.param, tmp_path_factory.mktemp("tokenizer"))
 
 
 def pairs(

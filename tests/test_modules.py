@@ -10,7 +10,8 @@ from collections import defaultdict
 
 import pytest
 import torch
-from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM
+from tiny_models import VOCAB, save_tokenizer, seeded_model
+from transformers import AutoTokenizer
 
 from cure_core.errors import CureError
 from cure_core.model.example_checkpoint import make_model
@@ -22,41 +23,26 @@ from cure_core.modules import (
     parameter_mask,
     parameter_names,
 )
-from cure_core.prompts import SPECIAL_TOKENS, ItemVocab
 
-VOCAB = 24
 D_MODEL, D_HEAD = 64, 16  # the example checkpoints: 4 heads of 16
 
 
+# What the two hand-made models share: 2 layers, d_model 32, 4 query heads, d_mlp 48
+SMALL = {
+    "hidden_size": 32,
+    "intermediate_size": 48,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "max_position_embeddings": 32,
+}
+
+
 def mistral() -> torch.nn.Module:
-    torch.manual_seed(0)
-    config = MistralConfig(
-        vocab_size=VOCAB,
-        hidden_size=32,
-        intermediate_size=48,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=12,
-        max_position_embeddings=32,
-    )
-    return MistralForCausalLM(config).eval()
+    return seeded_model("mistral", **SMALL, num_key_value_heads=2, head_dim=12).eval()
 
 
 def llama(kv_heads: int, bias: bool = False) -> torch.nn.Module:
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=VOCAB,
-        hidden_size=32,
-        intermediate_size=48,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=kv_heads,
-        attention_bias=bias,
-        mlp_bias=bias,
-        max_position_embeddings=32,
-    )
-    return LlamaForCausalLM(config).eval()
+    return seeded_model("llama", **SMALL, num_key_value_heads=kv_heads, attention_bias=bias, mlp_bias=bias).eval()
 
 
 MODELS = {
@@ -152,8 +138,7 @@ def test_modules_the_model_does_not_have_are_refused(bad):
 @pytest.fixture(scope="module")
 def tokenizer(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tokenizer")
-    first = len(SPECIAL_TOKENS)
-    ItemVocab(SPECIAL_TOKENS + [f"t{i}" for i in range(VOCAB - first)]).to_hf_tokenizer().save_pretrained(folder)
+    save_tokenizer(folder)
     return AutoTokenizer.from_pretrained(folder)
 
 

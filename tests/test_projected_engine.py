@@ -5,14 +5,12 @@ estimate's bookkeeping."""
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 import torch
-from test_engine_models import FIRST, METRIC, VOCAB, equal_length_batch, pairs, tiny_model
+from test_engine_models import ARCHS, METRIC, equal_length_batch, pairs
+from tiny_models import tiny_bridge
 from tolerances import assert_close
-from transformers import AutoTokenizer
 
 from analysis.attribution import attribute, plan_passes, working_set_bytes
 from analysis.errors import AnalysisInputError
@@ -20,28 +18,11 @@ from analysis.graph import QKV
 from analysis.hooks import attached_hook_count, graph_shape
 from analysis.memory import ModelSize, attribution_peak_bytes
 from analysis.prompts import PromptBatch
-from cure_core.prompts import SPECIAL_TOKENS, ItemVocab
-
-ARCHS = ("gpt2", "llama", "qwen2")
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tokenizer")
-    ItemVocab(SPECIAL_TOKENS + [f"t{i}" for i in range(VOCAB - FIRST)]).to_hf_tokenizer().save_pretrained(folder)
-    return AutoTokenizer.from_pretrained(folder)
 
 
 @pytest.fixture(scope="module", params=ARCHS)
-def bridge(request, tokenizer):
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from transformer_lens.model_bridge import TransformerBridge
-
-    booted = TransformerBridge.boot_transformers(
-        request.param, hf_model=tiny_model(request.param).eval(), tokenizer=tokenizer
-    )
-    booted.eval()
-    return booted
+def bridge(request, tmp_path_factory):
+    return tiny_bridge(request.param, tmp_path_factory.mktemp("tokenizer"))
 
 
 def padded_batch(seed: int = 0) -> PromptBatch:
