@@ -3,11 +3,12 @@
 Every evaluation number (utility AUC, JSD to Retrain, the MIA attacks) comes from
 ``Recommender.predict``: batched, under ``torch.inference_mode``, the forward in the model's
 dtype, the unembedding at the answer position only, and just those logits upcast to float32 for
-the full-vocabulary log-softmax that Min-K%++ needs. This benchmark runs that very method on a
-GPT-2-small-shaped model (12 layers, 12 heads, d_model 768, d_mlp 3072; a vocabulary of 1024,
-the unembedding is not what is measured) over random 128-token prompts, and beside it one
-training step as the project trains (``train_item_model``): forward through ``last_logits``,
-answer cross-entropy, backward, AdamW; float32 weights, under bf16 autocast with ``--dtype bf16``.
+the full-vocabulary log-softmax that Min-K%++ needs. This benchmark runs that very method on the
+project's GPT-2 (``Recipe.hf_config``) at GPT-2-small shape (12 layers, 12 heads, d_model 768,
+d_mlp 3072; a vocabulary of 1024, the unembedding is not what is measured) over random
+128-token prompts, and beside it one training step as the project trains (``train_item_model``):
+forward through ``last_logits``, answer cross-entropy, backward, AdamW; float32 weights, under
+bf16 autocast with ``--dtype bf16``.
 
 Each figure is the median of ``--repeats`` timed runs after a warm-up one. Scoring is timed over
 ``--batches`` batches of ``--batch`` prompts (one ``predict`` call), training over one step of
@@ -53,23 +54,15 @@ class RandomPrompts:
 
 
 def build(layers: int, device: str) -> torch.nn.Module:
-    """The random-weight GPT-2-small-shaped model (float32, seeded) on ``device``."""
-    from transformers import GPT2Config, GPT2LMHeadModel
+    """The project's GPT-2 (``Recipe.hf_config``) at GPT-2-small shape without dropout, random
+    float32 weights (seeded), on ``device``."""
+    from transformers import GPT2LMHeadModel
 
+    from cure_core.model.recipe import Recipe
+
+    recipe = Recipe(arch="gpt2", n_layer=layers, n_head=12, d_model=768, d_mlp=3072, dropout=0)
     torch.manual_seed(0)
-    config = GPT2Config(
-        vocab_size=VOCAB,
-        n_positions=TOKENS,
-        n_embd=768,
-        n_layer=layers,
-        n_head=12,
-        resid_pdrop=0,
-        embd_pdrop=0,
-        attn_pdrop=0,
-        bos_token_id=2,
-        eos_token_id=3,
-    )
-    return GPT2LMHeadModel(config).to(device)
+    return GPT2LMHeadModel(recipe.hf_config(VOCAB, TOKENS)).to(device)
 
 
 def recommender(model: torch.nn.Module, prompts: RandomPrompts) -> object:
