@@ -25,26 +25,6 @@ def test_data_summary(capsys, data_dir):
     assert "users: 100" in " ".join(out.split())
 
 
-@pytest.mark.parametrize(
-    ("argv", "message"),
-    [
-        (["forget", "--users", "150%"], "outside (0, 1)"),
-        (["forget", "--users", "lots"], "is not a share"),
-        (["forget", "--user-ids", "0,424242"], "unknown user id(s): 0, 424242"),
-        (["forget", "--interactions", "1-2"], "is not USER:ITEM"),
-        (["forget", "--genre", "Polka"], "no item has the genre"),
-        (["evaluate", "--request", "user-deadbeef"], "no forget request"),
-        (["train", "--retrain", "nope"], "no forget request"),
-    ],
-)
-def test_bad_input_is_one_line_with_a_fix(capsys, data_dir, argv, message):
-    code, _, err = run(capsys, *argv, "--data", data_dir)
-    assert code == 2
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0] and "fix:" in lines[0], err
-    assert "Traceback" not in err
-
-
 def test_missing_data_path(capsys, tmp_path):
     code, _, err = run(capsys, "data", "--data", str(tmp_path / "missing"))
     assert code == 2 and "does not exist" in err
