@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import io
 import json
+from functools import partial
 
 import numpy as np
 import pytest
+from planted import planted_attribution
 
-from analysis.attribution import Attribution
 from analysis.graph import GraphShape
 from cure_core.circuits import load_attribution, save_attribution
 from cure_core.groups import GroupSettings, group_modules, importance, kv_group
@@ -22,13 +23,7 @@ GQA = GraphShape(2, 4, 2)  # sources: input, a0.h0-3 (1-4), m0 (5), a1.h0-3 (6-9
 SETTINGS = GroupSettings(threshold_rule="absolute", threshold=0.02)
 
 
-def _attribution(node_scores: np.ndarray, n_batches: int = 4, noise: float = 0.0, seed: int = 0) -> Attribution:
-    """Planted node scores on the edges into the logits; every other edge is zero."""
-    rng = np.random.default_rng(seed)
-    batch = np.zeros((n_batches, GQA.n_src, GQA.n_dst))
-    for b in range(n_batches):
-        batch[b, :, GQA.logits_dst] = node_scores * (1 + noise * rng.normal(size=len(node_scores)))
-    return Attribution(GQA, "eap", 1, batch.mean(0), batch, np.zeros(8), np.zeros(8))
+_attribution = partial(planted_attribution, GQA)  # planted node scores, other edges zero
 
 
 def _planted():

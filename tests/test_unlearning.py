@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import time
+from functools import partial
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from planted import planted_attribution
 from pydantic import ValidationError
 from tolerances import assert_close
 
-from analysis.attribution import Attribution
 from analysis.circuit import share_count
 from analysis.graph import GraphShape
 from cure_core import cli
@@ -30,13 +31,7 @@ from tests.test_data import write_grouplens
 SHAPE = GraphShape(2, 2)  # modules a0.h0 a0.h1 m0 a1.h0 a1.h1 m1
 
 
-def _attribution(node_scores: np.ndarray, n_batches: int = 4, noise: float = 0.0, seed: int = 0) -> Attribution:
-    """Planted node scores: the edges into logits carry them, other edges are zero."""
-    rng = np.random.default_rng(seed)
-    batch = np.zeros((n_batches, SHAPE.n_src, SHAPE.n_dst))
-    for b in range(n_batches):
-        batch[b, :, SHAPE.logits_dst] = node_scores * (1 + noise * rng.normal(size=len(node_scores)))
-    return Attribution(SHAPE, "eap", 1, batch.mean(0), batch, np.zeros(8), np.zeros(8))
+_attribution = partial(planted_attribution, SHAPE)  # planted node scores, other edges zero
 
 
 def _planted(forget_boost: int | None = 3, retain_boost: int | None = 5) -> ModuleGroups:
