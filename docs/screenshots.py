@@ -17,19 +17,16 @@ import argparse
 import io
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from app_server import ROOT, ServerDidNotStart, free_port, serving
 from PIL import Image
 from playwright.sync_api import Page, sync_playwright
 
-ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM_FLAGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -42,12 +39,6 @@ FIRST_RUN_MS = 3_600_000  # a fresh cache trains two models and attributes them 
 VIEWPORT = {"width": 1280, "height": 1100}  # Streamlit scrolls inside the page: what shows is what is kept
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def serve(env: dict[str, str], log: Path) -> Iterator[str]:
     """``streamlit run app/Home.py`` on a free loopback port; yields its URL."""
@@ -55,26 +46,11 @@ def serve(env: dict[str, str], log: Path) -> Iterator[str]:
     cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "Home.py"), "--server.port", str(port)]
     cmd += ["--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"]
     cmd += ["--client.toolbarMode", "minimal"]  # no "Deploy" button in the pictures
-    with log.open("w") as out:
-        server = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            for _ in range(240):
-                try:
-                    if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                        break
-                except OSError:
-                    time.sleep(0.5)
-            else:
-                raise SystemExit(f"streamlit did not start; see {log}")
+    try:
+        with serving(cmd, port, env, log, attempts=240) as url:
             yield url
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait(timeout=30)
+    except ServerDidNotStart as error:
+        raise SystemExit(str(error)) from None
 
 
 def save_small(png: bytes, path: Path) -> int:

@@ -9,11 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,18 +18,12 @@ from playwright.sync_api import sync_playwright
 
 from cure_core.data.dataset import RatingsDataset
 from cure_core.model_source import ENVIRONMENT
+from docs.app_server import ServerDidNotStart, free_port, serving
 from tests.conftest import TINY_RECIPE
 from tests.test_data import write_grouplens
 
-ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
 SLOW_MS = 180_000  # the first visit trains the tiny models and attributes; generous for a loaded CI machine
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def listening_hosts(port: int) -> set[str]:
@@ -50,33 +40,16 @@ def listening_hosts(port: int) -> set[str]:
 def _serve(root: Path, **env: str) -> Iterator[str]:
     """`cure app` on a free port with ``env`` added (checked to listen on loopback only, its
     default); yields its URL."""
-    port = _free_port()
+    port = free_port()
     cmd = [sys.executable, "-m", "cure_core.cli", "app", "--port", str(port)]
-    log = (root / "streamlit.log").open("w")
+    log = root / "streamlit.log"
     base = {k: v for k, v in os.environ.items() if k not in ENVIRONMENT.values()}  # no CURE_MODEL of the caller's
-    server = subprocess.Popen(
-        cmd, env={**base, "OMP_NUM_THREADS": "1", **env}, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
-    )
-    url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(120):
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail(f"streamlit did not start; log: {(root / 'streamlit.log').read_text()[-2000:]}")
-        assert listening_hosts(port) == {"127.0.0.1"}, listening_hosts(port)
-        yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=30)
-        log.close()
+        with serving(cmd, port, {**base, "OMP_NUM_THREADS": "1", **env}, log, attempts=120) as url:
+            assert listening_hosts(port) == {"127.0.0.1"}, listening_hosts(port)
+            yield url
+    except ServerDidNotStart:
+        pytest.fail(f"streamlit did not start; log: {log.read_text()[-2000:]}")
 
 
 def _serve_synthetic(root: Path, synthetic: RatingsDataset, **env: str) -> Iterator[str]:
@@ -90,11 +63,7 @@ def _serve_synthetic(root: Path, synthetic: RatingsDataset, **env: str) -> Itera
 def app_url(tmp_path_factory, synthetic) -> Iterator[str]:
     """A Streamlit server on synthetic data with the tiny recipe and its own cache."""
     root = tmp_path_factory.mktemp("browser-app")
-    yield from _serve_synthetic(
-        root,
-        synthetic,
-        CURE_RECIPE=TINY_RECIPE.model_dump_json(),
-    )
+    yield from _serve_synthetic(root, synthetic, CURE_RECIPE=TINY_RECIPE.model_dump_json())
 
 
 @pytest.fixture(scope="module")
@@ -283,11 +252,7 @@ def text_app_url(tmp_path_factory, synthetic) -> Iterator[str]:
     from tests.test_text_recipe import TINY_TEXT
 
     root = tmp_path_factory.mktemp("browser-text-app")
-    yield from _serve_synthetic(
-        root,
-        synthetic,
-        CURE_RECIPE=TINY_TEXT.model_dump_json(),
-    )
+    yield from _serve_synthetic(root, synthetic, CURE_RECIPE=TINY_TEXT.model_dump_json())
 
 
 def test_lora_unlearning_of_the_text_model_in_a_real_browser(text_app_url, browser, tmp_path):
