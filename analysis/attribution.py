@@ -64,7 +64,7 @@ from analysis.hooks import (
     metric_input_hooks,
     run_kwargs,
 )
-from analysis.memory import ModelSize, attribution_peak_bytes
+from analysis.memory import plan_passes
 from analysis.projections import AttentionWeights, HeadValues, attention_weights, projected_reader_hooks
 from analysis.prompts import Metric, PromptBatch
 
@@ -267,34 +267,6 @@ def attribute_batch(
         metric_clean = values if values is not None else metric_clean
     assert metric_clean is not None  # the first pass ends at α = 1
     return scores / steps, metric_clean, metric(corrupt_logits) * batch.weight
-
-
-def working_set_bytes(
-    bridge: Any, shape: GraphShape, rows: int, pos: int, copies: int, engine: Engine = "projected"
-) -> int:
-    """Estimated peak memory of one attribution pass over ``rows`` prompts of ``pos`` tokens
-    with ``copies`` IG steps at once (:func:`analysis.memory.attribution_peak_bytes`)."""
-    return attribution_peak_bytes(ModelSize.of_bridge(bridge, shape), rows, pos, copies, engine)
-
-
-def plan_passes(
-    bridge: Any,
-    shape: GraphShape,
-    batch: PromptBatch,
-    steps: int,
-    max_memory: int | None,
-    engine: Engine = "projected",
-) -> tuple[int, int]:
-    """``(rows, steps_per_pass)`` for ``batch`` within ``max_memory`` bytes: fewer IG steps per
-    pass first (same work, less memory), then fewer prompts per pass; never below one of each."""
-    if max_memory is None:
-        return len(batch), steps
-    pos = batch.clean.shape[1]
-    for copies in range(steps, 0, -1):
-        if working_set_bytes(bridge, shape, len(batch), pos, copies, engine) <= max_memory:
-            return len(batch), copies
-    per_prompt = working_set_bytes(bridge, shape, 1, pos, 1, engine)
-    return max(1, min(len(batch), max_memory // per_prompt)), 1
 
 
 @dataclass

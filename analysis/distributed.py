@@ -29,7 +29,7 @@ import torch.distributed as dist
 from analysis.attribution import Attribution, Method, assemble, checked_steps, score_batches
 from analysis.circuit import Circuit
 from analysis.faithfulness import Faithfulness, combine, measure_batches
-from analysis.hooks import graph_shape
+from analysis.hooks import Engine, graph_shape
 from analysis.prompts import Metric, PromptBatch
 
 T = TypeVar("T")
@@ -86,13 +86,14 @@ def attribute_sharded(
     settings: dict[str, Any] | None = None,
     progress: Callable[[int], None] | None = None,
     max_memory: int | None = None,
+    engine: Engine = "projected",
 ) -> Attribution:
     """:func:`analysis.attribution.attribute` with this rank's :func:`shard` of ``batches``:
     the same :class:`Attribution` on every rank. ``progress`` counts this rank's prompts."""
     steps = checked_steps(method, steps)
     rank, size = world()
     mine = [batches[i] for i in shard(len(batches), rank, size)]
-    parts = gather_in_order(score_batches(bridge, mine, metric, steps, progress, max_memory), len(batches))
+    parts = gather_in_order(score_batches(bridge, mine, metric, steps, progress, max_memory, engine), len(batches))
     return assemble(graph_shape(bridge), method, steps, parts, settings)
 
 

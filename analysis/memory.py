@@ -30,6 +30,7 @@ import torch
 
 from analysis.graph import GraphShape
 from analysis.hooks import Engine
+from analysis.prompts import PromptBatch
 
 GIB = 2**30
 
@@ -98,3 +99,35 @@ def attribution_peak_bytes(size: ModelSize, rows: int, pos: int, copies: int, en
     kept = (10 + 3 * b) * d + mlp_factor * b * size.d_mlp + attention
     working = 2 * readers * tokens * d * 4 + 2 * copies * tokens * size.d_mlp * b
     return delta + copies * size.n_layers * tokens * kept + working
+
+
+def working_set_bytes(
+    bridge: Any, shape: GraphShape, rows: int, pos: int, copies: int, engine: Engine = "projected"
+) -> int:
+    """Estimated peak memory of one attribution pass over ``rows`` prompts of ``pos`` tokens
+    with ``copies`` IG steps at once (:func:`analysis.memory.attribution_peak_bytes`)."""
+    return attribution_peak_bytes(ModelSize.of_bridge(bridge, shape), rows, pos, copies, engine)
+
+
+def plan_passes(
+    bridge: Any,
+    shape: GraphShape,
+    batch: PromptBatch,
+    steps: int,
+    max_memory: int | None,
+    engine: Engine = "projected",
+) -> tuple[int, int]:
+    """``(rows, steps_per_pass)`` for ``batch`` within ``max_memory`` bytes: fewer IG steps per
+    pass first (same work, less memory), then fewer prompts per pass; never below one of each.
+    Without a budget, a GPU runs the steps stacked in one pass (a wider batch keeps it busy), a
+    CPU one step per pass: its time grows with rows × steps either way, and the stacked pass's
+    larger working set is slower (``benchmarks/attribution_scale.py`` times both)."""
+    if max_memory is None:
+        on_gpu = next(bridge.parameters()).device.type == "cuda"
+        return len(batch), steps if on_gpu else 1
+    pos = batch.clean.shape[1]
+    for copies in range(steps, 0, -1):
+        if working_set_bytes(bridge, shape, len(batch), pos, copies, engine) <= max_memory:
+            return len(batch), copies
+    per_prompt = working_set_bytes(bridge, shape, 1, pos, 1, engine)
+    return max(1, min(len(batch), max_memory // per_prompt)), 1

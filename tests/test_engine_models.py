@@ -14,12 +14,13 @@ from tolerances import assert_close
 
 from analysis.ablation import ablated_metric
 from analysis.activations import new_source_buffer, run_sources, source_capture_hooks
-from analysis.attribution import attribute, plan_passes, working_set_bytes
+from analysis.attribution import attribute
 from analysis.circuit import Circuit
 from analysis.errors import AnalysisInputError
 from analysis.faithfulness import faithfulness_curve
 from analysis.graph import QKV
 from analysis.hooks import edge_hooks, graph_shape, metric_input_hooks, run_kwargs
+from analysis.memory import plan_passes, working_set_bytes
 from analysis.prompts import LogitDiff, PromptBatch, PromptLengthError
 
 METRIC = LogitDiff(5, 6)
@@ -123,9 +124,12 @@ def test_bounded_attribution_equals_the_dense_reference(bridge, steps):
 def test_passes_and_micro_batches_under_a_memory_budget_give_the_same_scores(bridge):
     batch = equal_length_batch()
     shape = graph_shape(bridge)
-    whole = attribute(bridge, [batch], METRIC, "eap-ig", steps=3)
+    stacked = working_set_bytes(bridge, shape, len(batch), batch.clean.shape[1], 3)
+    assert plan_passes(bridge, shape, batch, 3, stacked) == (len(batch), 3)
+    whole = attribute(bridge, [batch], METRIC, "eap-ig", steps=3, max_memory=stacked)
     one_step = working_set_bytes(bridge, shape, len(batch), batch.clean.shape[1], 1)
-    assert plan_passes(bridge, shape, batch, 3, None) == (len(batch), 3)
+    on_gpu = next(bridge.parameters()).device.type == "cuda"
+    assert plan_passes(bridge, shape, batch, 3, None) == (len(batch), 3 if on_gpu else 1), "the device's default plan"
     assert plan_passes(bridge, shape, batch, 3, one_step) == (len(batch), 1)
     assert plan_passes(bridge, shape, batch, 3, 1) == (1, 1)
     for budget in (one_step, 1):

@@ -12,11 +12,11 @@ from test_engine_models import ARCHS, METRIC, equal_length_batch, pairs
 from tiny_models import tiny_bridge
 from tolerances import assert_close
 
-from analysis.attribution import attribute, plan_passes, working_set_bytes
+from analysis.attribution import attribute
 from analysis.errors import AnalysisInputError
 from analysis.graph import QKV
 from analysis.hooks import attached_hook_count, graph_shape
-from analysis.memory import ModelSize, attribution_peak_bytes
+from analysis.memory import ModelSize, attribution_peak_bytes, plan_passes, working_set_bytes
 from analysis.prompts import PromptBatch
 
 
@@ -60,12 +60,11 @@ def test_projected_scores_equal_the_reference_engine_per_edge_on_a_left_padded_b
 def _per_head_residuals_kept(bridge, engine: str) -> int:
     """How many tensors the backward keeps that hold one residual-stream vector per head or
     key/value head and token (``d_model`` last, ``n · tokens · d_model`` numbers for n = H or
-    G), over an EAP-IG run of 2 steps."""
+    G), over an EAP-IG run of 2 steps (one or both steps in a pass, as the device's plan has it)."""
     shape = graph_shape(bridge)
     d_model = int(bridge.cfg.d_model)
     batch = padded_batch(1)
-    tokens = 2 * batch.clean.numel()
-    per_head = {n * tokens * d_model for n in (shape.n_heads, shape.kv_heads)}
+    per_head = {n * c * batch.clean.numel() * d_model for n in (shape.n_heads, shape.kv_heads) for c in (1, 2)}
     kept: list[torch.Tensor] = []
 
     def pack(t: torch.Tensor) -> torch.Tensor:
