@@ -12,7 +12,7 @@ no-circuit ablation include computing the module groups (attributions on forget,
 control sets, recomputed here). The speed-up
 compares with Retrain's training time on the same number of threads (when Retrain was trained on
 fewer, beside Original, Original's time on the same threads stands in: same recipe, more data).
-The variants and the selection rule are `cure_core/studies/selection.py`, shared with the studies.
+The variants (`cure_core/studies/variants.py`) and the selection rule (`selection.py`) are the studies'.
 
     .venv/bin/python benchmarks/unlearning.py                     # the item model, full-parameter
     .venv/bin/python benchmarks/unlearning.py --recipe text       # the text model: LoRA, then full
@@ -23,7 +23,7 @@ Ends with ``cure_jsd_to_retrain=``, ``best_baseline_jsd_to_retrain=``, ``cure_te
 ``cure_speedup_vs_retrain=``, ``cure_mia_auc_minus_retrain=`` (default request), once per mode
 (``--mode``; the text model runs LoRA r=8 and full-parameter unlearning by default), each block
 headed by the model and mode. On the text model a reset-rows variant is its plain counterpart
-(no embedding rows: ``cure_core.studies.selection.variant``).
+(no embedding rows: ``cure_core.studies.variants.Variant.on_text_model``).
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ from cure_core.metrics import jsd
 from cure_core.model.recipe import recipe_from_json
 from cure_core.requests import item_request, save_request
 from cure_core.studies.common import grouping_seconds
-from cure_core.studies.selection import VARIANTS, Selector, choose, is_cure_style, variants_for
+from cure_core.studies.selection import Selector, choose
+from cure_core.studies.variants import VARIANTS, is_cure_style, variants_for
 from cure_core.unlearning.runs import get_run
 from cure_core.workspace import Workspace
 

@@ -19,28 +19,18 @@ from cure_core.studies.base import Study, StudyJob, StudyOutput
 from cure_core.studies.common import StudySettings
 from cure_core.studies.store import RESULT_FILE, load_results
 from cure_core.unlearning.methods import METHODS, UnlearnConfig, UnlearnMethod
-from cure_core.unlearning.methods.config import LORA_FIELDS
-from cure_core.unlearning.runs import RunReport
+from cure_core.unlearning.runs import RunReport, run_id
 
-CONFIG_FIELDS = [
-    "method",
-    "strength",
-    "steps",
-    "batch_size",
-    "seed",
-    "retain_weight",
-    "retain_loss",
-    "forget_loss",
-    "npo_beta",
-    "retain_rule",
-    "shared_rule",
-    "row_rule",
-    "probe_every",
-    "probe_size",
-    *LORA_FIELDS,
-]
-"""Run ids hash the config's JSON: these fields (and their defaults) keep cached runs valid (the
-LoRA fields enter an id only when ``lora`` is on)."""
+CACHED_RUN_IDS = {
+    "npo-266e61e25a": UnlearnConfig(method="npo"),
+    "ga-b73330d892": UnlearnConfig(method="ga", steps=7, seed=2),
+    "cure-2fbeca6655": UnlearnConfig(method="cure", strength=3e-4, forget_loss="teacher", row_rule="reset"),
+    "cure-c2f0f8a9ce": UnlearnConfig(method="cure", strength=3e-3, forget_loss="teacher", lora=True),
+    "pcgrad-7ddb5b2033": UnlearnConfig(method="pcgrad", retain_loss="kl", forget_loss="teacher", npo_beta=0.2),
+}
+"""Ids of runs cached by earlier versions (weights "a", Retrain "b", request "user-x"; the CURE
+runs with groups key "g"): a run id hashes the config's fields and values, so these keep every
+cached run findable (the LoRA fields enter an id only when ``lora`` is on)."""
 
 FLAT_KEYS = {
     "name",
@@ -86,7 +76,7 @@ def test_every_method_is_one_registered_class_with_its_whole_definition():
         "cure-random",
     ]
     for name, method in METHODS.items():
-        assert isinstance(method, UnlearnMethod) and method.name == name and method.label and method.help
+        assert issubclass(method, UnlearnMethod) and method.name == name and method.label and method.help
         assert (
             list(method.strengths) == sorted(method.strengths)
             and method.default_strength() == method.strengths[len(method.strengths) // 2]
@@ -97,7 +87,7 @@ def test_every_method_is_one_registered_class_with_its_whole_definition():
 def test_a_lora_grid_is_the_full_grid_scaled_with_clean_floats_everywhere_it_is_read():
     from cure_core.cli.parser import build_parser
     from cure_core.cli.unlearn_commands import configs
-    from cure_core.studies.selection import VARIANTS
+    from cure_core.studies.variants import VARIANTS
     from cure_core.unlearning.methods.base import LORA_STRENGTH_SCALE
 
     for method in METHODS.values():
@@ -119,32 +109,57 @@ def test_a_lora_grid_is_the_full_grid_scaled_with_clean_floats_everywhere_it_is_
 
 
 def test_cure_style_variants_are_exactly_those_running_cure_on_circuit_groups():
-    from cure_core.studies.selection import CONTROLS, VARIANTS, is_cure_style, variant
+    from cure_core.studies.variants import CONTROLS, VARIANTS, is_cure_style, variant
 
     for v in VARIANTS + CONTROLS:
-        assert is_cure_style(v.label) == (v.method == "cure")
-        assert is_cure_style(variant(v.label, text_mode=True).label) == is_cure_style(v.label)
+        assert v.cure_style == (v.method == "cure") and is_cure_style(v.label) == v.cure_style
+        text = variant(v.label, text_mode=True)
+        assert is_cure_style(text.label) == text.cure_style == v.cure_style and text.method == v.method
+        assert text.config(1e-3).row_rule == "update" and text.grid() == v.grid()
+        assert (text == v) == (v.config(1e-3).row_rule == "update")
+        if text.label in {w.label for w in VARIANTS}:  # "CURE (teacher)": the very variant of that name
+            assert text == variant(text.label)
+
+
+def test_a_variant_is_checked_against_its_methods_arguments():
+    from cure_core.studies.variants import Variant
+
+    with pytest.raises(ValidationError, match="forget_loss"):
+        Variant("GA (teacher)", "ga", {"forget_loss": "teacher"})  # GA has no forget_loss argument
+    with pytest.raises(ValidationError, match="npo_beta"):
+        Variant("E2URec-style (β)", "e2urec", {"npo_beta": 0.2})
+    with pytest.raises(ValueError, match="text_label"):
+        Variant("CURE (reset rows)", "cure", {"row_rule": "reset"})  # a text model has no rows to reset
+    assert Variant("NPO", "npo").grid() == METHODS["npo"].grid()
 
 
 def test_forget_objective_and_teacher_follow_the_method_or_forget_loss():
     fixed = {"ga": "ga", "graddiff": "ga", "npo": "npo", "e2urec": "teacher"}
     for forget_loss in ("npo", "ga", "teacher"):
-        for name, method in METHODS.items():
-            config = UnlearnConfig(method=name, forget_loss=forget_loss)
-            assert method.forget_kind(config) == fixed.get(name, forget_loss)
-            assert method.uses_teacher(config) == (method.forget_kind(config) == "teacher")
+        for name, spec in METHODS.items():
+            method = spec.for_run(UnlearnConfig(method=name, forget_loss=forget_loss))
+            assert method.forget_kind() == fixed.get(name, forget_loss)
+            assert method.uses_teacher() == (method.forget_kind() == "teacher")
 
 
-def test_config_fields_are_unchanged_choices_are_literals_and_unknown_fields_are_refused():
-    assert list(UnlearnConfig.model_fields) == CONFIG_FIELDS
-    assert UnlearnConfig(method="npo").id_json() == (
-        '{"method":"npo","strength":0.001,"steps":60,"batch_size":64,"seed":0,"retain_weight":1.0,'
-        '"retain_loss":"nll","forget_loss":"npo",'
-        '"npo_beta":0.1,"retain_rule":"retain_update","shared_rule":"pcgrad","row_rule":"update",'
-        '"probe_every":10,"probe_size":256}'
-    )
+def test_each_method_reads_its_own_arguments_out_of_the_run_settings():
+    config = UnlearnConfig(method="cure", retain_weight=0.5, retain_loss="kl", npo_beta=0.2, forget_loss="ga")
+    for name, spec in METHODS.items():
+        assert issubclass(UnlearnConfig, spec.arguments)  # every argument is a setting of the run
+        args = spec.for_run(config.model_copy(update={"method": name})).args
+        assert type(args) is spec.arguments and args.model_dump() == config.model_dump(include=set(args.model_fields))
+    assert not METHODS["ga"].arguments.model_fields
+    assert list(METHODS["npo"].arguments.model_fields) == [*METHODS["graddiff"].arguments.model_fields, "npo_beta"]
+
+
+def test_cached_run_ids_are_unchanged_choices_are_literals_and_unknown_fields_are_refused():
+    model = lambda sha: SimpleNamespace(meta={"weights_sha256": sha}, text_mode=False)  # noqa: E731
+    for run, config in CACHED_RUN_IDS.items():
+        groups = "g" if config.method == "cure" else ""
+        assert run_id(model("a"), model("b"), SimpleNamespace(id="user-x"), config.id_json(), groups) == run
     lora_id = UnlearnConfig(method="npo", lora=True).id_json()
     assert lora_id.endswith('"lora":true,"lora_rank":8,"lora_alpha":16.0,"lora_targets":[]}')
+    assert '"lora' not in UnlearnConfig(method="npo").id_json()
     assert typing.get_args(UnlearnConfig.model_fields["method"].annotation) == tuple(METHODS)
     for name in ("retain_loss", "forget_loss", "retain_rule", "shared_rule", "row_rule"):
         assert typing.get_origin(UnlearnConfig.model_fields[name].annotation) is typing.Literal

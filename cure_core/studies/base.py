@@ -19,10 +19,12 @@ import plotly.graph_objects as go
 
 from cure_core.progress import Progress, ProgressFn
 from cure_core.studies import ABOUT
-from cure_core.studies.common import StudySettings
+from cure_core.studies.common import StudySettings, model_context
 from cure_core.studies.store import StudyStore
 
 if TYPE_CHECKING:
+    from cure_core.model.recommender import Recommender
+    from cure_core.requests import ForgetRequest
     from cure_core.workspace import Workspace
 
 
@@ -48,6 +50,13 @@ class StudyJob:
         """The store of this study, settings and ``context`` (data, model, request ...)."""
         self.store = StudyStore(self.name, self.settings, context)
         return self.store
+
+    def open_on(self, request: ForgetRequest) -> tuple[Recommender, Recommender]:
+        """Original and Retrain of ``request`` (trained when missing), and the store opened on
+        them: the context of a study of one request."""
+        original, retrain = self.ws.ensure_models(request, quiet=self.quiet)
+        self.open({"data": self.ws.dataset.content_hash, **model_context(original, retrain, request=request.id)})
+        return original, retrain
 
     def bar(self, total: int, desc: str | None = None) -> Progress:
         self._bar = Progress(total, desc or self.name, self.progress, self.quiet)

@@ -1,10 +1,12 @@
-"""What the four studies share: settings base, the request a study names, Original/Retrain rows."""
+"""What the four studies share: settings base, the request a study names, Original/Retrain rows,
+run values and the look of their figures."""
 
 from __future__ import annotations
 
 import time
 from typing import TYPE_CHECKING, Any
 
+import plotly.graph_objects as go
 from pydantic import BaseModel, ConfigDict
 
 from cure_core.circuits import AttributionSettings, circuit_context
@@ -94,3 +96,8 @@ def grouping_seconds(ws: Workspace, request: ForgetRequest, group_settings: Grou
         force=True,
     )
     return time.perf_counter() - began
+
+
+def laid_out(fig: go.Figure, title: str, height: int, **layout: Any) -> go.Figure:
+    """``fig`` with a study figure's title, height and template, and any other ``layout``."""
+    return fig.update_layout(title=title, template="plotly_white", height=height, **layout)

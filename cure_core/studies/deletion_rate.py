@@ -11,7 +11,7 @@ noise floor then uses as many as fit, and the study says so.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -23,17 +23,16 @@ from cure_core.studies.base import Study, StudyJob, StudyOutput
 from cure_core.studies.common import (
     StudySettings,
     grouping_seconds,
+    laid_out,
     model_context,
     reference_points,
     resolve_request,
     run_values,
 )
-from cure_core.studies.selection import VARIANTS, Variant, VariantLabel, chosen_run, is_cure_style, variants_for
+from cure_core.studies.selection import chosen_run
 from cure_core.studies.store import weights_key
+from cure_core.studies.variants import VARIANTS, Variant, VariantLabel, is_cure_style, variants_for
 from cure_core.unlearning.runs import get_run
-
-if TYPE_CHECKING:
-    pass
 
 
 class DeletionRateSettings(StudySettings):
@@ -222,9 +221,4 @@ def figure(table: pd.DataFrame) -> go.Figure:
     fig.update_xaxes(title_text="users forgotten (%)", type="log", tickvals=rates, ticktext=[f"{r:g}%" for r in rates])
     fig.update_yaxes(type="log", row=1, col=1)
     fig.update_yaxes(type="log", row=2, col=2)
-    fig.update_layout(
-        title="Deletion rate: every method at the strength chosen on the 5% request",
-        template="plotly_white",
-        height=720,
-    )
-    return fig
+    return laid_out(fig, "Deletion rate: every method at the strength chosen on the 5% request", 720)

@@ -30,8 +30,9 @@ from cure_core.errors import CureError
 from cure_core.metrics import jsd
 from cure_core.requests import user_request
 from cure_core.studies.base import Study, StudyJob, StudyOutput
-from cure_core.studies.common import StudySettings, model_context, resolve_request
-from cure_core.studies.selection import VariantLabel, chosen_run, variant
+from cure_core.studies.common import StudySettings, laid_out, resolve_request
+from cure_core.studies.selection import chosen_run
+from cure_core.studies.variants import VariantLabel, variant
 from cure_core.unlearning.methods import UnlearnConfig
 from cure_core.unlearning.run_store import load_run_model
 from cure_core.unlearning.runner import unlearn
@@ -116,9 +117,8 @@ class Difficulty(Study):
                 f"the difficulty study needs a user-level request, not {request.kind}-level {request.id}",
                 "use --request default or a `cure forget --users` request",
             )
-        original, retrain = ws.ensure_models(request, quiet=job.quiet)
+        original, retrain = job.open_on(request)
         sets = ws.sets(request)
-        job.open({"data": ws.dataset.content_hash, **model_context(original, retrain, request=request.id)})
         codes = ws.samples.user[sets.forget]
         users = [str(ws.samples.user_ids[c]) for c in np.unique(codes)]
         per_user_idx = {u: sets.forget[codes == code] for u, code in zip(users, np.unique(codes), strict=True)}
@@ -233,9 +233,6 @@ def figure(table: pd.DataFrame) -> go.Figure:
         )
         fig.update_xaxes(title_text=x.replace("_", " "), row=1, col=col)
     fig.update_yaxes(title_text="user's NLL rise after CURE-style", row=1, col=1)
-    fig.update_layout(
-        title="Per-user difficulty against measured forgetting (green: easy anchors, red: hard anchors)",
-        template="plotly_white",
-        height=460,
+    return laid_out(
+        fig, "Per-user difficulty against measured forgetting (green: easy anchors, red: hard anchors)", 460
     )
-    return fig

@@ -7,7 +7,7 @@ marked on the means. No strength is chosen here, so the test set is only reporte
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -17,13 +17,10 @@ from pydantic import Field
 
 from cure_core.settings import Seed
 from cure_core.studies.base import Study, StudyJob, StudyOutput
-from cure_core.studies.common import StudySettings, model_context, reference_points, resolve_request, run_values
-from cure_core.studies.selection import VARIANTS, VariantLabel, is_cure_style, variants_for
+from cure_core.studies.common import StudySettings, laid_out, reference_points, resolve_request, run_values
+from cure_core.studies.variants import VARIANTS, VariantLabel, is_cure_style, variants_for
 from cure_core.unlearning.compare import pareto_front, reference_star
 from cure_core.unlearning.runs import get_run
-
-if TYPE_CHECKING:
-    pass
 
 
 class ParetoSettings(StudySettings):
@@ -49,8 +46,7 @@ class Pareto(Study):
     def compute(self, job: StudyJob) -> StudyOutput:
         ws, settings = job.ws, job.settings
         request = resolve_request(ws, settings.request)
-        original, retrain = ws.ensure_models(request, quiet=job.quiet)
-        job.open({"data": ws.dataset.content_hash, **model_context(original, retrain, request=request.id)})
+        job.open_on(request)
         runs = [
             (v, s, seed)
             for v in variants_for(settings.variants, ws.text_mode)
@@ -205,9 +201,4 @@ def pareto_figure(table: pd.DataFrame, refs: dict[str, dict[str, Any]], request_
         )
         fig.update_xaxes(title_text="test AUC (higher is better)", row=1, col=col)
     fig.update_yaxes(title_text="lower is closer to Retrain", type="log", row=1, col=1)
-    fig.update_layout(
-        title=f"Forget/retain trade-off on {request_id}: mean ± std over seeds (Retrain: JSD 0, gap 0)",
-        template="plotly_white",
-        height=520,
-    )
-    return fig
+    return laid_out(fig, f"Forget/retain trade-off on {request_id}: mean ± std over seeds (Retrain: JSD 0, gap 0)", 520)

@@ -30,7 +30,7 @@ from cure_core.circuits import AttributionSettings, circuit_context, get_attribu
 from cure_core.groups import GROUPS, default_corruption, fitting_group_settings, groups_for_request
 from cure_core.settings import Seed
 from cure_core.studies.base import Study, StudyJob, StudyOutput
-from cure_core.studies.common import StudySettings, resolve_request
+from cure_core.studies.common import StudySettings, laid_out, resolve_request
 from cure_core.studies.store import weights_key
 
 if TYPE_CHECKING:
@@ -233,12 +233,6 @@ def figure(pairs: pd.DataFrame) -> go.Figure:
                 row=1,
                 col=k + 1,
             )
-    fig.update_layout(
-        boxmode="group",
-        title="Stability: Jaccard per pair of runs (1 = identical)",
-        yaxis_title="Jaccard",
-        template="plotly_white",
-        height=460,
-    )
+    laid_out(fig, "Stability: Jaccard per pair of runs (1 = identical)", 460, boxmode="group", yaxis_title="Jaccard")
     fig.update_yaxes(range=[0, 1.05])
     return fig

@@ -85,7 +85,7 @@ class UnlearnRun:
         groups: ModuleGroups | None = None,
         parallel: DataParallel | None = None,
     ) -> None:
-        self.method = METHODS[config.method]
+        self.method = METHODS[config.method].for_run(config)
         self.parallel = parallel
         check_batch_size(config.batch_size, parallel)
         for name in ("forget", "retain"):
@@ -150,7 +150,7 @@ class UnlearnRun:
         untouched = torch.zeros(sum(p.numel() for p in self.params), dtype=torch.bool)
         if not self.method.needs_groups or groups is None:
             return None, {}, untouched
-        groups = self.method.module_groups(groups, self.config)
+        groups = self.method.module_groups(groups, self.config.seed)
         model = self.student.model
         if self.config.lora:
             masks, sizes = lora.group_rules(model, self.original.model, groups, self.config)
@@ -210,17 +210,15 @@ class UnlearnRun:
 
     def step(self, step: int) -> dict[str, Any]:
         """One update; returns the step's row (losses and gradient cosines, no probe yet)."""
-        config, method = self.config, self.method
+        method = self.method
         f_idx = self._draw(self.sets.forget)
         f_local = self._share(f_idx)
-        forget_loss = method.forget_objective(
-            config, self._batch(f_local, method.uses_teacher(config)), self.answer_ids
-        )
+        forget_loss = method.forget_objective(self._batch(f_local, method.uses_teacher()), self.answer_ids)
         g_f = self._reduce(self._flat(forget_loss), f_local, f_idx)
         forget_loss = self._reduce(forget_loss, f_local, f_idx)
         r_idx = self._draw(self.sets.retain)
         r_local = self._share(r_idx)
-        retain_loss = method.retain_objective(config, self._batch(r_local, False), self.answer_ids)
+        retain_loss = method.retain_objective(self._batch(r_local, False), self.answer_ids)
         g_r = (
             self._reduce(self._flat(retain_loss), r_local, r_idx) if retain_loss is not None else torch.zeros_like(g_f)
         )
@@ -233,7 +231,7 @@ class UnlearnRun:
                 f"{losses[0]:.3g}{f', retain loss {losses[1]:.3g}' if len(losses) > 1 else ''})",
                 "lower --strength or --steps; the original model is unchanged",
             )
-        direction = method.direction(g_f, g_r, config, self.masks)
+        direction = method.direction(g_f, g_r, self.masks)
         self.touched |= direction != 0
         offset = 0
         for p in self.params:

@@ -12,12 +12,23 @@ sago       ``forget_loss``                              SAGO over all parameters
 cure       ``forget_loss``                              per module group (see ``cure.py``)
 ========== ============================================ ==============================================
 
-``base.py`` is the interface, ``gradient.py``, ``conflict.py`` and ``cure.py`` the families,
-``registry.py`` the one list of methods and ``config.py`` the settings.
+``base.py`` is the interface, ``arguments.py`` each family's arguments model, ``gradient.py``,
+``conflict.py`` and ``cure.py`` the families, ``registry.py`` the one list of methods and
+``config.py`` the settings.
 """
 
-from cure_core.unlearning.methods.base import Batch, ForgetKind, GroupMasks, UnlearnMethod
+from cure_core.unlearning.methods.arguments import ForgetKind, MethodArguments
+from cure_core.unlearning.methods.base import Batch, GroupMasks, UnlearnMethod
 from cure_core.unlearning.methods.config import MethodName, UnlearnConfig
 from cure_core.unlearning.methods.registry import METHODS
 
-__all__ = ["METHODS", "Batch", "ForgetKind", "GroupMasks", "MethodName", "UnlearnConfig", "UnlearnMethod"]
+__all__ = [
+    "METHODS",
+    "Batch",
+    "ForgetKind",
+    "GroupMasks",
+    "MethodArguments",
+    "MethodName",
+    "UnlearnConfig",
+    "UnlearnMethod",
+]

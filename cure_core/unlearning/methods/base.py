@@ -3,20 +3,21 @@
 A method turns one step's forget and retain batches into one update direction (a gradient to
 descend, flat over all parameters); the runner (:mod:`cure_core.unlearning.runner`) feeds it
 to Adam with learning rate = ``strength``. A method is one class: its forget objective, its
-retain objective, how it combines the two gradients, whether it needs module groups, its
-strength grid and its help text. Subclasses override only what differs from their parent, as
-in open-unlearning (``NPO(GradDiff)``).
+retain objective, how it combines the two gradients, its arguments model, whether it needs
+module groups, its strength grid and its help text. Subclasses override only what differs from
+their parent, as in open-unlearning (``NPO(GradDiff)``); an instance is the method with one
+run's arguments (:meth:`UnlearnMethod.for_run`).
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Self
 
 import torch
 
 from cure_core.unlearning import objectives
+from cure_core.unlearning.methods.arguments import ForgetKind, MethodArguments
 
 if TYPE_CHECKING:
     from cure_core.groups import ModuleGroups
@@ -33,9 +34,6 @@ their full-parameter results (docs/results.md, "Unlearning through LoRA"). The f
 optimum, and on the text model it overshoots: in the benchmark's LoRA block seven of the nine
 variants (the teacher objectives among them) chose the lowest strength of their ×10 grid, the
 stronger ones costing more than 0.01 validation AUC."""
-
-ForgetKind = Literal["npo", "ga", "teacher"]
-"""The forget objectives: NPO, gradient ascent, or KL to a forgetting teacher."""
 
 
 @dataclass
@@ -57,11 +55,11 @@ class GroupMasks:
     shared: torch.Tensor
 
 
-class UnlearnMethod(ABC):
-    """One unlearning method. By default: no retain term, direction g_f + α·g_r (= g_f).
+class UnlearnMethod:
+    """One unlearning method. By default: no retain term, direction g_f.
 
-    Class attributes carry the method's definition; the hooks read the run's settings from
-    :class:`~cure_core.unlearning.methods.config.UnlearnConfig`.
+    Class attributes carry the method's definition; the hooks read the run's arguments
+    (:attr:`args`, an instance of :attr:`arguments`).
     """
 
     name: ClassVar[str]
@@ -69,48 +67,58 @@ class UnlearnMethod(ABC):
     help: ClassVar[str]
     strengths: ClassVar[tuple[float, ...]]
     """The sweep grid of the strength (Adam learning rate); the middle one is the default."""
+    arguments: ClassVar[type[MethodArguments]] = MethodArguments
+    """The model of the method's arguments: its parent's, or a subclass adding what it adds."""
+    forget: ClassVar[ForgetKind]
+    """The forget objective, unless the arguments choose it (:meth:`forget_kind`)."""
     needs_groups: ClassVar[bool] = False
     """Whether a run computes module groups first (CURE-style and its ablation)."""
 
-    def module_groups(self, groups: ModuleGroups, config: UnlearnConfig) -> ModuleGroups:
-        """The groups a run acts on: the circuits' own, unless a control rearranges them."""
-        return groups
+    def __init__(self, args: MethodArguments) -> None:
+        self.args = args
 
-    def grid(self, lora: bool = False) -> tuple[float, ...]:
+    @classmethod
+    def for_run(cls, config: UnlearnConfig) -> Self:
+        """The method with its own arguments taken from the run's settings."""
+        return cls(cls.arguments.model_validate(config.model_dump(include=set(cls.arguments.model_fields))))
+
+    @classmethod
+    def grid(cls, lora: bool = False) -> tuple[float, ...]:
         """The sweep grid: :attr:`strengths`, or for a LoRA run each ×:data:`LORA_STRENGTH_SCALE`."""
-        return scaled_grid(self.strengths, lora)
+        return scaled_grid(cls.strengths, lora)
 
-    def default_strength(self, lora: bool = False) -> float:
+    @classmethod
+    def default_strength(cls, lora: bool = False) -> float:
         """The middle of :meth:`grid`."""
-        grid = self.grid(lora)
+        grid = cls.grid(lora)
         return grid[len(grid) // 2]
 
-    @abstractmethod
-    def forget_kind(self, config: UnlearnConfig) -> ForgetKind:
-        """Which forget objective this method uses under ``config``."""
+    def module_groups(self, groups: ModuleGroups, seed: int) -> ModuleGroups:
+        """The groups a run of seed ``seed`` acts on: the circuits' own, unless a control rearranges them."""
+        return groups
 
-    def uses_teacher(self, config: UnlearnConfig) -> bool:
+    def forget_kind(self) -> ForgetKind:
+        """Which forget objective the run uses."""
+        return self.forget
+
+    def uses_teacher(self) -> bool:
         """Whether the forget batch needs the forgetting teacher's logits."""
-        return self.forget_kind(config) == "teacher"
+        return self.forget_kind() == "teacher"
 
-    def forget_objective(self, config: UnlearnConfig, batch: Batch, answer_ids: tuple[int, int]) -> torch.Tensor:
-        kind = self.forget_kind(config)
-        if kind == "ga":
-            return objectives.gradient_ascent(batch.logits, batch.answers)
-        if kind == "teacher":
+    def forget_objective(self, batch: Batch, answer_ids: tuple[int, int]) -> torch.Tensor:
+        """The loss on the forget batch: gradient ascent, or KL to the teacher (NPO adds its own)."""
+        if self.forget_kind() == "teacher":
             assert batch.teacher is not None
             return objectives.kl_to(batch.logits, batch.teacher, answer_ids)
-        return objectives.npo(batch.logits, batch.reference, batch.answers, config.npo_beta)
+        return objectives.gradient_ascent(batch.logits, batch.answers)
 
-    def retain_objective(self, config: UnlearnConfig, batch: Batch, answer_ids: tuple[int, int]) -> torch.Tensor | None:
+    def retain_objective(self, batch: Batch, answer_ids: tuple[int, int]) -> torch.Tensor | None:
         """The loss on the retain batch, or ``None`` when the method has no retain term."""
         return None
 
-    def direction(
-        self, g_f: torch.Tensor, g_r: torch.Tensor, config: UnlearnConfig, masks: GroupMasks | None
-    ) -> torch.Tensor:
+    def direction(self, g_f: torch.Tensor, g_r: torch.Tensor, masks: GroupMasks | None) -> torch.Tensor:
         """The update direction from g_f and g_r (g_r is zero without a retain term)."""
-        return g_f + config.retain_weight * g_r
+        return g_f
 
 
 def scaled_grid(strengths: tuple[float, ...], lora: bool) -> tuple[float, ...]:

@@ -1,44 +1,40 @@
 """Methods that resolve conflicts between g_f and g_r over all parameters: PCGrad and SAGO.
 
-Their forget objective is ``forget_loss`` (NPO, GA or the teacher KL of E2URec-style), so the
-combination rules can be compared with the objective held fixed.
+Their forget objective is the ``forget_loss`` argument (NPO, GA or the teacher KL of
+E2URec-style), so the combination rules can be compared with the objective held fixed.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 
-from cure_core.unlearning.combine import pcgrad, sago
-from cure_core.unlearning.methods.base import ForgetKind, GroupMasks
-from cure_core.unlearning.methods.gradient import GradDiff
+from cure_core.unlearning.combine import COMBINERS
+from cure_core.unlearning.methods.arguments import Combiner, ConflictArguments, ForgetKind
+from cure_core.unlearning.methods.gradient import NPO
 
 if TYPE_CHECKING:
-    from cure_core.unlearning.methods.config import UnlearnConfig
+    from cure_core.unlearning.methods.base import GroupMasks
 
 
-class PCGrad(GradDiff):
+class PCGrad(NPO):
     name = "pcgrad"
     label = "PCGrad"
     help = "forget_loss and the retain loss combined by PCGrad over all parameters"
-    strengths = (3e-5, 1e-4, 3e-4)
+    arguments = ConflictArguments
+    combiner: ClassVar[Combiner] = "pcgrad"
+    args: ConflictArguments
 
-    def forget_kind(self, config: UnlearnConfig) -> ForgetKind:
-        return config.forget_loss
+    def forget_kind(self) -> ForgetKind:
+        return self.args.forget_loss
 
-    def direction(
-        self, g_f: torch.Tensor, g_r: torch.Tensor, config: UnlearnConfig, masks: GroupMasks | None
-    ) -> torch.Tensor:
-        return pcgrad(g_f, g_r, 1.0, config.retain_weight)
+    def direction(self, g_f: torch.Tensor, g_r: torch.Tensor, masks: GroupMasks | None) -> torch.Tensor:
+        return COMBINERS[self.combiner](g_f, g_r, 1.0, self.args.retain_weight)
 
 
 class SAGO(PCGrad):
     name = "sago"
     label = "SAGO"
     help = "forget_loss and the retain loss combined by SAGO (per element) over all parameters"
-
-    def direction(
-        self, g_f: torch.Tensor, g_r: torch.Tensor, config: UnlearnConfig, masks: GroupMasks | None
-    ) -> torch.Tensor:
-        return sago(g_f, g_r, 1.0, config.retain_weight)
+    combiner = "sago"

@@ -15,12 +15,12 @@ import torch
 
 from cure_core.errors import CureError
 from cure_core.unlearning.combine import COMBINERS
-from cure_core.unlearning.methods.base import GroupMasks
+from cure_core.unlearning.methods.arguments import CureArguments
 from cure_core.unlearning.methods.conflict import PCGrad
 
 if TYPE_CHECKING:
     from cure_core.groups import ModuleGroups
-    from cure_core.unlearning.methods.config import UnlearnConfig
+    from cure_core.unlearning.methods.base import GroupMasks
 
 
 class Cure(PCGrad):
@@ -31,23 +31,24 @@ class Cure(PCGrad):
         "outside frozen"
     )
     strengths = (1e-4, 3e-4, 1e-3)
+    arguments = CureArguments
     needs_groups = True
+    args: CureArguments
 
-    def direction(
-        self, g_f: torch.Tensor, g_r: torch.Tensor, config: UnlearnConfig, masks: GroupMasks | None
-    ) -> torch.Tensor:
+    def direction(self, g_f: torch.Tensor, g_r: torch.Tensor, masks: GroupMasks | None) -> torch.Tensor:
         if masks is None:
             raise CureError(
                 "CURE-style unlearning needs module groups",
                 "compute them first (`cure groups`), or let `cure unlearn` do it",
             )
+        args = self.args
         direction = torch.zeros_like(g_f)
         direction[masks.forget] = g_f[masks.forget]
-        if config.retain_rule == "retain_update":
-            direction[masks.retain] = config.retain_weight * g_r[masks.retain]
+        if args.retain_rule == "retain_update":
+            direction[masks.retain] = args.retain_weight * g_r[masks.retain]
         if masks.shared.any():
-            direction[masks.shared] = COMBINERS[config.shared_rule](
-                g_f[masks.shared], g_r[masks.shared], 1.0, config.retain_weight
+            direction[masks.shared] = COMBINERS[args.shared_rule](
+                g_f[masks.shared], g_r[masks.shared], 1.0, args.retain_weight
             )
         return direction
 
@@ -57,7 +58,7 @@ class CureNoCircuit(Cure):
     label = "CURE-style without circuits (ablation: every head/MLP task-shared)"
     help = "CURE-style rules with every head and MLP task-shared: what is left when the circuits decide nothing"
 
-    def module_groups(self, groups: ModuleGroups, config: UnlearnConfig) -> ModuleGroups:
+    def module_groups(self, groups: ModuleGroups, seed: int) -> ModuleGroups:
         return groups.without_circuits()
 
 
@@ -69,5 +70,5 @@ class CureRandomGroups(Cure):
         "does it matter which modules the circuits chose?"
     )
 
-    def module_groups(self, groups: ModuleGroups, config: UnlearnConfig) -> ModuleGroups:
-        return groups.shuffled(config.seed)
+    def module_groups(self, groups: ModuleGroups, seed: int) -> ModuleGroups:
+        return groups.shuffled(seed)

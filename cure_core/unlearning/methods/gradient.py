@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING
 import torch
 
 from cure_core.unlearning import objectives
-from cure_core.unlearning.methods.base import Batch, ForgetKind, UnlearnMethod
+from cure_core.unlearning.methods.arguments import GradDiffArguments, NPOArguments, RetainArguments, RetainKind
+from cure_core.unlearning.methods.base import Batch, UnlearnMethod
 
 if TYPE_CHECKING:
-    from cure_core.unlearning.methods.config import UnlearnConfig
+    from cure_core.unlearning.methods.base import GroupMasks
 
 
 class GradientAscent(UnlearnMethod):
@@ -25,9 +26,7 @@ class GradientAscent(UnlearnMethod):
     label = "Gradient ascent"
     help = "−NLL on the forget set (gradient ascent); no retain term"
     strengths = (1e-5, 3e-5, 1e-4)
-
-    def forget_kind(self, config: UnlearnConfig) -> ForgetKind:
-        return "ga"
+    forget = "ga"
 
 
 class GradDiff(GradientAscent):
@@ -35,23 +34,36 @@ class GradDiff(GradientAscent):
     label = "GradDiff"
     help = "−NLL on the forget set + α · retain loss (NLL, or KL to the original with --retain-loss kl)"
     strengths = (3e-5, 1e-4, 3e-4)
+    arguments = GradDiffArguments
+    args: GradDiffArguments
 
-    def retain_objective(self, config: UnlearnConfig, batch: Batch, answer_ids: tuple[int, int]) -> torch.Tensor | None:
-        if config.retain_weight == 0:
+    def retain_kind(self) -> RetainKind:
+        """Which retain objective the run uses."""
+        return self.args.retain_loss
+
+    def retain_objective(self, batch: Batch, answer_ids: tuple[int, int]) -> torch.Tensor | None:
+        if self.args.retain_weight == 0:
             return None
-        if config.retain_loss == "kl":
+        if self.retain_kind() == "kl":
             return objectives.kl_to(batch.logits, batch.reference, answer_ids)
         return objectives.nll(batch.logits, batch.answers)
+
+    def direction(self, g_f: torch.Tensor, g_r: torch.Tensor, masks: GroupMasks | None) -> torch.Tensor:
+        return g_f + self.args.retain_weight * g_r
 
 
 class NPO(GradDiff):
     name = "npo"
     label = "NPO"
     help = "NPO (β = npo_beta) on the forget set + α · retain loss"
-    strengths = (3e-5, 1e-4, 3e-4)
+    arguments = NPOArguments
+    forget = "npo"
+    args: NPOArguments
 
-    def forget_kind(self, config: UnlearnConfig) -> ForgetKind:
-        return "npo"
+    def forget_objective(self, batch: Batch, answer_ids: tuple[int, int]) -> torch.Tensor:
+        if self.forget_kind() == "npo":
+            return objectives.npo(batch.logits, batch.reference, batch.answers, self.args.npo_beta)
+        return super().forget_objective(batch, answer_ids)
 
 
 class E2URec(GradDiff):
@@ -62,11 +74,9 @@ class E2URec(GradDiff):
         "original on retain"
     )
     strengths = (3e-4, 1e-3, 3e-3)
+    arguments = RetainArguments
+    forget = "teacher"
+    args: RetainArguments  # no retain_loss: E2URec's retain loss is always KL
 
-    def forget_kind(self, config: UnlearnConfig) -> ForgetKind:
-        return "teacher"
-
-    def retain_objective(self, config: UnlearnConfig, batch: Batch, answer_ids: tuple[int, int]) -> torch.Tensor | None:
-        if config.retain_weight == 0:
-            return None
-        return objectives.kl_to(batch.logits, batch.reference, answer_ids)
+    def retain_kind(self) -> RetainKind:
+        return "kl"
