@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from analysis.attribution import Attribution, Method
 from analysis.circuit import Circuit, Selection, select, size_curve
-from analysis.distributed import attribute_sharded, faithfulness_sharded
+from analysis.distributed import attribute_sharded, faithfulness_sharded, shard
 from analysis.export import CircuitDocument, document
 from analysis.faithfulness import Faithfulness, curve_sizes
 from analysis.graph import GraphShape
@@ -37,12 +37,12 @@ from cure_core.cache import atomic_write_bytes, cache_dir
 from cure_core.controls import control_set
 from cure_core.corruptions import corrupt
 from cure_core.data.samples import Samples
-from cure_core.distributed import from_main, is_main, shard_progress
 from cure_core.errors import CureError
 from cure_core.model.recommender import Recommender
 from cure_core.profiles.encoder import ProfileEncoder
-from cure_core.progress import ProgressFn
+from cure_core.progress import Progress, ProgressFn
 from cure_core.requests import ForgetRequest, RequestSets
+from cure_core.runtime import ONE_PROCESS, Runtime
 from cure_core.settings import Seed
 from cure_core.text_corruptions import PromptBatches, pair_batches, text_pairs
 
@@ -231,7 +231,7 @@ class CircuitContext:
 
     ``max_memory`` (bytes) bounds an attribution pass's working set (``analysis.attribution.
     plan_passes``). It changes how the work is split, never the scores, so it is no setting and
-    no part of the cache key."""
+    no part of the cache key. ``runtime``: the processes that share the work (``cure_core.runtime``)."""
 
     rec: Recommender
     bridge: Any
@@ -239,6 +239,7 @@ class CircuitContext:
     request: ForgetRequest
     sets: RequestSets
     max_memory: int | None = None
+    runtime: Runtime = ONE_PROCESS
 
     def set_indices(self, set_name: str) -> np.ndarray:
         """``forget``, ``retain``, or ``control``/``control-N``: matched control draw N (0)."""
@@ -269,14 +270,15 @@ def get_attribution(
 ) -> Attribution:
     """Cached attribution of one set, computed (with a progress bar) when missing.
 
-    Under ``torchrun`` every process computes its shard and holds the whole result; rank 0
-    alone reads the cache and writes it (``cure_core.distributed``)."""
+    Over several processes each computes its shard and holds the whole result; rank 0 alone
+    reads the cache and writes it (``ctx.runtime``)."""
     path = attribution_path(ctx.rec, ctx.request, set_name, settings)
-    cached = from_main(None if force or not is_main() else load_attribution(path))
+    runtime = ctx.runtime
+    cached = runtime.share(None if force or not runtime.is_main else load_attribution(path))
     if cached is not None:
         return cached
     batches = ctx.batches(set_name, settings, "attribution")
-    bar = shard_progress(batches, f"{settings.method} on {set_name}", progress, quiet)
+    bar = shard_progress(runtime, batches, f"{settings.method} on {set_name}", progress, quiet)
     try:
         with ctx.rec.lock:  # hooks on a bridge that other app sessions share (Recommender.lock)
             result = attribute_sharded(
@@ -296,9 +298,18 @@ def get_attribution(
             )
     finally:
         bar.close()
-    if is_main():
+    if runtime.is_main:
         save_attribution(result, path)
     return result
+
+
+def shard_progress(
+    runtime: Runtime, batches: list[PromptBatch], desc: str, callback: ProgressFn | None, quiet: bool
+) -> Progress:
+    """A progress bar over this process's shard of ``batches``, drawn by rank 0 (whose shard is largest)."""
+    total = sum(len(batches[i]) for i in shard(len(batches), runtime.rank, runtime.world_size))
+    label = f"{desc} (rank 0 of {runtime.world_size})" if runtime.world_size > 1 else desc
+    return Progress(total, label, callback, quiet or not runtime.is_main)
 
 
 @dataclass
@@ -343,7 +354,7 @@ def measure_circuits(
     """Exact faithfulness of each circuit on the set's evaluation prompts (disjoint from the
     prompts whose attribution chose the circuits)."""
     batches = ctx.batches(set_name, settings, "eval")
-    bar = shard_progress(batches, f"faithfulness on {set_name}", progress, quiet)
+    bar = shard_progress(ctx.runtime, batches, f"faithfulness on {set_name}", progress, quiet)
     try:
         with ctx.rec.lock:
             return faithfulness_sharded(
@@ -354,21 +365,20 @@ def measure_circuits(
 
 
 def circuit_context(
-    ws: Workspace, request: ForgetRequest, device: str | None = None, max_memory: int | None = None
+    ws: Workspace,
+    request: ForgetRequest,
+    device: str | None = None,
+    max_memory: int | None = None,
+    runtime: Runtime = ONE_PROCESS,
 ) -> CircuitContext:
-    """The Original model of ``ws`` (trained if missing) with its bridge, ready for ``request``.
+    """The Original model of ``ws`` (trained if missing) with its bridge, ready for ``request``
+    and shared by the processes of ``runtime``.
 
-    An item model's bridge runs on ``device`` (default: CUDA when present, else CPU); a user's
-    checkpoint is wrapped where it was loaded (``--device``)."""
+    An item model's bridge runs on ``device`` (default: the runtime's, else CUDA when present,
+    else CPU); a user's checkpoint is wrapped where it was loaded (``--device``)."""
     rec = ws.original()
-    return CircuitContext(
-        rec=rec,
-        bridge=rec.bridge(device),
-        samples=ws.samples,
-        request=request,
-        sets=ws.sets(request),
-        max_memory=max_memory,
-    )
+    bridge = rec.bridge(device or runtime.device)
+    return CircuitContext(rec, bridge, ws.samples, request, ws.sets(request), max_memory, runtime)
 
 
 def circuit_document(

@@ -24,7 +24,8 @@ import torch
 
 from cure_core import cli
 from cure_core.errors import CureError
-from cure_core.unlearning.parallel import DataParallel, check_batch_size, check_pool
+from cure_core.runtime import ONE_PROCESS, ProcessGroup
+from cure_core.unlearning.runner import check_batch_size, check_pool
 from tests.conftest import TINY_RECIPE
 from tests.test_data import write_grouplens
 
@@ -159,14 +160,15 @@ def test_launch_without_multi_gpu_is_refused(trained, monkeypatch, capsys):
 
 
 def test_batch_and_sets_must_split_over_the_processes():
-    group = DataParallel(rank=1, world=2, device=torch.device("cpu"), state=None)
+    group = ProcessGroup(rank=1, world_size=2, device="cpu")
     check_batch_size(16, group)
-    check_batch_size(15, None)
+    check_batch_size(15, ONE_PROCESS)
+    check_pool("forget", 0, 16, ONE_PROCESS)  # nothing to share among processes: no size is refused
     with pytest.raises(CureError, match="not divisible by the 2 processes"):
         check_batch_size(15, group)
     with pytest.raises(CureError, match="fewer than the 2 processes"):
         check_pool("forget", 1, 16, group)
     # an uneven global batch (a set smaller than --batch-size) still splits into every row once
     idx = np.arange(7)
-    parts = [DataParallel(rank=r, world=2, device=torch.device("cpu"), state=None).shard(idx) for r in range(2)]
+    parts = [ProcessGroup(rank=r, world_size=2, device="cpu").split_rows(idx) for r in range(2)]
     assert np.array_equal(np.concatenate(parts), idx) and [len(p) for p in parts] == [4, 3]

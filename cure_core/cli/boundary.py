@@ -6,8 +6,9 @@ error, or an ``analysis`` input error); ``interrupted`` and 130. Library warning
 (``warnings.warn``) become one ``warning: ...`` line each, and ``cure_core`` log messages
 (progress-like notes such as a download) one line each — never a traceback.
 
-Under ``torchrun`` (``cure_core.distributed``) only ``attribute``, ``circuit`` and ``groups``
-run, and ``unlearn`` under ``accelerate launch`` (``cure_core.unlearning.parallel``); rank 0
+Under a launcher only ``attribute``, ``circuit`` and ``groups`` (``torchrun``) and ``unlearn``
+(``accelerate launch``) run: each process joins the process group here, once, and the command
+gets its :class:`~cure_core.runtime.Runtime` as ``args.runtime`` (one process otherwise). Rank 0
 shows the warnings, and an error of another rank names its rank.
 """
 
@@ -18,7 +19,7 @@ import os
 import sys
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from pydantic import ValidationError
@@ -27,6 +28,7 @@ from analysis.errors import AnalysisInputError
 from cure_core.cli.commands import environment
 from cure_core.cli.parser import HELP, build_parser
 from cure_core.errors import CureError
+from cure_core.runtime import ONE_PROCESS, joined, launch
 from cure_core.settings import describe
 
 DISTRIBUTED_COMMANDS = ("attribute", "circuit", "groups", "unlearn")
@@ -34,19 +36,21 @@ DISTRIBUTED_COMMANDS = ("attribute", "circuit", "groups", "unlearn")
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    rank, size = launched()
+    rank, size = launch() or (0, 1)
     with _library_messages(show=rank == 0):
         try:
             command = _command(argv)
             if size > 1 and command is not None and command not in DISTRIBUTED_COMMANDS:
                 raise CureError(
-                    f"`cure {command}` does not run across processes (torchrun started {size})",
+                    f"`cure {command}` does not run across processes (the launcher started {size})",
                     "run it as one process; attribute, circuit and groups run under torchrun, unlearn under "
                     "accelerate launch",
                 )
             args = build_parser(command).parse_args(argv)
             environment(args)  # a bad CURE_* variable is refused before any work
-            return int(args.func(args) or 0)
+            with joined() if command in DISTRIBUTED_COMMANDS else nullcontext(ONE_PROCESS) as runtime:
+                args.runtime = runtime
+                return int(args.func(args) or 0)
         except SystemExit as done:  # --help, or an argparse exit of its own
             return done.code if isinstance(done.code, int) else 0
         except (CureError, ValidationError, AnalysisInputError) as err:
@@ -69,14 +73,6 @@ def one_line(err: CureError | ValidationError | AnalysisInputError) -> str:
     elif isinstance(err, AnalysisInputError):
         err = CureError(err.problem, err.fix)
     return " ".join(str(err).split())
-
-
-def launched() -> tuple[int, int]:
-    """``(rank, world size)`` as ``torchrun`` set them, ``(0, 1)`` outside a launcher: read
-    before any process group exists, and without importing torch."""
-    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
-        return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-    return 0, 1
 
 
 def _command(argv: list[str]) -> str | None:

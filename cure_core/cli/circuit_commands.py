@@ -1,15 +1,14 @@
 """``cure attribute``, ``cure circuit`` and ``cure groups``: settings and output paths are
 checked first, then the workspace is built and the cached attributions are read or computed.
 
-All three also run under ``torchrun`` (:mod:`cure_core.distributed`): each process computes its
-shard, every process holds the whole result, and rank 0 alone prints and writes files."""
+All three also run under ``torchrun`` (``args.runtime``, :mod:`cure_core.runtime`): each process
+computes its shard, every process holds the whole result, and rank 0 alone prints and writes
+files."""
 
 from __future__ import annotations
 
 import argparse
 import warnings
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,29 +21,15 @@ if TYPE_CHECKING:
     from cure_core.circuits import AttributionSettings, CircuitContext
 
 
-def across_processes(command: Callable[[argparse.Namespace], None]) -> Callable[[argparse.Namespace], None]:
-    """Run ``command`` in the process group of ``torchrun``, if launched by it (imported when
-    the command runs: torch is slow to import, and a bad argument should fail at once)."""
-
-    @wraps(command)
-    def run(args: argparse.Namespace) -> None:
-        from cure_core.distributed import processes
-
-        with processes():
-            command(args)
-
-    return run
-
-
 def _context(args: argparse.Namespace, settings: AttributionSettings) -> tuple[CircuitContext, AttributionSettings]:
     """The circuit context of the request, and the settings with the request's default
     corruption when ``--corruption`` was left out. Under ``torchrun`` rank 0 builds it first
     (training a missing model, saving the default request), then the others, on their own GPU."""
     from cure_core.circuits import circuit_context
-    from cure_core.distributed import main_first, process_device
     from cure_core.groups import default_corruption
 
-    with main_first():
+    runtime = args.runtime
+    with runtime.main_first():
         ws = workspace(args)
         if ws.user_model and args.corruption is not None:  # checked before the request is saved
             from cure_core.text_corruptions import check_corruption
@@ -53,17 +38,15 @@ def _context(args: argparse.Namespace, settings: AttributionSettings) -> tuple[C
         request = request_of(args, ws)
         if args.corruption is None:
             settings = settings.model_copy(update={"corruption": default_corruption(request)})
-        return circuit_context(ws, request, process_device(), args.max_memory), settings
+        return circuit_context(ws, request, max_memory=args.max_memory, runtime=runtime), settings
 
 
-@across_processes
 def cmd_attribute(args: argparse.Namespace) -> None:
     from cure_core.circuits import attribution_path, get_attribution
-    from cure_core.distributed import is_main
 
     ctx, settings = _context(args, args.attribution.build(args))
     result = get_attribution(ctx, args.set_name, settings, quiet=args.json, force=args.force)
-    if not is_main():
+    if not ctx.runtime.is_main:
         return
     top = min(args.top, result.shape.n_edges)
     if top < args.top:
@@ -124,14 +107,12 @@ def export_targets(args: argparse.Namespace, set_names: list[str]) -> dict[str, 
     }
 
 
-@across_processes
 def cmd_circuit(args: argparse.Namespace) -> None:
     import numpy as np
 
     from analysis.compare import differential_nodes, overlap
     from analysis.export import export
     from cure_core.circuits import circuit_document, find_circuit, get_attribution
-    from cure_core.distributed import is_main
 
     settings = args.attribution.build(args)
     how, value = selection(args)
@@ -143,7 +124,7 @@ def cmd_circuit(args: argparse.Namespace) -> None:
         name: find_circuit(ctx, attributions[name], name, settings, how, value, args.curve_points, quiet=args.json)
         for name in set_names
     }
-    if not is_main():
+    if not ctx.runtime.is_main:
         return
     report: dict[str, Any] = {
         "request": ctx.request.id,
@@ -184,16 +165,14 @@ def cmd_circuit(args: argparse.Namespace) -> None:
     printers.print_circuits(report, settings)
 
 
-@across_processes
 def cmd_groups(args: argparse.Namespace) -> None:
     from cure_core.cache import atomic_write_bytes
-    from cure_core.distributed import is_main
     from cure_core.groups import groups_for_request
 
     settings, group_settings = args.attribution.build(args), args.groups.build(args)
     ctx, settings = _context(args, settings)
     groups = groups_for_request(ctx, settings, group_settings, quiet=args.json, force=args.force)
-    if not is_main():
+    if not ctx.runtime.is_main:
         return
     if args.csv:
         atomic_write_bytes(args.csv, groups.table.to_csv(index=False).encode())

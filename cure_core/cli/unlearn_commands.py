@@ -75,11 +75,12 @@ def group_inputs(args: argparse.Namespace, request: ForgetRequest) -> tuple[Attr
 
 
 def cmd_unlearn(args: argparse.Namespace) -> None:
-    """One run; under ``accelerate launch --num_processes N`` every process takes part and rank 0 prints."""
+    """One run; under ``accelerate launch --num_processes N`` every process of ``args.runtime``
+    takes part and rank 0 prints."""
     from cure_core.evaluate import reference_comparison
     from cure_core.unlearning.lora import check_config
     from cure_core.unlearning.methods import METHODS
-    from cure_core.unlearning.parallel import check_batch_size, data_parallel
+    from cure_core.unlearning.runner import check_batch_size
     from cure_core.unlearning.runs import get_run
 
     (method,) = known_methods([args.method])
@@ -90,8 +91,8 @@ def cmd_unlearn(args: argparse.Namespace) -> None:
     )
     args.groups.build(args)  # checked before the workspace; rebuilt with the request below
     check_config(config, METHODS[method].needs_groups)
-    parallel = data_parallel()
-    check_batch_size(config.batch_size, parallel)
+    runtime = args.runtime
+    check_batch_size(config.batch_size, runtime)
     ws = workspace(args)
     request = request_of(args, ws)
     attribution, group_settings = group_inputs(args, request)
@@ -104,8 +105,9 @@ def cmd_unlearn(args: argparse.Namespace) -> None:
         quiet=args.json,
         force=args.force,
         save_merged=args.save_merged,
+        runtime=runtime,
     )
-    if parallel is not None and not parallel.is_main:
+    if not runtime.is_main:
         return
     if args.json:
         printers.print_json(report)

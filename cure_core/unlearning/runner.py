@@ -8,9 +8,20 @@ method's direction, one Adam step (learning rate = strength, no weight decay, so
 direction stays zero never move). **Probe**: AUC on the forget and test probes every
 ``probe_every`` steps. The callback gets each step's row (losses, gradient cosine per group,
 probe AUCs). A non-finite or exploding loss stops the run with a clear error; the original
-model is never touched. Under ``accelerate launch`` (see :mod:`~cure_core.unlearning.parallel`)
-each process takes its share of every global batch, g_f and g_r are averaged across processes
-one by one before the method combines them, and only rank 0 probes.
+model is never touched.
+
+Over several processes (``accelerate launch --multi_gpu --num_processes N``; a
+:class:`~cure_core.runtime.ProcessGroup`) every process draws the same global batch (the run's
+seed is the same everywhere), scores only its contiguous share of the rows, and the forget and
+retain gradients are averaged across processes *separately*, each with its own all-reduce,
+before the method combines them. PCGrad, SAGO and CURE's per-group rules are not linear in
+(g_f, g_r), so reducing the combined direction (what DDP's backward hook does with one loss)
+would not be the single-process update; reducing each objective's gradient is. The gradients
+come from ``torch.autograd.grad`` on the flat parameter list, which DDP's reducer never sees, so
+the reduction is an explicit all-reduce of the flat vector weighted by each process's share of
+rows: Σ_r (n_r / N)·ḡ_r is exactly the gradient of the mean loss over the N rows of the global
+batch. After it every process holds the same direction and takes the same Adam step, so the
+copies never drift apart and no parameters are broadcast. Only rank 0 probes.
 
 With ``config.lora`` (:mod:`~cure_core.unlearning.lora`) the copy is wrapped in a fresh LoRA
 adapter and only the adapter trains: the flat vectors, masks and counts are over its ``lora_A``/
@@ -38,11 +49,11 @@ from cure_core.groups import ModuleGroups
 from cure_core.metrics import utility
 from cure_core.model.recommender import Recommender
 from cure_core.requests import ForgetRequest, RequestSets
+from cure_core.runtime import ONE_PROCESS, Runtime
 from cure_core.unlearning import lora
 from cure_core.unlearning.combine import cosine
 from cure_core.unlearning.masks import flat_group_masks, reset_forget_rows
 from cure_core.unlearning.methods import METHODS, Batch, GroupMasks, UnlearnConfig
-from cure_core.unlearning.parallel import DataParallel, check_batch_size, check_pool
 
 StepCallback = Callable[[dict[str, Any]], None]
 MAX_LOSS = 1e4
@@ -72,8 +83,8 @@ class UnlearnResult:
 
 class UnlearnRun:
     """One run of ``config.method`` on a copy of ``original``: built by setup, advanced by
-    :meth:`step`, measured by :meth:`probe`; :meth:`result` once done. ``parallel``: this
-    process's place in a data-parallel group (``None``: one process does the whole batch)."""
+    :meth:`step`, measured by :meth:`probe`; :meth:`result` once done. ``runtime``: the
+    processes that share every batch (one process does the whole batch by default)."""
 
     def __init__(
         self,
@@ -83,13 +94,13 @@ class UnlearnRun:
         request: ForgetRequest,
         config: UnlearnConfig,
         groups: ModuleGroups | None = None,
-        parallel: DataParallel | None = None,
+        runtime: Runtime = ONE_PROCESS,
     ) -> None:
         self.method = METHODS[config.method].for_run(config)
-        self.parallel = parallel
-        check_batch_size(config.batch_size, parallel)
+        self.runtime = runtime
+        check_batch_size(config.batch_size, runtime)
         for name in ("forget", "retain"):
-            check_pool(name, len(getattr(sets, name)), config.batch_size, parallel)
+            check_pool(name, len(getattr(sets, name)), config.batch_size, runtime)
         if self.method.needs_groups and groups is None:
             raise CureError(
                 "CURE-style unlearning needs module groups",
@@ -194,13 +205,9 @@ class UnlearnRun:
         """The step's global batch: the same rows on every process (same seed, same draws)."""
         return self.rng.choice(pool, size=min(self.config.batch_size, len(pool)), replace=False)
 
-    def _share(self, idx: np.ndarray) -> np.ndarray:
-        """This process's rows of the global batch ``idx`` (all of them in one process)."""
-        return idx if self.parallel is None else self.parallel.shard(idx)
-
     def _reduce(self, value: torch.Tensor, local: np.ndarray, batch: np.ndarray) -> torch.Tensor:
         """A loss or gradient of this process's mean over ``local`` as the mean over ``batch``."""
-        return value if self.parallel is None else self.parallel.mean(value, len(local), len(batch))
+        return self.runtime.mean(value, len(local), len(batch))
 
     def _flat(self, loss: torch.Tensor) -> torch.Tensor:
         grads = torch.autograd.grad(loss, self.params, allow_unused=True)
@@ -212,12 +219,12 @@ class UnlearnRun:
         """One update; returns the step's row (losses and gradient cosines, no probe yet)."""
         method = self.method
         f_idx = self._draw(self.sets.forget)
-        f_local = self._share(f_idx)
+        f_local = self.runtime.split_rows(f_idx)
         forget_loss = method.forget_objective(self._batch(f_local, method.uses_teacher()), self.answer_ids)
         g_f = self._reduce(self._flat(forget_loss), f_local, f_idx)
         forget_loss = self._reduce(forget_loss, f_local, f_idx)
         r_idx = self._draw(self.sets.retain)
-        r_local = self._share(r_idx)
+        r_local = self.runtime.split_rows(r_idx)
         retain_loss = method.retain_objective(self._batch(r_local, False), self.answer_ids)
         g_r = (
             self._reduce(self._flat(retain_loss), r_local, r_idx) if retain_loss is not None else torch.zeros_like(g_f)
@@ -258,7 +265,7 @@ class UnlearnRun:
     def probe(self) -> dict[str, float | None]:
         """AUC of the model so far on each probe set (``forget_auc``, ``test_auc``); on rank 0
         only in a data-parallel run (every rank holds the same weights)."""
-        if self.parallel is not None and not self.parallel.is_main:
+        if not self.runtime.is_main:
             return {}
         return {
             f"{name}_auc": utility(self.samples.label[idx], self.student.predict(self.samples, idx))["auc"]
@@ -307,8 +314,26 @@ def unlearn(
     config: UnlearnConfig,
     groups: ModuleGroups | None = None,
     callback: StepCallback | None = None,
-    parallel: DataParallel | None = None,
+    runtime: Runtime = ONE_PROCESS,
 ) -> UnlearnResult:
     """Run ``config.method`` on a copy of ``original``; see the module docstring. To cancel,
     raise from ``callback`` (a :class:`~cure_core.jobs.BackgroundJob`'s progress does)."""
-    return UnlearnRun(original, samples, sets, request, config, groups, parallel).run(callback)
+    return UnlearnRun(original, samples, sets, request, config, groups, runtime).run(callback)
+
+
+def check_batch_size(batch_size: int, runtime: Runtime) -> None:
+    """Refuse a global batch that the processes cannot share equally."""
+    if batch_size % runtime.world_size:
+        raise CureError(
+            f"--batch-size {batch_size} is not divisible by the {runtime.world_size} processes",
+            f"give a multiple of {runtime.world_size} (each process takes batch_size / {runtime.world_size} rows of it)",
+        )
+
+
+def check_pool(name: str, size: int, batch_size: int, runtime: Runtime) -> None:
+    """Refuse a set too small to give every process at least one row per step."""
+    if runtime.world_size > 1 and min(size, batch_size) < runtime.world_size:
+        raise CureError(
+            f"the {name} set has {size} rows, fewer than the {runtime.world_size} processes",
+            "run with fewer processes (--num_processes) or on a larger request",
+        )

@@ -8,10 +8,11 @@ again instead of recomputed, and a retrained reference never serves an old repor
 checkpoint given without a Retrain is a run too: its id has ``"retrain": None`` and its report
 says Retrain is unavailable (the model's own utility and forget-vs-holdout MIA still measured).
 
-Under ``accelerate launch --num_processes N`` (:mod:`~cure_core.unlearning.parallel`) rank 0
-trains or loads the models first; every rank takes part in the groups' attributions (sharded
-as under ``torchrun``: :mod:`analysis.distributed`) and in the unlearning steps; rank 0 alone
-evaluates and writes the run, and the others receive its report.
+Over several processes (``accelerate launch --multi_gpu --num_processes N``: a
+:class:`~cure_core.runtime.ProcessGroup`) rank 0 trains or loads the models first; every rank
+takes part in the groups' attributions (sharded as under ``torchrun``: :mod:`analysis.distributed`)
+and in the unlearning steps; rank 0 alone evaluates and writes the run, and the others receive
+its report.
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ from cure_core.groups import GroupSettings, ModuleGroups, default_corruption, fi
 from cure_core.model.recommender import Recommender
 from cure_core.progress import Progress, ProgressFn
 from cure_core.requests import ForgetRequest, RequestSets
+from cure_core.runtime import ONE_PROCESS, Runtime
 from cure_core.unlearning.methods import METHODS, UnlearnConfig
-from cure_core.unlearning.parallel import data_parallel, main_first
 from cure_core.unlearning.run_store import MERGED, checkpoint_archive, load_history, run_dir, save_run
 from cure_core.unlearning.runner import StepCallback, UnlearnResult, unlearn
 
@@ -156,19 +157,20 @@ def get_run(
     quiet: bool = False,
     force: bool = False,
     save_merged: bool = False,
+    runtime: Runtime = ONE_PROCESS,
 ) -> RunReport:
     """The report of a run, from ``cache/runs`` or computed (Retrain and groups first if needed).
 
     A user's checkpoint without a Retrain runs too (reported with Retrain unavailable).
     ``save_merged``: a LoRA run also writes ``merged/``; a cached run without it is run again,
-    since only a run in memory holds the adapter to merge."""
-    parallel = data_parallel()
-    main = parallel is None or parallel.is_main
+    since only a run in memory holds the adapter to merge. ``runtime``: the processes that run
+    it together (each on its own device)."""
+    main = runtime.is_main
     quiet = quiet or not main
-    with main_first(parallel):
+    with runtime.main_first():
         original, retrain = ws.reference_models(request, quiet=quiet)
-    if parallel is not None:
-        original.model.to(parallel.device)
+    if runtime.device is not None:
+        original.model.to(runtime.device)
     sets = ws.sets(request)
     groups = None
     groups_key = ""
@@ -180,12 +182,11 @@ def get_run(
     cached = None if force or not main else load_report(run)
     if cached is not None and save_merged and config.lora and not (run_dir(run) / MERGED).is_dir():
         cached = None
-    if parallel is not None:
-        cached = parallel.share(cached)
+    cached = runtime.share(cached)
     if cached is not None:
         return cached
     if groups_key:  # every process takes part: the attributions are sharded over them (analysis.distributed)
-        ctx = circuit_context(ws, request, device=str(parallel.device) if parallel is not None else None)
+        ctx = circuit_context(ws, request, runtime=runtime)
         groups = groups_for_request(ctx, attribution, group_settings, quiet=quiet)  # type: ignore[arg-type]
     bar = Progress(config.steps, f"{config.method} (strength {config.strength:g})", progress, quiet)
 
@@ -195,7 +196,7 @@ def get_run(
             callback(row)
 
     try:
-        result = unlearn(original, ws.samples, sets, request, config, groups, on_step, parallel)
+        result = unlearn(original, ws.samples, sets, request, config, groups, on_step, runtime)
     finally:
         bar.close()
     report = (
@@ -203,7 +204,7 @@ def get_run(
         if main
         else None
     )
-    return report if parallel is None else parallel.share(report)
+    return runtime.share(report)
 
 
 def _finish(
