@@ -15,7 +15,7 @@ CUDA device). Every rank then holds what one process holds: ``batch_scores`` is
 ``n_batches × n_src × n_dst`` float64 (16 × 1,057 × 3,105 × 8 B ≈ 420 MB for a 32-layer,
 32-head model and 512 prompts in batches of 32).
 
-The process group itself is the application's to start (``cure_core.distributed``); without
+The process group itself is the application's to start (``cure_core.runtime``); without
 one, or with one process, these functions are the one-process functions.
 """
 
