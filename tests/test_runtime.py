@@ -55,6 +55,18 @@ def test_accelerate_simple_launcher_is_refused(no_launcher):
         pass
 
 
+def test_more_processes_than_gpus_are_refused_before_joining(no_launcher):
+    """Process 1 of a machine with one GPU: one line, before any process group exists."""
+    for name, value in {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"}.items():
+        no_launcher.setenv(name, value)
+    no_launcher.delenv("ACCELERATE_USE_CPU", raising=False)
+    no_launcher.setattr(torch.cuda, "is_available", lambda: True)
+    no_launcher.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(CureError, match=r"process 1 on this machine, but it has 1 GPU\(s\)"), joined():
+        pass
+    assert not dist.is_initialized()
+
+
 def test_one_process_collectives_are_the_identity():
     value = torch.randn(5, requires_grad=True)
     idx = np.arange(7)
