@@ -1,0 +1,431 @@
+"""Behaviour fingerprint: bit-exact weights, histories and metrics of every model kind, every
+unlearning configuration and the circuit groups, so that a change of the code's shape can be
+shown to leave behaviour exactly as it was.
+
+Run it before and after a change, then compare::
+
+    OMP_NUM_THREADS=1 python tests/behaviour_fingerprint.py > before.json
+    OMP_NUM_THREADS=1 python tests/behaviour_fingerprint.py > after.json
+    python tests/behaviour_fingerprint.py --compare before.json after.json
+
+``--compare`` prints each configuration that differs (and which of its fields) and exits 1 if
+any does, 0 if the two files hold the same fingerprints. Two runs of one commit print identical
+JSON (``--only PREFIX`` runs the configurations whose names start with PREFIX). The run takes
+about seven minutes of one core; it writes only into a temporary folder (its own
+``CURE_CACHE``, never ``./cache``) that it deletes at the end. The module it imports is named on
+stderr (run it with ``PYTHONPATH=<checkout>`` to fingerprint another checkout).
+
+Everything runs on tiny seeded models through the public Python API, in one torch thread with
+deterministic kernels, each configuration on a fresh :class:`~cure_core.workspace.Workspace`
+(as one ``cure unlearn`` command would), on its kind's default request (5% of users, seed 0):
+
+- ``<kind>/models`` for the three model kinds: ``item`` (the item-token model trained here, on
+  the tests' synthetic data and tiny recipe), ``text`` (the text model trained here, tiny text
+  recipe) and ``user`` (a tiny random Llama checkpoint with a LoRA adapter, written to the
+  temporary folder; its Retrain is the base without the adapter). For Original and Retrain: the
+  sha256 of the state_dict tensors (name, dtype, shape and bytes in sorted key order), the saved
+  meta (training curve and metrics) and the cache folder's name; and the Original-vs-Retrain
+  comparison.
+- ``<kind>/circuits``: for each attributed set of the default request (forget, retain, the
+  matched controls) the sha256 of the score arrays, and the module groups with their scores,
+  separability and warnings.
+- ``<kind>/<full|lora>/<method>[/<setting>=<value>,...]``: one unlearning run (a few steps) of
+  a registered method at its default strength, with the settings named changed from their
+  defaults (which ones: :func:`changes`): the sha256 of the unlearned weights as saved and read
+  back, the run's id, its per-step history and its report (every metric). A run that refuses
+  its settings is fingerprinted by the problem it names, one that crashes by the type of its error.
+
+Wall times and peak memory are left out everywhere; so are the keys that change with every
+training of a text model (:data:`VARIES`).
+
+Text prompts cost a forward pass of ~100 tokens each, so the text model and the checkpoint work
+on a smaller synthetic dataset with shorter histories than the item model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np
+import torch
+
+KINDS = ("item", "text", "user")
+QUICK = {"steps": 4, "batch_size": 16, "probe_every": 2, "probe_size": 32}
+"""The run length of every unlearning configuration."""
+
+SETTINGS: dict[str, tuple[Any, ...]] = {
+    "retain_loss": ("kl",),
+    "forget_loss": ("ga", "teacher"),
+    "retain_rule": ("frozen",),
+    "shared_rule": ("sago",),
+    "row_rule": ("reset",),
+    "retain_weight": (0.0,),
+    "npo_beta": (0.5,),
+    "seed": (1,),
+}
+"""The values, other than the default, each setting is fingerprinted with (one at a time)."""
+
+LORA_SETTINGS: dict[str, tuple[Any, ...]] = {"lora_rank": (4,), "lora_alpha": (8.0,), "lora_targets": ("first",)}
+"""LoRA runs also change these; ``first``: the first projection of the architecture alone."""
+
+LORA_TARGETS = {"item": ("c_attn",), "text": ("c_attn",), "user": ("q_proj",)}
+
+COMBINATIONS: tuple[dict[str, Any], ...] = ({"forget_loss": "teacher", "row_rule": "reset"},)
+"""Settings changed together, as the studies' CURE-style variants run them."""
+
+READS = {
+    "ga": ("seed",),
+    "graddiff": ("retain_loss", "retain_weight", "seed"),
+    "npo": ("retain_loss", "retain_weight", "npo_beta", "seed"),
+    "e2urec": ("retain_weight", "seed"),
+    "pcgrad": ("retain_loss", "forget_loss", "retain_weight", "npo_beta", "seed"),
+    "sago": ("retain_loss", "forget_loss", "retain_weight", "npo_beta", "seed"),
+}
+"""The settings each method reads; the CURE-style methods read all of them."""
+
+CURE_RULES = ("retain_rule", "shared_rule", "row_rule")
+"""The settings of CURE's per-group rules alone."""
+
+MEASURED = frozenset({"seconds", "train_seconds", "peak_memory_mib"})
+"""Fields of metas, curves and reports that measure the machine, not the run: left out."""
+
+VARIES = {"text": frozenset({"weights_sha256", "fingerprint", "run"})}
+"""Fields whose values change from one training to the next although the weights do not: a text
+model's ``weights_sha256`` fingerprints its folder, ``meta.json`` and its wall times included, so
+the Retrain fingerprint in reports and the ids of runs on it change with every training. Their
+values are written as ``$VARIES``."""
+
+
+# --- exact digests ------------------------------------------------------------------------------
+
+
+def tensors_sha256(model: torch.nn.Module) -> str:
+    """sha256 over the state_dict: each tensor's name, dtype, shape and bytes, in sorted key order."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        flat = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{name}:{flat.dtype}:{tuple(tensor.shape)}\n".encode())
+        digest.update(flat.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def array_sha256(array: np.ndarray) -> str:
+    array = np.ascontiguousarray(array)
+    return hashlib.sha256(f"{array.dtype}:{array.shape}\n".encode() + array.tobytes()).hexdigest()
+
+
+def scrubbed(value: Any, leave_out: frozenset[str], varies: frozenset[str]) -> Any:
+    """``value`` without the fields ``leave_out`` and with those of ``varies`` as ``$VARIES``, at any depth."""
+    if isinstance(value, dict):
+        return {
+            k: "$VARIES" if k in varies else scrubbed(v, leave_out, varies)
+            for k, v in value.items()
+            if k not in leave_out
+        }
+    if isinstance(value, list):
+        return [scrubbed(v, leave_out, varies) for v in value]
+    return value
+
+
+def plain(value: Any) -> Any:
+    """JSON for what ``json`` does not know (floats keep every bit: ``json`` writes their repr)."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot fingerprint {type(value).__name__}")
+
+
+# --- the models ---------------------------------------------------------------------------------
+
+
+class Models:
+    """The data, recipes and checkpoint folders the fingerprinted workspaces are built from."""
+
+    def __init__(self, root: Path) -> None:
+        from cure_core.data import SplitConfig, make_synthetic
+        from cure_core.model.example_checkpoint import write_example
+        from cure_core.model.recipe import Recipe
+        from cure_core.model.text_recipe import TextRecipe
+
+        self.item_data = make_synthetic(n_users=100, n_items=40, seed=0)  # the tests' synthetic data
+        self.text_data = make_synthetic(n_users=60, n_items=30, ratings_per_user=(12, 16), seed=0)
+        self.text_split = SplitConfig(history_len=3)
+        self.item_recipe = Recipe(  # the tests' tiny recipe
+            n_layer=2,
+            n_head=2,
+            d_model=32,
+            d_mlp=64,
+            max_epochs=3,
+            batch_size=32,
+            lr=3e-3,
+            patience=3,
+            train_precision="fp32",
+        )
+        self.text_recipe = TextRecipe(
+            n_layer=2,
+            n_head=2,
+            d_model=32,
+            d_mlp=64,
+            vocab_size=400,
+            tokenizer_prompts=300,
+            batch_size=16,
+            max_steps=6,
+            eval_every=3,
+            eval_samples=100,
+            train_precision="fp32",
+        )
+        self.checkpoint, self.adapter = root / "checkpoint" / "model", root / "checkpoint" / "adapter"
+        write_example("llama", self.checkpoint, self.text_data, self.adapter)
+        # the adapter names its base by a fixed id, as one made on a hub model does: every key
+        # that fingerprints the adapter's files is then the same wherever the folder lies
+        config_file = self.adapter / "adapter_config.json"
+        config = json.loads(config_file.read_text())
+        config["base_model_name_or_path"] = "example/tiny-llama"
+        config_file.write_text(json.dumps(config, indent=2, sort_keys=True))
+
+    def workspace(self, kind: str):
+        """A fresh workspace on ``kind``'s model (nothing held over from another configuration)."""
+        from cure_core.model_source import ModelSource
+        from cure_core.workspace import Workspace
+
+        torch.manual_seed(0)
+        if kind == "item":
+            return Workspace(dataset=self.item_data, recipe=self.item_recipe)
+        if kind == "text":
+            return Workspace(dataset=self.text_data, split=self.text_split, recipe=self.text_recipe)
+        source = ModelSource(
+            model=str(self.checkpoint),
+            adapter=str(self.adapter),
+            retrain_model=str(self.checkpoint),
+            profile="compact",
+            device="cpu",
+        )
+        return Workspace(dataset=self.text_data, split=self.text_split, source=source)
+
+
+def model_print(rec: Any) -> dict[str, Any]:
+    return {"weights": tensors_sha256(rec.model), "meta": rec.meta, "folder": rec.path.name}
+
+
+def reference_print(models: Models, kind: str) -> dict[str, Any]:
+    from cure_core.evaluate import reference_comparison
+
+    ws = models.workspace(kind)
+    request = ws.default_request()
+    original, retrain = ws.reference_models(request, quiet=True)
+    comparison = reference_comparison(original, retrain, request, ws.samples, ws.sets(request))
+    return {
+        "request": request.id,
+        "original": model_print(original),
+        "retrain": model_print(retrain),
+        "comparison": comparison.model_dump(),
+    }
+
+
+def circuits_print(models: Models, kind: str) -> dict[str, Any]:
+    """The default groups of ``kind``'s default request, as a CURE-style run computes them."""
+    from cure_core.circuits import AttributionSettings, circuit_context, get_attribution
+    from cure_core.groups import default_corruption, fitting_group_settings, groups_for_request
+
+    ws = models.workspace(kind)
+    request = ws.default_request()
+    attribution = AttributionSettings(corruption=default_corruption(request))
+    settings = fitting_group_settings(request, ws.samples, ws.sets(request))
+    ctx = circuit_context(ws, request)
+    groups = groups_for_request(ctx, attribution, settings, quiet=True)
+    sets = ["forget", "retain"] + [f"control-{k}" for k in range(settings.null_draws)]
+    scores = {}
+    for name in sets:
+        result = get_attribution(ctx, name, attribution, quiet=True)  # read back from the cache
+        scores[name] = {
+            field: array_sha256(getattr(result, field))
+            for field in ("scores", "batch_scores", "metric_clean", "metric_corrupt")
+        }
+    return {
+        "attribution": attribution.model_dump(),
+        "groups_settings": settings.model_dump(),
+        "scores": scores,
+        "groups": groups.table.to_dict("records"),
+        "separability": groups.separability,
+        "warnings": groups.warnings,
+    }
+
+
+# --- the unlearning configurations --------------------------------------------------------------
+
+
+def changes(kind: str, lora: bool, method: str, cure_style: bool) -> list[dict[str, Any]]:
+    """The settings changed from the defaults, run by run, for ``method`` on ``kind`` in one mode.
+
+    Full-parameter runs of the item model (the cheapest) change every setting the method reads,
+    one at a time, and then the settings it does not read all at once (they must change nothing
+    but the run's id). Elsewhere each method runs at its defaults, and CURE with each of its
+    rules and with its teacher objective; LoRA runs of CURE and NPO (the group rules on the
+    adapter's factors, and a plain adapter) also change each LoRA setting. CURE-style methods
+    run the studies' combinations everywhere."""
+    reads = tuple(SETTINGS) if cure_style else READS[method]
+    out: list[dict[str, Any]] = [{}]
+    if kind == "item" and not lora:
+        out += [{name: value} for name in reads for value in SETTINGS[name]]
+        ignored = {name: values[-1] for name, values in SETTINGS.items() if name not in reads}
+        if ignored:
+            out.append(ignored)
+    elif method == "cure":
+        out += [{name: value} for name in CURE_RULES for value in SETTINGS[name]] + [{"forget_loss": "teacher"}]
+    if cure_style:
+        out += list(COMBINATIONS)
+    if lora and method in ("cure", "npo"):
+        out += [{name: value} for name, values in LORA_SETTINGS.items() for value in values]
+    return out
+
+
+def configurations(kind: str, lora: bool) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(name, settings)`` of every run of ``kind`` in one mode, each method's defaults first."""
+    from cure_core.unlearning.methods import METHODS
+
+    for method, spec in METHODS.items():
+        for changed in changes(kind, lora, method, spec.needs_groups):
+            if changed.get("lora_targets") == "first":
+                changed = {**changed, "lora_targets": LORA_TARGETS[kind]}
+            label = ",".join(f"{k}={'+'.join(v) if isinstance(v, tuple) else v}" for k, v in changed.items())
+            name = f"{kind}/{'lora' if lora else 'full'}/{method}" + (f"/{label}" if label else "")
+            yield name, {"method": method, **changed}
+
+
+def run_print(models: Models, kind: str, lora: bool, settings: dict[str, Any]) -> dict[str, Any]:
+    from cure_core.errors import CureError
+    from cure_core.unlearning.methods import METHODS, UnlearnConfig
+    from cure_core.unlearning.run_store import load_run_model
+    from cure_core.unlearning.runs import get_run, load_history
+
+    method = settings["method"]
+    config = UnlearnConfig(strength=METHODS[method].default_strength(lora), lora=lora, **{**QUICK, **settings})
+    ws = models.workspace(kind)
+    try:
+        report = get_run(ws, ws.default_request(), config, quiet=True)
+    except CureError as err:
+        return {"refused": err.problem}
+    unlearned = load_run_model(ws, str(report.run))
+    return {
+        "run": report.run,
+        "weights": tensors_sha256(unlearned.model),
+        "history": load_history(str(report.run)),
+        "report": report.model_dump(),
+    }
+
+
+def guarded(name: str, make: Any, *args: Any) -> dict[str, Any]:
+    """``make(*args)``, or the kind of error it raised (where and what go to stderr: the message
+    may name things in an order that changes from run to run)."""
+    try:
+        return make(*args)
+    except Exception as err:  # a crash is behaviour too: fingerprinted by its type
+        where = traceback.extract_tb(err.__traceback__)[-1]
+        print(f"{name}: {type(err).__name__} at {where.filename}:{where.lineno}: {str(err)[:160]}", file=sys.stderr)
+        return {"error": type(err).__name__}
+
+
+def fingerprint(root: Path, only: str = "") -> dict[str, Any]:
+    """Every configuration's fingerprint by name (see the module docstring), or those whose
+    names start with ``only``."""
+    models = Models(root)
+    out: dict[str, Any] = {}
+    for kind in KINDS:
+        jobs: list[tuple[str, Any, tuple[Any, ...]]] = [
+            (f"{kind}/models", reference_print, (models, kind)),
+            (f"{kind}/circuits", circuits_print, (models, kind)),
+        ]
+        for lora in (False, True):
+            jobs += [(name, run_print, (models, kind, lora, s)) for name, s in configurations(kind, lora)]
+        for name, make, args in jobs:
+            if name.startswith(only):
+                started = time.perf_counter()
+                out[name] = scrubbed(guarded(name, make, *args), MEASURED, VARIES.get(kind, frozenset()))
+                print(f"{name}: {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    return out
+
+
+def check_settings_covered() -> None:
+    """Warn when UnlearnConfig has a choice that :data:`SETTINGS` does not fingerprint."""
+    import typing
+
+    from cure_core.unlearning.methods import UnlearnConfig
+
+    for name, field in UnlearnConfig.model_fields.items():
+        if typing.get_origin(field.annotation) is typing.Literal and name != "method":
+            missing = set(typing.get_args(field.annotation)) - {field.default, *SETTINGS.get(name, ())}
+            if missing:
+                print(f"warning: {name}={sorted(missing)} is not fingerprinted", file=sys.stderr)
+
+
+# --- entry points -------------------------------------------------------------------------------
+
+
+def compare(first: Path, second: Path) -> int:
+    """Print each configuration that differs between two fingerprint files; 1 if any does."""
+    a, b = (json.loads(Path(p).read_text(), parse_constant=str) for p in (first, second))  # NaN == NaN
+    differ = 0
+    for name in sorted(set(a) | set(b)):
+        if name not in a or name not in b:
+            print(f"{name}: only in {first if name in a else second}")
+        elif a[name] != b[name]:
+            fields = sorted(k for k in set(a[name]) | set(b[name]) if a[name].get(k) != b[name].get(k))
+            print(f"{name}: {', '.join(fields)} differ")
+        else:
+            continue
+        differ += 1
+    print(f"{differ} of {len(set(a) | set(b))} configurations differ", file=sys.stderr)
+    return 1 if differ else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--compare", nargs=2, metavar=("A", "B"), type=Path, help="compare two fingerprint files")
+    parser.add_argument("--only", default="", metavar="PREFIX", help="only the configurations named PREFIX...")
+    args = parser.parse_args(argv)
+    if args.compare:
+        return compare(*args.compare)
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    with tempfile.TemporaryDirectory(prefix="cure-fingerprint-") as tmp:
+        root = Path(tmp)
+        os.environ["CURE_CACHE"] = str(root / "cache")
+        import cure_core
+
+        print(f"cure_core: {cure_core.__file__}", file=sys.stderr)
+        check_settings_covered()
+        started = time.perf_counter()
+        prints = fingerprint(root, args.only)
+        # one configuration a line, so that two files diff configuration by configuration
+        text = (
+            "{\n"
+            + ",\n".join(
+                f"{json.dumps(name)}: {json.dumps(prints[name], sort_keys=True, default=plain)}"
+                for name in sorted(prints)
+            )
+            + "\n}"
+        )
+        for path in {str(root.resolve()), str(root)}:
+            text = text.replace(path, "$TMP")
+        print(f"total: {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
