@@ -40,8 +40,8 @@ def gap_table(
 
 
 def gap_key(original: Recommender, retrain: Recommender | None, request: ForgetRequest) -> tuple[str, ...]:
-    other = str(retrain.meta.get("weights_sha256")) if retrain is not None else "no retrain"
-    return (request.id, str(original.meta.get("weights_sha256")), other)
+    other = str(retrain.card.fingerprint) if retrain is not None else "no retrain"
+    return (request.id, str(original.card.fingerprint), other)
 
 
 def show_gap(ws: Workspace, original: Recommender, retrain: Recommender | None, request: ForgetRequest) -> None:
@@ -175,15 +175,16 @@ def training_table(original: Recommender, retrain: Recommender) -> None:
     """The training facts of a model trained here and of its Retrain, one row each."""
     rows = []
     for name, rec in (("Original", original), ("Retrain", retrain)):
-        meta = rec.meta
+        card = rec.card
+        metrics = card.metrics.model_dump(exclude_none=True) if card.metrics is not None else {}
         rows.append(
             {
                 "model": name,
-                "parameters": meta["n_params"],
-                "train samples": meta["train_samples"],
-                "best epoch": meta["best_epoch"],
-                "train seconds": meta["train_seconds"],
-                **{k: round(v, 4) for k, v in meta["metrics"].items()},
+                "parameters": card.n_params,
+                "train samples": card.train_samples,
+                "best epoch": card.best_epoch,
+                "train seconds": card.train_seconds,
+                **{k: round(v, 4) for k, v in metrics.items()},
             }
         )
     st.dataframe(pd.DataFrame(rows).set_index("model"), width="stretch")
@@ -194,18 +195,21 @@ def item_models(original: Recommender, retrain: Recommender) -> None:
     training_table(original, retrain)
     gap_heading()
     show_gap(ws, original, retrain, request)
-    recipe = original.meta["recipe"]
+    card = original.card
+    recipe, metrics = card.recipe, card.metrics
+    if recipe is None or metrics is None:
+        raise ValueError("a model trained here has its recipe and metrics on its card")
     with st.expander("Model card"):
         st.markdown(
-            f"**{recipe['arch']}**, {recipe['n_layer']} layers, {recipe['n_head']} heads, d_model "
-            f"{recipe['d_model']}, d_mlp {recipe['d_mlp']}; "
-            f"{original.meta['n_params']:,} parameters; item-mode vocabulary with a user token (dropped to "
-            f"`<unk_user>` for {recipe['user_dropout']:.0%} of training prompts). "
-            f"Test AUC **{original.meta['metrics']['test_auc']:.4f}**, best epoch "
-            f"{original.meta['best_epoch']} chosen on validation AUC, trained in "
-            f"{original.meta['train_seconds']:.0f} s on {original.meta['threads']} thread(s)."
+            f"**{recipe.arch}**, {recipe.n_layer} layers, {recipe.n_head} heads, d_model "
+            f"{recipe.d_model}, d_mlp {recipe.d_mlp}; "
+            f"{card.n_params:,} parameters; item-mode vocabulary with a user token (dropped to "
+            f"`<unk_user>` for {recipe.user_dropout:.0%} of training prompts). "
+            f"Test AUC **{metrics.test_auc:.4f}**, best epoch "
+            f"{card.best_epoch} chosen on validation AUC, trained in "
+            f"{card.train_seconds:.0f} s on {card.threads} thread(s)."
         )
-        st.json(recipe, expanded=False)
+        st.json(recipe.model_dump(), expanded=False)
 
 
 def text_models(original: Recommender, retrain: Recommender) -> None:
@@ -217,7 +221,7 @@ def text_models(original: Recommender, retrain: Recommender) -> None:
     with st.expander("Model card"):
         retrain_note = "trained here on the retain set of each request"
         st.dataframe(model_card(ws.source, original, retrain_note), width="stretch")
-        st.json(original.meta["recipe"], expanded=False)
+        st.json(original.card.recipe.model_dump() if original.card.recipe else {}, expanded=False)
     if len(sets.forget):
         show_prompt(original, ws.samples, int(sets.forget[0]), ws.titles, "The default request's first forget prompt")
 

@@ -1,6 +1,6 @@
 """What several pages show the same way: the model card, the missing-Retrain note, a prompt and
 its tokens as the model reads them. UI only: the facts come from ``cure_core`` (the loaded
-checkpoint's ``meta``, the prompt encoder, the tokenizer)."""
+checkpoint's ``card``, the prompt encoder, the tokenizer)."""
 
 from __future__ import annotations
 
@@ -49,27 +49,29 @@ def model_card(source: ModelSource, rec: Recommender, retrain: str | None = None
     """What was loaded for a text model (a user's checkpoint, or the text model trained here),
     one row per fact (all text, for one column); ``retrain``: where its Retrain comes from
     (default: :func:`retrain_text`)."""
-    info = rec.meta["checkpoint"]
-    adapter = info.get("adapter")
-    grouped = info["n_kv_heads"] != info["n_heads"]
+    info = rec.card.checkpoint
+    if info is None:
+        raise ValueError("model_card shows a checkpoint's card")
+    adapter = info.adapter
+    grouped = info.n_kv_heads != info.n_heads
     profile = getattr(rec.encoder, "profile", None)
     rows = {
-        "model": info["path"],
-        "architecture": f"{info['architecture']} ({info['model_type']})",
-        "parameters": f"{info['n_params']:,}",
-        "layers": str(info["n_layers"]),
-        "heads": f"{info['n_heads']} query heads, {info['n_kv_heads']} key/value heads"
+        "model": info.path,
+        "architecture": f"{info.architecture} ({info.model_type})",
+        "parameters": f"{info.n_params:,}",
+        "layers": str(info.n_layers),
+        "heads": f"{info.n_heads} query heads, {info.n_kv_heads} key/value heads"
         + (" (grouped-query attention)" if grouped else ""),
-        "d_model / vocabulary": f"{info['d_model']} / {info['vocab_size']:,} tokens",
-        "dtype": str(info["dtype"]),
-        "device": str(info["device"]),
+        "d_model / vocabulary": f"{info.d_model} / {info.vocab_size:,} tokens",
+        "dtype": str(info.dtype),
+        "device": str(info.device),
         "adapter": (
-            f"LoRA rank {adapter['r']}, alpha {adapter['alpha']:g}, on {', '.join(adapter['target_modules'])} "
-            f"(merged) — {adapter['path']}"
+            f"LoRA rank {adapter.r}, alpha {adapter.alpha:g}, on {', '.join(adapter.target_modules)} "
+            f"(merged) — {adapter.path}"
             if adapter
             else "none"
         ),
-        "profile": f"{rec.meta['profile']}" + (f" — {profile.description}" if profile is not None else ""),
+        "profile": f"{rec.card.profile}" + (f" — {profile.description}" if profile is not None else ""),
         "answer tokens (yes / no)": f"{rec.encoder.yes_id} / {rec.encoder.no_id}",
         "Retrain": retrain or retrain_text(source),
     }

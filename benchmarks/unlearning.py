@@ -91,7 +91,7 @@ def study(ws: Workspace, request, lora: dict[str, Any], labels: list[str]) -> tu
             "test AUC": base.test_auc,
             "forget AUC": base.forget_auc,
             "MIA AUC": base.mia_auc,
-            "seconds": original.meta["train_seconds"],
+            "seconds": original.card.train_seconds,
         },
         {
             "method": "Retrain",
@@ -99,23 +99,23 @@ def study(ws: Workspace, request, lora: dict[str, Any], labels: list[str]) -> tu
             "test AUC": base.retrain_test_auc,
             "forget AUC": base.retrain_forget_auc,
             "MIA AUC": base.retrain_mia_auc,
-            "seconds": retrain.meta["train_seconds"],
+            "seconds": retrain.card.train_seconds,
         },
     ]
     table = pd.DataFrame(references + rows)
     threads = torch.get_num_threads()
-    if retrain.meta.get("threads") == threads:
-        reference, note = retrain.meta["train_seconds"], f"Retrain itself, trained on {threads} threads"
+    if retrain.card.threads == threads:
+        reference, note = retrain.card.train_seconds, f"Retrain itself, trained on {threads} threads"
     else:  # e.g. trained beside Original on one thread each: compare like with like instead
-        reference = original.meta["train_seconds"]
+        reference = original.card.train_seconds
         note = (
-            f"Retrain was trained on {retrain.meta.get('threads')} thread(s) "
-            f"({retrain.meta['train_seconds']:.0f}s); used instead: the same recipe on the full training set, "
-            f"{original.meta.get('threads')} threads"
+            f"Retrain was trained on {retrain.card.threads} thread(s) "
+            f"({retrain.card.train_seconds:.0f}s); used instead: the same recipe on the full training set, "
+            f"{original.card.threads} threads"
         )
     return table, {
         "base": base,
-        "retrain_seconds": retrain.meta["train_seconds"],
+        "retrain_seconds": retrain.card.train_seconds,
         "groups_seconds": groups_seconds,
         "reference_seconds": reference,
         "reference_note": note,

@@ -12,7 +12,6 @@ chose the circuit.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import re
@@ -34,6 +33,7 @@ from analysis.faithfulness import Faithfulness, curve_sizes
 from analysis.graph import GraphShape
 from analysis.prompts import LogitDiff, PromptBatch
 from cure_core.cache import atomic_write_bytes, cache_dir
+from cure_core.cache_keys import cache_key
 from cure_core.controls import control_set
 from cure_core.corruptions import corrupt
 from cure_core.data.samples import Samples
@@ -75,7 +75,7 @@ class AttributionSettings(BaseModel):
     seed: Seed = Field(0, description="seed of the prompt draw")
 
     def key(self) -> str:
-        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:12]
+        return cache_key("attribution", self)
 
 
 def split_prompts(indices: np.ndarray, settings: AttributionSettings) -> tuple[np.ndarray, np.ndarray]:
@@ -163,8 +163,9 @@ def answer_metric(rec: Recommender) -> LogitDiff:
 
 def attribution_path(rec: Recommender, request: ForgetRequest, set_name: str, settings: AttributionSettings) -> Path:
     """``cache/attributions/<weights>/<request>/<set>-<settings>.npz``: keyed by the model's
-    weights, the data (inside the request id), the request, the set and every setting."""
-    weights = str(rec.meta.get("weights_sha256", "unknown"))[:12]
+    identity (its card's ``fingerprint``), the data (inside the request id), the request, the
+    set and every setting."""
+    weights = str(rec.card.fingerprint or "unknown")[:12]
     return cache_dir("attributions", weights, request.id) / f"{set_name}-{settings.key()}.npz"
 
 

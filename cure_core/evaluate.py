@@ -7,7 +7,6 @@ Retrain, the reference every table, study and page shows methods next to: comput
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any
 
@@ -15,6 +14,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from cure_core.cache import atomic_write_json, cache_dir
+from cure_core.cache_keys import cache_key
 from cure_core.comparison import Comparison, ModelScores
 from cure_core.data.samples import Samples
 from cure_core.metrics import Predictions, jsd, l2_distance, mia_auc, mia_scores, utility
@@ -125,10 +125,11 @@ def compare_to_retrain(
 
 def reference_identity(retrain: Recommender) -> dict[str, str]:
     """Which Retrain a report was measured against: its folder (with a user's adapter) and the
-    weights fingerprint of its meta (``weights_sha256``)."""
-    adapter = ((retrain.meta.get("checkpoint") or {}).get("adapter") or {}).get("path")
+    identity of its card (``fingerprint``)."""
+    checkpoint = retrain.card.checkpoint
+    adapter = checkpoint.adapter.path if checkpoint is not None and checkpoint.adapter is not None else None
     path = f"{retrain.path}" + (f" + adapter {adapter}" if adapter else "")
-    return {"path": path, "fingerprint": str(retrain.meta.get("weights_sha256", ""))}
+    return {"path": path, "fingerprint": retrain.card.fingerprint or ""}
 
 
 def reference_comparison(
@@ -136,7 +137,7 @@ def reference_comparison(
 ) -> Comparison:
     """Original compared with Retrain (named ``original``), from ``cache/references`` when both
     models are saved ones, else computed (and then saved)."""
-    weights = (original.meta.get("weights_sha256"), retrain.meta.get("weights_sha256") if retrain else None)
+    weights = (original.card.fingerprint, retrain.card.fingerprint if retrain else None)
     if not all(weights):
         return compare_to_retrain(original, retrain, request, samples, sets, name="original")
     spec = {
@@ -146,9 +147,7 @@ def reference_comparison(
         "sizes": sets.sizes(),
         **evaluation_key(original),
     }
-    path = (
-        cache_dir("references") / f"{hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]}.json"
-    )
+    path = cache_dir("references") / f"{cache_key('reference', spec)}.json"
     try:
         return Comparison.model_validate_json(path.read_text())
     except (OSError, ValueError, ValidationError):
@@ -166,7 +165,7 @@ def _retrain_scores(
 ) -> tuple[SetPredictions, ModelScores]:
     """Retrain's predictions and scores, computed once per process for a saved Retrain (runs
     and sweeps compare many models with the same reference)."""
-    weights = str(retrain.meta.get("weights_sha256", ""))
+    weights = retrain.card.fingerprint or ""
     key = (weights, request.id, json.dumps([sets.sizes(), evaluation_cap(retrain)], sort_keys=True))
     if not weights or key not in _RETRAIN_SCORES:
         preds = set_predictions(retrain, samples, sets)

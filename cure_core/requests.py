@@ -15,8 +15,6 @@ Its sets, all as sample indices:
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from typing import Literal
 
@@ -24,6 +22,7 @@ import numpy as np
 from pydantic import BaseModel, Field, ValidationError
 
 from cure_core.cache import atomic_write_json, cache_dir
+from cure_core.cache_keys import cache_key
 from cure_core.data.dataset import RatingsDataset
 from cure_core.data.samples import Samples
 from cure_core.errors import CureError
@@ -49,7 +48,7 @@ class ForgetRequest(BaseModel):
         body = self.model_dump(exclude={"description"})
         if self.kind == "interaction":  # ids of the old rule (target only) must not name the new sets
             body["covers"] = "target_or_history"
-        return f"{self.kind}-{hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:8]}"
+        return f"{self.kind}-{cache_key('request', body)}"
 
 
 @dataclass

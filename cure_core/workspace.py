@@ -13,8 +13,6 @@ trained: Original is the checkpoint, Retrain the user's Retrain when one was giv
 
 from __future__ import annotations
 
-import hashlib
-import json
 import shutil
 import time
 import warnings
@@ -26,9 +24,11 @@ import numpy as np
 import torch
 
 from cure_core.cache import cache_dir, entry_lock
+from cure_core.cache_keys import cache_key
 from cure_core.data import RatingsDataset, Samples, SplitConfig, build_samples, load_dataset, summarize
 from cure_core.errors import CureError
 from cure_core.metrics import utility
+from cure_core.model.card import Metrics, ModelCard
 from cure_core.model.recipe import Recipe
 from cure_core.model.recommender import Recommender
 from cure_core.model.store import CorruptModelError, load_item_model, save_recommender
@@ -148,7 +148,7 @@ class Workspace:
             "role": role,
             "request": request.id if role == "retrain" and request else None,
         }
-        digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
+        digest = cache_key("model", spec)
         name = f"{role}-{self.dataset.name}-{digest}" if role == "original" else f"retrain-{request.id}-{digest}"  # type: ignore[union-attr]
         return cache_dir("models") / (f"text-{name}" if self.text_recipe else name)
 
@@ -200,10 +200,10 @@ class Workspace:
             if isinstance(self.recipe, TextRecipe):
                 return load_text_model(folder, self.recipe, self.dataset, self.samples)
             rec = load_item_model(folder, self.samples)
-            if cut_short(rec.meta):
+            if cut_short(rec.card):
                 raise CorruptModelError(
-                    f"model {folder.name} stopped after {len(rec.meta['curve'])} of "
-                    f"{rec.meta['recipe']['max_epochs']} epochs on a wall-clock budget, so it cannot serve "
+                    f"model {folder.name} stopped after {len(rec.card.curve or [])} of "
+                    f"{rec.card.recipe.max_epochs} epochs on a wall-clock budget, so it cannot serve "  # type: ignore[union-attr]
                     f"as {role.capitalize()}",
                     "it is retrained by epochs and validation patience",
                 )
@@ -268,33 +268,30 @@ class Workspace:
         seconds = time.perf_counter() - start
         best = max(curve, key=lambda row: row["valid_auc"])
         test = utility(self.samples.label[sets.test], rec.predict(self.samples, sets.test))
-        meta = {
-            "role": role,
-            "request": request.id if request is not None and role == "retrain" else None,
-            "dataset": self.dataset.name,
-            "data_hash": self.dataset.content_hash,
-            "split": self.split.model_dump(),
-            "recipe": self.recipe.model_dump(),
-            "train_samples": len(sets.train),
-            "n_params": int(sum(p.numel() for p in rec.model.parameters())),
-            "train_seconds": round(seconds, 1),
-            "threads": threads or previous_threads,
-            "best_epoch": best["epoch"],
-            "stopped_by": stopped_by,
-            "curve": curve,
-            "metrics": {
-                "valid_auc": best["valid_auc"],
-                "test_auc": test["auc"],
-                "test_acc": test["acc"],
-                "test_logloss": test["logloss"],
-            },
-            "torch": torch.__version__,
-        }
+        card = ModelCard(
+            role=role,
+            request=request.id if request is not None and role == "retrain" else None,
+            dataset=self.dataset.name,
+            data_hash=self.dataset.content_hash,
+            split=self.split,
+            recipe=self.recipe,
+            train_samples=len(sets.train),
+            n_params=int(sum(p.numel() for p in rec.model.parameters())),
+            train_seconds=round(seconds, 1),
+            threads=threads or previous_threads,
+            best_epoch=best["epoch"],
+            stopped_by=stopped_by,
+            curve=curve,
+            metrics=Metrics(
+                valid_auc=best["valid_auc"], test_auc=test["auc"], test_acc=test["acc"], test_logloss=test["logloss"]
+            ),
+            torch=torch.__version__,
+        )
         folder = self.model_dir(role, request)
         if isinstance(self.recipe, TextRecipe):  # read back through the loader every later use takes
-            save_text_model(rec, folder, meta)
+            save_text_model(rec, folder, card)
             return load_text_model(folder, self.recipe, self.dataset, self.samples)
-        save_recommender(rec, folder, self.samples, meta)
+        save_recommender(rec, folder, self.samples, card)
         return rec
 
     def model(
@@ -351,20 +348,19 @@ class Workspace:
         return self.ensure_models(request, progress=progress, quiet=quiet)
 
 
-def cut_short(meta: dict) -> bool:
-    """Whether a cached model's curve ends before the stopping rule says it should — trained
+def cut_short(card: ModelCard) -> bool:
+    """Whether a cached item model's curve ends before the stopping rule says it should — trained
     under the wall-clock budget of earlier versions on a busy machine. Such a model depends on
     the machine's load and must not serve as Original or Retrain."""
-    try:
-        recipe = meta["recipe"]
-        return (
-            stop_reason(
-                [float(row["valid_auc"]) for row in meta["curve"]], int(recipe["max_epochs"]), int(recipe["patience"])
-            )
-            is None
-        )
-    except (KeyError, TypeError, ValueError) as err:
+    recipe = card.recipe
+    if (
+        recipe is None
+        or isinstance(recipe, TextRecipe)
+        or card.curve is None
+        or any("valid_auc" not in row for row in card.curve)
+    ):
         raise CorruptModelError(
-            f"meta.json lacks the training curve or recipe ({err})",
+            "meta.json lacks the training curve or item recipe",
             "delete the folder; cached models are retrained on next use",
-        ) from None
+        )
+    return stop_reason([float(row["valid_auc"]) for row in card.curve], recipe.max_epochs, recipe.patience) is None

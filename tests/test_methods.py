@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from cure_core import evaluate
 from cure_core.comparison import Comparison, ModelScores, Utility
+from cure_core.model.card import ModelCard
 from cure_core.model.recipe import Recipe
 from cure_core.model.text_recipe import TextRecipe
 from cure_core.studies.base import Study, StudyJob, StudyOutput
@@ -153,7 +154,7 @@ def test_each_method_reads_its_own_arguments_out_of_the_run_settings():
 
 
 def test_cached_run_ids_are_unchanged_choices_are_literals_and_unknown_fields_are_refused():
-    model = lambda sha: SimpleNamespace(meta={"weights_sha256": sha}, text_mode=False)  # noqa: E731
+    model = lambda sha: SimpleNamespace(card=ModelCard(fingerprint=sha), text_mode=False)  # noqa: E731
     for run, config in CACHED_RUN_IDS.items():
         groups = "g" if config.method == "cure" else ""
         assert run_id(model("a"), model("b"), SimpleNamespace(id="user-x"), config.id_json(), groups) == run
@@ -267,13 +268,13 @@ def test_the_reference_is_computed_once_per_pair_of_weights_and_request(monkeypa
     monkeypatch.setattr(evaluate, "compare_to_retrain", compute)
     sets = SimpleNamespace(sizes=lambda: {"forget": 10})
     request = SimpleNamespace(id="user-x")
-    model = lambda sha: SimpleNamespace(meta={"weights_sha256": sha}, text_mode=False)  # noqa: E731
+    model = lambda sha: SimpleNamespace(card=ModelCard(fingerprint=sha), text_mode=False)  # noqa: E731
     first = evaluate.reference_comparison(model("a"), model("b"), request, None, sets)
     assert evaluate.reference_comparison(model("a"), model("b"), request, None, sets) == first and calls == ["original"]
     evaluate.reference_comparison(model("a"), model("c"), request, None, sets)  # another Retrain: another reference
     assert len(calls) == 2
-    evaluate.reference_comparison(model("a"), SimpleNamespace(meta={}), request, None, sets)  # unsaved: never cached
-    evaluate.reference_comparison(model("a"), SimpleNamespace(meta={}), request, None, sets)
+    evaluate.reference_comparison(model("a"), SimpleNamespace(card=ModelCard()), request, None, sets)  # never cached
+    evaluate.reference_comparison(model("a"), SimpleNamespace(card=ModelCard()), request, None, sets)
     assert len(calls) == 4
 
 

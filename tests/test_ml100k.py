@@ -102,9 +102,7 @@ def test_short_training_records_the_test_auc_of_its_weights(ws, small_ws):
     test = s.index(Samples.TEST)
     baselines = baseline_aucs(s, s.index(Samples.TRAIN), test)
     assert all(0 <= v <= 1 for v in baselines.values())
-    assert rec.meta["metrics"]["test_auc"] == pytest.approx(
-        utility(s.label[test], rec.predict(s, test))["auc"], abs=1e-9
-    )
+    assert rec.card.metrics.test_auc == pytest.approx(utility(s.label[test], rec.predict(s, test))["auc"], abs=1e-9)
 
 
 @pytest.mark.parametrize("corruption", ["history", "target"])

@@ -10,8 +10,9 @@ from cure_core.checkpoints.bridge import load_bridge
 from cure_core.data import make_synthetic
 from cure_core.data.samples import Samples, build_samples
 from cure_core.errors import CureError
+from cure_core.legacy import REMOVED_FIELDS_AS_BEFORE
 from cure_core.metrics import utility
-from cure_core.model.recipe import REMOVED_FIELDS_AS_BEFORE, Recipe
+from cure_core.model.recipe import Recipe
 from cure_core.model.store import CorruptModelError, load_recommender
 from cure_core.prompts import UNK_USER
 from cure_core.workspace import Workspace
@@ -28,7 +29,8 @@ def test_training_keeps_the_best_validation_epoch_and_records_its_metrics(traine
     the saved model is the best-validation epoch, and the recorded test AUC is that of the saved
     weights, recomputed from their predictions."""
     ws, rec = trained
-    curve, meta = rec.meta["curve"], rec.meta
+    card = rec.card
+    curve, metrics = card.curve, card.metrics
     assert 1 <= len(curve) <= TINY_RECIPE.max_epochs and [row["epoch"] for row in curve] == list(
         range(1, len(curve) + 1)
     )
@@ -36,18 +38,18 @@ def test_training_keeps_the_best_validation_epoch_and_records_its_metrics(traine
         np.isfinite(row["train_loss"]) and 0 <= row["valid_auc"] <= 1 and 0 <= row["test_auc"] <= 1 for row in curve
     )
     best = max(curve, key=lambda row: row["valid_auc"])
-    assert meta["best_epoch"] == best["epoch"] and meta["metrics"]["valid_auc"] == best["valid_auc"]
+    assert card.best_epoch == best["epoch"] and metrics.valid_auc == best["valid_auc"]
     test = ws.samples.index(Samples.TEST)
     recomputed = utility(ws.samples.label[test], rec.predict(ws.samples, test))["auc"]
-    assert meta["metrics"]["test_auc"] == pytest.approx(recomputed, abs=1e-9)
-    assert meta["metrics"]["test_auc"] == pytest.approx(best["test_auc"], abs=1e-6)  # the curve scored the same weights
+    assert metrics.test_auc == pytest.approx(recomputed, abs=1e-9)
+    assert metrics.test_auc == pytest.approx(best["test_auc"], abs=1e-6)  # the curve scored the same weights
 
 
 def test_mixed_precision_keeps_float32_weights(trained, synthetic):
     """bf16 autocast (the default) is a training detail: what is saved and evaluated is float32.
     (The tests' tiny recipe trains in fp32, so that trainings compare exactly on any CPU.)"""
     _, plain = trained
-    assert plain.meta["recipe"]["train_precision"] == "fp32" and Recipe().train_precision == "bf16-mixed"
+    assert plain.card.recipe.train_precision == "fp32" and Recipe().train_precision == "bf16-mixed"
     mixed = Workspace(
         dataset=synthetic,
         recipe=TINY_RECIPE.model_copy(
@@ -57,16 +59,14 @@ def test_mixed_precision_keeps_float32_weights(trained, synthetic):
     rec = mixed.original(quiet=True)
     assert (
         rec.path != plain.path
-        and rec.meta["recipe"]["train_precision"] == "bf16-mixed"
+        and rec.card.recipe.train_precision == "bf16-mixed"
         and rec.model.config.activation_function == "gelu_new"
     )
     assert all(p.dtype == torch.float32 for p in rec.model.parameters())
     test = mixed.samples.index(Samples.TEST)
     predictions = rec.predict(mixed.samples, test)
     assert np.isfinite(predictions.margin).all()
-    assert rec.meta["metrics"]["test_auc"] == pytest.approx(
-        utility(mixed.samples.label[test], predictions)["auc"], abs=1e-9
-    )
+    assert rec.card.metrics.test_auc == pytest.approx(utility(mixed.samples.label[test], predictions)["auc"], abs=1e-9)
 
 
 def test_later_recipe_fields_leave_the_cache_key_while_at_their_old_value():
@@ -163,10 +163,10 @@ def test_original_and_retrain_train_side_by_side(tmp_path, synthetic, monkeypatc
     original, retrain = ws.ensure_models(
         request, progress=lambda done, total, info: seen.append((done, total)), quiet=True
     )
-    assert original.meta["role"] == "original" and retrain.meta["role"] == "retrain"
-    assert original.meta["threads"] == retrain.meta["threads"] == 1  # two workers split the two cores
-    assert {original.meta["stopped_by"], retrain.meta["stopped_by"]} <= {"patience", "max_epochs"}
-    assert retrain.meta["train_samples"] == len(ws.sets(request).retain)
+    assert original.card.role == "original" and retrain.card.role == "retrain"
+    assert original.card.threads == retrain.card.threads == 1  # two workers split the two cores
+    assert {original.card.stopped_by, retrain.card.stopped_by} <= {"patience", "max_epochs"}
+    assert retrain.card.train_samples == len(ws.sets(request).retain)
     assert not np.isin(ws.samples.user_codes(request.users), retrain.known_users).any()
     assert seen and seen[-1][0] == seen[-1][1] > 0
 

@@ -12,6 +12,7 @@ import torch
 
 from cure_core.errors import CureError
 from cure_core.model import train
+from cure_core.model.card import ModelCard, read_card
 from cure_core.model.store import CorruptModelError, load_recommender
 from cure_core.model.train import stop_reason, train_item_model
 from cure_core.studies.registry import STUDIES
@@ -68,11 +69,12 @@ def test_training_does_not_depend_on_the_clock(tiny_ws, monkeypatch):
 
 def test_model_cut_short_by_a_wall_clock_budget_is_retrained(saved):
     ws, folder = cached_copy(saved)
+    card = read_card(folder)
+    assert card.stopped_by in ("patience", "max_epochs") and not cut_short(card)
     meta = json.loads((folder / "meta.json").read_text())
-    assert meta["stopped_by"] in ("patience", "max_epochs") and not cut_short(meta)
     meta["curve"] = meta["curve"][:1]  # what the old 10-minute budget left on a busy machine
     (folder / "meta.json").write_text(json.dumps(meta))
-    assert cut_short(meta)
+    assert cut_short(read_card(folder))
     with pytest.warns(UserWarning, match=r"stopped after 1 of 3 epochs.*cannot serve as Original"):
         assert ws.load_model("original") is None
     assert not folder.exists()
@@ -104,7 +106,9 @@ def _meta(value) -> object:
         _shorter_vocab,
         _vocab(["x"] * 5),
         _meta([]),
-        _meta({"weights_sha256": 3}),
+        _meta({"mode": "item", "weights_sha256": 3}),
+        _meta({"card_version": 1, "kind": "item", "file_sha256": "0" * 64}),
+        _meta({"card_version": 2, "kind": "item"}),
     ],
     ids=[
         "no-vocab",
@@ -114,7 +118,9 @@ def _meta(value) -> object:
         "vocab-short",
         "vocab-no-specials",
         "meta-list",
-        "meta-bad-sha",
+        "legacy-meta-bad-sha",
+        "card-wrong-sha",
+        "card-from-a-later-version",
     ],
 )
 def test_unreadable_model_folder_is_corrupt_and_rebuilt(saved, damage):
@@ -137,10 +143,10 @@ def test_parallel_workers_split_the_cores():
 
 
 def test_run_id_changes_with_the_retrain_it_is_compared_with():
-    original = SimpleNamespace(meta={"weights_sha256": "a" * 64}, text_mode=False)
+    original = SimpleNamespace(card=ModelCard(fingerprint="a" * 64), text_mode=False)
     retrain, retrained = (
-        SimpleNamespace(meta={"weights_sha256": "b" * 64}),
-        SimpleNamespace(meta={"weights_sha256": "c" * 64}),
+        SimpleNamespace(card=ModelCard(fingerprint="b" * 64)),
+        SimpleNamespace(card=ModelCard(fingerprint="c" * 64)),
     )
     request, config = SimpleNamespace(id="users-abc"), json.dumps({"method": "npo", "strength": 1e-4})
     assert run_id(original, retrain, request, config) == run_id(original, retrain, request, config)
@@ -154,9 +160,9 @@ def test_study_cells_are_not_reused_against_another_retrain(tiny_ws, monkeypatch
     )
     first = STUDIES["pareto"].run(tiny_ws, settings, quiet=True)
     original, retrain = tiny_ws.ensure_models(tiny_ws.default_request(), quiet=True)
-    retrain.meta = {**retrain.meta, "weights_sha256": "f" * 64}
+    retrain.card = retrain.card.model_copy(update={"fingerprint": "f" * 64})
     monkeypatch.setattr(tiny_ws, "ensure_models", lambda *args, **kwargs: (original, retrain))
     again = STUDIES["pareto"].run(tiny_ws, settings, quiet=True)
     assert again["key"] != first["key"] and len(again["invocations"]) == 1
     assert again["tables"]["runs"][0]["run"] != first["tables"]["runs"][0]["run"]  # run ids name the Retrain too
-    assert weights_key({"weights_sha256": "0123456789abcdef"}) == "0123456789"
+    assert weights_key(ModelCard(fingerprint="0123456789abcdef")) == "0123456789"

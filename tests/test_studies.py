@@ -81,7 +81,7 @@ def test_stability_quick_compares_seeds_and_resamples(tiny_ws, monkeypatch):
 
     def recording_context(ws, request):
         ctx = real_context(ws, request)
-        models.append((ws.recipe.seed, ctx.rec.meta["weights_sha256"]))
+        models.append((ws.recipe.seed, ctx.rec.card.fingerprint))
         return ctx
 
     monkeypatch.setattr(stability, "circuit_context", recording_context)
@@ -96,7 +96,7 @@ def test_stability_quick_compares_seeds_and_resamples(tiny_ws, monkeypatch):
     seed0 = {sha for seed, sha in models if seed == 0}
     seed1 = {sha for seed, sha in models if seed == 1}
     assert len(models) == 3 and len(seed0) == 1 and len(seed1) == 1, models  # resamples reuse the seed-0 model
-    assert seed0 == {tiny_ws.original(quiet=True).meta["weights_sha256"]} and seed0 != seed1
+    assert seed0 == {tiny_ws.original(quiet=True).card.fingerprint} and seed0 != seed1
     by_axis = {p["axis"]: p for p in pairs}
     splits = {combo: stability.split_of(tiny_ws, "default", *combo, settings) for combo in ((0, 0), (1, 0), (0, 1))}
     for axis, (a, b) in (("model seed", ((0, 0), (1, 0))), ("prompt resample", ((0, 0), (0, 1)))):

@@ -1,14 +1,13 @@
 """The text-mode recommender trained here (``--recipe text``): recipe selection, training,
 the cache folder and its loader, on synthetic data with a tiny model."""
 
-import json
-
 import numpy as np
 import pytest
 import torch
 
 from cure_core import cli
 from cure_core.errors import CureError
+from cure_core.model.card import read_card
 from cure_core.model.recipe import Recipe, recipe_from_json
 from cure_core.model.text_recipe import TextRecipe
 from cure_core.model.text_train import rating_token_ids, text_tokenizer
@@ -85,9 +84,10 @@ def test_rating_tokens_are_the_like_words(synthetic):
 def test_trained_text_model_round_trips(text_ws):
     rec = text_ws.original()
     assert rec.text_mode and rec.path.name.startswith("text-original-")
-    meta = json.loads((rec.path / "meta.json").read_text())
-    assert meta["mode"] == "text-recipe" and meta["recipe"]["kind"] == "text"
-    assert 1 <= len(meta["curve"]) <= 2 and meta["curve"][-1]["step"] <= TINY_TEXT.max_steps
+    card = read_card(rec.path)
+    assert card.kind == rec.card.kind == "text-recipe" and card.recipe == TINY_TEXT
+    assert 1 <= len(card.curve) <= 2 and card.curve[-1]["step"] <= TINY_TEXT.max_steps
+    assert card.fingerprint is None and rec.card.fingerprint and rec.card.file_sha256 == card.file_sha256
     assert (rec.path / "model.safetensors").exists() and (rec.path / "tokenizer.json").exists()
     idx = np.arange(20)
     fresh = Workspace(dataset=text_ws.dataset, recipe=TINY_TEXT).load_model("original")

@@ -49,7 +49,7 @@ def test_user_model_loads_through_the_profile(synthetic, qwen2):
     ws = _ws(synthetic, model=str(qwen2[0]), adapter=str(qwen2[1]), profile="tallrec", device="cpu")
     rec = ws.original()
     assert rec.text_mode and rec.known_users is None and ws.original() is rec  # loaded once
-    assert rec.meta["checkpoint"]["n_kv_heads"] == 2 and rec.meta["profile"] == "tallrec"
+    assert rec.card.checkpoint.n_kv_heads == 2 and rec.card.profile == "tallrec"
     idx = np.arange(12)
     preds = rec.predict(ws.samples, idx)
     batch = rec.encode(ws.samples, idx)
@@ -99,8 +99,8 @@ def test_retrain_as_another_adapter_on_the_same_base(synthetic, qwen2, monkeypat
     request = user_request(ws.dataset, ws.samples, fraction=0.1, seed=0)
     original, retrain = ws.ensure_models(request)
     assert retrain is not original
-    assert retrain.meta["checkpoint"]["adapter"] is not None and original.meta["checkpoint"]["adapter"] is None
-    assert retrain.meta["weights_sha256"] != original.meta["weights_sha256"]
+    assert retrain.card.checkpoint.adapter is not None and original.card.checkpoint.adapter is None
+    assert retrain.card.fingerprint != original.card.fingerprint
     sets = ws.sets(request)
     report = compare_to_retrain(original, retrain, request, ws.samples, sets)
     assert report.jsd_to_retrain is not None and report.jsd_to_retrain >= 0

@@ -17,6 +17,7 @@ import pytest
 from cure_core.cli import main
 from cure_core.evaluate import TEXT_EVAL_PROMPTS
 from cure_core.metrics import utility
+from cure_core.model.card import ModelCard, read_card
 from cure_core.model_source import ModelSource
 from cure_core.requests import load_request
 from cure_core.unlearning.run_store import checkpoint_archive, run_dir
@@ -79,9 +80,9 @@ def test_unlearn_on_a_user_model_writes_only_into_the_cache(
     assert report.test_auc is not None and report.mia_auc is not None  # the model's own metrics, Retrain or not
 
     saved = run_dir(run) / "model"
-    meta = json.loads((saved / "meta.json").read_text())
-    assert meta["mode"] == "text" and meta["profile"] == "compact" and meta["run"] == run
-    assert meta["unlearned_from"]["path"] == str(model)
+    card = read_card(saved)
+    assert card.kind == "checkpoint" and card.profile == "compact" and card.run == run
+    assert card.unlearned_from is not None and card.unlearned_from.path == str(model)
     assert {"config.json", "model.safetensors", "tokenizer_config.json"} <= {p.name for p in saved.iterdir()}
     names = zipfile.ZipFile(io.BytesIO(checkpoint_archive(run))).namelist()
     assert sorted(names) == sorted(f"{run}/{p.name}" for p in saved.iterdir())
@@ -116,8 +117,8 @@ def test_compare_on_a_user_model_without_retrain(capsys, isolated_cache, data_di
 
 
 def test_run_ids_with_and_without_a_retrain():
-    original = SimpleNamespace(meta={"weights_sha256": "a" * 64}, text_mode=False)
-    retrain = SimpleNamespace(meta={"weights_sha256": "b" * 64}, text_mode=False)
+    original = SimpleNamespace(card=ModelCard(fingerprint="a" * 64), text_mode=False)
+    retrain = SimpleNamespace(card=ModelCard(fingerprint="b" * 64), text_mode=False)
     request, config = SimpleNamespace(id="users-abc"), json.dumps({"method": "npo", "strength": 1e-4})
     alone = run_id(original, None, request, config)
     assert alone == run_id(original, None, request, config) != run_id(original, retrain, request, config)
@@ -132,7 +133,7 @@ def test_run_ids_with_and_without_a_retrain():
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
     assert run_id(original, retrain, request, config) == f"npo-{digest}"
     # a text model's id also holds its evaluation cap (its reports score seeded draws)
-    text = SimpleNamespace(meta=original.meta, text_mode=True)
+    text = SimpleNamespace(card=original.card, text_mode=True)
     spec["evaluation_cap"] = TEXT_EVAL_PROMPTS
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
     assert run_id(text, retrain, request, config) == f"npo-{digest}"

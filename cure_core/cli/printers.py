@@ -48,24 +48,22 @@ def print_summary(summary: dict[str, object], user_ids: list[str], genres: list[
 
 
 def print_model(rec: Recommender, baselines: dict[str, float]) -> None:
-    meta = rec.meta
-    by_step = bool(meta["curve"]) and "step" in meta["curve"][0]  # the text model checks every N steps
-    best = f"best check at epoch {meta['best_epoch']:.2f}" if by_step else f"best epoch {meta['best_epoch']}"
+    from cure_core.model.card import Metrics
+
+    card = rec.card
+    curve, metrics = card.curve or [], card.metrics or Metrics()
+    by_step = bool(curve) and "step" in curve[0]  # the text model checks every N steps
+    best = f"best check at epoch {card.best_epoch:.2f}" if by_step else f"best epoch {card.best_epoch}"
     print(f"model: {rec.path}")
-    print(
-        f"parameters: {meta['n_params']:,}  training: {meta['train_seconds']:.0f}s on {meta['threads']} thread(s), {best}"
-    )
+    print(f"parameters: {card.n_params:,}  training: {card.train_seconds:.0f}s on {card.threads} thread(s), {best}")
     print("curve (AUC against training time; the checkpoint is the best validation check):")
-    for row in meta["curve"]:
+    for row in curve:
         when = f"step {row['step']:>5} (epoch {row['epoch']:.2f})" if by_step else f"epoch {row['epoch']:>2}"
         print(
             f"  {when}  {row['seconds']:>6.0f}s  loss {row['train_loss']:.4f}  valid AUC "
             f"{row['valid_auc']:.4f}  test AUC {row['test_auc']:.4f}"
         )
-    print(
-        f"test AUC {meta['metrics']['test_auc']:.4f}  ACC {meta['metrics']['test_acc']:.4f}  LogLoss "
-        f"{meta['metrics']['test_logloss']:.4f}"
-    )
+    print(f"test AUC {metrics.test_auc:.4f}  ACC {metrics.test_acc:.4f}  LogLoss {metrics.test_logloss:.4f}")
     for name, auc in baselines.items():
         print(f"  baseline {name:<26} test AUC {auc:.4f}")
 
@@ -269,19 +267,19 @@ def print_groups(groups: ModuleGroups, request: ForgetRequest, settings: Attribu
 
 def print_model_card(source: ModelSource, rec: Recommender) -> None:
     """What was loaded: architecture, size, dtype, device, adapter, profile, Retrain."""
-    info = rec.meta["checkpoint"]
-    adapter = info.get("adapter")
-    heads = f"{info['n_heads']} heads" + (
-        f" ({info['n_kv_heads']} key/value heads)" if info["n_kv_heads"] != info["n_heads"] else ""
+    info = rec.card.checkpoint
+    if info is None:
+        raise ValueError("print_model_card prints a checkpoint's card")
+    adapter = info.adapter
+    heads = f"{info.n_heads} heads" + (
+        f" ({info.n_kv_heads} key/value heads)" if info.n_kv_heads != info.n_heads else ""
     )
     print(
-        f"model {info['path']}: {info['architecture']}, {info['n_params']:,} parameters, {info['n_layers']} layers, "
-        f"{heads}, {info['dtype']} on {info['device']}"
+        f"model {info.path}: {info.architecture}, {info.n_params:,} parameters, {info.n_layers} layers, "
+        f"{heads}, {info.dtype} on {info.device}"
     )
     if adapter:
-        print(
-            f"  adapter {adapter['path']} (LoRA rank {adapter['r']} on {', '.join(adapter['target_modules'])}) merged"
-        )
-    print(f"  profile {rec.meta['profile']}; answers {rec.encoder.yes_id} / {rec.encoder.no_id} (yes / no token ids)")
+        print(f"  adapter {adapter.path} (LoRA rank {adapter.r} on {', '.join(adapter.target_modules)}) merged")
+    print(f"  profile {rec.card.profile}; answers {rec.encoder.yes_id} / {rec.encoder.no_id} (yes / no token ids)")
     if not source.has_retrain:
         print("  Retrain: none given (--retrain-model / --retrain-adapter); metrics against Retrain are unavailable")

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from transformers import PretrainedConfig
 
+from cure_core.legacy import LATER_FIELDS_AS_BEFORE, item_recipe_key_spec
 from cure_core.model.lm_config import causal_lm_config
 from cure_core.model.text_recipe import RECIPES, TextRecipe
 from cure_core.settings import Seed, json_object, validated
@@ -62,17 +63,9 @@ class Recipe(BaseModel):
         return self
 
     def cache_spec(self) -> dict[str, object]:
-        """The recipe as it enters model cache keys.
-
-        Fields added after models were cached are left out while they hold the value those models
-        were trained with, and fields removed since enter with the value they always had, so an
-        upgrade does not orphan cached models (or the runs and studies keyed on them).
-        """
-        spec = {**REMOVED_FIELDS_AS_BEFORE, **self.model_dump()}
-        for name, value in LATER_FIELDS_AS_BEFORE.items():
-            if spec[name] == value:
-                del spec[name]
-        return spec
+        """The recipe as it enters model cache keys (fields added or removed since models were
+        cached enter as :func:`~cure_core.legacy.item_recipe_key_spec` says)."""
+        return item_recipe_key_spec(self.model_dump())
 
     def hf_config(self, vocab_size: int, n_positions: int) -> PretrainedConfig:
         """The Hugging Face config of this architecture (pre-LayerNorm, no grouped-query attention)."""
@@ -89,14 +82,6 @@ class Recipe(BaseModel):
             activation=self.activation,
         )
 
-
-LATER_FIELDS_AS_BEFORE: dict[str, object] = {"activation": "gelu_new", "train_precision": "fp32"}
-
-#: Fields no longer in the recipe, with the value every cached model was keyed with. ``max_minutes``
-#: was a wall-clock budget: it made a model depend on the machine's load, so training now stops by
-#: epochs and validation patience only (models it cut short are detected and retrained, see
-#: ``cure_core.model.train.stop_reason``).
-REMOVED_FIELDS_AS_BEFORE: dict[str, object] = {"max_minutes": 10.0}
 
 #: The first default recipe (d_model 128; cache key ``original-ml-100k-11cf918927`` on ML-100K), kept
 #: so its cached models and results stay reachable: ``cure ... --recipe-json`` with these fields.

@@ -15,6 +15,7 @@ from transformers import PreTrainedModel
 
 from cure_core.data.samples import Samples
 from cure_core.metrics import Predictions
+from cure_core.model.card import ModelCard
 from cure_core.prompts import EncodedBatch, PromptEncoder
 
 if TYPE_CHECKING:
@@ -53,7 +54,7 @@ class Recommender:
     model: PreTrainedModel | PeftModel  # a PeftModel: a LoRA unlearning run's model, adapter active
     encoder: PromptEncoder
     known_users: np.ndarray | None
-    meta: dict = field(default_factory=dict)
+    card: ModelCard = field(default_factory=ModelCard)
     path: Path | None = None
     checkpoint: LoadedCheckpoint | None = None
     _bridge: Any = field(default=None, repr=False)

@@ -2,7 +2,8 @@
 
 A model folder (``cache/models/<key>/``) holds ``model.safetensors`` and ``config.json`` (Hugging
 Face format, loadable by ``TransformerBridge.boot_transformers``), ``vocab.json`` (item mode) and
-``meta.json`` (data hash, split, recipe, metrics, the users it knows, the weights' sha256).
+``meta.json`` (its :class:`~cure_core.model.card.ModelCard`: data hash, split, recipe, metrics,
+the users it knows, the weights file's sha256).
 Weights are only ever read with safetensors — never pickle.
 """
 
@@ -11,13 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
 
 from transformers import AutoModelForCausalLM
 
 from cure_core.cache import atomic_directory
 from cure_core.data.samples import Samples
 from cure_core.errors import CureError
+from cure_core.model.card import ModelCard, read_card, write_card
 from cure_core.model.recommender import Recommender
 from cure_core.prompts import ItemModeEncoder, ItemVocab
 
@@ -36,8 +37,9 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def save_recommender(rec: Recommender, folder: Path, samples: Samples, meta: dict[str, Any]) -> None:
-    """Write the model folder atomically (a crash leaves the previous folder, if any)."""
+def save_recommender(rec: Recommender, folder: Path, samples: Samples, card: ModelCard) -> None:
+    """Write the model folder atomically (a crash leaves the previous folder, if any). An item
+    model's identity is its weights file's sha256 (``fingerprint`` and ``file_sha256`` agree)."""
     if not isinstance(rec.encoder, ItemModeEncoder):
         raise CureError(
             "only item-mode models trained here can be saved to the cache",
@@ -48,9 +50,12 @@ def save_recommender(rec: Recommender, folder: Path, samples: Samples, meta: dic
         rec.encoder.vocab.to_hf_tokenizer().save_pretrained(tmp)
         (tmp / "vocab.json").write_text(json.dumps(rec.encoder.vocab.tokens))
         known = [samples.user_ids[u] for u in rec.known_users] if rec.known_users is not None else None
-        full_meta = {**meta, "known_users": known, "weights_sha256": file_sha256(tmp / WEIGHTS), "mode": "item"}
-        (tmp / "meta.json").write_text(json.dumps(full_meta, indent=2, sort_keys=True))
-    rec.meta, rec.path = full_meta, folder
+        digest = file_sha256(tmp / WEIGHTS)
+        card = card.model_copy(
+            update={"kind": "item", "known_users": known, "fingerprint": digest, "file_sha256": digest}
+        )
+        write_card(tmp, card)
+    rec.card, rec.path = card, folder
 
 
 def load_recommender(folder: Path, samples: Samples) -> Recommender:
@@ -72,10 +77,9 @@ def _written_here(folder: Path) -> bool:
     """Whether ``meta.json`` marks an item-mode folder of :func:`save_recommender` (then a missing
     ``vocab.json`` makes it corrupt, not a text-mode checkpoint)."""
     try:
-        meta = json.loads((folder / "meta.json").read_text())
+        return read_card(folder).kind == "item"
     except (OSError, ValueError):
         return False
-    return isinstance(meta, dict) and meta.get("mode") == "item"
 
 
 def load_item_model(folder: Path, samples: Samples) -> Recommender:
@@ -83,9 +87,9 @@ def load_item_model(folder: Path, samples: Samples) -> Recommender:
     inconsistent in it (weights, checksum, ``meta.json``, ``vocab.json``) is a
     :class:`CorruptModelError`, so a cache entry is rebuilt instead of failing later."""
     try:
-        meta = json.loads((folder / "meta.json").read_text())
+        card = read_card(folder)
         tokens = json.loads((folder / "vocab.json").read_text())
-        if not isinstance(meta, dict) or file_sha256(folder / WEIGHTS) != meta["weights_sha256"]:
+        if file_sha256(folder / WEIGHTS) != card.file_sha256:
             raise ValueError("weights do not match the checksum in meta.json")
         if (
             not isinstance(tokens, list)
@@ -93,9 +97,7 @@ def load_item_model(folder: Path, samples: Samples) -> Recommender:
             or len(set(tokens)) != len(tokens)
         ):
             raise ValueError("vocab.json is not a list of distinct strings")
-        known = meta.get("known_users")
-        if known is not None and not (isinstance(known, list) and all(isinstance(u, str) for u in known)):
-            raise ValueError("known_users in meta.json is not a list of user ids")
+        known = card.known_users
         model = AutoModelForCausalLM.from_pretrained(folder, use_safetensors=True, local_files_only=True)
         vocab = ItemVocab(tokens)
     except (OSError, ValueError, KeyError, CureError) as err:
@@ -111,4 +113,4 @@ def load_item_model(folder: Path, samples: Samples) -> Recommender:
     encoder = ItemModeEncoder(vocab, samples)
     known_codes = samples.user_codes(known) if known is not None else None
     model.eval()
-    return Recommender(model=model, encoder=encoder, known_users=known_codes, meta=meta, path=folder)
+    return Recommender(model=model, encoder=encoder, known_users=known_codes, card=card, path=folder)

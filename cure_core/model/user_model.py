@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from cure_core.errors import CureError
+from cure_core.model.card import ModelCard
 from cure_core.model.recommender import Recommender
 from cure_core.model_source import MissingRetrainError, ModelSource
 
@@ -37,17 +38,17 @@ def load_user_model(source: ModelSource, role: UserRole, dataset: RatingsDataset
     loaded = load_checkpoint(model, adapter, source.dtype, source.device)
     encoder = ProfileEncoder(profile, loaded.tokenizer, dataset, samples)
     info = loaded.info
-    meta = {
-        "mode": "text",
-        "role": role,
-        "checkpoint": info.to_dict(),
-        "profile": profile.name,
-        "n_params": info.n_params,
+    card = ModelCard(
+        kind="checkpoint",
+        role=role,
+        checkpoint=info,
+        profile=profile.name,
+        n_params=info.n_params,
         # the loaded profile's every field: what its prompts depend on, wherever the file lies
-        "weights_sha256": fingerprint(model, adapter, source.dtype, json.dumps(asdict(profile), sort_keys=True)),
-    }
+        fingerprint=fingerprint(model, adapter, source.dtype, json.dumps(asdict(profile), sort_keys=True)),
+    )
     return Recommender(
-        model=loaded.model, encoder=encoder, known_users=None, meta=meta, path=Path(model), checkpoint=loaded
+        model=loaded.model, encoder=encoder, known_users=None, card=card, path=Path(model), checkpoint=loaded
     )
 
 
@@ -59,12 +60,15 @@ def check_reference(original: Recommender, retrain: Recommender) -> None:
     """Refuse a Retrain that is not the same kind of model as ``original``: another architecture
     or shape, another tokenizer, other answer tokens or another prompt profile would make every
     distance to it measure that difference instead of forgetting."""
-    theirs, ours = retrain.meta["checkpoint"], original.meta["checkpoint"]
-    where = f"the Retrain {retrain.path}" + (f" + {theirs['adapter']['path']}" if theirs.get("adapter") else "")
+    theirs, ours = retrain.card.checkpoint, original.card.checkpoint
+    if theirs is None or ours is None:
+        raise ValueError("check_reference compares two checkpoints")
+    where = f"the Retrain {retrain.path}" + (f" + {theirs.adapter.path}" if theirs.adapter else "")
     fix = "give the Retrain trained from the same base model, tokenizer and prompts (without the forget set)"
     for field in REFERENCE_FIELDS:
-        if theirs[field] != ours[field]:
-            raise CureError(f"{where} does not match the model: {field} {theirs[field]} vs {ours[field]}", fix)
+        mine, other = getattr(theirs, field), getattr(ours, field)
+        if mine != other:
+            raise CureError(f"{where} does not match the model: {field} {mine} vs {other}", fix)
     vocab = retrain.checkpoint.tokenizer.get_vocab(), original.checkpoint.tokenizer.get_vocab()  # type: ignore[union-attr]
     if vocab[0] != vocab[1]:
         differ = sorted(set(vocab[0].items()) ^ set(vocab[1].items()))[:1]

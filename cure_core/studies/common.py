@@ -56,8 +56,8 @@ def model_context(original: Recommender, retrain: Recommender, **more: Any) -> d
     """What a study's cells of runs depend on: both models' weights, the text evaluation cap when
     there is one (item studies' contexts stay what they were before it), and ``more``."""
     return {
-        "weights": original.meta.get("weights_sha256"),
-        "retrain": retrain.meta.get("weights_sha256"),
+        "weights": original.card.fingerprint,
+        "retrain": retrain.card.fingerprint,
         **more,
         **evaluation_key(original),
     }

@@ -93,7 +93,7 @@ class DeletionRate(Study):
         ws, settings = job.ws, job.settings
         request = resolve_request(ws, f"users:{rate}")
         _, retrain = ws.ensure_models(request, quiet=job.quiet)  # Retrain of this rate, trained when missing
-        reference = weights_key(retrain.meta)
+        reference = weights_key(retrain.card)
         job.tick(rate=rate, step="Retrain")
         refs = reference_points(ws, request)
         rows = [

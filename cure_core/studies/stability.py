@@ -110,7 +110,7 @@ class Stability(Study):
         for spec in settings.requests:
             for seed, resample in combos:  # models of other seeds are trained on first use (cached)
                 model = weights_key(
-                    ws.with_recipe(ws.recipe.model_copy(update={"seed": seed})).original(quiet=job.quiet).meta
+                    ws.with_recipe(ws.recipe.model_copy(update={"seed": seed})).original(quiet=job.quiet).card
                 )
                 splits[(spec, seed, resample)] = job.cell(  # "-weighted": cells from before it are recomputed
                     f"{spec}-seed{seed}-resample{resample}-{model}-weighted",

@@ -10,7 +10,6 @@ cells computed against the old one.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 import re
@@ -27,6 +26,8 @@ import plotly.io as pio
 from pydantic import BaseModel
 
 from cure_core.cache import atomic_write_json, cache_dir
+from cure_core.cache_keys import cache_key
+from cure_core.model.card import ModelCard, read_card
 
 RESULT_FILE = "result.json"
 
@@ -69,9 +70,9 @@ def source_commit() -> str | None:
     return head + ("+changes" if changed else "")
 
 
-def weights_key(meta: dict[str, Any]) -> str:
-    """A short tag of a model's weights (from its ``meta``), for cell names."""
-    return str(meta.get("weights_sha256", "unknown"))[:10]
+def weights_key(card: ModelCard) -> str:
+    """A short tag of a model's identity (its card's ``fingerprint``), for cell names."""
+    return str(card.fingerprint or "unknown")[:10]
 
 
 def study_folder(study: str, key: str) -> Path:
@@ -82,8 +83,7 @@ class StudyStore:
     """The cells and result of one study run (same study + data + model + settings = same folder)."""
 
     def __init__(self, study: str, settings: BaseModel, context: dict[str, Any]) -> None:
-        spec = json.dumps({"settings": settings.model_dump(), "context": context}, sort_keys=True, default=str)
-        self.key = hashlib.sha256(spec.encode()).hexdigest()[:10]
+        self.key = cache_key("study", {"settings": settings.model_dump(), "context": context})
         self.folder = study_folder(study, self.key)
         self.study, self.settings, self.context = study, settings, context
 
@@ -174,15 +174,17 @@ def load_results() -> list[dict[str, Any]]:
 
 
 def cached_models() -> dict[str, str]:
-    """Weights sha256 → "<model folder> (d_model N)" of every model in the cache, read once so
-    that labelling many results does not re-read every ``meta.json`` per result."""
+    """Fingerprint → "<model folder> (d_model N)" of every item model in the cache (the text
+    model's identity is computed when it is loaded, not recorded), read once so that labelling
+    many results does not re-read every ``meta.json`` per result."""
     models = {}
     for meta_file in cache_dir("models").glob("*/meta.json"):
         try:
-            meta = json.loads(meta_file.read_text())
-        except (OSError, json.JSONDecodeError):
+            card = read_card(meta_file.parent)
+        except (OSError, ValueError):
             continue
-        models[meta.get("weights_sha256")] = f"{meta_file.parent.name} (d_model {meta['recipe']['d_model']})"
+        if card.fingerprint is not None and card.recipe is not None:
+            models[card.fingerprint] = f"{meta_file.parent.name} (d_model {card.recipe.d_model})"
     return models
 
 

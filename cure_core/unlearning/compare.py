@@ -8,6 +8,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from cure_core.evaluate import reference_comparison
+from cure_core.legacy import reported_trainable_params
 from cure_core.requests import ForgetRequest
 from cure_core.unlearning.runs import RunReport
 
@@ -40,7 +41,7 @@ def reference_rows(ws: Workspace, request: ForgetRequest) -> list[dict[str, Any]
     original, retrain = ws.reference_models(request, quiet=True)
     reference = reference_comparison(original, retrain, request, ws.samples, ws.sets(request))
     return reference.reference_rows(
-        original.meta.get("train_seconds"), retrain.meta.get("train_seconds") if retrain is not None else None
+        original.card.train_seconds, retrain.card.train_seconds if retrain is not None else None
     )
 
 
@@ -51,12 +52,8 @@ def run_mode(report: RunReport) -> str:
 
 
 def trainable_params(report: RunReport) -> int | None:
-    """Parameters the run could change: the report's count, else (reports written before it was
-    kept) every weight of a full run; unknown for an adapter."""
-    count = getattr(report, "trainable_params", None)
-    if count is not None:
-        return int(count)
-    return report.params_total if run_mode(report) == "full" else None
+    """Parameters the run could change (:func:`~cure_core.legacy.reported_trainable_params`)."""
+    return reported_trainable_params(report.trainable_params, report.params_total, run_mode(report) == "full")
 
 
 def run_row(report: RunReport, model_label: str | None = None) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 ``model/`` holds the unlearned model: an item model as every cached model (:func:`~cure_core.
 model.store.save_recommender`); a user's checkpoint (text mode) as a Hugging Face folder —
-``save_pretrained`` safetensors weights, the checkpoint's tokenizer and ``meta.json`` — that
+``save_pretrained`` safetensors weights, the checkpoint's tokenizer and ``meta.json`` (its
+:class:`~cure_core.model.card.ModelCard`) — that
 loads again as ``--model``; a LoRA run's new adapter alone (its base is the user's model). On
 request a LoRA run also writes ``merged/``, the adapter merged into a copy of the model (not
 part of the run id: the same run with or without it). ``history.json`` is the per-step curve
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cure_core.cache import atomic_directory, atomic_write_json, cache_dir
+from cure_core.model.card import Metrics, ModelCard, read_card, write_card
 from cure_core.model.store import save_recommender
 
 if TYPE_CHECKING:
@@ -41,12 +43,12 @@ def save_run(run: str, result: UnlearnResult, report: BaseModel, samples: Sample
     """Write the model (``merged/`` too with ``save_merged``, LoRA runs only), history and
     report atomically, the report last."""
     folder = run_dir(run)
-    meta = {
-        "run": run,
-        "method": result.config.method,
-        "request": getattr(report, "request", None),
-        "metrics": {"test_auc": getattr(report, "test_auc", None), "forget_auc": getattr(report, "forget_auc", None)},
-    }
+    card = ModelCard(
+        run=run,
+        method=result.config.method,
+        request=getattr(report, "request", None),
+        metrics=Metrics(test_auc=getattr(report, "test_auc", None), forget_auc=getattr(report, "forget_auc", None)),
+    )
     if result.config.lora:  # the adapter module comes with LoRA runs (cure_core.unlearning.lora)
         from cure_core.checkpoints.copies import merged_copy
         from cure_core.unlearning.lora import save_adapter
@@ -54,29 +56,29 @@ def save_run(run: str, result: UnlearnResult, report: BaseModel, samples: Sample
         peft_model = result.model.model
         with atomic_directory(folder / MODEL) as tmp:
             save_adapter(peft_model, tmp)
-            _write_meta(tmp, {**meta, "mode": "lora", **_text_meta(result.model, tmp)})
+            write_card(tmp, card.model_copy(update={"kind": "lora", **_text_fields(result.model, tmp)}))
         if save_merged:
             merged = dataclasses.replace(result.model, model=merged_copy(peft_model))
-            save_model(merged, folder / MERGED, samples, {**meta, "merged_from": MODEL})
+            save_model(merged, folder / MERGED, samples, card.model_copy(update={"merged_from": MODEL}))
     else:
-        save_model(result.model, folder / MODEL, samples, meta)
+        save_model(result.model, folder / MODEL, samples, card)
     atomic_write_json(folder / "history.json", result.history)
     atomic_write_json(folder / "report.json", report.model_dump())
     return folder
 
 
-def save_model(rec: Recommender, folder: Path, samples: Samples, meta: dict[str, Any]) -> None:
+def save_model(rec: Recommender, folder: Path, samples: Samples, card: ModelCard) -> None:
     """An item model as every cached model; a user's checkpoint as a Hugging Face folder."""
     if rec.checkpoint is None:
-        save_recommender(rec, folder, samples, meta)
+        save_recommender(rec, folder, samples, card)
         return
     with atomic_directory(folder) as tmp:
         rec.model.save_pretrained(tmp, safe_serialization=True)
         rec.checkpoint.tokenizer.save_pretrained(tmp)
-        _write_meta(tmp, {**meta, "mode": "text", **_text_meta(rec, tmp)})
+        write_card(tmp, card.model_copy(update={"kind": "checkpoint", **_text_fields(rec, tmp)}))
 
 
-def _text_meta(rec: Recommender, folder: Path) -> dict[str, Any]:
+def _text_fields(rec: Recommender, folder: Path) -> dict[str, Any]:
     """What a saved user-model folder records: the checkpoint it was unlearned from, the prompt
     profile it answers in, and a key of the files written so far (the sampled
     :func:`~cure_core.model.user_model.fingerprint`: a 7B model is keyed in milliseconds)."""
@@ -86,14 +88,10 @@ def _text_meta(rec: Recommender, folder: Path) -> dict[str, Any]:
     profile = getattr(getattr(rec.encoder, "profile", None), "name", None)
     dtype = info.dtype if info is not None else ""
     return {
-        "unlearned_from": info.to_dict() if info is not None else None,
+        "unlearned_from": info,
         "profile": profile,
-        "weights_sha256": fingerprint(str(folder), None, dtype, str(profile)),
+        "fingerprint": fingerprint(str(folder), None, dtype, str(profile)),
     }
-
-
-def _write_meta(folder: Path, meta: dict[str, Any]) -> None:
-    (folder / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
 
 
 def load_run_model(ws: Workspace, run: str) -> Recommender:
@@ -104,17 +102,17 @@ def load_run_model(ws: Workspace, run: str) -> Recommender:
 
     folder = run_dir(run) / MODEL
     try:
-        mode = json.loads((folder / "meta.json").read_text()).get("mode")
+        kind = read_card(folder).kind
     except (OSError, ValueError):
-        mode = None
-    if mode == "lora":
+        kind = None
+    if kind == "lora":
         from cure_core.unlearning.lora import load_saved
 
         original = ws.original(quiet=True)
         model = load_saved(original.model, folder)
         checkpoint = None if original.checkpoint is None else dataclasses.replace(original.checkpoint, model=model)
         return dataclasses.replace(original, model=model, path=folder, checkpoint=checkpoint, _bridge=None)
-    if mode == "text":
+    if kind == "checkpoint":
         from cure_core.model.user_model import load_user_model
         from cure_core.model_source import ModelSource
 

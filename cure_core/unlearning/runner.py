@@ -146,7 +146,6 @@ class UnlearnRun:
             model=model,
             encoder=original.encoder,
             known_users=original.known_users,
-            meta={},
             path=None,
             checkpoint=checkpoint,
         )

@@ -17,7 +17,6 @@ its report.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 from typing import TYPE_CHECKING, Any
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from pydantic import Field
 
+from cure_core.cache_keys import cache_key
 from cure_core.circuits import AttributionSettings, circuit_context
 from cure_core.comparison import Comparison
 from cure_core.data.samples import Samples
@@ -49,20 +49,17 @@ def run_id(
 ) -> str:
     """The run's cache id: everything that decides its report, the reference it is compared with
     included (``None`` for a user's checkpoint without a Retrain), and a text model's evaluation
-    cap (item models' ids stay what they were before it). A user model's ``weights_sha256`` is
-    its :func:`~cure_core.model.user_model.fingerprint`."""
+    cap (item models' ids stay what they were before it). The models enter by their card's
+    ``fingerprint`` (:class:`~cure_core.model.card.ModelCard`)."""
     spec = {
-        "weights": original.meta.get("weights_sha256"),
-        "retrain": retrain.meta.get("weights_sha256") if retrain is not None else None,
+        "weights": original.card.fingerprint,
+        "retrain": retrain.card.fingerprint if retrain is not None else None,
         "request": request.id,
         "config": json.loads(config_json),
         "groups": groups_key,
         **evaluation_key(original),
     }
-    return (
-        f"{json.loads(config_json)['method']}-"
-        f"{hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]}"
-    )
+    return f"{json.loads(config_json)['method']}-{cache_key('run', spec)}"
 
 
 class RunReport(Comparison):
