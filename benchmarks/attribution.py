@@ -9,6 +9,7 @@ EAP in TransformerLens' (denoising) convention — clean and corrupted swapped, 
 taken on the corrupted run — and compares the two tools edge by edge, summed over positions.
 
     .venv/bin/python benchmarks/attribution.py [--repeats 5] [--tl-repeats 2]
+    CURE_RECIPE='{"train_precision": "fp32"}' .venv/bin/python benchmarks/attribution.py  # another recipe's model
 
 Ends with ``speedup_vs_transformer_lens=``, ``eap_over_train_step=``, ``eapig5_over_eap=`` and
 ``eap_over_reference_engine=``.
@@ -29,6 +30,7 @@ from analysis.attribution import attribute
 from analysis.hooks import graph_shape
 from analysis.prompts import LogitDiff, PromptBatch
 from cure_core.circuits import AttributionSettings, circuit_context, prompt_batches, split_prompts
+from cure_core.environment import read_environment
 from cure_core.workspace import Workspace
 
 
@@ -70,7 +72,7 @@ def main() -> None:
     from transformer_lens.tools.analysis.attribution_patching import EdgeAttributionConfig, attribution_patch
 
     torch.manual_seed(0)
-    ws = Workspace()
+    ws = Workspace(recipe=read_environment().recipe)
     request = ws.default_request()
     ctx = circuit_context(ws, request, device="cpu")
     settings = AttributionSettings(metric="margin", n_prompts=32, batch_size=32)

@@ -13,23 +13,24 @@ times, as the median of ``--repeats`` runs after a cold one:
 - one full training step of the same batch on the Hugging Face model: forward, backward of the
   answer cross-entropy at the last position, AdamW step;
 
-and the peak memory of each above the loaded model (its cold run): on CPU the peak resident
-set size sampled every 2 ms (tracemalloc does not see torch's allocations), on CUDA
-``torch.cuda.max_memory_allocated``. The training step's peak includes the AdamW state it
-allocates. Each measurement runs in a fresh process, so one run's freed-but-kept heap cannot
-hide the next one's peak. Besides wall-clock time it reports the process's CPU time, which
-other programs on a shared machine disturb less. The attribution peaks are set beside the
-prediction of ``analysis.memory.attribution_peak_bytes`` at each shape, and the prediction for
-LLaMA-7B at 8 × 300 tokens in bf16 is printed.
+and the peak memory of each above the loaded model, in its cold run, two ways
+(``memory_meters``): on CPU the peak resident set size sampled every 2 ms, and the peak of live
+tensor storages (on CUDA both are ``torch.cuda.max_memory_allocated``). The training step's peak
+includes the AdamW state it allocates. Each measurement runs in a fresh process, so one run's
+freed-but-kept heap cannot hide the next one's peak. Besides wall-clock time it reports the
+process's CPU time, which other programs on a shared machine disturb less. The attribution
+peaks are set beside the prediction of ``analysis.memory.attribution_peak_bytes``, which
+predicts tensor memory, and the prediction for LLaMA-7B at 8 × 300 tokens in bf16 is printed.
 
     .venv/bin/python benchmarks/attribution_scale.py [--layers 12] [--repeats 3] [--models gpt2,llama]
     .venv/bin/python benchmarks/attribution_scale.py --device cuda   # bf16 on a GPU
 
-Ends with ``eap_over_train_step=``, ``eapig5_over_eap=`` (EAP-IG with the plan that
+Ends with ``eap_over_train_step=``, ``eapig5_over_eap=`` (of CPU time on a CPU, of wall-clock
+time on a GPU; EAP-IG with the plan that
 ``attribute`` runs by default on this device), ``peak_memory_over_train_step=`` (the larger of
 EAP's and that plan's peak), each the
 worst of the models, and ``memory_estimate_worst_error=`` (the largest |predicted / measured − 1|
-over the attribution peaks). Targets: EAP ≤ 1.5× a training step, EAP-IG(5) ≤ 4× EAP, peak memory
+over the attribution measures' tensor peaks). Targets: EAP ≤ 1.5× a training step, EAP-IG(5) ≤ 4× EAP, peak memory
 ≤ 1.5× a training step's.
 """
 
@@ -42,12 +43,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from memory_meters import PeakRss, TensorPeak
 
 MEASURES = ("eap", "eap-ig5-stepwise", "eap-ig5-stacked", "train-step")
 #: IG steps per pass of each EAP-IG plan.
@@ -147,37 +148,6 @@ def operation(measure: str, model: torch.nn.Module, bridge: object, device: str)
     return train_step
 
 
-class PeakRss:
-    """Peak resident set size while the block runs, sampled on a thread."""
-
-    def __init__(self) -> None:
-        import psutil
-
-        self.process = psutil.Process()
-        self.peak = 0
-        self._stop = threading.Event()
-
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.process.memory_info().rss)
-            time.sleep(0.002)
-
-    def __enter__(self) -> PeakRss:
-        self.base = self.process.memory_info().rss
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self.process.memory_info().rss)
-
-    @property
-    def bytes(self) -> int:
-        return self.peak - self.base
-
-
 def worker(arch: str, measure: str, layers: int, repeats: int, device: str) -> dict[str, float]:
     """One measurement in this process: the cold run's peak memory, then the median time."""
     model, bridge = build(arch, layers, device)
@@ -189,10 +159,11 @@ def worker(arch: str, measure: str, layers: int, repeats: int, device: str) -> d
         run()
         sync()
         peak = torch.cuda.max_memory_allocated() - base
+        tensor_peak = peak
     else:
-        with PeakRss() as rss:
+        with PeakRss() as rss, TensorPeak() as tensors:
             run()
-        peak = rss.bytes
+        peak, tensor_peak = rss.bytes, tensors.peak
     times, cpu = [], []
     for _ in range(repeats):
         start, start_cpu = time.perf_counter(), time.process_time()
@@ -204,6 +175,7 @@ def worker(arch: str, measure: str, layers: int, repeats: int, device: str) -> d
         "seconds": statistics.median(times),
         "cpu_seconds": statistics.median(cpu),
         "peak_bytes": peak,
+        "tensor_peak_bytes": tensor_peak,
         "predicted_bytes": predicted_peak(measure, bridge),
         "default_plan": default_plan(bridge),
     }
@@ -267,6 +239,9 @@ def main() -> None:
         f"({'bf16' if args.device == 'cuda' else 'fp32'}), torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads"
     )
+    # On a CPU the time ratios are of process CPU time, which other programs on the machine disturb
+    # less than wall-clock time; on a GPU of wall-clock time (synchronised). Both are printed.
+    clock, clock_name = ("cpu_seconds", "CPU time") if args.device == "cpu" else ("seconds", "wall-clock time")
     errors: list[float] = []
     ratios: dict[str, list[float]] = {
         "eap_over_train_step": [],
@@ -297,27 +272,29 @@ def main() -> None:
             r = results[measure]
             line = (
                 f"  {measure:<17} {r['seconds'] * 1000:9.0f} ms (CPU {r['cpu_seconds'] * 1000:9.0f} ms)   "
-                f"peak {r['peak_bytes'] / 2**20:8.0f} MiB"
+                f"peak {r['peak_bytes'] / 2**20:6.0f} MiB, tensors {r['tensor_peak_bytes'] / 2**20:6.0f} MiB"
             )
             if r["predicted_bytes"]:
-                ratio = r["predicted_bytes"] / max(r["peak_bytes"], 1)
+                ratio = r["predicted_bytes"] / max(r["tensor_peak_bytes"], 1)
                 errors.append(abs(ratio - 1))
-                line += f", predicted {r['predicted_bytes'] / 2**20:8.0f} MiB ({ratio:.2f}×)"
+                line += f", predicted {r['predicted_bytes'] / 2**20:6.0f} MiB ({ratio:.2f}× tensors)"
             print(line)
         train, eap = results["train-step"], results["eap"]
         plan = eap["default_plan"]
         ig = results[plan]
-        ratios["eap_over_train_step"].append(eap["seconds"] / train["seconds"])
-        ratios["eapig5_over_eap"].append(ig["seconds"] / eap["seconds"])
+        ratios["eap_over_train_step"].append(eap[clock] / train[clock])
+        ratios["eapig5_over_eap"].append(ig[clock] / eap[clock])
         ratios["peak_memory_over_train_step"].append(
             max(eap["peak_bytes"], ig["peak_bytes"]) / max(train["peak_bytes"], 1)
         )
         print(
-            f"  EAP / step {ratios['eap_over_train_step'][-1]:.2f}, EAP-IG(5) ({plan}, the default here) / EAP "
+            f"  by {clock_name}: EAP / step {ratios['eap_over_train_step'][-1]:.2f}, EAP-IG(5) ({plan}, the default "
+            f"here) / EAP "
             f"{ratios['eapig5_over_eap'][-1]:.2f}, peak (EAP, EAP-IG) / step "
-            f"{ratios['peak_memory_over_train_step'][-1]:.2f}; by CPU time EAP / step "
-            f"{eap['cpu_seconds'] / train['cpu_seconds']:.2f}, EAP-IG(5) / EAP "
-            f"{ig['cpu_seconds'] / eap['cpu_seconds']:.2f}"
+            f"{ratios['peak_memory_over_train_step'][-1]:.2f} (tensors "
+            f"{max(eap['tensor_peak_bytes'], ig['tensor_peak_bytes']) / max(train['tensor_peak_bytes'], 1):.2f}); "
+            f"by wall-clock time EAP / step {eap['seconds'] / train['seconds']:.2f}, EAP-IG(5) / EAP "
+            f"{ig['seconds'] / eap['seconds']:.2f}"
         )
     print(llama_7b_line())
     for name, values in ratios.items():
