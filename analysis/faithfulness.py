@@ -9,6 +9,14 @@ upstream propagates through the circuit's own edges. Then
 
 with each m the mean over prompts: F = 1 for the full graph, F = 0 for the empty one.
 Left-padded batches run with their attention mask and are never patched at padded positions.
+
+A head's q, k and v inputs are patched through TransformerLens' split per-head inputs
+(``use_split_qkv_input``): each head's patched input differs, and the pre-attention norm is
+nonlinear, so each head needs its own normalised input. These runs are under ``no_grad``, so a
+layer's per-head copies live only while that layer runs and nothing is kept for a backward: the
+peak grows by one layer's ``[batch, pos, H + 2G, d_model]``, and each head projecting its own copy
+costs what the shared projection does. (Attribution, whose backward would keep the copies,
+forms none: :mod:`analysis.projections`.) Ablation (:mod:`analysis.ablation`) patches the same way.
 """
 
 from __future__ import annotations
