@@ -162,10 +162,12 @@ class Models:
         from cure_core.model.recipe import Recipe
         from cure_core.model.text_recipe import TextRecipe
 
-        self.item_data = make_synthetic(n_users=100, n_items=40, seed=0)  # the tests' synthetic data
+        # the tests' synthetic data and tiny recipes, written out rather than imported from the
+        # tests: a fingerprint must not change when a test changes its recipe
+        self.item_data = make_synthetic(n_users=100, n_items=40, seed=0)
         self.text_data = make_synthetic(n_users=60, n_items=30, ratings_per_user=(12, 16), seed=0)
         self.text_split = SplitConfig(history_len=3)
-        self.item_recipe = Recipe(  # the tests' tiny recipe
+        self.item_recipe = Recipe(
             n_layer=2,
             n_head=2,
             d_model=32,
@@ -191,11 +193,13 @@ class Models:
         )
         self.checkpoint, self.adapter = root / "checkpoint" / "model", root / "checkpoint" / "adapter"
         write_example("llama", self.checkpoint, self.text_data, self.adapter)
-        # the adapter names its base by a fixed id, as one made on a hub model does: every key
-        # that fingerprints the adapter's files is then the same wherever the folder lies
+        # the adapter names its base by a fixed id, as one made on a hub model does, and its
+        # targets in sorted order (peft writes them in set order): every key that fingerprints
+        # the adapter's files is then the same wherever the folder lies, in every process
         config_file = self.adapter / "adapter_config.json"
         config = json.loads(config_file.read_text())
         config["base_model_name_or_path"] = "example/tiny-llama"
+        config["target_modules"] = sorted(config["target_modules"])
         config_file.write_text(json.dumps(config, indent=2, sort_keys=True))
 
     def workspace(self, kind: str):
