@@ -8,7 +8,7 @@ Run it before and after a change, then compare::
     OMP_NUM_THREADS=1 python tests/behaviour_fingerprint.py > after.json
     python tests/behaviour_fingerprint.py --compare before.json after.json
 
-``--compare`` prints each configuration that differs (and which of its fields) and exits 1 if
+``--compare`` prints each configuration that differs (and where) and exits 1 if
 any does, 0 if the two files hold the same fingerprints. Two runs of one commit print identical
 JSON (``--only PREFIX`` runs the configurations whose names start with PREFIX). The run takes
 about seven minutes of one core; it writes only into a temporary folder (its own
@@ -380,16 +380,30 @@ def check_settings_covered() -> None:
 # --- entry points -------------------------------------------------------------------------------
 
 
-def compare(first: Path, second: Path) -> int:
-    """Print each configuration that differs between two fingerprint files; 1 if any does."""
+def differing(a: Any, b: Any, path: str = "") -> Iterator[str]:
+    """The paths (``report.separability.spread_forget``, ``history[2]``) where ``a`` and ``b`` differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            yield from differing(a.get(key), b.get(key), f"{path}.{key}" if path else key)
+    elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            yield from differing(x, y, f"{path}[{i}]")
+    elif a != b:
+        yield path
+
+
+def compare(first: Path, second: Path, shown: int = 4) -> int:
+    """Print each configuration that differs between two fingerprint files, with the first
+    ``shown`` paths where it does; 1 if any does."""
     a, b = (json.loads(Path(p).read_text(), parse_constant=str) for p in (first, second))  # NaN == NaN
     differ = 0
     for name in sorted(set(a) | set(b)):
         if name not in a or name not in b:
             print(f"{name}: only in {first if name in a else second}")
         elif a[name] != b[name]:
-            fields = sorted(k for k in set(a[name]) | set(b[name]) if a[name].get(k) != b[name].get(k))
-            print(f"{name}: {', '.join(fields)} differ")
+            paths = list(differing(a[name], b[name]))
+            more = f" (+{len(paths) - shown} more)" if len(paths) > shown else ""
+            print(f"{name}: {', '.join(paths[:shown])}{more}")
         else:
             continue
         differ += 1
