@@ -289,10 +289,11 @@ def test_the_docs_show_commands() -> None:
 def test_documented_command_parses(line: CommandLine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Parse only: ``--request ID`` would read a saved request from the (empty, temporary)
     cache, so request ids are taken as written; output paths are checked in a temporary folder."""
+    from cure_core.cli import options as cli_options
     from cure_core.cli import parser as cli_parser
     from cure_core.errors import CureError
 
-    monkeypatch.setattr(cli_parser, "_saved_request", lambda request_id: request_id)
+    monkeypatch.setattr(cli_options, "saved_request", lambda request_id: request_id)
     monkeypatch.chdir(tmp_path)
     assert line.args, f"{line.where}: `cure` with no command"
     command = line.args[0]

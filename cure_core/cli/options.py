@@ -205,3 +205,28 @@ def new_folder(raw: str) -> Path:
     if path.is_dir() and any(path.iterdir()):
         raise CureError(f"{path} is not empty", f"give a new or empty folder, e.g. {path}-export")
     return path
+
+
+REQUEST_HELP = "saved request id (default: 5% of users, seed 0)"
+GROUP_FLAGS = {"null_draws": "--draws", "embedding_rows": "--no-embeddings"}
+
+
+def saved_request(request_id: str) -> Any:
+    """The saved :class:`~cure_core.requests.ForgetRequest` of ``request_id``."""
+    from cure_core.requests import load_request
+
+    return load_request(request_id)
+
+
+def request_option(
+    p: argparse.ArgumentParser, flag: str = "--request", help: str = REQUEST_HELP, **kwargs: Any
+) -> None:
+    """``flag`` (``--request``): a saved request id, loaded when parsed."""
+    p.add_argument(flag, type=saved_request, default=None, help=help_text(help), **kwargs)
+
+
+def group_options(p: argparse.ArgumentParser, fields: list[str], helps: dict[str, str] | None = None) -> None:
+    from cure_core.groups import GroupSettings
+
+    helps = {"embedding_rows": "group heads and MLPs only, not user/item embedding rows", **(helps or {})}
+    p.set_defaults(groups=SettingsOptions.add(p, GroupSettings, fields, rename=GROUP_FLAGS, helps=helps))

@@ -13,15 +13,16 @@ from cure_core.cli.options import (
     CliParser,
     SettingsOptions,
     bounded,
+    group_options,
     help_text,
     memory_size,
-    number_list,
     output_file,
-    output_folder,
+    request_option,
 )
+from cure_core.cli.unlearn_parser import add_compare, add_unlearn
 from cure_core.cli.values import SetExport, id_list, interactions, nonblank, set_name
 from cure_core.model.text_recipe import RECIPES
-from cure_core.settings import Seed, json_object
+from cure_core.settings import json_object
 
 HELP = {
     "data": "print the dataset summary (users, items, samples per split, positive rates)",
@@ -47,11 +48,9 @@ RECIPE_HELP = (
 )
 REPORT_FILES = {"html": "cure-report.html", "md": "results.md"}
 """``cure report``'s formats and the file each writes by default."""
-REQUEST_HELP = "saved request id (default: 5% of users, seed 0)"
 MODEL_COMMANDS = ("forget", "evaluate", "attribute", "circuit", "groups", "unlearn", "compare", "study", "app")
 """Commands that work on a model: each takes ``--model PATH`` and the other ModelSource options."""
 ATTRIBUTION_FLAGS = {"n_prompts": "--prompts", "n_eval": "--eval-prompts"}
-GROUP_FLAGS = {"null_draws": "--draws", "embedding_rows": "--no-embeddings"}
 SEED = bounded(int, ge=0)
 
 
@@ -95,20 +94,10 @@ def _json_object(text: str) -> str:
     return text
 
 
-def _saved_request(request_id: str):
-    from cure_core.requests import load_request
-
-    return load_request(request_id)
-
-
 def _model_options(p: argparse.ArgumentParser) -> None:
     from cure_core.model_source import ModelSource
 
     p.set_defaults(source=SettingsOptions.add(p, ModelSource, list(ModelSource.model_fields)))
-
-
-def _request_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--request", type=_saved_request, default=None, help=help_text(REQUEST_HELP))
 
 
 def _data(p: argparse.ArgumentParser) -> None:
@@ -120,12 +109,7 @@ def _data(p: argparse.ArgumentParser) -> None:
 def _train(p: argparse.ArgumentParser) -> None:
     from cure_core.cli.commands import cmd_train
 
-    p.add_argument(
-        "--retrain",
-        metavar="REQUEST_ID",
-        type=_saved_request,
-        help="train the Retrain reference of this request instead",
-    )
+    request_option(p, "--retrain", "train the Retrain reference of this request instead", metavar="REQUEST_ID")
     p.add_argument("--threads", type=bounded(int, ge=1), default=None, help="torch threads (default: all cores)")
     p.add_argument(
         "--force",
@@ -179,7 +163,7 @@ def _forget(p: argparse.ArgumentParser) -> None:
 def _evaluate(p: argparse.ArgumentParser) -> None:
     from cure_core.cli.commands import cmd_evaluate
 
-    _request_arg(p)
+    request_option(p)
     p.add_argument(
         "--which",
         default="original",
@@ -194,7 +178,7 @@ def _attribution_options(
 ) -> None:
     from cure_core.circuits import AttributionSettings
 
-    _request_arg(p)
+    request_option(p)
     if sets is not None:
         both = (
             " or 'both' (forget and retain, with the matched control draw 0 as noise floor)" if sets == "both" else ""
@@ -273,92 +257,13 @@ def _circuit(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_circuit)
 
 
-def _group_options(p: argparse.ArgumentParser, fields: list[str], helps: dict[str, str] | None = None) -> None:
-    from cure_core.groups import GroupSettings
-
-    helps = {"embedding_rows": "group heads and MLPs only, not user/item embedding rows", **(helps or {})}
-    p.set_defaults(groups=SettingsOptions.add(p, GroupSettings, fields, rename=GROUP_FLAGS, helps=helps))
-
-
 def _groups(p: argparse.ArgumentParser) -> None:
     from cure_core.cli.circuit_commands import cmd_groups
 
     _attribution_options(p, sets=None, corruption_default=None)
-    _group_options(p, ["threshold_rule", "threshold", "null_draws", "embedding_rows"])
+    group_options(p, ["threshold_rule", "threshold", "null_draws", "embedding_rows"])
     p.add_argument("--csv", metavar="PATH", type=output_file, help="write the module table as CSV")
     p.set_defaults(func=cmd_groups)
-
-
-def _unlearn_options(p: argparse.ArgumentParser, with_method: bool) -> None:
-    from cure_core.circuits import AttributionSettings
-    from cure_core.unlearning.methods import METHODS, UnlearnConfig
-
-    _request_arg(p)
-    fields = list(UnlearnConfig.OPTIONS)
-    helps = {
-        "method": (
-            f"one of {', '.join(METHODS)} (cure-nocircuit: CURE's rules with every head and MLP task-shared, "
-            "the ablation; cure-random: CURE's rules on groups of its sizes drawn at random by --seed, the control)"
-        ),
-        "strength": "Adam learning rate (default: the middle of the method's sweep grid, ×10 with --lora)",
-        "steps": "unlearning steps",
-        "batch_size": "forget and retain samples per step",
-        "seed": "seed of the batch order",
-        "retain_loss": "GradDiff and the combining methods: retain NLL or KL to the original",
-        "retain_rule": "cure: what retain-specific modules do",
-        "shared_rule": "cure: how task-shared modules combine g_f and g_r",
-        **{f: f"{UnlearnConfig.model_fields[f].description} (with --lora)" for f in ("lora_alpha", "lora_targets")},
-    }
-    unlearn = SettingsOptions.add(
-        p,
-        UnlearnConfig,
-        (["method", "strength"] if with_method else []) + fields,
-        defaults={"strength": None},
-        helps=helps,
-        types={"seed": Seed},
-        required=["method"] if with_method else [],
-        lists=["lora_targets"],
-    )
-    corruption = SettingsOptions.add(
-        p,
-        AttributionSettings,
-        ["corruption"],
-        defaults={"corruption": None},
-        helps={"corruption": "cure: corruption for the groups (default: target for item requests, history otherwise)"},
-    )
-    _group_options(p, ["threshold"], {"threshold": "cure: group threshold, a share of importance in (0, 1]"})
-    p.set_defaults(unlearn=unlearn, attribution=corruption)
-
-
-def _unlearn(p: argparse.ArgumentParser) -> None:
-    from cure_core.cli.unlearn_commands import cmd_unlearn
-
-    _unlearn_options(p, with_method=True)
-    p.add_argument("--force", action="store_true", help="recompute even if this run is cached")
-    p.add_argument(
-        "--save-merged",
-        action="store_true",
-        help="with --lora: also save the adapter merged into a copy of the model (the run's merged/ folder)",
-    )
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.set_defaults(func=cmd_unlearn)
-
-
-def _compare(p: argparse.ArgumentParser) -> None:
-    from cure_core.cli.unlearn_commands import cmd_compare
-    from cure_core.settings import field_adapter
-    from cure_core.unlearning.methods import UnlearnConfig
-
-    _unlearn_options(p, with_method=False)
-    p.add_argument("--methods", default="all", help="comma-separated methods or 'all'")
-    p.add_argument(
-        "--strengths",
-        type=number_list(field_adapter(UnlearnConfig, "strength")),
-        default=None,
-        help="comma-separated strengths for every method (default: each method's grid, ×10 with --lora)",
-    )
-    p.add_argument("--out", type=output_folder, default="compare", help="output folder (default ./compare)")
-    p.set_defaults(func=cmd_compare)
 
 
 def _study(p: argparse.ArgumentParser) -> None:
@@ -418,8 +323,8 @@ OPTIONS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
     "attribute": _attribute,
     "circuit": _circuit,
     "groups": _groups,
-    "unlearn": _unlearn,
-    "compare": _compare,
+    "unlearn": add_unlearn,
+    "compare": add_compare,
     "study": _study,
     "report": _report,
     "app": _app,
