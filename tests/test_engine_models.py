@@ -12,6 +12,7 @@ from scipy.stats import spearmanr
 from tiny_models import FIRST, VOCAB, tiny_bridge
 from tolerances import assert_close
 
+from analysis import memory
 from analysis.ablation import ablated_metric
 from analysis.activations import new_source_buffer, run_sources, source_capture_hooks
 from analysis.attribution import attribute
@@ -121,15 +122,18 @@ def test_bounded_attribution_equals_the_dense_reference(bridge, steps):
     close(result.scores, dense_reference(bridge, batch, steps), 1e-5)
 
 
-def test_passes_and_micro_batches_under_a_memory_budget_give_the_same_scores(bridge):
+def test_passes_and_micro_batches_under_a_memory_budget_give_the_same_scores(bridge, monkeypatch):
     batch = equal_length_batch()
     shape = graph_shape(bridge)
     stacked = working_set_bytes(bridge, shape, len(batch), batch.clean.shape[1], 3)
     assert plan_passes(bridge, shape, batch, 3, stacked) == (len(batch), 3)
     whole = attribute(bridge, [batch], METRIC, "eap-ig", steps=3, max_memory=stacked)
     one_step = working_set_bytes(bridge, shape, len(batch), batch.clean.shape[1], 1)
-    on_gpu = next(bridge.parameters()).device.type == "cuda"
-    assert plan_passes(bridge, shape, batch, 3, None) == (len(batch), 3 if on_gpu else 1), "the device's default plan"
+    assert plan_passes(bridge, shape, batch, 3, None) == (len(batch), 3), "a small pass stacks its steps"
+    if next(bridge.parameters()).device.type == "cpu":
+        for bound, copies in ((one_step, 1), (stacked - 1, 2)):
+            monkeypatch.setattr(memory, "CPU_STACKING_BYTES", bound)
+            assert plan_passes(bridge, shape, batch, 3, None) == (len(batch), copies), "a CPU stacks what fits"
     assert plan_passes(bridge, shape, batch, 3, one_step) == (len(batch), 1)
     assert plan_passes(bridge, shape, batch, 3, 1) == (1, 1)
     for budget in (one_step, 1):

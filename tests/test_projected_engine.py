@@ -60,11 +60,12 @@ def test_projected_scores_equal_the_reference_engine_per_edge_on_a_left_padded_b
 def _per_head_residuals_kept(bridge, engine: str) -> int:
     """How many tensors the backward keeps that hold one residual-stream vector per head or
     key/value head and token (``d_model`` last, ``n · tokens · d_model`` numbers for n = H or
-    G), over an EAP-IG run of 2 steps (one or both steps in a pass, as the device's plan has it)."""
+    G), over an EAP-IG run of 2 steps (as many in a pass as the device's plan puts there)."""
     shape = graph_shape(bridge)
     d_model = int(bridge.cfg.d_model)
     batch = padded_batch(1)
-    per_head = {n * c * batch.clean.numel() * d_model for n in (shape.n_heads, shape.kv_heads) for c in (1, 2)}
+    copies = plan_passes(bridge, shape, batch, 2, None)[1]
+    per_head = {n * copies * batch.clean.numel() * d_model for n in (shape.n_heads, shape.kv_heads)}
     kept: list[torch.Tensor] = []
 
     def pack(t: torch.Tensor) -> torch.Tensor:
