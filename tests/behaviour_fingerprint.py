@@ -11,7 +11,7 @@ Run it before and after a change, then compare::
 ``--compare`` prints each configuration that differs (and where) and exits 1 if
 any does, 0 if the two files hold the same fingerprints. Two runs of one commit print identical
 JSON (``--only PREFIX`` runs the configurations whose names start with PREFIX). The run takes
-about seven minutes of one core; it writes only into a temporary folder (its own
+about five minutes of one core; it writes only into a temporary folder (its own
 ``CURE_CACHE``, never ``./cache``) that it deletes at the end. The module it imports is named on
 stderr (run it with ``PYTHONPATH=<checkout>`` to fingerprint another checkout).
 
