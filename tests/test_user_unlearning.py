@@ -203,3 +203,35 @@ def test_lora_unlearning_runs_every_method_on_a_llama_checkpoint(
         report = RunReport.model_validate_json((folder / "report.json").read_text())
         assert report.mode == "lora" and report.trainable_params == report.params_total > 0
         assert (folder / "merged").exists() == (report.method == "npo")
+
+
+def test_full_weight_cure_on_a_llama_checkpoint_saves_a_run_that_loads(isolated_cache, synthetic, user_checkpoints):
+    """Full-weight ``cure`` on the tiny Llama + its adapter: working out the groups boots the
+    bridge on the Original, and the run still trains the plain Hugging Face modules and saves a
+    checkpoint that loads back and scores what the report says."""
+    from cure_core.checkpoints import load_checkpoint
+    from cure_core.circuits import AttributionSettings
+    from cure_core.unlearning.methods import UnlearnConfig
+    from cure_core.unlearning.run_store import load_run_model
+    from cure_core.unlearning.runs import get_run
+
+    model, adapter = user_checkpoints["llama"]
+    source = ModelSource(model=str(model), adapter=str(adapter), profile="compact", device="cpu")
+    ws = Workspace(dataset=synthetic, source=source)
+    request = ws.default_request()
+    few = AttributionSettings(corruption="history", steps=2, n_prompts=16, n_eval=8, batch_size=16)
+    config = UnlearnConfig(method="cure", steps=2, batch_size=16)
+    report = get_run(ws, request, config, attribution=few, quiet=True)
+
+    assert report.mode == "full" and report.trainable_params == report.params_total > 0
+    assert report.params_updated > 0
+    saved = run_dir(report.run) / "model"
+    assert read_card(saved).kind == "checkpoint"
+    unlearned = load_run_model(ws, report.run)
+    fresh = load_checkpoint(model, adapter, device="cpu").model  # the architecture's own tensors
+    assert {n: t.shape for n, t in unlearned.model.state_dict().items()} == {
+        n: t.shape for n, t in fresh.state_dict().items()
+    }
+    forget = ws.sets(request).forget
+    auc = utility(ws.samples.label[forget], unlearned.predict(ws.samples, forget))["auc"]
+    assert auc == pytest.approx(report.forget_auc, abs=1e-6)

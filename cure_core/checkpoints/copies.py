@@ -20,8 +20,12 @@ def plain_copy(model: PreTrainedModel) -> PreTrainedModel:
 
     Booting a bridge on a user's checkpoint replaces its submodules in place (GPT-2's attention
     then reads split q/k/v copies, not ``c_attn``); the original HF modules are kept inside as
-    ``_original_component``, so putting each back gives the plain model an adapter can wrap and
-    a saved adapter can be loaded onto.
+    ``_original_component``, so putting each back gives the plain model an adapter can wrap, a
+    saved adapter can be loaded onto, and a full-weight run trains and saves with
+    ``save_pretrained`` (a wrapped copy would hold each weight under several names). The bridge
+    also gives a bias-free unembedding a zero ``bias`` buffer (its ``b_U``); the copy drops it,
+    so its state dict is the architecture's. On a model no bridge has wrapped (an item model)
+    it is a deep copy.
     """
     plain = copy.deepcopy(model)
     _unwrap(plain)
@@ -34,8 +38,20 @@ def _unwrap(module: torch.nn.Module) -> None:
         while isinstance(getattr(inner, _WRAPPER, None), torch.nn.Module):
             inner = getattr(inner, _WRAPPER)
         _unwrap(inner)
+        _drop_zero_bias_buffer(inner)
         if inner is not child:
             setattr(module, name, inner)
+
+
+def _drop_zero_bias_buffer(module: torch.nn.Module) -> None:
+    """A linear layer's ``bias`` buffer (not parameter) back to no bias; it must be zero."""
+    bias = module._buffers.get("bias")
+    if not isinstance(module, torch.nn.Linear) or bias is None:
+        return
+    if bias.any():
+        raise ValueError("a bridge folded a non-zero bias into a linear layer that has none; it cannot be saved")
+    del module._buffers["bias"]
+    module.register_parameter("bias", None)
 
 
 def merged_copy(peft_model: PeftModel) -> PreTrainedModel:

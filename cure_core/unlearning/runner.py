@@ -31,7 +31,6 @@ with the adapter disabled.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import resource
 import time
@@ -43,6 +42,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from cure_core.checkpoints.copies import plain_copy
 from cure_core.data.samples import Samples
 from cure_core.errors import CureError
 from cure_core.groups import ModuleGroups
@@ -112,7 +112,9 @@ class UnlearnRun:
         self.rng = np.random.default_rng(config.seed)
         with original.lock:  # a model other app sessions share: copied while no hooked run holds it
             original.model.eval()
-            model = lora.wrap(original.model, config) if config.lora else copy.deepcopy(original.model).eval()
+            # a plain copy: working out the groups may have booted the bridge on a user's checkpoint,
+            # which wraps its modules in place; the student trains and saves the Hugging Face modules
+            model = lora.wrap(original.model, config) if config.lora else plain_copy(original.model).eval()
         self.student = self._student(model)
         # the references: the original, or (LoRA) the student itself with its adapter disabled
         self.reference = self.student if config.lora else original
