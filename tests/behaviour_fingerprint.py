@@ -24,7 +24,8 @@ deterministic kernels, each configuration on a fresh :class:`~cure_core.workspac
   recipe) and ``user`` (a tiny random Llama checkpoint with a LoRA adapter, written to the
   temporary folder; its Retrain is the base without the adapter). For Original and Retrain: the
   sha256 of the state_dict tensors (name, dtype, shape and bytes in sorted key order), the saved
-  meta (training curve and metrics) and the cache folder's name; and the Original-vs-Retrain
+  model card (training curve and metrics; in its earlier dict form, :func:`card_as_meta`) and
+  the cache folder's name; and the Original-vs-Retrain
   comparison.
 - ``<kind>/circuits``: for each attributed set of the default request (forget, retain, the
   matched controls) the sha256 of the score arrays, and the module groups with their scores,
@@ -222,8 +223,26 @@ class Models:
         return Workspace(dataset=self.text_data, split=self.text_split, source=source)
 
 
+def card_as_meta(card: Any) -> dict[str, Any]:
+    """A :class:`~cure_core.model.card.ModelCard` in the dict form models carried in memory before
+    the card (``mode``, one ``weights_sha256``: :func:`cure_core.legacy.card_fields` read
+    backwards), so that fingerprints stay comparable with files written before it."""
+    meta = {k: v for k, v in card.model_dump(mode="json").items() if v is not None or k == "request"}
+    meta.pop("card_version")
+    kind = meta.pop("kind")
+    meta["mode"] = "item" if kind == "item" else "text"
+    if kind == "item":
+        meta.pop("file_sha256")
+    if kind == "checkpoint":
+        meta.pop("request")
+    meta["weights_sha256"] = meta.pop("fingerprint")
+    if "metrics" in meta:
+        meta["metrics"] = {k: v for k, v in meta["metrics"].items() if v is not None}
+    return meta
+
+
 def model_print(rec: Any) -> dict[str, Any]:
-    return {"weights": tensors_sha256(rec.model), "meta": rec.meta, "folder": rec.path.name}
+    return {"weights": tensors_sha256(rec.model), "meta": card_as_meta(rec.card), "folder": rec.path.name}
 
 
 def reference_print(models: Models, kind: str) -> dict[str, Any]:
