@@ -131,17 +131,19 @@ def plan_passes(
     Without a budget, a GPU runs all steps stacked in one pass (a wider batch keeps it busy) and a
     CPU as many as fit :data:`CPU_STACKING_BYTES` (at least one), all prompts at once."""
     pos = batch.clean.shape[1]
+
+    def most_steps_within(budget: int) -> int | None:
+        fitting = (
+            c for c in range(steps, 0, -1) if working_set_bytes(bridge, shape, len(batch), pos, c, engine) <= budget
+        )
+        return next(fitting, None)
+
     if max_memory is None:
         if next(bridge.parameters()).device.type == "cuda":
             return len(batch), steps
-        fitting = (
-            copies
-            for copies in range(steps, 1, -1)
-            if working_set_bytes(bridge, shape, len(batch), pos, copies, engine) <= CPU_STACKING_BYTES
-        )
-        return len(batch), next(fitting, 1)
-    for copies in range(steps, 0, -1):
-        if working_set_bytes(bridge, shape, len(batch), pos, copies, engine) <= max_memory:
-            return len(batch), copies
+        return len(batch), most_steps_within(CPU_STACKING_BYTES) or 1
+    copies = most_steps_within(max_memory)
+    if copies is not None:
+        return len(batch), copies
     per_prompt = working_set_bytes(bridge, shape, 1, pos, 1, engine)
     return max(1, min(len(batch), max_memory // per_prompt)), 1
