@@ -57,6 +57,16 @@ class ModelScores(BaseModel):
         return None if scores is None else getattr(scores, metric)
 
 
+def _score(scores: str, split: str, metric: str) -> Any:
+    """A computed field of :class:`Comparison`: ``value(split, metric)`` of its ``scores``
+    (``"model"``, or ``"reference"`` for Retrain's)."""
+
+    def value(self: Comparison) -> float | None:
+        return getattr(self, scores).value(split, metric)
+
+    return computed_field(property(value), return_type=float | None)
+
+
 class Comparison(BaseModel):
     """A model next to Retrain on one request. A user's checkpoint given without a Retrain has
     ``retrain`` and the distances ``None``, and ``retrain_unavailable`` says why."""
@@ -82,50 +92,15 @@ class Comparison(BaseModel):
         """Retrain's scores, empty when there is no Retrain (every value is then ``None``)."""
         return self.retrain if self.retrain is not None else ModelScores()
 
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def test_auc(self) -> float | None:
-        return self.model.value("test", "auc")
-
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def test_acc(self) -> float | None:
-        return self.model.value("test", "acc")
-
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def test_logloss(self) -> float | None:
-        return self.model.value("test", "logloss")
-
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def forget_auc(self) -> float | None:
-        return self.model.value("forget", "auc")
-
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def forget_acc(self) -> float | None:
-        return self.model.value("forget", "acc")
-
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def forget_logloss(self) -> float | None:
-        return self.model.value("forget", "logloss")
-
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def retrain_test_auc(self) -> float | None:
-        return self.reference.value("test", "auc")
-
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def retrain_forget_auc(self) -> float | None:
-        return self.reference.value("forget", "auc")
-
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def retrain_forget_logloss(self) -> float | None:
-        return self.reference.value("forget", "logloss")
+    test_auc = _score("model", "test", "auc")
+    test_acc = _score("model", "test", "acc")
+    test_logloss = _score("model", "test", "logloss")
+    forget_auc = _score("model", "forget", "auc")
+    forget_acc = _score("model", "forget", "acc")
+    forget_logloss = _score("model", "forget", "logloss")
+    retrain_test_auc = _score("reference", "test", "auc")
+    retrain_forget_auc = _score("reference", "forget", "auc")
+    retrain_forget_logloss = _score("reference", "forget", "logloss")
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -134,15 +109,8 @@ class Comparison(BaseModel):
         ours, ref = self.forget_auc, self.retrain_forget_auc
         return None if ours is None or ref is None else ours - ref
 
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def mia_auc(self) -> float | None:
-        return self.model.mia.get(PRIMARY_MIA)
-
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def retrain_mia_auc(self) -> float | None:
-        return self.reference.mia.get(PRIMARY_MIA)
+    mia_auc = _score("model", "mia", PRIMARY_MIA)
+    retrain_mia_auc = _score("reference", "mia", PRIMARY_MIA)
 
     @computed_field  # type: ignore[prop-decorator]
     @property
