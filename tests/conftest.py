@@ -15,15 +15,10 @@ import pytest
 import torch
 
 from cure_core.data import build_samples, make_synthetic
-from cure_core.model.recipe import Recipe
 from cure_core.workspace import Workspace
+from tests.test_data import write_grouplens
+from tests.tiny_recipes import TINY_RECIPE
 
-# float32 training: bf16 autocast rounds differently on CPUs with and without native bf16, so
-# tests that compare two trainings or a training with its cached copy use fp32 (one test trains
-# the bf16 default on purpose)
-TINY_RECIPE = Recipe(
-    n_layer=2, n_head=2, d_model=32, d_mlp=64, max_epochs=3, batch_size=32, lr=3e-3, patience=3, train_precision="fp32"
-)
 REPO_CACHE = Path(__file__).resolve().parent.parent / "cache"  # where cure_core.cache writes without CURE_CACHE
 
 
@@ -79,6 +74,12 @@ def synthetic():
 @pytest.fixture(scope="session")
 def synthetic_samples(synthetic):
     return build_samples(synthetic)
+
+
+@pytest.fixture(scope="module")
+def grouplens_dir(tmp_path_factory, synthetic) -> str:
+    """The synthetic data as a GroupLens folder (what ``--data`` reads), written once per module."""
+    return str(write_grouplens(tmp_path_factory.mktemp("data") / "ml", synthetic))
 
 
 @pytest.fixture(scope="session")

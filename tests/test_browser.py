@@ -19,8 +19,8 @@ from playwright.sync_api import sync_playwright
 from cure_core.data.dataset import RatingsDataset
 from cure_core.model_source import ENVIRONMENT
 from docs.app_server import ServerDidNotStart, free_port, serving
-from tests.conftest import TINY_RECIPE
 from tests.test_data import write_grouplens
+from tests.tiny_recipes import TINY_RECIPE
 
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
 SLOW_MS = 180_000  # the first visit trains the tiny models and attributes; generous for a loaded CI machine
@@ -249,7 +249,7 @@ def test_every_page_on_a_user_checkpoint_in_a_real_browser(user_app_url, browser
 @pytest.fixture(scope="module")
 def text_app_url(tmp_path_factory, synthetic) -> Iterator[str]:
     """A Streamlit server on the text model trained here (a tiny text recipe, ``CURE_RECIPE``)."""
-    from tests.test_text_recipe import TINY_TEXT
+    from tests.tiny_recipes import TINY_TEXT
 
     root = tmp_path_factory.mktemp("browser-text-app")
     yield from _serve_synthetic(root, synthetic, CURE_RECIPE=TINY_TEXT.model_dump_json())

@@ -23,8 +23,8 @@ from cure_core.data import Samples
 from cure_core.errors import CureError
 from cure_core.requests import item_request
 from cure_core.workspace import Workspace
-from tests.conftest import TINY_RECIPE
 from tests.test_data import write_grouplens
+from tests.tiny_recipes import TINY_RECIPE
 
 QUICK = AttributionSettings(n_prompts=48, n_eval=32, batch_size=16)
 

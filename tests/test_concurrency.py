@@ -17,7 +17,7 @@ from analysis.circuit import select
 from cure_core.ablation import ablation_table
 from cure_core.circuits import AttributionSettings, circuit_context, get_attribution, measure_circuits
 from cure_core.workspace import Workspace
-from tests.conftest import TINY_RECIPE
+from tests.tiny_recipes import TINY_RECIPE
 
 SETTINGS = [
     AttributionSettings(method="eap", n_prompts=48, n_eval=32, batch_size=16),

@@ -26,8 +26,8 @@ from cure_core import cli
 from cure_core.errors import CureError
 from cure_core.runtime import ONE_PROCESS, ProcessGroup
 from cure_core.unlearning.runner import check_batch_size, check_pool
-from tests.conftest import TINY_RECIPE
 from tests.test_data import write_grouplens
+from tests.tiny_recipes import TINY_RECIPE
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPE = TINY_RECIPE.model_dump_json()

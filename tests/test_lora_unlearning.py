@@ -24,7 +24,7 @@ from cure_core.unlearning import lora
 from cure_core.unlearning.methods import METHODS, UnlearnConfig
 from cure_core.unlearning.runner import UnlearnRun, unlearn
 from cure_core.workspace import Workspace
-from tests.conftest import TINY_RECIPE
+from tests.tiny_recipes import TINY_RECIPE
 
 QUICK = {"steps": 2, "batch_size": 4, "probe_size": 8, "probe_every": 2}
 # Llama: 4 query heads read 2 key/value heads (h0, h1 -> kv0; h2, h3 -> kv1); GPT-2: 4 heads

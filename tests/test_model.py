@@ -16,7 +16,7 @@ from cure_core.model.recipe import Recipe
 from cure_core.model.store import CorruptModelError, load_recommender
 from cure_core.prompts import UNK_USER
 from cure_core.workspace import Workspace
-from tests.conftest import TINY_RECIPE
+from tests.tiny_recipes import TINY_RECIPE
 
 
 @pytest.fixture

@@ -35,39 +35,28 @@ ALPACA = (
     "Write a response that appropriately completes the request.  # noqa: E501\n\n### Instruction:\n"
     "{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
 )
-# One user's ratings in time order (title, year, stars): the history and target of that record.
-TALLREC_USER = [
-    ("Paris, Texas", "1984", 5),
-    ("Rebel Without a Cause", "1955", 4),
-    ("Kalifornia", "1993", 2),
-    ("Return of the Pink Panther, The", "1974", 4),
-    ("Ace Ventura: Pet Detective", "1994", 5),
-    ("Magnificent Seven, The", "1954", 4),
-    ("Star Trek: The Wrath of Khan", "1982", 5),
-    ("Cat People", "1982", 4),
-    ("Orlando", "1993", 4),
-    ("Dave", "1993", 5),
-    ("Perez Family, The", "1995", 2),
-    ("Jurassic Park", "1993", 4),
-    ("Sleeper", "1973", 4),
-]
+# One user's ratings in time order: the history and target of that record.
+TALLREC_USER = (
+    "Paris, Texas (1984) 5; Rebel Without a Cause (1955) 4; Kalifornia (1993) 2; "
+    "Return of the Pink Panther, The (1974) 4; Ace Ventura: Pet Detective (1994) 5; Magnificent Seven, The (1954) 4; "
+    "Star Trek: The Wrath of Khan (1982) 5; Cat People (1982) 4; Orlando (1993) 4; Dave (1993) 5; "
+    "Perez Family, The (1995) 2; Jurassic Park (1993) 4; Sleeper (1973) 4"
+)
 
 
-def _one_user_dataset(rated: list[tuple[str, str, int]], users: pd.DataFrame | None = None) -> RatingsDataset:
+def _one_user_dataset(rated: str, users: pd.DataFrame | None = None) -> RatingsDataset:
+    """User 7 rating movies in the order written, as ``Title (year) stars`` separated by ``; ``."""
+    movies = [entry.rsplit(" ", 1) for entry in rated.split("; ")]
+    titles, years = zip(*(movie[:-1].rsplit(" (", 1) for movie, _ in movies), strict=True)
     items = pd.DataFrame(
-        {
-            "item": [str(i + 1) for i in range(len(rated))],
-            "title": [t for t, _, _ in rated],
-            "year": [y for _, y, _ in rated],
-            "genres": "Drama",
-        }
+        {"item": [str(i + 1) for i in range(len(movies))], "title": titles, "year": years, "genres": "Drama"}
     )
     ratings = pd.DataFrame(
         {
             "user": "7",
             "item": items["item"],
-            "rating": [float(s) for _, _, s in rated],
-            "timestamp": np.arange(len(rated)) + 1000,
+            "rating": [float(stars) for _, stars in movies],
+            "timestamp": np.arange(len(movies)) + 1000,
         }
     )
     return RatingsDataset(name="one-user", ratings=ratings, items=items, users=users)
@@ -95,14 +84,7 @@ def test_tallrec_prompt_is_byte_for_byte(tokenizer):
 
 
 def test_e2urec_prompt(tokenizer):
-    rated = [
-        ("Heat", "1995", 1),
-        ("Fargo", "1996", 4),
-        ("Schindler's List", "1993", 5),
-        ("Babe", "1995", 3),
-        ("Ran", "1985", 2),
-        ("Big", "1988", 4),
-    ]
+    rated = "Heat (1995) 1; Fargo (1996) 4; Schindler's List (1993) 5; Babe (1995) 3; Ran (1985) 2; Big (1988) 4"
     users = pd.DataFrame(
         {"user": ["7"], "age": ["24"], "gender": ["F"], "occupation": ["technician"], "zip": ["85711"]}
     )

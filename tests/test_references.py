@@ -19,7 +19,7 @@ from cure_core.studies.registry import STUDIES
 from cure_core.studies.store import weights_key
 from cure_core.unlearning.runs import run_id
 from cure_core.workspace import Workspace, available_cores, cut_short, worker_threads
-from tests.conftest import TINY_RECIPE
+from tests.tiny_recipes import TINY_RECIPE
 
 
 @pytest.fixture(scope="module")

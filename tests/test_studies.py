@@ -192,7 +192,7 @@ def test_every_study_runs_quick_on_the_text_recipe(name, synthetic):
     """Each study on the text model trained here (tiny text recipe): it finishes with tables and a
     summary; no variant resets embedding rows (a text model has none)."""
     from cure_core.workspace import Workspace
-    from tests.test_text_recipe import TINY_TEXT
+    from tests.tiny_recipes import TINY_TEXT
 
     ws = Workspace(dataset=synthetic, recipe=TINY_TEXT)
     result = STUDIES[name].run(ws, _quick(name, **TEXT_QUICK.get(name, {})), quiet=True)

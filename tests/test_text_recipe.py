@@ -14,20 +14,7 @@ from cure_core.model.text_train import rating_token_ids, text_tokenizer
 from cure_core.profiles import ProfileEncoder, PromptWriter, load_profile
 from cure_core.workspace import Workspace
 from tests.test_data import write_grouplens
-
-TINY_TEXT = TextRecipe(
-    n_layer=2,
-    n_head=2,
-    d_model=32,
-    d_mlp=64,
-    vocab_size=400,
-    tokenizer_prompts=300,
-    batch_size=16,
-    max_steps=6,
-    eval_every=3,
-    eval_samples=100,
-    train_precision="fp32",
-)
+from tests.tiny_recipes import TINY_TEXT
 
 
 @pytest.fixture(scope="module")
