@@ -8,7 +8,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 from state import default_models_job, open_model, poll_job, retrain_job
-from views import NO_RETRAIN, model_card, model_source_label, reads_text, show_model_card, show_prompt
+from views import NO_RETRAIN, model_card, model_source_label, show_model_card, show_prompt
 
 from cure_core.errors import CureError
 from cure_core.evaluate import evaluation_cap, evaluation_sets, reference_comparison
@@ -49,9 +49,9 @@ def show_gap(ws: Workspace, original: Recommender, retrain: Recommender | None, 
     a CPU, or the text model trained here, whose prompts are long) it is computed when asked for,
     once per session, model and request, not on every visit."""
     asked = f"evaluate-{request.id}:{choice.key}"
-    if reads_text(ws) and not st.session_state.get(asked):
+    if ws.models.backend.capabilities.costly_scoring and not st.session_state.get(asked):
         cap = evaluation_cap(original)
-        n = sum(len(idx) for idx in evaluation_sets(ws.sets(request), cap).values())
+        n = sum(len(idx) for idx in evaluation_sets(ws.data.sets(request), cap).values())
         models = "the model" if retrain is None else "each model"
         drawn = f"; seeded draws of at most {cap:,} per set, the forget set whole" if cap else ""
         st.caption(f"Scores {n:,} prompts with {models} (test, forget, holdout users, a retain probe{drawn}).")
@@ -82,11 +82,11 @@ def request_builder(ws: Workspace, original: Recommender) -> None:
         try:
             if how == "user ids":
                 request = user_request(
-                    ws.dataset, ws.samples, user_ids=[u.strip() for u in ids.split(",") if u.strip()]
+                    ws.data.dataset, ws.data.samples, user_ids=[u.strip() for u in ids.split(",") if u.strip()]
                 )
             else:
-                request = user_request(ws.dataset, ws.samples, fraction=share / 100, seed=int(seed))
-            ws.sets(request)
+                request = user_request(ws.data.dataset, ws.data.samples, fraction=share / 100, seed=int(seed))
+            ws.data.sets(request)
             save_request(request)
             st.session_state["built_request"] = request.id
         except CureError as err:
@@ -100,17 +100,19 @@ def request_builder(ws: Workspace, original: Recommender) -> None:
         f"**{request.id}** — {request.description}. Use this id on the other pages and in `cure unlearn "
         f"--request {request.id}`."
     )
-    st.dataframe(pd.DataFrame({"samples": ws.sets(request).sizes()}).T, width="stretch")
+    st.dataframe(pd.DataFrame({"samples": ws.data.sets(request).sizes()}).T, width="stretch")
     st.caption(
         f"The chosen users' latest ratings, (+) liked, (-) not ({min(len(request.users), 25)} of "
         f"{len(request.users)} users shown):"
     )
-    st.dataframe(ws.dataset.recent_ratings(request.users[:25]), width="stretch", hide_index=True)
-    forget = ws.sets(request).forget
+    st.dataframe(ws.data.dataset.recent_ratings(request.users[:25]), width="stretch", hide_index=True)
+    forget = ws.data.sets(request).forget
     if len(forget):
-        show_prompt(original, ws.samples, int(forget[0]), ws.titles, "The first forget prompt as the model reads it")
-    retrain = ws.load_model("retrain", request)
-    if ws.user_model:
+        show_prompt(
+            original, ws.data.samples, int(forget[0]), ws.data.titles, "The first forget prompt as the model reads it"
+        )
+    retrain = ws.models.load_model("retrain", request)
+    if not ws.models.backend.capabilities.trains_here:
         st.markdown("**Original vs Retrain on this request**")
         show_gap(ws, original, retrain, request)
         return
@@ -136,15 +138,16 @@ def request_builder(ws: Workspace, original: Recommender) -> None:
 st.title("CURE Studio")
 choice, ws = open_model()
 try:
-    summary = ws.summary()
-    request = ws.default_request()
-    sets = ws.sets(request)
+    summary = ws.data.summary()
+    request = ws.data.default_request()
+    sets = ws.data.sets(request)
 except CureError as err:
     st.error(str(err))
     st.stop()
-reference = "no Retrain given" if ws.user_model and not ws.source.has_retrain else "the Retrain reference"
+capabilities = ws.models.backend.capabilities
+reference = "the Retrain reference" if capabilities.has_retrain else "no Retrain given"
 st.caption(
-    f"Circuit-aware unlearning for LLM-based recommenders — {ws.dataset.name}, {model_source_label(ws)}, and "
+    f"Circuit-aware unlearning for LLM-based recommenders — {ws.data.dataset.name}, {model_source_label(ws)}, and "
     f"{reference}."
 )
 
@@ -159,7 +162,7 @@ with right:
     st.markdown(f"**{request.id}** — {request.kind}-level, {request.description}")
     st.dataframe(pd.DataFrame({"samples": sets.sizes()}), width="stretch")
 
-st.subheader("Model" if ws.user_model else "Models")
+st.subheader("Models" if capabilities.trains_here else "Model")
 job = default_models_job(ws, choice.key)
 
 
@@ -190,8 +193,9 @@ def training_table(original: Recommender, retrain: Recommender) -> None:
     st.dataframe(pd.DataFrame(rows).set_index("model"), width="stretch")
 
 
-def item_models(original: Recommender, retrain: Recommender) -> None:
-    """The trained item model and its Retrain: training facts, the gap, the recipe."""
+def trained_models(original: Recommender, retrain: Recommender) -> None:
+    """A model trained here and its Retrain: training facts, the gap, the model card and a
+    prompt as the model reads it."""
     training_table(original, retrain)
     gap_heading()
     show_gap(ws, original, retrain, request)
@@ -201,39 +205,34 @@ def item_models(original: Recommender, retrain: Recommender) -> None:
         raise ValueError("a model trained here has its recipe and metrics on its card")
     with st.expander("Model card"):
         st.markdown(
-            f"**{recipe.arch}**, {recipe.n_layer} layers, {recipe.n_head} heads, d_model "
-            f"{recipe.d_model}, d_mlp {recipe.d_mlp}; "
-            f"{card.n_params:,} parameters; item-mode vocabulary with a user token (dropped to "
-            f"`<unk_user>` for {recipe.user_dropout:.0%} of training prompts). "
-            f"Test AUC **{metrics.test_auc:.4f}**, best epoch "
-            f"{card.best_epoch} chosen on validation AUC, trained in "
-            f"{card.train_seconds:.0f} s on {card.threads} thread(s)."
+            f"**{ws.models.label}**: {recipe.arch}, {recipe.n_layer} layers, {recipe.n_head} heads, d_model "
+            f"{recipe.d_model}, d_mlp {recipe.d_mlp}; {card.n_params:,} parameters; the user is written as "
+            f"unknown for {recipe.user_dropout:.0%} of training prompts. Test AUC **{metrics.test_auc:.4f}**, best "
+            f"epoch {card.best_epoch} chosen on validation AUC, trained in {card.train_seconds:.0f} s on "
+            f"{card.threads} thread(s)."
         )
+        if card.checkpoint is not None:  # a Hugging Face folder: what loading it tells
+            st.dataframe(model_card(ws.models.backend.source, original, RETRAINED_HERE), width="stretch")
         st.json(recipe.model_dump(), expanded=False)
-
-
-def text_models(original: Recommender, retrain: Recommender) -> None:
-    """The text model trained here and its Retrain: training facts, the gap (when asked for),
-    the model card and a prompt as the model reads it."""
-    training_table(original, retrain)
-    gap_heading()
-    show_gap(ws, original, retrain, request)
-    with st.expander("Model card"):
-        retrain_note = "trained here on the retain set of each request"
-        st.dataframe(model_card(ws.source, original, retrain_note), width="stretch")
-        st.json(original.card.recipe.model_dump() if original.card.recipe else {}, expanded=False)
     if len(sets.forget):
-        show_prompt(original, ws.samples, int(sets.forget[0]), ws.titles, "The default request's first forget prompt")
+        show_prompt(
+            original, ws.data.samples, int(sets.forget[0]), ws.data.titles, "The default request's first forget prompt"
+        )
 
 
-def user_models(original: Recommender, retrain: Recommender | None) -> None:
+RETRAINED_HERE = "trained here on the retain set of each request"
+
+
+def given_models(original: Recommender, retrain: Recommender | None) -> None:
     """A user's checkpoint: what was loaded, the gap (Retrain unavailable without one), a prompt."""
     st.markdown("**Model card** — what was loaded")
-    show_model_card(ws.source, original)
+    show_model_card(ws.models.backend.source, original)
     gap_heading()
     show_gap(ws, original, retrain, request)
     if len(sets.forget):
-        show_prompt(original, ws.samples, int(sets.forget[0]), ws.titles, "The default request's first forget prompt")
+        show_prompt(
+            original, ws.data.samples, int(sets.forget[0]), ws.data.titles, "The default request's first forget prompt"
+        )
 
 
 def gap_heading() -> None:
@@ -246,29 +245,21 @@ def gap_heading() -> None:
 
 
 if not job.finished:
-    if ws.user_model:
-        st.info(f"Loading {model_source_label(ws)} (nothing is trained for a user's checkpoint).")
-        poll_job(job, lambda j: "loading the checkpoint")
-    elif ws.text_recipe:
+    if capabilities.trains_here:
         st.info(
-            "Training the text model and its Retrain reference side by side (first use only, minutes on "
-            "MovieLens-100K; cached afterwards). The page stays usable."
-        )
-        poll_job(job, training_text)
-    else:
-        st.info(
-            "Training the default model and its Retrain reference side by side (first launch only; cached "
+            f"Training {model_source_label(ws)} and its Retrain reference side by side (first use only; cached "
             "afterwards). The page stays usable."
         )
         poll_job(job, training_text)
+    else:
+        st.info(f"Loading {model_source_label(ws)} (nothing is trained for a user's checkpoint).")
+        poll_job(job, lambda j: "loading the checkpoint")
 elif job.error:
     st.error(job.error)
 else:
     original, retrain = job.result
-    if ws.user_model:
-        user_models(original, retrain)
-    elif ws.text_recipe:
-        text_models(original, retrain)
+    if capabilities.trains_here:
+        trained_models(original, retrain)
     else:
-        item_models(original, retrain)
+        given_models(original, retrain)
     request_builder(ws, original)

@@ -18,8 +18,7 @@ from pydantic import BaseModel, ConfigDict
 
 from cure_core.environment import FOLDER_FIELDS, allowed_model_roots, check_allowed, read_environment
 from cure_core.errors import CureError
-from cure_core.model.recipe import Recipe
-from cure_core.model.text_recipe import TextRecipe
+from cure_core.model.recipe import Recipe, TextRecipe
 from cure_core.model_source import ENVIRONMENT, ModelSource
 from cure_core.profiles import SHIPPED_PROFILES
 from cure_core.settings import validated

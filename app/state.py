@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import streamlit as st
 from picker import ModelChoice, model_picker
-from views import model_source_label, reads_text
+from views import model_source_label
 
 from analysis.attribution import Attribution
 from cure_core.circuits import AttributionSettings, CircuitContext, circuit_context, get_attribution
@@ -25,8 +25,8 @@ from cure_core.workspace import Workspace
 def dataset_workspace() -> Workspace:
     """The data of ``CURE_DATA`` (default MovieLens-100K) with its samples, built once for every
     session, with the default item recipe (the models trained here share its samples)."""
-    ws = Workspace(data=read_environment().data)
-    _ = ws.samples
+    ws = Workspace.open(data=read_environment().data)
+    _ = ws.data.samples
     return ws
 
 
@@ -40,8 +40,8 @@ def workspace(key: str) -> Workspace:
     choice = ModelChoice.from_key(key)
     base = dataset_workspace()
     if choice.kind == "checkpoint":
-        ws = Workspace(data=base.data_source, source=choice.model_source())
-        _ = ws.samples
+        ws = Workspace.open(data=base.data_source, source=choice.model_source())
+        _ = ws.data.samples
         return ws
     recipe = choice.recipe()
     return base if recipe is None else base.with_recipe(recipe)
@@ -52,9 +52,9 @@ def default_models_job(_ws: Workspace, key: str) -> BackgroundJob:
     """One shared background run (per model ``key``) that loads or trains Original and Retrain of
     the default request. Its result is ``(original, retrain)``; a user's checkpoint is loaded,
     never trained, and its Retrain is ``None`` when none was given (see :data:`views.NO_RETRAIN`)."""
-    request = _ws.default_request()
+    request = _ws.data.default_request()
     return BackgroundJob(
-        "default-models", lambda progress: _ws.reference_models(request, progress=progress, quiet=True)
+        "default-models", lambda progress: _ws.models.reference_models(request, progress=progress, quiet=True)
     )
 
 
@@ -79,13 +79,8 @@ def require_models(job: BackgroundJob, ws: Workspace) -> None:
     if job.error:
         st.error(job.error)
         st.stop()
-    what = (
-        "Your checkpoint is still loading"
-        if ws.user_model
-        else "The text model is still training"
-        if ws.text_recipe
-        else "The default model is still training"
-    )
+    trains_here = ws.models.backend.capabilities.trains_here
+    what = f"{ws.models.label} is still training" if trains_here else "Your checkpoint is still loading"
     st.info(f"{what} (see the Home page for details). This page opens as soon as it is ready.")
     poll_job(job, lambda j: f"{j.fraction:.0%}")
     st.stop()
@@ -136,7 +131,7 @@ def analysis_page(title: str) -> tuple[Workspace, ForgetRequest, ModelChoice]:
     st.title(title)
     choice, ws = open_model()
     try:
-        request = ws.default_request()
+        request = ws.data.default_request()
     except CureError as err:
         st.error(str(err))
         st.stop()
@@ -151,7 +146,7 @@ def retrain_job(_ws: Workspace, key: str, request_id: str) -> BackgroundJob:
     from cure_core.requests import load_request
 
     request = load_request(request_id)
-    return BackgroundJob(f"retrain-{request_id}", lambda progress: _ws.retrain(request, progress=progress, quiet=True))
+    return BackgroundJob(f"retrain-{request_id}", lambda progress: _ws.models.retrain(request, progress=progress, quiet=True))
 
 
 def request_picker(ws: Workspace, default: ForgetRequest, key: str) -> ForgetRequest:
@@ -167,7 +162,7 @@ def request_picker(ws: Workspace, default: ForgetRequest, key: str) -> ForgetReq
     )
     try:
         request = load_request(request_id.strip())
-        ws.sets(request)
+        ws.data.sets(request)
     except CureError as err:
         st.error(str(err))
         st.stop()
@@ -180,7 +175,7 @@ def start_gate(ws: Workspace, model: ModelChoice, key: str, what: str) -> None:
     session and model: until then the page explains ``what`` it will compute with the sidebar's
     settings, offers a button, and stops. The item model starts at once."""
     started = f"{key}:{model.key}"
-    if not reads_text(ws) or st.session_state.get(started):
+    if not ws.models.backend.capabilities.costly_scoring or st.session_state.get(started):
         return
     st.info(
         f"{what} Choose the settings in the sidebar, then start; results are cached on disk, and later changes "

@@ -19,21 +19,9 @@ NO_RETRAIN = (
 )
 
 
-def reads_text(ws: Workspace) -> bool:
-    """Whether ``ws``'s models read prompts in words (a user's checkpoint, or the text model
-    trained here): the text-mode notes apply, prompts are shown as text, and costly work waits
-    for a button."""
-    return ws.user_model or ws.text_recipe
-
-
 def model_source_label(ws: Workspace) -> str:
     """One line naming the model the pages work on."""
-    if ws.user_model:
-        return f"your checkpoint {ws.source.label()}, prompted with the {ws.source.profile} profile"
-    if ws.text_recipe:
-        recipe = ws.recipe
-        return f"the {recipe.arch} text model trained here, prompted with the {recipe.profile} profile"  # type: ignore[union-attr]
-    return "the GPT-2 item-token recommender trained here"
+    return ws.models.backend.description
 
 
 def retrain_text(source: ModelSource) -> str:
@@ -85,12 +73,10 @@ def show_model_card(source: ModelSource, rec: Recommender) -> None:
 
 
 def prompt_text(rec: Recommender, samples: Samples, i: int, titles: dict[str, str]) -> str:
-    """Sample ``i``'s prompt as the model reads it: the profile's text for a user's checkpoint,
-    the item tokens (with titles) for the item model."""
-    if rec.text_mode:
-        return rec.encoder.prompt(samples, i)  # type: ignore[attr-defined]
+    """Sample ``i``'s prompt as the model reads it: words as written, item tokens by title."""
     batch = rec.encode(samples, np.array([i]))
-    return " ".join(token_labels(rec, batch.input_ids, batch.attention_mask, titles, numbered=False))
+    ids = batch.input_ids[0].tolist()
+    return rec.encoder.prompt_text([ids[p] for p in real_positions(batch.input_ids, batch.attention_mask)], titles)
 
 
 def token_labels(
@@ -100,15 +86,8 @@ def token_labels(
     of a text model as its tokenizer writes them, item tokens by title. ``numbered`` prefixes
     each with its position, so repeated tokens stay apart as plot labels."""
     row = ids[0].tolist()
-    keep = real_positions(ids, mask)
-    if rec.text_mode:
-        tokenizer = rec.checkpoint.tokenizer  # type: ignore[union-attr]
-        words = [tokenizer.decode([t]).replace("\n", "⏎") for t in row]
-    else:
-        tokens = [rec.encoder.vocab.tokens[t] for t in row]  # type: ignore[attr-defined]
-        words = [titles.get(t[2:], t)[:18] if t.startswith("i:") else t for t in tokens]
-    kept = [words[p] for p in keep]
-    return [f"{n}:{w}" for n, w in enumerate(kept)] if numbered else kept
+    words = rec.encoder.token_texts([row[p] for p in real_positions(ids, mask)], titles)
+    return [f"{n}:{w}" for n, w in enumerate(words)] if numbered else words
 
 
 def real_positions(ids: torch.Tensor, mask: torch.Tensor | None) -> list[int]:

@@ -72,8 +72,8 @@ def main() -> None:
     from transformer_lens.tools.analysis.attribution_patching import EdgeAttributionConfig, attribution_patch
 
     torch.manual_seed(0)
-    ws = Workspace(recipe=read_environment().recipe)
-    request = ws.default_request()
+    ws = Workspace.open(recipe=read_environment().recipe)
+    request = ws.data.default_request()
     ctx = circuit_context(ws, request, device="cpu")
     settings = AttributionSettings(metric="margin", n_prompts=32, batch_size=32)
     idx, _ = split_prompts(ctx.sets.forget, settings)

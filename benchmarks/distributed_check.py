@@ -77,7 +77,7 @@ def main() -> int:
     }
     os.environ["CURE_CACHE"] = env["CURE_CACHE"]
     data = str(write_grouplens(root / "ml", make_synthetic(n_users=40, n_items=30, seed=0)))
-    Workspace(data=data, recipe=recipe_from_json(RECIPE)).original(quiet=True)
+    Workspace.open(data=data, recipe=recipe_from_json(RECIPE)).models.original(quiet=True)
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     backend = "nccl" if gpus else "gloo"
     common = ["--data", data, "--recipe-json", RECIPE, *SMALL, "--json"]

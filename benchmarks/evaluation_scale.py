@@ -6,7 +6,7 @@ dtype, the unembedding at the answer position only, and just those logits upcast
 the full-vocabulary log-softmax that Min-K%++ needs. This benchmark runs that very method on the
 project's GPT-2 (``Recipe.hf_config``) at GPT-2-small shape (12 layers, 12 heads, d_model 768,
 d_mlp 3072; a vocabulary of 1024, the unembedding is not what is measured) over random
-128-token prompts, and beside it one training step as the project trains (``train_item_model``):
+128-token prompts, and beside it one training step as the project trains (``cure_core.model.training.train``):
 forward through ``last_logits``, answer cross-entropy, backward, AdamW; float32 weights, under
 bf16 autocast with ``--dtype bf16``.
 
@@ -33,6 +33,8 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
+
+from cure_core.model.backends import ItemBackend
 
 TOKENS, VOCAB, YES, NO = 128, 1024, 5, 6
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -68,7 +70,7 @@ def build(layers: int, device: str) -> torch.nn.Module:
 def recommender(model: torch.nn.Module, prompts: RandomPrompts) -> object:
     from cure_core.model.recommender import Recommender
 
-    return Recommender(model=model, encoder=prompts, known_users=None)  # type: ignore[arg-type]
+    return Recommender(model=model, encoder=prompts, known_users=None, backend=ItemBackend())  # type: ignore[arg-type]
 
 
 def timed(run: Callable[[], None], repeats: int, device: str) -> float:

@@ -23,7 +23,7 @@ Ends with ``cure_jsd_to_retrain=``, ``best_baseline_jsd_to_retrain=``, ``cure_te
 ``cure_speedup_vs_retrain=``, ``cure_mia_auc_minus_retrain=`` (default request), once per mode
 (``--mode``; the text model runs LoRA r=8 and full-parameter unlearning by default), each block
 headed by the model and mode. On the text model a reset-rows variant is its plain counterpart
-(no embedding rows: ``cure_core.studies.variants.Variant.on_text_model``).
+(no embedding rows: ``cure_core.studies.variants.Variant.without_rows``).
 """
 
 from __future__ import annotations
@@ -50,14 +50,14 @@ from cure_core.workspace import Workspace
 def study(ws: Workspace, request, lora: dict[str, Any], labels: list[str]) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The variants of ``labels``, each at its chosen strength on ``request`` (``lora``: the LoRA
     fields of each run's config, empty for full-parameter unlearning), next to Original and Retrain."""
-    original, retrain = ws.ensure_models(request)
-    sets = ws.sets(request)
+    original, retrain = ws.models.ensure_models(request)
+    sets = ws.data.sets(request)
     selector = Selector(ws, request, original, retrain)
     report_idx, ref_report = selector.report_idx, selector.ref_report
     attribution = AttributionSettings(corruption=default_corruption(request))
     groups_seconds = grouping_seconds(ws, request, GroupSettings())
     rows = []
-    for v in variants_for(labels, ws.text_mode):
+    for v in variants_for(labels, ws.models.backend.capabilities.embedding_rows):
         chosen = choose(
             [
                 selector.score(
@@ -83,11 +83,11 @@ def study(ws: Workspace, request, lora: dict[str, Any], labels: list[str]) -> tu
                 "trainable": report.params_total,
             }
         )
-    base = reference_comparison(original, retrain, request, ws.samples, sets)
+    base = reference_comparison(original, retrain, request, ws.data.samples, sets)
     references = [
         {
             "method": "Original",
-            "JSD report half": jsd(original.predict(ws.samples, report_idx), ref_report),
+            "JSD report half": jsd(original.predict(ws.data.samples, report_idx), ref_report),
             "test AUC": base.test_auc,
             "forget AUC": base.forget_auc,
             "MIA AUC": base.mia_auc,
@@ -142,12 +142,12 @@ def main() -> None:
     args = parser.parse_args()
     if {is_cure_style(label) for label in args.variants} != {True, False}:
         parser.error("--variants needs a CURE-style variant and a baseline: the final lines compare the two")
-    ws = Workspace(recipe=recipe_from_json(None, args.recipe))
+    ws = Workspace.open(recipe=recipe_from_json(None, args.recipe))
     mode = args.mode or ("both" if args.recipe == "text" else "full")
-    default = ws.default_request()
+    default = ws.data.default_request()
     requests = [default]
     if not args.no_genre:
-        childrens = item_request(ws.dataset, ws.samples, genre="Children's", scope="target")
+        childrens = item_request(ws.data.dataset, ws.data.samples, genre="Children's", scope="target")
         save_request(childrens)
         requests.append(childrens)
     for name in MODES if mode == "both" else (mode,):

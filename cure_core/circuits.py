@@ -35,16 +35,14 @@ from analysis.prompts import LogitDiff, PromptBatch
 from cure_core.cache import atomic_write_bytes, cache_dir
 from cure_core.cache_keys import cache_key
 from cure_core.controls import control_set
-from cure_core.corruptions import corrupt
 from cure_core.data.samples import Samples
 from cure_core.errors import CureError
 from cure_core.model.recommender import Recommender
-from cure_core.profiles.encoder import ProfileEncoder
 from cure_core.progress import Progress, ProgressFn
 from cure_core.requests import ForgetRequest, RequestSets
 from cure_core.runtime import ONE_PROCESS, Runtime
 from cure_core.settings import Seed
-from cure_core.text_corruptions import PromptBatches, pair_batches, text_pairs
+from cure_core.text_corruptions import PromptBatches
 
 if TYPE_CHECKING:
     from cure_core.workspace import Workspace
@@ -99,14 +97,11 @@ def split_prompts(indices: np.ndarray, settings: AttributionSettings) -> tuple[n
 def prompt_batches(
     rec: Recommender, samples: Samples, idx: np.ndarray, request: ForgetRequest, settings: AttributionSettings
 ) -> PromptBatches:
-    """Clean/corrupted token-id pairs of samples ``idx`` in batches (seeded).
-
-    Item mode: fixed-length prompts, every sample kept. Text mode (a profile encoder): titles
-    swapped for same-length ones (``cure_core.text_corruptions``), left padded with attention
-    masks; samples without a same-length pair are dropped — a warning says how many, and the
-    result's ``idx`` / ``dropped`` say which samples the batches hold."""
+    """Clean/corrupted token-id pairs of samples ``idx`` in batches (seeded), as the model's
+    backend corrupts its prompts: item tokens in place, every sample kept; words by same-length
+    swaps, left padded, samples without a same-length pair dropped with a warning (the result's
+    ``idx`` / ``dropped`` say which samples the batches hold)."""
     rng = np.random.default_rng(settings.seed + 1)
-    known = rec.user_known(samples, idx)
     size = settings.batch_size
 
     def weight(held: np.ndarray) -> torch.Tensor:
@@ -116,42 +111,7 @@ def prompt_batches(
             else torch.from_numpy(2.0 * samples.label[held] - 1).float()
         )
 
-    if isinstance(rec.encoder, ProfileEncoder):
-        pairs = text_pairs(rec.encoder, settings.corruption, samples, idx, known, request, rng)
-        if not len(pairs.kept):
-            raise CureError(
-                f"none of the {len(idx)} prompt(s) has a {settings.corruption}-corrupted partner of the same "
-                "token length",
-                "use another corruption (history or target swap titles for same-length ones), or more prompts",
-            )
-        if pairs.dropped:
-            warnings.warn(
-                f"{pairs.dropped} of {len(idx)} prompt(s) had no same-length {settings.corruption}-corrupted "
-                "partner and were dropped",
-                stacklevel=2,
-            )
-        held = idx[pairs.kept]
-        return PromptBatches(pair_batches(pairs, weight(held), size, rec.encoder.pad_id), held, pairs.dropped)
-    clean = rec.encode(samples, idx)
-    bad = corrupt(settings.corruption, samples, idx, known, request, rng)
-    corrupted = rec.encoder.encode(
-        bad.samples, np.arange(len(idx)), bad.user_known if bad.user_known is not None else known
-    )
-    if clean.attention_mask is not None:
-        raise CureError(
-            "circuit discovery needs an item-mode model or a text-mode model with a prompt profile",
-            "use a model trained here (`cure train`) or load the checkpoint with a prompt profile; this "
-            "encoder's prompts change length under corruption",
-        )
-    w = weight(idx)
-    return PromptBatches(
-        [
-            PromptBatch(clean.input_ids[i : i + size], corrupted.input_ids[i : i + size], w[i : i + size])
-            for i in range(0, len(idx), size)
-        ],
-        idx,
-        0,
-    )
+    return rec.backend.corrupted_batches(rec, samples, idx, request, settings.corruption, rng, weight, size)
 
 
 def answer_metric(rec: Recommender) -> LogitDiff:
@@ -377,9 +337,9 @@ def circuit_context(
 
     An item model's bridge runs on ``device`` (default: the runtime's, else CUDA when present,
     else CPU); a user's checkpoint is wrapped where it was loaded (``--device``)."""
-    rec = ws.original()
+    rec = ws.models.original()
     bridge = rec.bridge(device or runtime.device)
-    return CircuitContext(rec, bridge, ws.samples, request, ws.sets(request), max_memory, runtime)
+    return CircuitContext(rec, bridge, ws.data.samples, request, ws.data.sets(request), max_memory, runtime)
 
 
 def circuit_document(

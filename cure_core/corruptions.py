@@ -84,6 +84,11 @@ def corrupt(
     request: ForgetRequest,
     rng: np.random.Generator,
 ) -> Corrupted:
+    check_corruption(name)
+    return CORRUPTIONS[name](samples, idx, known, request, rng)
+
+
+def check_corruption(name: str) -> None:
+    """A CureError naming the registered corruptions when ``name`` is not one."""
     if name not in CORRUPTIONS:
         raise CureError(f"unknown corruption {name!r}", f"use one of: {', '.join(CORRUPTIONS)}")
-    return CORRUPTIONS[name](samples, idx, known, request, rng)

@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cure_core.errors import CureError
-from cure_core.model.recipe import Recipe, recipe_from_json
-from cure_core.model.text_recipe import TextRecipe
+from cure_core.model.recipe import Recipe, TextRecipe, recipe_from_json
 from cure_core.model_source import ENVIRONMENT, ModelSource
 
 DATA, RECIPE, HOST, MODEL_ROOTS, CACHE = "CURE_DATA", "CURE_RECIPE", "CURE_HOST", "CURE_MODEL_ROOTS", "CURE_CACHE"

@@ -32,8 +32,8 @@ SetPredictions = dict[str, tuple[np.ndarray, Predictions]]
 
 
 def evaluation_cap(rec: Recommender) -> int | None:
-    """The per-set prompt cap of ``rec`` (:data:`TEXT_EVAL_PROMPTS` for text mode), else ``None``."""
-    return TEXT_EVAL_PROMPTS if rec.text_mode else None
+    """The per-set prompt cap of ``rec`` (:data:`TEXT_EVAL_PROMPTS` where scoring is costly), else ``None``."""
+    return TEXT_EVAL_PROMPTS if rec.capabilities.costly_scoring else None
 
 
 def evaluation_key(rec: Recommender) -> dict[str, int]:

@@ -350,17 +350,18 @@ def groups_for_request(
         if progress is not None:
             progress(i + 1, len(names), {"set": name})
     usage = None
-    if settings.embedding_rows and hasattr(ctx.rec.encoder, "vocab"):
-        usage = embedding_usage(ctx.samples, ctx.sets, ctx.rec.encoder.vocab.tokens, ctx.rec.known_users)
+    rows = ctx.rec.capabilities.embedding_rows
+    if settings.embedding_rows and rows:
+        usage = embedding_usage(ctx.samples, ctx.sets, ctx.rec.encoder.vocab.tokens, ctx.rec.known_users)  # type: ignore[attr-defined]
     groups = group_modules(
         results["forget"].shape, results["forget"], results["retain"], [results[n] for n in names[2:]], settings, usage
     )
-    if settings.embedding_rows and ctx.rec.text_mode:
-        groups = groups.with_note(TEXT_MODE_NOTE)
+    if settings.embedding_rows and not rows:
+        groups = groups.with_note(NO_ROWS_NOTE)
     return groups
 
 
-TEXT_MODE_NOTE = (
+NO_ROWS_NOTE = (
     "no user or item embedding rows are grouped: a text model writes users and titles as ordinary words, whose "
     "token embeddings every user shares, so no embedding row belongs to the forget set alone"
 )

@@ -56,7 +56,7 @@ def card_fields(meta: dict[str, Any]) -> dict[str, Any]:
     That one field meant two things: for an item folder, the sha256 of its whole weights file
     (checked on load *and* entered in cache keys), so it becomes both ``file_sha256`` and
     ``fingerprint``; for a text run's folder or a LoRA adapter, the sampled
-    :func:`~cure_core.model.user_model.fingerprint`, so it becomes ``fingerprint`` alone. A text
+    :func:`~cure_core.model.checkpoint_model.fingerprint`, so it becomes ``fingerprint`` alone. A text
     model trained here already wrote its ``file_sha256`` apart. A mode no version wrote is an error.
     """
     fields = dict(meta)

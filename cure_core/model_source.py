@@ -78,10 +78,6 @@ class ModelSource(BaseModel):
         return self
 
     @property
-    def is_user_model(self) -> bool:
-        return self.model is not None
-
-    @property
     def has_retrain(self) -> bool:
         return self.retrain_model is not None or self.retrain_adapter is not None
 

@@ -56,6 +56,14 @@ class PromptEncoder(Protocol):
         """Prompts of samples ``idx``; where ``user_known[j]`` is False the user is written as unknown."""
         ...
 
+    def token_texts(self, ids: list[int], titles: dict[str, str]) -> list[str]:
+        """Each token of ``ids`` as a reader sees it (item titles from ``titles``)."""
+        ...
+
+    def prompt_text(self, ids: list[int], titles: dict[str, str]) -> str:
+        """The prompt of ``ids`` as a reader sees it."""
+        ...
+
 
 class ItemVocab:
     """The item-mode vocabulary: special tokens, then one token per user and per item."""
@@ -109,6 +117,15 @@ class ItemModeEncoder:
         self.user_token = np.array([vocab.index[f"u:{u}"] for u in samples.user_ids])
         self.item_token = np.array([vocab.index[f"i:{i}"] for i in samples.item_ids])
         self.like_token = np.array([vocab.index[DISLIKE], vocab.index[LIKE]])
+
+    def token_texts(self, ids: list[int], titles: dict[str, str]) -> list[str]:
+        """Each token as a reader sees it: items by title (cut to 18 characters), others as is."""
+        tokens = [self.vocab.tokens[t] for t in ids]
+        return [titles.get(t[2:], t)[:18] if t.startswith("i:") else t for t in tokens]
+
+    def prompt_text(self, ids: list[int], titles: dict[str, str]) -> str:
+        """A prompt's tokens as one line."""
+        return " ".join(self.token_texts(ids, titles))
 
     def encode(self, samples: Samples, idx: np.ndarray, user_known: np.ndarray | None = None) -> EncodedBatch:
         user_tok = self.user_token[samples.user[idx]]

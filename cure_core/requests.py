@@ -255,6 +255,14 @@ def request_saved(request_id: str) -> bool:
     return (cache_dir("requests") / f"{request_id}.json").is_file()
 
 
+def keep_request(request: ForgetRequest) -> ForgetRequest:
+    """``request``, saved unless it already is: called where a result about it is written, so
+    that it can be named by id later (its id hashes its content, so a saved one is never stale)."""
+    if not request_saved(request.id):
+        save_request(request)
+    return request
+
+
 def load_request(request_id: str) -> ForgetRequest:
     path = cache_dir("requests") / f"{request_id}.json"
     if not path.exists():

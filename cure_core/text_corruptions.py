@@ -38,6 +38,7 @@ from analysis.prompts import PromptBatch
 from cure_core.data.samples import Samples
 from cure_core.errors import CureError
 from cure_core.profiles.encoder import ProfileEncoder
+from cure_core.profiles.profile import Profile
 from cure_core.profiles.slots import Slots, WrittenPrompt
 from cure_core.requests import ForgetRequest
 
@@ -73,18 +74,18 @@ class TextPairs:
     corrupt_slots: list[Slots] = field(default_factory=list)
 
 
-def writes_user(encoder: ProfileEncoder) -> bool:
+def writes_user(profile: Profile) -> bool:
     """Whether the profile's prompt says who the user is (its id or whether they are known)."""
-    return bool({"user_id", "user_known"} & encoder.profile.variables)
+    return bool({"user_id", "user_known"} & profile.variables)
 
 
-def check_corruption(encoder: ProfileEncoder, name: str) -> None:
+def check_corruption(profile: Profile, name: str) -> None:
     """A CureError when corruption ``name`` cannot be applied to prompts of this profile."""
     if name not in TEXT_CORRUPTIONS:
         raise CureError(f"unknown corruption {name!r}", f"use one of: {', '.join(TEXT_CORRUPTIONS)}")
-    if name == "user" and not writes_user(encoder):
+    if name == "user" and not writes_user(profile):
         raise CureError(
-            f"profile {encoder.profile.name} writes no user (its template uses neither user_id nor user_known), "
+            f"profile {profile.name} writes no user (its template uses neither user_id nor user_known), "
             "so the user corruption would change nothing",
             "use history or target",
         )
@@ -161,7 +162,7 @@ def text_pairs(
 ) -> TextPairs:
     """Same-length clean/corrupted token ids of samples ``idx`` under corruption ``name``
     (seeded by ``rng``); see the module docstring for what each corruption swaps."""
-    check_corruption(encoder, name)
+    check_corruption(encoder.profile, name)
     known = np.ones(len(idx), bool) if known is None else known
     clean_slots = [encoder.slots(samples, int(i), bool(k)) for i, k in zip(idx, known, strict=True)]
     if name == "user":

@@ -38,10 +38,10 @@ def open_page(page: str, tmp_path, synthetic, monkeypatch) -> AppTest:
 
     data = str(write_grouplens(tmp_path / "ml", synthetic))
     monkeypatch.setenv("CURE_DATA", data)
-    monkeypatch.setattr("cure_core.workspace.Recipe", lambda: TINY_RECIPE)
+    monkeypatch.setattr("cure_core.model.backends.item.Recipe", lambda: TINY_RECIPE)
     monkeypatch.syspath_prepend(APP_DIR)
-    ws = Workspace(data=data, recipe=TINY_RECIPE)
-    ws.ensure_models(ws.default_request(), quiet=True)
+    ws = Workspace.open(data=data, recipe=TINY_RECIPE)
+    ws.models.ensure_models(ws.data.default_request(), quiet=True)
     at = AppTest.from_file(page, default_timeout=120)
     for _ in range(50):
         at.run()

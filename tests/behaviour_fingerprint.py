@@ -142,9 +142,9 @@ def reference_print(models: Models, kind: str) -> dict[str, Any]:
     from cure_core.evaluate import reference_comparison
 
     ws = models.workspace(kind)
-    request = ws.default_request()
-    original, retrain = ws.reference_models(request, quiet=True)
-    comparison = reference_comparison(original, retrain, request, ws.samples, ws.sets(request))
+    request = ws.data.default_request()
+    original, retrain = ws.models.reference_models(request, quiet=True)
+    comparison = reference_comparison(original, retrain, request, ws.data.samples, ws.data.sets(request))
     return {
         "request": request.id,
         "original": model_print(original),
@@ -159,9 +159,9 @@ def circuits_print(models: Models, kind: str) -> dict[str, Any]:
     from cure_core.groups import default_corruption, fitting_group_settings, groups_for_request
 
     ws = models.workspace(kind)
-    request = ws.default_request()
+    request = ws.data.default_request()
     attribution = AttributionSettings(corruption=default_corruption(request))
-    settings = fitting_group_settings(request, ws.samples, ws.sets(request))
+    settings = fitting_group_settings(request, ws.data.samples, ws.data.sets(request))
     ctx = circuit_context(ws, request)
     groups = groups_for_request(ctx, attribution, settings, quiet=True)
     sets = ["forget", "retain"] + [f"control-{k}" for k in range(settings.null_draws)]
@@ -195,10 +195,10 @@ def run_print(models: Models, kind: str, lora: bool, settings: dict[str, Any]) -
     config = UnlearnConfig(strength=METHODS[method].default_strength(lora), lora=lora, **{**QUICK, **settings})
     ws = models.workspace(kind)
     try:
-        report = get_run(ws, ws.default_request(), config, quiet=True)
+        report = get_run(ws, ws.data.default_request(), config, quiet=True)
     except CureError as err:
         return {"refused": err.problem}
-    unlearned = load_run_model(ws, str(report.run))
+    unlearned = load_run_model(ws.models, str(report.run))
     return {
         "run": report.run,
         "weights": tensors_sha256(unlearned.model),

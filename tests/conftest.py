@@ -99,7 +99,7 @@ def user_checkpoints(tmp_path_factory, synthetic):
 
 @pytest.fixture
 def tiny_ws(synthetic):
-    return Workspace(dataset=synthetic, recipe=TINY_RECIPE)
+    return Workspace.open(dataset=synthetic, recipe=TINY_RECIPE)
 
 
 # --- determinism -------------------------------------------------------------------------------

@@ -91,9 +91,9 @@ class Models:
 
         torch.manual_seed(0)
         if kind == "item":
-            return Workspace(dataset=self.item_data, recipe=self.item_recipe)
+            return Workspace.open(dataset=self.item_data, recipe=self.item_recipe)
         if kind == "text":
-            return Workspace(dataset=self.text_data, split=self.text_split, recipe=self.text_recipe)
+            return Workspace.open(dataset=self.text_data, split=self.text_split, recipe=self.text_recipe)
         source = ModelSource(
             model=str(self.checkpoint),
             adapter=str(self.adapter),
@@ -101,7 +101,7 @@ class Models:
             profile="compact",
             device="cpu",
         )
-        return Workspace(dataset=self.text_data, split=self.text_split, source=source)
+        return Workspace.open(dataset=self.text_data, split=self.text_split, source=source)
 
 
 # --- the unlearning configurations --------------------------------------------------------------

@@ -76,7 +76,7 @@ def test_every_page_opens_on_a_user_checkpoint(arch, tmp_path, synthetic, monkey
     monkeypatch.syspath_prepend(APP_DIR)
     from views import NO_RETRAIN
 
-    from cure_core.groups import TEXT_MODE_NOTE
+    from cure_core.groups import NO_ROWS_NOTE
 
     few = {"n_prompts": 64, "groups_prompts": 64, "groups_draws": 2, "circuits_method": "eap"}
     for name, page in USER_PAGES.items():
@@ -93,7 +93,7 @@ def test_every_page_opens_on_a_user_checkpoint(arch, tmp_path, synthetic, monkey
         if name == "Home":
             assert NO_RETRAIN in infos
         elif name == "Module groups":
-            assert any(TEXT_MODE_NOTE[1:] in i for i in infos)
+            assert any(NO_ROWS_NOTE[1:] in i for i in infos)
             if started:
                 assert "separability" in {m.label for m in at.metric}
                 modules = at.dataframe[-1].value
@@ -138,16 +138,18 @@ def test_token_labels_skip_left_padding_and_spell_the_prompt(synthetic, user_che
     from views import prompt_text, token_labels
 
     model, adapter = user_checkpoints["llama"]
-    ws = Workspace(dataset=synthetic, source=ModelSource(model=str(model), adapter=str(adapter), profile="compact"))
-    rec = ws.original()
-    idx = np.arange(0, len(ws.samples), len(ws.samples) // 40)[:40]
-    batch = rec.encode(ws.samples, idx)
+    ws = Workspace.open(
+        dataset=synthetic, source=ModelSource(model=str(model), adapter=str(adapter), profile="compact")
+    )
+    rec = ws.models.original()
+    idx = np.arange(0, len(ws.data.samples), len(ws.data.samples) // 40)[:40]
+    batch = rec.encode(ws.data.samples, idx)
     assert (batch.attention_mask == 0).any()  # the rows differ in length, so some are padded
     for j, i in enumerate(idx):
-        words = token_labels(rec, batch.input_ids[[j]], batch.attention_mask[[j]], ws.titles, numbered=False)
-        assert "".join(words) == prompt_text(rec, ws.samples, int(i), ws.titles)
+        words = token_labels(rec, batch.input_ids[[j]], batch.attention_mask[[j]], ws.data.titles, numbered=False)
+        assert "".join(words) == prompt_text(rec, ws.data.samples, int(i), ws.data.titles)
         assert len(words) == int(batch.attention_mask[j].sum())
-        numbered = token_labels(rec, batch.input_ids[[j]], batch.attention_mask[[j]], ws.titles)
+        numbered = token_labels(rec, batch.input_ids[[j]], batch.attention_mask[[j]], ws.data.titles)
         assert len(set(numbered)) == len(numbered)
 
 

@@ -13,9 +13,9 @@ import pytest
 from cure_core import cache_keys
 from cure_core.cache_keys import KEY_SCHEMES, KeyScheme, cache_key
 from cure_core.circuits import AttributionSettings
+from cure_core.model.backends.item import ITEM_CAPABILITIES
 from cure_core.model.card import ModelCard
-from cure_core.model.recipe import RECIPE_V1_OVERRIDES, Recipe
-from cure_core.model.text_recipe import TextRecipe
+from cure_core.model.recipe import RECIPE_V1_OVERRIDES, Recipe, TextRecipe
 from cure_core.requests import ForgetRequest
 from cure_core.studies.pareto import ParetoSettings
 from cure_core.studies.stability import StabilitySettings
@@ -40,9 +40,9 @@ RECIPES = {"default": Recipe(), "tiny": TINY, "v1": Recipe(**RECIPE_V1_OVERRIDES
 
 @pytest.mark.parametrize("name", MODEL_KEYS)
 def test_model_folders_keep_their_names(name):
-    ws = Workspace(recipe=RECIPES[name])
+    ws = Workspace.open(recipe=RECIPES[name])
     ws.__dict__["dataset"] = DATA
-    assert (ws.model_dir("original").name, ws.model_dir("retrain", REQUEST).name) == MODEL_KEYS[name]
+    assert (ws.models.model_dir("original").name, ws.models.model_dir("retrain", REQUEST).name) == MODEL_KEYS[name]
 
 
 def test_requests_attributions_runs_studies_and_references_keep_their_keys():
@@ -53,8 +53,8 @@ def test_requests_attributions_runs_studies_and_references_keep_their_keys():
     assert interaction.id == "interaction-3ec06077"
     assert AttributionSettings().key() == "14175436e98f"
     assert AttributionSettings(corruption="user", method="eap", n_prompts=64).key() == "0a341cd517fd"
-    original = SimpleNamespace(card=ModelCard(fingerprint="a" * 64), text_mode=False)
-    retrain = SimpleNamespace(card=ModelCard(fingerprint="b" * 64), text_mode=False)
+    original = SimpleNamespace(card=ModelCard(fingerprint="a" * 64), capabilities=ITEM_CAPABILITIES)
+    retrain = SimpleNamespace(card=ModelCard(fingerprint="b" * 64), capabilities=ITEM_CAPABILITIES)
     assert run_id(original, retrain, REQUEST, UnlearnConfig(method="ga").id_json()) == "ga-08891a6ee3"
     lora = UnlearnConfig(method="cure", lora=True).id_json()
     assert run_id(original, None, REQUEST, lora, '{"x":1}') == "cure-4bef6f3897"

@@ -35,14 +35,14 @@ def ctx(synthetic, tmp_path_factory):
     attributions to their own isolated caches)."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CURE_CACHE", str(tmp_path_factory.mktemp("circuits-cache")))
-        ws = Workspace(dataset=synthetic, recipe=TINY_RECIPE)
-        return circuit_context(ws, ws.default_request(), device="cpu")
+        ws = Workspace.open(dataset=synthetic, recipe=TINY_RECIPE)
+        return circuit_context(ws, ws.data.default_request(), device="cpu")
 
 
 def test_history_swap_keeps_user_and_target_and_takes_another_users_history(synthetic_samples, tiny_ws):
     samples = synthetic_samples
     idx = samples.index(Samples.TRAIN)[:200]
-    bad = corrupt("history", samples, idx, None, tiny_ws.default_request(), np.random.default_rng(0))
+    bad = corrupt("history", samples, idx, None, tiny_ws.data.default_request(), np.random.default_rng(0))
     assert np.array_equal(bad.samples.target, samples.target[idx]) and np.array_equal(
         bad.samples.user, samples.user[idx]
     )
@@ -115,7 +115,7 @@ def test_find_circuit_gives_a_curve_that_ends_at_one(ctx):
 
 
 def test_cli_attribute_and_circuit_export(capsys, tmp_path, synthetic, monkeypatch):
-    monkeypatch.setattr("cure_core.workspace.Recipe", lambda: TINY_RECIPE)
+    monkeypatch.setattr("cure_core.model.backends.item.Recipe", lambda: TINY_RECIPE)
     data = str(write_grouplens(tmp_path / "ml", synthetic))
     small = ["--prompts", "40", "--eval-prompts", "24", "--batch-size", "16", "--data", data]
     assert cli.main(["attribute", "--set", "retain", "--method", "eap", *small]) == 0
@@ -171,16 +171,16 @@ def test_cli_bad_input(capsys, argv, message):
 def test_control_sets_match_the_request_and_are_disjoint(tiny_ws, synthetic):
     from cure_core.controls import control_set
 
-    samples = tiny_ws.samples
-    request = tiny_ws.default_request()
-    sets = tiny_ws.sets(request)
+    samples = tiny_ws.data.samples
+    request = tiny_ws.data.default_request()
+    sets = tiny_ws.data.sets(request)
     draws = [control_set(request, samples, sets, draw) for draw in range(3)]
     users = [set(np.unique(samples.user[d])) for d in draws]
     assert all(len(u) == len(sets.forget_users) for u in users)
     assert not (users[0] & users[1]) and not (users[1] & users[2])
     assert all(np.isin(d, sets.retain).all() for d in draws)
     genre = item_request(synthetic, samples, item_ids=samples.item_ids[:4], scope="target")
-    genre_sets = tiny_ws.sets(genre)
+    genre_sets = tiny_ws.data.sets(genre)
     control = control_set(genre, samples, genre_sets, 0)
     assert len(np.unique(samples.target[control])) == 4 and not np.isin(samples.target[control], np.arange(4)).any()
     with pytest.raises(CureError, match="control draw"):

@@ -33,7 +33,7 @@ def test_missing_data_path(capsys, tmp_path):
 def test_forget_then_evaluate_json(capsys, data_dir, monkeypatch):
     from tests.tiny_recipes import TINY_RECIPE
 
-    monkeypatch.setattr("cure_core.workspace.Recipe", lambda: TINY_RECIPE)
+    monkeypatch.setattr("cure_core.model.backends.item.Recipe", lambda: TINY_RECIPE)
     code, out, _ = run(capsys, "forget", "--users", "10%", "--seed", "1", "--data", data_dir)
     assert code == 0
     request_id = out.split()[1].rstrip(":")

@@ -29,8 +29,8 @@ SETTINGS = [
 def ctx(synthetic, tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CURE_CACHE", str(tmp_path_factory.mktemp("concurrency-cache")))
-        ws = Workspace(dataset=synthetic, recipe=TINY_RECIPE)
-        return circuit_context(ws, ws.default_request(), device="cpu")
+        ws = Workspace.open(dataset=synthetic, recipe=TINY_RECIPE)
+        return circuit_context(ws, ws.data.default_request(), device="cpu")
 
 
 def side_by_side(*calls):
@@ -83,7 +83,7 @@ def test_faithfulness_beside_an_attribution_equals_its_sequential_result(ctx):
 
 
 def test_two_threads_training_one_model_train_it_once(synthetic, monkeypatch):
-    ws = Workspace(dataset=synthetic, recipe=TINY_RECIPE)
+    ws = Workspace.open(dataset=synthetic, recipe=TINY_RECIPE)
     trained = []
     train = Workspace._train
 
@@ -93,7 +93,7 @@ def test_two_threads_training_one_model_train_it_once(synthetic, monkeypatch):
 
     monkeypatch.setattr(Workspace, "_train", counting)
     first, second = side_by_side(
-        lambda: ws.train_model("original", quiet=True), lambda: ws.train_model("original", quiet=True)
+        lambda: ws.models.train_model("original", quiet=True), lambda: ws.models.train_model("original", quiet=True)
     )
     assert len(trained) == 1 and first.path == second.path
 

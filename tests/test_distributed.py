@@ -232,7 +232,7 @@ def reference(tmp_path_factory) -> Reference:
     cache = root / "cache"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CURE_CACHE", str(cache))
-        Workspace(data=data, recipe=recipe_from_json(RECIPE)).original(quiet=True)
+        Workspace.open(data=data, recipe=recipe_from_json(RECIPE)).models.original(quiet=True)
     ref = Reference(data, cache, {}, {})
     for command in COMMANDS:  # circuit writes forget, retain, control-0; groups adds control-1
         ref.outputs[command] = one_process(cache, *ref.args(command))

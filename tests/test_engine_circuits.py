@@ -20,8 +20,8 @@ TOP = 100
 @pytest.fixture(scope="module")
 def ctx(synthetic, user_checkpoints) -> CircuitContext:
     model, adapter = user_checkpoints["qwen2"]
-    ws = Workspace(dataset=synthetic, source=ModelSource(model=str(model), adapter=str(adapter)))
-    return circuit_context(ws, ws.default_request(), device="cpu")
+    ws = Workspace.open(dataset=synthetic, source=ModelSource(model=str(model), adapter=str(adapter)))
+    return circuit_context(ws, ws.data.default_request(), device="cpu")
 
 
 def _attribution(ctx: CircuitContext, engine: str) -> Attribution:

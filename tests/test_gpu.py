@@ -22,7 +22,7 @@ SETTINGS = AttributionSettings(method="eap", n_prompts=8, n_eval=4, batch_size=4
 
 def _workspace(synthetic, folders, **source) -> Workspace:
     model, adapter = folders
-    return Workspace(
+    return Workspace.open(
         dataset=synthetic, source=ModelSource(model=str(model), adapter=str(adapter), profile="compact", **source)
     )
 
@@ -32,10 +32,10 @@ def test_cuda_scores_and_attribution_equal_the_cpu(synthetic, user_checkpoints, 
     results = {}
     for device in ("cpu", "cuda"):
         ws = _workspace(synthetic, user_checkpoints[arch], device=device)
-        request = user_request(ws.dataset, ws.samples, fraction=0.1, seed=0)
-        margin = ws.original().predict(ws.samples, np.arange(32)).margin
+        request = user_request(ws.data.dataset, ws.data.samples, fraction=0.1, seed=0)
+        margin = ws.models.original().predict(ws.data.samples, np.arange(32)).margin
         ctx = circuit_context(ws, request)
-        assert str(ws.original().device).startswith(device)
+        assert str(ws.models.original().device).startswith(device)
         results[device] = (margin, get_attribution(ctx, "forget", SETTINGS).scores)
     np.testing.assert_allclose(results["cuda"][0], results["cpu"][0], atol=1e-3)
     cpu, cuda = results["cpu"][1], results["cuda"][1]
@@ -46,8 +46,10 @@ def test_bf16_attribution_on_cuda_is_finite_and_close(synthetic, user_checkpoint
     scores = {}
     for dtype in ("fp32", "bf16"):
         ws = _workspace(synthetic, user_checkpoints["qwen2"], device="cuda", dtype=dtype)
-        request = user_request(ws.dataset, ws.samples, fraction=0.1, seed=0)
-        assert next(ws.original().model.parameters()).dtype == (torch.bfloat16 if dtype == "bf16" else torch.float32)
+        request = user_request(ws.data.dataset, ws.data.samples, fraction=0.1, seed=0)
+        assert next(ws.models.original().model.parameters()).dtype == (
+            torch.bfloat16 if dtype == "bf16" else torch.float32
+        )
         scores[dtype] = get_attribution(circuit_context(ws, request), "forget", SETTINGS).scores
     assert np.isfinite(scores["bf16"]).all()
     top = np.argsort(-np.abs(scores["fp32"]), axis=None)[:20]

@@ -15,6 +15,7 @@ from transformers import AutoModelForCausalLM
 from cure_core.checkpoints.copies import merged_copy
 from cure_core.errors import CureError
 from cure_core.groups import GroupSettings, ModuleGroups
+from cure_core.model.backends import ItemBackend
 from cure_core.model.recommender import Recommender
 from cure_core.model_source import ModelSource
 from cure_core.modules import parameter_mask
@@ -60,29 +61,31 @@ def text(user_checkpoints, synthetic):
     out = {}
     for arch in ("llama", "gpt2"):
         folder, adapter = user_checkpoints[arch]
-        ws = Workspace(
+        ws = Workspace.open(
             dataset=synthetic,
             source=ModelSource(model=str(folder), adapter=str(adapter), profile="compact", device="cpu"),
         )
-        request = user_request(ws.dataset, ws.samples, fraction=0.1, seed=0)
-        out[arch] = (ws, ws.original(), request, ws.sets(request))
+        request = user_request(ws.data.dataset, ws.data.samples, fraction=0.1, seed=0)
+        out[arch] = (ws, ws.models.original(), request, ws.data.sets(request))
     return out
 
 
 @pytest.fixture(scope="module")
 def item(synthetic):
     """An untrained tiny item-token recommender (the invariants need no training), its request and sets."""
-    ws = Workspace(dataset=synthetic, recipe=TINY_RECIPE)
-    samples = ws.samples
-    request = user_request(ws.dataset, samples, fraction=0.05, seed=0)
-    sets = ws.sets(request)
+    ws = Workspace.open(dataset=synthetic, recipe=TINY_RECIPE)
+    samples = ws.data.samples
+    request = user_request(ws.data.dataset, samples, fraction=0.05, seed=0)
+    sets = ws.data.sets(request)
     vocab = ItemVocab.for_samples(samples)
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(TINY_RECIPE.hf_config(len(vocab), 2 * samples.config.history_len + 3))
     known = np.setdiff1d(np.unique(samples.user), sets.forget_users)
     return (
         ws,
-        Recommender(model=model.eval(), encoder=ItemModeEncoder(vocab, samples), known_users=known),
+        Recommender(
+            model=model.eval(), encoder=ItemModeEncoder(vocab, samples), known_users=known, backend=ItemBackend()
+        ),
         request,
         sets,
     )
@@ -169,8 +172,8 @@ def test_cure_on_lora_changes_exactly_the_updated_groups_slices(text, arch, reta
     by_group = GROUPS[arch]
     config = UnlearnConfig(method="cure", strength=1e-2, lora=True, retain_rule=retain_rule, **QUICK)
     before = _snapshot(original.model)
-    result = unlearn(original, ws.samples, sets, request, config, _groups(by_group))
-    assert result.model.text_mode and result.model.checkpoint.model is result.model.model.get_base_model()
+    result = unlearn(original, ws.data.samples, sets, request, config, _groups(by_group))
+    assert result.model.checkpoint is not None and result.model.checkpoint.model is result.model.model.get_base_model()
     merged = dict(merged_copy(result.model.model).named_parameters())
     updated = ["forget-specific", "task-shared"] + (["retain-specific"] if retain_rule == "retain_update" else [])
     allowed = parameter_mask(original.model, [m for g in updated for m in by_group[g]])
@@ -188,8 +191,8 @@ def test_references_are_the_student_with_its_adapter_disabled(text, monkeypatch)
     with its adapter off, equal to the original's logits before and after steps."""
     ws, original, request, sets = text["llama"]
     config = UnlearnConfig(method="e2urec", strength=1e-2, lora=True, **QUICK)
-    run = UnlearnRun(original, ws.samples, sets, request, config)
-    batch = original.encode(ws.samples, sets.forget[:6])
+    run = UnlearnRun(original, ws.data.samples, sets, request, config)
+    batch = original.encode(ws.data.samples, sets.forget[:6])
     with torch.no_grad():
         expected = original.last_logits(batch)
 
@@ -214,7 +217,7 @@ def test_every_method_trains_only_the_adapter_and_leaves_the_original(item, meth
     groups = _groups({"forget-specific": ["a0.h1", row], "task-shared": ["m1"], "outside": ["a1.h0"]})
     before = _snapshot(original.model)
     config = UnlearnConfig(method=method, strength=1e-2, lora=True, **{**QUICK, "batch_size": 16})
-    result = unlearn(original, ws.samples, sets, request, config, groups if METHODS[method].needs_groups else None)
+    result = unlearn(original, ws.data.samples, sets, request, config, groups if METHODS[method].needs_groups else None)
     assert all(torch.equal(p, before[n]) for n, p in original.model.named_parameters()), "the original changed"
     base = _base_weights(result.model.model)
     assert base.keys() == before.keys() and all(torch.equal(base[n], w) for n, w in before.items())
@@ -232,16 +235,16 @@ def test_row_reset_and_rows_alone_are_refused_with_lora(item):
     groups = _groups({"forget-specific": ["a0.h1", f"u:{request.users[0]}"]})
     config = UnlearnConfig(method="cure", lora=True, row_rule="reset", **QUICK)
     with pytest.raises(CureError, match="embedding rows of the base model, which a LoRA run never changes"):
-        unlearn(original, ws.samples, sets, request, config, groups)
+        unlearn(original, ws.data.samples, sets, request, config, groups)
     only_rows = _groups({"forget-specific": [f"u:{request.users[0]}"]})
     config = UnlearnConfig(method="cure", lora=True, **QUICK)
     with pytest.raises(CureError, match=r"nothing for the forget update.*embedding rows are no LoRA target"):
-        unlearn(original, ws.samples, sets, request, config, only_rows)
+        unlearn(original, ws.data.samples, sets, request, config, only_rows)
 
 
 def test_full_mode_reports_every_parameter_as_trainable(item):
     ws, original, request, sets = item
-    result = unlearn(original, ws.samples, sets, request, UnlearnConfig(method="ga", **{**QUICK, "steps": 1}))
+    result = unlearn(original, ws.data.samples, sets, request, UnlearnConfig(method="ga", **{**QUICK, "steps": 1}))
     n_params = sum(p.numel() for p in original.model.parameters())
     assert result.mode == "full" and result.trainable_params == result.params_total == n_params
 
@@ -251,19 +254,23 @@ def test_the_saved_adapter_loads_back_and_the_merged_copy_and_bridge_match(text,
 
     ws, original, request, sets = text["gpt2"]  # Conv1D: the fan_in_fan_out path
     result = unlearn(
-        original, ws.samples, sets, request, UnlearnConfig(method="npo", strength=1e-2, lora=True, **QUICK)
+        original, ws.data.samples, sets, request, UnlearnConfig(method="npo", strength=1e-2, lora=True, **QUICK)
     )
     peft_model = result.model.model
     folder = lora.save_adapter(peft_model, tmp_path / "adapter")
     assert {"adapter_model.safetensors", "adapter_config.json"} <= {p.name for p in folder.iterdir()}
     assert not list(folder.glob("*.bin"))
-    batch = original.encode(ws.samples, sets.forget[:6])
+    batch = original.encode(ws.data.samples, sets.forget[:6])
     with torch.no_grad():
         expected = result.model.last_logits(batch)
         loaded = lora.load_saved(original.model, folder)
-        reloaded = Recommender(model=loaded, encoder=original.encoder, known_users=None).last_logits(batch)
+        reloaded = Recommender(
+            model=loaded, encoder=original.encoder, known_users=None, backend=original.backend
+        ).last_logits(batch)
         merged = merged_copy(peft_model)
-        merged_logits = Recommender(model=merged, encoder=original.encoder, known_users=None).last_logits(batch)
+        merged_logits = Recommender(
+            model=merged, encoder=original.encoder, known_users=None, backend=original.backend
+        ).last_logits(batch)
         again = result.model.last_logits(batch)
     assert torch.equal(reloaded, expected)
     assert_close(merged_logits, expected)
@@ -279,17 +286,17 @@ def test_lora_on_a_bridged_checkpoint_wraps_the_plain_modules(user_checkpoints, 
     """Attribution boots a TransformerLens bridge on a user's model in place (GPT-2's attention
     then reads split q/k/v copies); the LoRA student is the plain model underneath."""
     folder, adapter = user_checkpoints["gpt2"]
-    ws = Workspace(dataset=synthetic, source=ModelSource(model=str(folder), adapter=str(adapter), device="cpu"))
-    original = ws.original()
-    request = user_request(ws.dataset, ws.samples, fraction=0.1, seed=0)
-    sets = ws.sets(request)
+    ws = Workspace.open(dataset=synthetic, source=ModelSource(model=str(folder), adapter=str(adapter), device="cpu"))
+    original = ws.models.original()
+    request = user_request(ws.data.dataset, ws.data.samples, fraction=0.1, seed=0)
+    sets = ws.data.sets(request)
     plain_names = [n for n, _ in original.model.named_parameters()]
     original.bridge()
     assert any("_original_component" in n for n, _ in original.model.named_parameters())
     config = UnlearnConfig(method="cure", strength=1e-2, lora=True, **QUICK)
-    run = UnlearnRun(original, ws.samples, sets, request, config, _groups(GROUPS["gpt2"]))
+    run = UnlearnRun(original, ws.data.samples, sets, request, config, _groups(GROUPS["gpt2"]))
     assert list(_base_weights(run.student.model)) == plain_names
     run.step(1)
-    batch = original.encode(ws.samples, sets.forget[:4])
+    batch = original.encode(ws.data.samples, sets.forget[:4])
     with torch.no_grad(), run.student.model.disable_adapter():
         assert_close(run.student.last_logits(batch), original.last_logits(batch))

@@ -13,9 +13,10 @@ from pydantic import ValidationError
 
 from cure_core import evaluate
 from cure_core.comparison import Comparison, ModelScores, Utility
+from cure_core.model.backends import ItemBackend, TextBackend
+from cure_core.model.backends.item import ITEM_CAPABILITIES
 from cure_core.model.card import ModelCard
-from cure_core.model.recipe import Recipe
-from cure_core.model.text_recipe import TextRecipe
+from cure_core.model.recipe import Recipe, TextRecipe
 from cure_core.studies.base import Study, StudyJob, StudyOutput
 from cure_core.studies.common import StudySettings
 from cure_core.studies.store import RESULT_FILE, load_results
@@ -114,7 +115,7 @@ def test_cure_style_variants_are_exactly_those_running_cure_on_circuit_groups():
 
     for v in VARIANTS + CONTROLS:
         assert v.cure_style == (v.method == "cure") and is_cure_style(v.label) == v.cure_style
-        text = variant(v.label, text_mode=True)
+        text = variant(v.label, embedding_rows=False)
         assert is_cure_style(text.label) == text.cure_style == v.cure_style and text.method == v.method
         assert text.config(1e-3).row_rule == "update" and text.grid() == v.grid()
         assert (text == v) == (v.config(1e-3).row_rule == "update")
@@ -154,7 +155,7 @@ def test_each_method_reads_its_own_arguments_out_of_the_run_settings():
 
 
 def test_cached_run_ids_are_unchanged_choices_are_literals_and_unknown_fields_are_refused():
-    model = lambda sha: SimpleNamespace(card=ModelCard(fingerprint=sha), text_mode=False)  # noqa: E731
+    model = lambda sha: SimpleNamespace(card=ModelCard(fingerprint=sha), capabilities=ITEM_CAPABILITIES)  # noqa: E731
     for run, config in CACHED_RUN_IDS.items():
         groups = "g" if config.method == "cure" else ""
         assert run_id(model("a"), model("b"), SimpleNamespace(id="user-x"), config.id_json(), groups) == run
@@ -268,7 +269,7 @@ def test_the_reference_is_computed_once_per_pair_of_weights_and_request(monkeypa
     monkeypatch.setattr(evaluate, "compare_to_retrain", compute)
     sets = SimpleNamespace(sizes=lambda: {"forget": 10})
     request = SimpleNamespace(id="user-x")
-    model = lambda sha: SimpleNamespace(card=ModelCard(fingerprint=sha), text_mode=False)  # noqa: E731
+    model = lambda sha: SimpleNamespace(card=ModelCard(fingerprint=sha), capabilities=ITEM_CAPABILITIES)  # noqa: E731
     first = evaluate.reference_comparison(model("a"), model("b"), request, None, sets)
     assert evaluate.reference_comparison(model("a"), model("b"), request, None, sets) == first and calls == ["original"]
     evaluate.reference_comparison(model("a"), model("c"), request, None, sets)  # another Retrain: another reference
@@ -297,7 +298,7 @@ class _Counting(Study):
 
 def test_the_study_skeleton_times_resumes_reports_progress_and_saves():
     study, updates = _Counting(), []
-    item_ws = SimpleNamespace(recipe=Recipe(), text_recipe=False)
+    item_ws = SimpleNamespace(models=SimpleNamespace(backend=ItemBackend(Recipe())))
     first = study.run(
         item_ws,
         StudySettings(quick_mode=True),
@@ -333,12 +334,12 @@ def test_a_study_command_names_the_recipe_request_and_changed_settings():
     from cure_core.studies.registry import STUDIES
 
     pareto = STUDIES["pareto"]
-    text_ws = SimpleNamespace(recipe=TextRecipe(), text_recipe=True)
+    text_ws = SimpleNamespace(models=SimpleNamespace(backend=TextBackend(TextRecipe())))
     settings = pareto.settings(seeds=[0])
     assert pareto.command(text_ws, settings) == (
         """cure study pareto --recipe text --request default --settings-json '{"seeds": [0]}'"""
     )
-    small = SimpleNamespace(recipe=Recipe(n_layer=2), text_recipe=False)
+    small = SimpleNamespace(models=SimpleNamespace(backend=ItemBackend(Recipe(n_layer=2))))
     assert pareto.command(small, pareto.settings.quick()) == (
         """cure study pareto --recipe-json '{"n_layer": 2}' --quick --request default"""
     )

@@ -38,7 +38,7 @@ def ws(module_cache):
 
 
 def test_summary_numbers(ws):
-    summary = ws.summary()
+    summary = ws.data.summary()
     assert (summary["users"], summary["items"], summary["ratings"]) == (943, 1682, 100_000)
     assert summary["samples"] == 100_000 - 943 * 10
     assert summary["holdout_users"] == 47
@@ -47,13 +47,13 @@ def test_summary_numbers(ws):
         < summary["samples"]
     )
     assert 0.5 < summary["train_positive_rate"] < 0.6
-    assert ws.titles["1"] == "Toy Story (1995)"
+    assert ws.data.titles["1"] == "Toy Story (1995)"
 
 
 def test_default_request_sets_are_disjoint_and_complete(ws):
-    request = ws.default_request()
-    sets = ws.sets(request)
-    s = ws.samples
+    request = ws.data.default_request()
+    sets = ws.data.sets(request)
+    s = ws.data.samples
     assert len(request.users) == round(0.05 * len(trainable_users(s)))
     assert len(np.intersect1d(sets.forget, sets.retain)) == 0
     np.testing.assert_array_equal(np.union1d(sets.forget, sets.retain), s.index(Samples.TRAIN))
@@ -64,11 +64,11 @@ def test_default_request_sets_are_disjoint_and_complete(ws):
 
 
 def test_childrens_genre_request(ws):
-    request = item_request(ws.dataset, ws.samples, genre="Children's", scope="target")
-    sets = request_sets(request, ws.samples)
-    childrens = ws.samples.item_codes(ws.dataset.genre_items("Children's"))
-    assert np.isin(ws.samples.target[sets.forget], childrens).all()
-    assert not np.isin(ws.samples.target[sets.retain], childrens).any()
+    request = item_request(ws.data.dataset, ws.data.samples, genre="Children's", scope="target")
+    sets = request_sets(request, ws.data.samples)
+    childrens = ws.data.samples.item_codes(ws.data.dataset.genre_items("Children's"))
+    assert np.isin(ws.data.samples.target[sets.forget], childrens).all()
+    assert not np.isin(ws.data.samples.target[sets.retain], childrens).any()
 
 
 def test_v1_recipe_keeps_its_cache_key(ws):
@@ -76,20 +76,20 @@ def test_v1_recipe_keeps_its_cache_key(ws):
     from cure_core.model.recipe import RECIPE_V1_OVERRIDES
 
     v1 = ws.with_recipe(Recipe(**RECIPE_V1_OVERRIDES))
-    assert v1.model_dir("original").name == "original-ml-100k-11cf918927"
-    assert ws.model_dir("original") != v1.model_dir("original")
+    assert v1.models.model_dir("original").name == "original-ml-100k-11cf918927"
+    assert ws.models.model_dir("original") != v1.models.model_dir("original")
 
 
 @pytest.fixture(scope="module")
 def small_ws(ws):
     """A small model trained for one epoch (shared by the tests below)."""
-    small = Workspace(
+    small = Workspace.open(
         recipe=Recipe(
             n_layer=2, n_head=2, d_model=64, d_mlp=128, max_epochs=1, batch_size=256, lr=3e-3, train_precision="fp32"
         ),
-        dataset=ws.dataset,
+        dataset=ws.data.dataset,
     )
-    small.original(quiet=True)
+    small.models.original(quiet=True)
     return small
 
 
@@ -97,8 +97,8 @@ def test_short_training_records_the_test_auc_of_its_weights(ws, small_ws):
     """How a one-epoch model compares with the item like-rate baseline is a finding (docs/results.md
     reports it for the default model); here: both are AUCs and the recorded one is the saved
     weights' own, recomputed from their predictions."""
-    rec = small_ws.original(quiet=True)
-    s = ws.samples
+    rec = small_ws.models.original(quiet=True)
+    s = ws.data.samples
     test = s.index(Samples.TEST)
     baselines = baseline_aucs(s, s.index(Samples.TRAIN), test)
     assert all(0 <= v <= 1 for v in baselines.values())
@@ -110,7 +110,7 @@ def test_circuits_on_the_default_request(small_ws, corruption):
     """On real data the circuits' exact faithfulness runs from 0 (nothing kept) to 1 (everything
     kept) on held-out prompts (how much the corruption hurts is the model's business)."""
     settings = AttributionSettings(corruption=corruption, n_prompts=64, n_eval=64)
-    ctx = circuit_context(small_ws, small_ws.default_request(), device="cpu")
+    ctx = circuit_context(small_ws, small_ws.data.default_request(), device="cpu")
     forget = get_attribution(ctx, "forget", settings, quiet=True)
     assert forget.n_prompts == 64 and np.isfinite(forget.scores).all()
     result = find_circuit(ctx, forget, "forget", settings, "top-n", 40, curve_points=5, quiet=True)

@@ -5,13 +5,14 @@ import pytest
 import torch
 from tolerances import assert_close
 
-from cure_core import workspace
 from cure_core.checkpoints.bridge import load_bridge
 from cure_core.data import make_synthetic
 from cure_core.data.samples import Samples, build_samples
 from cure_core.errors import CureError
 from cure_core.legacy import REMOVED_FIELDS_AS_BEFORE
 from cure_core.metrics import utility
+from cure_core.model import repository
+from cure_core.model.backends import ItemBackend
 from cure_core.model.recipe import Recipe
 from cure_core.model.store import CorruptModelError, load_recommender
 from cure_core.prompts import UNK_USER
@@ -21,7 +22,7 @@ from tests.tiny_recipes import TINY_RECIPE
 
 @pytest.fixture
 def trained(tiny_ws):
-    return tiny_ws, tiny_ws.original(quiet=True)
+    return tiny_ws, tiny_ws.models.original(quiet=True)
 
 
 def test_training_keeps_the_best_validation_epoch_and_records_its_metrics(trained):
@@ -39,8 +40,8 @@ def test_training_keeps_the_best_validation_epoch_and_records_its_metrics(traine
     )
     best = max(curve, key=lambda row: row["valid_auc"])
     assert card.best_epoch == best["epoch"] and metrics.valid_auc == best["valid_auc"]
-    test = ws.samples.index(Samples.TEST)
-    recomputed = utility(ws.samples.label[test], rec.predict(ws.samples, test))["auc"]
+    test = ws.data.samples.index(Samples.TEST)
+    recomputed = utility(ws.data.samples.label[test], rec.predict(ws.data.samples, test))["auc"]
     assert metrics.test_auc == pytest.approx(recomputed, abs=1e-9)
     assert metrics.test_auc == pytest.approx(best["test_auc"], abs=1e-6)  # the curve scored the same weights
 
@@ -50,23 +51,23 @@ def test_mixed_precision_keeps_float32_weights(trained, synthetic):
     (The tests' tiny recipe trains in fp32, so that trainings compare exactly on any CPU.)"""
     _, plain = trained
     assert plain.card.recipe.train_precision == "fp32" and Recipe().train_precision == "bf16-mixed"
-    mixed = Workspace(
+    mixed = Workspace.open(
         dataset=synthetic,
         recipe=TINY_RECIPE.model_copy(
             update={"train_precision": "bf16-mixed", "activation": "gelu_new", "max_epochs": 1}
         ),
     )
-    rec = mixed.original(quiet=True)
+    rec = mixed.models.original(quiet=True)
     assert (
         rec.path != plain.path
         and rec.card.recipe.train_precision == "bf16-mixed"
         and rec.model.config.activation_function == "gelu_new"
     )
     assert all(p.dtype == torch.float32 for p in rec.model.parameters())
-    test = mixed.samples.index(Samples.TEST)
-    predictions = rec.predict(mixed.samples, test)
+    test = mixed.data.samples.index(Samples.TEST)
+    predictions = rec.predict(mixed.data.samples, test)
     assert np.isfinite(predictions.margin).all()
-    assert rec.card.metrics.test_auc == pytest.approx(utility(mixed.samples.label[test], predictions)["auc"], abs=1e-9)
+    assert rec.card.metrics.test_auc == pytest.approx(utility(mixed.data.samples.label[test], predictions)["auc"], abs=1e-9)
 
 
 def test_later_recipe_fields_leave_the_cache_key_while_at_their_old_value():
@@ -82,8 +83,8 @@ def test_removed_recipe_fields_keep_their_old_value_in_the_key():
 
 
 def test_training_is_seeded(synthetic):
-    a = Workspace(dataset=synthetic, recipe=TINY_RECIPE.model_copy(update={"max_epochs": 1})).original(quiet=True)
-    b = Workspace(dataset=synthetic, recipe=TINY_RECIPE.model_copy(update={"max_epochs": 1})).train_model(
+    a = Workspace.open(dataset=synthetic, recipe=TINY_RECIPE.model_copy(update={"max_epochs": 1})).models.original(quiet=True)
+    b = Workspace.open(dataset=synthetic, recipe=TINY_RECIPE.model_copy(update={"max_epochs": 1})).models.train_model(
         "original", quiet=True
     )
     for (name, pa), pb in zip(a.model.named_parameters(), b.model.parameters(), strict=True):
@@ -92,10 +93,10 @@ def test_training_is_seeded(synthetic):
 
 def test_cache_round_trip_gives_identical_predictions(trained):
     ws, rec = trained
-    again = Workspace(dataset=ws.dataset, recipe=TINY_RECIPE).load_model("original")
+    again = Workspace.open(dataset=ws.data.dataset, recipe=TINY_RECIPE).models.load_model("original")
     assert again is not None and again.path == rec.path
     idx = np.arange(50)
-    assert_close(rec.predict(ws.samples, idx).margin, again.predict(ws.samples, idx).margin)
+    assert_close(rec.predict(ws.data.samples, idx).margin, again.predict(ws.data.samples, idx).margin)
     assert set(os.listdir(rec.path)) >= {"model.safetensors", "config.json", "vocab.json", "meta.json"}
 
 
@@ -104,22 +105,22 @@ def test_corrupt_cache_entry_is_rebuilt(trained):
     weights = rec.path / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
     with pytest.raises(CorruptModelError, match="unreadable"):
-        load_recommender(rec.path, ws.samples)
+        load_recommender(rec.path, ws.data.samples, ItemBackend())
     with pytest.warns(UserWarning, match="retraining"):
-        assert ws.load_model("original") is None
-    assert ws.original(quiet=True).path == rec.path
+        assert ws.models.load_model("original") is None
+    assert ws.models.original(quiet=True).path == rec.path
 
 
 def test_vocabulary_mismatch_is_a_clear_error(trained):
     _, rec = trained
     bigger = build_samples(make_synthetic(n_users=120, n_items=60, seed=1))
     with pytest.raises(CureError, match="vocabulary lacks"):
-        load_recommender(rec.path, bigger)
+        load_recommender(rec.path, bigger, ItemBackend())
 
 
 def test_unknown_users_get_the_fallback_token(trained):
     ws, rec = trained
-    s = ws.samples
+    s = ws.data.samples
     holdout_sample = np.flatnonzero(np.isin(s.user, s.holdout_users))[:3]
     ids = rec.encode(s, holdout_sample).input_ids
     assert (ids[:, 0] == rec.encoder.vocab.index[UNK_USER]).all()
@@ -131,7 +132,7 @@ def test_unknown_users_get_the_fallback_token(trained):
 def test_checkpoint_loads_in_transformer_bridge(trained):
     ws, rec = trained
     bridge = load_bridge(rec.path)
-    ids = rec.encode(ws.samples, np.arange(8)).input_ids
+    ids = rec.encode(ws.data.samples, np.arange(8)).input_ids
     with torch.no_grad():
         ours = rec.model(ids).logits
         theirs = bridge(ids, return_type="logits")
@@ -140,10 +141,10 @@ def test_checkpoint_loads_in_transformer_bridge(trained):
 
 def test_llama_architecture_trains_and_boots(synthetic):
     recipe = Recipe(arch="llama", n_layer=1, n_head=2, d_model=16, d_mlp=32, max_epochs=1, batch_size=64)
-    ws = Workspace(dataset=synthetic, recipe=recipe)
-    rec = ws.original(quiet=True)
+    ws = Workspace.open(dataset=synthetic, recipe=recipe)
+    rec = ws.models.original(quiet=True)
     assert rec.model.config.model_type == "llama"
-    ids = rec.encode(ws.samples, np.arange(4)).input_ids
+    ids = rec.encode(ws.data.samples, np.arange(4)).input_ids
     with torch.no_grad():
         torch.testing.assert_close(
             load_bridge(rec.path)(ids, return_type="logits"), rec.model(ids).logits, atol=1e-4, rtol=1e-4
@@ -156,18 +157,18 @@ def test_original_and_retrain_train_side_by_side(tmp_path, synthetic, monkeypatc
     from tests.test_data import write_grouplens
 
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
-    monkeypatch.setattr(workspace, "available_cores", lambda: 2)
-    ws = Workspace(data=write_grouplens(tmp_path / "ml", synthetic), recipe=TINY_RECIPE)
-    request = user_request(ws.dataset, ws.samples, fraction=0.1, seed=2)
+    monkeypatch.setattr(repository, "available_cores", lambda: 2)
+    ws = Workspace.open(data=write_grouplens(tmp_path / "ml", synthetic), recipe=TINY_RECIPE)
+    request = user_request(ws.data.dataset, ws.data.samples, fraction=0.1, seed=2)
     seen = []
-    original, retrain = ws.ensure_models(
+    original, retrain = ws.models.ensure_models(
         request, progress=lambda done, total, info: seen.append((done, total)), quiet=True
     )
     assert original.card.role == "original" and retrain.card.role == "retrain"
     assert original.card.threads == retrain.card.threads == 1  # two workers split the two cores
     assert {original.card.stopped_by, retrain.card.stopped_by} <= {"patience", "max_epochs"}
-    assert retrain.card.train_samples == len(ws.sets(request).retain)
-    assert not np.isin(ws.samples.user_codes(request.users), retrain.known_users).any()
+    assert retrain.card.train_samples == len(ws.data.sets(request).retain)
+    assert not np.isin(ws.data.samples.user_codes(request.users), retrain.known_users).any()
     assert seen and seen[-1][0] == seen[-1][1] > 0
 
 

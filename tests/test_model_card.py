@@ -16,8 +16,7 @@ import pytest
 
 from cure_core.legacy import LATER_FIELDS_AS_BEFORE, REMOVED_FIELDS_AS_BEFORE
 from cure_core.model.card import CARD_VERSION, ModelCard, read_card, write_card
-from cure_core.model.recipe import Recipe
-from cure_core.model.text_recipe import TextRecipe
+from cure_core.model.recipe import Recipe, TextRecipe
 from cure_core.unlearning.run_store import load_run_model
 
 FIXTURES = Path(__file__).parent / "fixtures" / "meta"
@@ -106,14 +105,14 @@ def test_a_run_saved_before_the_card_loads_as_it_was_saved(tiny_ws, isolated_cac
     model, with its whole-file hash as its identity."""
     from cure_core.model.store import save_recommender
 
-    rec = tiny_ws.original(quiet=True)
+    rec = tiny_ws.models.original(quiet=True)
     folder = isolated_cache / "runs" / "ga-0123456789" / "model"
-    save_recommender(rec, folder, tiny_ws.samples, ModelCard(run="ga-0123456789", method="ga"))
+    save_recommender(rec, folder, tiny_ws.data.samples, ModelCard(run="ga-0123456789", method="ga"))
     old = json.loads((FIXTURES / "item-run.json").read_text())
     digest = read_card(folder).file_sha256
     known = read_card(folder).known_users
     shutil.copy(FIXTURES / "item-run.json", folder / "meta.json")
     (folder / "meta.json").write_text(json.dumps({**old, "weights_sha256": digest, "known_users": known}))
-    loaded = load_run_model(tiny_ws, "ga-0123456789")
+    loaded = load_run_model(tiny_ws.models, "ga-0123456789")
     assert loaded.card.kind == "item" and loaded.card.fingerprint == digest == rec.card.fingerprint
     assert loaded.card.run == old["run"] and loaded.card.metrics.forget_auc == old["metrics"]["forget_auc"]

@@ -11,14 +11,17 @@ import pytest
 import torch
 
 from cure_core.errors import CureError
-from cure_core.model import train
+from cure_core.model import training
+from cure_core.model.backends import ItemBackend
+from cure_core.model.backends.item import ITEM_CAPABILITIES, cut_short
 from cure_core.model.card import ModelCard, read_card
 from cure_core.model.store import CorruptModelError, load_recommender
-from cure_core.model.train import stop_reason, train_item_model
+from cure_core.model.training import stop_reason, train
+from cure_core.model.workers import available_cores, worker_threads
 from cure_core.studies.registry import STUDIES
 from cure_core.studies.store import weights_key
 from cure_core.unlearning.runs import run_id
-from cure_core.workspace import Workspace, available_cores, cut_short, worker_threads
+from cure_core.workspace import Workspace
 from tests.tiny_recipes import TINY_RECIPE
 
 
@@ -27,14 +30,14 @@ def saved(synthetic, tmp_path_factory):
     """A tiny Original trained once, in this module's own cache; tests corrupt copies of it."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CURE_CACHE", str(tmp_path_factory.mktemp("references-cache")))
-        ws = Workspace(dataset=synthetic, recipe=TINY_RECIPE)
-        return ws, ws.original(quiet=True).path
+        ws = Workspace.open(dataset=synthetic, recipe=TINY_RECIPE)
+        return ws, ws.models.original(quiet=True).path
 
 
 def cached_copy(saved) -> tuple[Workspace, Path]:
     """The saved model copied into this test's cache, where the workspace looks for it."""
     ws, path = saved
-    folder = ws.model_dir("original")
+    folder = ws.models.model_dir("original")
     shutil.copytree(path, folder, dirs_exist_ok=True)
     return ws, folder
 
@@ -56,11 +59,12 @@ def test_stop_reason_is_epochs_and_patience_only(aucs, max_epochs, patience, rea
 
 def test_training_does_not_depend_on_the_clock(tiny_ws, monkeypatch):
     """A clock that jumps an hour per reading (a very busy machine) gives the same weights."""
-    sets = tiny_ws.train_sets("original")
-    idle, idle_curve, idle_stop = train_item_model(tiny_ws.samples, sets, TINY_RECIPE, quiet=True)
+    sets = tiny_ws.models.train_sets("original")
+    plan = lambda: ItemBackend(TINY_RECIPE).training_plan(tiny_ws.data.dataset, tiny_ws.data.samples, sets)  # noqa: E731
+    idle, idle_curve, idle_stop = train(plan(), quiet=True)
     hours = iter(range(0, 10**6, 3600))
-    monkeypatch.setattr(train, "time", SimpleNamespace(perf_counter=lambda: float(next(hours))))
-    busy, busy_curve, busy_stop = train_item_model(tiny_ws.samples, sets, TINY_RECIPE, quiet=True)
+    monkeypatch.setattr(training, "time", SimpleNamespace(perf_counter=lambda: float(next(hours))))
+    busy, busy_curve, busy_stop = train(plan(), quiet=True)
     assert busy_curve[-1]["seconds"] >= 3600 and idle_stop == busy_stop
     assert [r["valid_auc"] for r in busy_curve] == [r["valid_auc"] for r in idle_curve]
     for (name, a), b in zip(idle.model.state_dict().items(), busy.model.state_dict().values(), strict=True):
@@ -76,7 +80,7 @@ def test_model_cut_short_by_a_wall_clock_budget_is_retrained(saved):
     (folder / "meta.json").write_text(json.dumps(meta))
     assert cut_short(read_card(folder))
     with pytest.warns(UserWarning, match=r"stopped after 1 of 3 epochs.*cannot serve as Original"):
-        assert ws.load_model("original") is None
+        assert ws.models.load_model("original") is None
     assert not folder.exists()
 
 
@@ -127,15 +131,15 @@ def test_unreadable_model_folder_is_corrupt_and_rebuilt(saved, damage):
     ws, folder = cached_copy(saved)
     damage(folder)
     with pytest.raises(CorruptModelError):
-        load_recommender(folder, ws.samples)
+        load_recommender(folder, ws.data.samples, ItemBackend())
     with pytest.warns(UserWarning, match="retraining"):
-        assert ws.load_model("original") is None
+        assert ws.models.load_model("original") is None
 
 
 @pytest.mark.parametrize("threads", [-3, 0, available_cores() + 1])
 def test_training_threads_outside_the_cores_are_refused(tiny_ws, threads):
     with pytest.raises(CureError, match=rf"--threads {threads} is outside 1\.\.{available_cores()}"):
-        tiny_ws.train_model("original", threads=threads, quiet=True)
+        tiny_ws.models.train_model("original", threads=threads, quiet=True)
 
 
 def test_parallel_workers_split_the_cores():
@@ -143,7 +147,7 @@ def test_parallel_workers_split_the_cores():
 
 
 def test_run_id_changes_with_the_retrain_it_is_compared_with():
-    original = SimpleNamespace(card=ModelCard(fingerprint="a" * 64), text_mode=False)
+    original = SimpleNamespace(card=ModelCard(fingerprint="a" * 64), capabilities=ITEM_CAPABILITIES)
     retrain, retrained = (
         SimpleNamespace(card=ModelCard(fingerprint="b" * 64)),
         SimpleNamespace(card=ModelCard(fingerprint="c" * 64)),
@@ -159,9 +163,9 @@ def test_study_cells_are_not_reused_against_another_retrain(tiny_ws, monkeypatch
         STUDIES["pareto"].settings.quick().model_copy(update={"variants": ["GA"], "seeds": [0], "grid_points": 1})
     )
     first = STUDIES["pareto"].run(tiny_ws, settings, quiet=True)
-    original, retrain = tiny_ws.ensure_models(tiny_ws.default_request(), quiet=True)
+    original, retrain = tiny_ws.models.ensure_models(tiny_ws.data.default_request(), quiet=True)
     retrain.card = retrain.card.model_copy(update={"fingerprint": "f" * 64})
-    monkeypatch.setattr(tiny_ws, "ensure_models", lambda *args, **kwargs: (original, retrain))
+    monkeypatch.setattr(tiny_ws.models, "ensure_models", lambda *args, **kwargs: (original, retrain))
     again = STUDIES["pareto"].run(tiny_ws, settings, quiet=True)
     assert again["key"] != first["key"] and len(again["invocations"]) == 1
     assert again["tables"]["runs"][0]["run"] != first["tables"]["runs"][0]["run"]  # run ids name the Retrain too

@@ -9,6 +9,7 @@ import torch
 from tolerances import assert_close
 from transformers import GPT2Config, GPT2LMHeadModel
 
+from cure_core.model.backends import ItemBackend
 from cure_core.model.recommender import Recommender
 from cure_core.prompts import EncodedBatch
 
@@ -33,7 +34,7 @@ def _recommender() -> Recommender:
         vocab_size=VOCAB, n_positions=TOKENS, n_embd=32, n_layer=2, n_head=2, bos_token_id=2, eos_token_id=3
     )
     model = GPT2LMHeadModel(config).eval()
-    return Recommender(model=model, encoder=RandomPrompts(40), known_users=None)  # type: ignore[arg-type]
+    return Recommender(model=model, encoder=RandomPrompts(40), known_users=None, backend=ItemBackend())  # type: ignore[arg-type]
 
 
 def _reference(rec: Recommender, idx: np.ndarray) -> dict[str, np.ndarray]:

@@ -29,10 +29,10 @@ def _load(folder):
 def _check_export(folder, ws, request, fmt: str, fields: set[str], rebuild) -> None:
     """Records per set in sample order: the profile's prompt rebuilt by the project's rule, the
     label as "Yes."/"No.", the manifest's ratings those of the samples."""
-    sets = ws.sets(request)
+    sets = ws.data.sets(request)
     records, manifest = _load(folder)
-    writer = PromptWriter(load_profile(fmt), ws.dataset, ws.samples)
-    s = ws.samples
+    writer = PromptWriter(load_profile(fmt), ws.data.dataset, ws.data.samples)
+    s = ws.data.samples
     assert manifest["format"] == fmt and manifest["request"]["id"] == request.id
     for name in SETS:
         indices = getattr(sets, name)
@@ -55,8 +55,8 @@ def test_tallrec_export_of_the_default_request(capsys, tmp_path, synthetic):
     out = tmp_path / "export"
     code = cli.main(["forget", "--data", str(data), "--export", "tallrec", str(out)])
     assert code == 0, capsys.readouterr().err
-    ws = Workspace(data=data)
-    request = ws.default_request()  # `cure forget` without a rule: 5% of users, seed 0
+    ws = Workspace.open(data=data)
+    request = ws.data.default_request()  # `cure forget` without a rule: 5% of users, seed 0
     assert request.id in capsys.readouterr().out
     _check_export(
         out,
@@ -79,10 +79,12 @@ def test_e2urec_export(tmp_path, synthetic):
     )
     users.loc[::2, "gender"] = "M"
     dataset = RatingsDataset(name="synthetic-users", ratings=synthetic.ratings, items=synthetic.items, users=users)
-    ws = Workspace(dataset=dataset)
-    request = user_request(ws.dataset, ws.samples, fraction=0.1, seed=3)
-    counts = SetExporter("e2urec", ws.dataset, ws.samples).write(request, ws.sets(request), tmp_path / "e2urec")
-    assert counts == {name: n for name, n in ws.sets(request).sizes().items() if name in SETS}
+    ws = Workspace.open(dataset=dataset)
+    request = user_request(ws.data.dataset, ws.data.samples, fraction=0.1, seed=3)
+    counts = SetExporter("e2urec", ws.data.dataset, ws.data.samples).write(
+        request, ws.data.sets(request), tmp_path / "e2urec"
+    )
+    assert counts == {name: n for name, n in ws.data.sets(request).sizes().items() if name in SETS}
     _check_export(tmp_path / "e2urec", ws, request, "e2urec", {"input", "output"}, lambda r: r["input"] + "\n")
 
 
@@ -114,8 +116,8 @@ def test_tallrec_export_on_movielens(capsys, tmp_path):
     out = tmp_path / "export"
     assert cli.main(["forget", "--export", "tallrec", str(out)]) == 0, capsys.readouterr().err
     ws = Workspace()
-    request = ws.default_request()
-    sets = ws.sets(request)
+    request = ws.data.default_request()
+    sets = ws.data.sets(request)
     records, manifest = _load(out)
     assert {name: len(records[name]) for name in SETS} == {name: len(getattr(sets, name)) for name in SETS}
     assert all(set(r) == {"instruction", "input", "output"} for r in records["retain"])

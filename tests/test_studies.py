@@ -81,7 +81,7 @@ def test_stability_quick_compares_seeds_and_resamples(tiny_ws, monkeypatch):
 
     def recording_context(ws, request):
         ctx = real_context(ws, request)
-        models.append((ws.recipe.seed, ctx.rec.card.fingerprint))
+        models.append((ws.models.backend.recipe.seed, ctx.rec.card.fingerprint))
         return ctx
 
     monkeypatch.setattr(stability, "circuit_context", recording_context)
@@ -96,7 +96,7 @@ def test_stability_quick_compares_seeds_and_resamples(tiny_ws, monkeypatch):
     seed0 = {sha for seed, sha in models if seed == 0}
     seed1 = {sha for seed, sha in models if seed == 1}
     assert len(models) == 3 and len(seed0) == 1 and len(seed1) == 1, models  # resamples reuse the seed-0 model
-    assert seed0 == {tiny_ws.original(quiet=True).card.fingerprint} and seed0 != seed1
+    assert seed0 == {tiny_ws.models.original(quiet=True).card.fingerprint} and seed0 != seed1
     by_axis = {p["axis"]: p for p in pairs}
     splits = {combo: stability.split_of(tiny_ws, "default", *combo, settings) for combo in ((0, 0), (1, 0), (0, 1))}
     for axis, (a, b) in (("model seed", ((0, 0), (1, 0))), ("prompt resample", ((0, 0), (0, 1)))):
@@ -144,7 +144,7 @@ def test_report_html_and_page_show_a_study(tiny_ws, tmp_path, monkeypatch):
     assert "<h1>CURE Studio report</h1>" in text and result["summary"][0].split(":")[0] in text
     assert text.count("plotly.js v") >= 1 and 'src="https://cdn' not in text  # plotly.js inline, no network
     assert main(["report", "--out", str(tmp_path / "r.html")]) == 0 and (tmp_path / "r.html").stat().st_size > 1_000_000
-    model = tiny_ws.model_dir("original").name
+    model = tiny_ws.models.model_dir("original").name
     assert model in model_label(result, cached_models()) and model in text, (
         "each result names the model it was computed on"
     )
@@ -194,7 +194,7 @@ def test_every_study_runs_quick_on_the_text_recipe(name, synthetic):
     from cure_core.workspace import Workspace
     from tests.tiny_recipes import TINY_TEXT
 
-    ws = Workspace(dataset=synthetic, recipe=TINY_TEXT)
+    ws = Workspace.open(dataset=synthetic, recipe=TINY_TEXT)
     result = STUDIES[name].run(ws, _quick(name, **TEXT_QUICK.get(name, {})), quiet=True)
     assert result["summary"] and result["tables"]
     runs = result["tables"].get("runs", [])

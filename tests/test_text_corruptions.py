@@ -20,6 +20,7 @@ from cure_core.circuits import AttributionSettings, CircuitContext, answer_metri
 from cure_core.corruptions import corrupt
 from cure_core.data import RatingsDataset, Samples, build_samples
 from cure_core.errors import CureError
+from cure_core.model.backends import TextBackend
 from cure_core.model.example_checkpoint import tokenizer_corpus, train_tokenizer, write_example
 from cure_core.model.recommender import Recommender
 from cure_core.profiles import ProfileEncoder, load_profile
@@ -145,7 +146,9 @@ def test_corruption_is_seeded(tokenizer, varied, varied_samples, request_):
 def test_unmatchable_pairs_are_dropped_counted_and_warned(tokenizer, varied, varied_samples, request_):
     """The long title has no same-length partner: every sample with it as target is dropped."""
     samples = varied_samples
-    rec = Recommender(model=None, encoder=_encoder("compact", tokenizer, varied, samples), known_users=None)
+    rec = Recommender(
+        model=None, encoder=_encoder("compact", tokenizer, varied, samples), known_users=None, backend=TextBackend()
+    )
     idx = _train_idx(samples)
     long_item = samples.item_codes([varied.items["item"][7]])[0]
     unmatchable = idx[samples.target[idx] == long_item]
@@ -229,7 +232,9 @@ def _old_item_batches(rec, samples, idx, request, settings) -> list[PromptBatch]
 def test_item_mode_batches_are_unchanged(name, metric, synthetic, synthetic_samples):
     samples = synthetic_samples
     encoder = ItemModeEncoder(ItemVocab.for_samples(samples), samples)
-    rec = Recommender(model=None, encoder=encoder, known_users=np.arange(0, len(samples.user_ids), 2))
+    rec = Recommender(
+        model=None, encoder=encoder, known_users=np.arange(0, len(samples.user_ids), 2), backend=TextBackend()
+    )
     request = item_request(synthetic, samples, item_ids=samples.item_ids[:3], scope="target")
     idx = _train_idx(samples, 70)
     settings = AttributionSettings(corruption=name, metric=metric, batch_size=16, seed=4)
@@ -247,7 +252,7 @@ def test_eap_runs_on_text_pairs_of_a_user_checkpoint(arch, profile, varied, vari
     write_example(arch, tmp_path / arch, varied)
     loaded = load_checkpoint(tmp_path / arch, device="cpu")
     encoder = ProfileEncoder(load_profile(profile), loaded.tokenizer, varied, varied_samples)
-    rec = Recommender(model=loaded.model, encoder=encoder, known_users=None)
+    rec = Recommender(model=loaded.model, encoder=encoder, known_users=None, backend=TextBackend())
     ctx = CircuitContext(rec, boot_bridge(loaded), varied_samples, request_, request_sets(request_, varied_samples))
     settings = AttributionSettings(method="eap-ig", steps=2, corruption="target", n_prompts=12, n_eval=6, batch_size=5)
     with warnings.catch_warnings():

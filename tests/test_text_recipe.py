@@ -7,10 +7,9 @@ import torch
 
 from cure_core import cli
 from cure_core.errors import CureError
+from cure_core.model.backends.text import rating_token_ids, text_tokenizer
 from cure_core.model.card import read_card
-from cure_core.model.recipe import Recipe, recipe_from_json
-from cure_core.model.text_recipe import TextRecipe
-from cure_core.model.text_train import rating_token_ids, text_tokenizer
+from cure_core.model.recipe import Recipe, TextRecipe, recipe_from_json
 from cure_core.profiles import ProfileEncoder, PromptWriter, load_profile
 from cure_core.workspace import Workspace
 from tests.test_data import write_grouplens
@@ -22,8 +21,8 @@ def text_ws(synthetic, tmp_path_factory):
     """A workspace on the tiny text recipe with its Original trained once (temp cache)."""
     mp = pytest.MonkeyPatch()
     mp.setenv("CURE_CACHE", str(tmp_path_factory.mktemp("text-cache")))
-    ws = Workspace(dataset=synthetic, recipe=TINY_TEXT)
-    ws.original(quiet=True)
+    ws = Workspace.open(dataset=synthetic, recipe=TINY_TEXT)
+    ws.models.original(quiet=True)
     yield ws
     mp.undo()
 
@@ -69,34 +68,36 @@ def test_rating_tokens_are_the_like_words(synthetic):
 
 
 def test_trained_text_model_round_trips(text_ws):
-    rec = text_ws.original()
-    assert rec.text_mode and rec.path.name.startswith("text-original-")
+    rec = text_ws.models.original()
+    assert rec.checkpoint is not None and rec.path.name.startswith("text-original-")
     card = read_card(rec.path)
     assert card.kind == rec.card.kind == "text-recipe" and card.recipe == TINY_TEXT
     assert 1 <= len(card.curve) <= 2 and card.curve[-1]["step"] <= TINY_TEXT.max_steps
     assert card.fingerprint is None and rec.card.fingerprint and rec.card.file_sha256 == card.file_sha256
     assert (rec.path / "model.safetensors").exists() and (rec.path / "tokenizer.json").exists()
     idx = np.arange(20)
-    fresh = Workspace(dataset=text_ws.dataset, recipe=TINY_TEXT).load_model("original")
+    fresh = Workspace.open(dataset=text_ws.data.dataset, recipe=TINY_TEXT).models.load_model("original")
     assert fresh is not None
-    np.testing.assert_array_equal(rec.predict(text_ws.samples, idx).margin, fresh.predict(text_ws.samples, idx).margin)
+    np.testing.assert_array_equal(
+        rec.predict(text_ws.data.samples, idx).margin, fresh.predict(text_ws.data.samples, idx).margin
+    )
 
 
 def test_text_training_is_deterministic(text_ws):
     """Training the same recipe again on the same data gives bit-identical weights."""
-    again = text_ws.train_model("original", quiet=True)
-    first = dict(text_ws.original().model.named_parameters())
+    again = text_ws.models.train_model("original", quiet=True)
+    first = dict(text_ws.models.original().model.named_parameters())
     for name, param in again.model.named_parameters():
         assert torch.equal(param, first[name]), name
 
 
 def test_retrain_tokenizer_never_reads_forget_prompts(text_ws):
     """Retrain's tokenizer is trained on its own training prompts: the retain set only."""
-    request = text_ws.default_request()
-    sets = text_ws.train_sets("retrain", request)
-    assert not np.isin(sets.train, text_ws.sets(request).forget).any()
-    retrain = text_ws.retrain(request, quiet=True)
-    assert retrain.path != text_ws.original().path and retrain.text_mode
+    request = text_ws.data.default_request()
+    sets = text_ws.models.train_sets("retrain", request)
+    assert not np.isin(sets.train, text_ws.data.sets(request).forget).any()
+    retrain = text_ws.models.retrain(request, quiet=True)
+    assert retrain.path != text_ws.models.original().path and retrain.checkpoint is not None
 
 
 def test_cli_trains_the_text_recipe(capsys, synthetic, tmp_path, monkeypatch):

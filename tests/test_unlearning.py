@@ -30,9 +30,9 @@ def setup(synthetic, tmp_path_factory):
     cache = tmp_path_factory.mktemp("unlearning-cache")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CURE_CACHE", str(cache))
-        ws = Workspace(dataset=synthetic, recipe=TINY_RECIPE)
-        request = ws.default_request()
-        original = ws.original(quiet=True)
+        ws = Workspace.open(dataset=synthetic, recipe=TINY_RECIPE)
+        request = ws.data.default_request()
+        original = ws.models.original(quiet=True)
         return ws, request, original, cache
 
 
@@ -58,7 +58,7 @@ def test_parameter_masks_cover_exactly_the_modules_slices(setup):
 @pytest.mark.parametrize("method", [m for m, spec in METHODS.items() if not spec.needs_groups])
 def test_every_method_moves_the_forget_loss_the_right_way_on_a_copy(setup, method):
     ws, request, original, _ = setup
-    sets = ws.sets(request)
+    sets = ws.data.sets(request)
     before = [p.detach().clone() for p in original.model.parameters()]
     # α = 0 isolates the forget objective, which every method must then move the right way
     # (the distillation starts next to its teacher on this tiny model, so it takes smaller steps)
@@ -66,17 +66,17 @@ def test_every_method_moves_the_forget_loss_the_right_way_on_a_copy(setup, metho
     config = UnlearnConfig(
         method=method, strength=strength, steps=8, batch_size=32, probe_every=4, probe_size=32, retain_weight=0.0
     )
-    result = unlearn(original, ws.samples, sets, request, config)
+    result = unlearn(original, ws.data.samples, sets, request, config)
     assert all(torch.equal(a, b) for a, b in zip(before, original.model.parameters(), strict=True)), (
         "the original must not change"
     )
     idx = sets.forget[:200]
-    answers = ws.samples.label[idx]
-    nll = lambda rec: float(-rec.predict(ws.samples, idx).answer_logp(answers).mean())  # noqa: E731
+    answers = ws.data.samples.label[idx]
+    nll = lambda rec: float(-rec.predict(ws.data.samples, idx).answer_logp(answers).mean())  # noqa: E731
     if method == "e2urec":  # distils the forget answers towards the original's <unk_user> answers
-        unknown = original.last_logits(original.encode(ws.samples, idx, np.zeros(len(idx), bool))).detach()
+        unknown = original.last_logits(original.encode(ws.data.samples, idx, np.zeros(len(idx), bool))).detach()
         teacher_margin = (unknown[:, original.encoder.yes_id] - unknown[:, original.encoder.no_id]).numpy()
-        gap = lambda rec: float(np.abs(rec.predict(ws.samples, idx).margin - teacher_margin).mean())  # noqa: E731
+        gap = lambda rec: float(np.abs(rec.predict(ws.data.samples, idx).margin - teacher_margin).mean())  # noqa: E731
         assert gap(result.model) < gap(original)
     else:
         assert nll(result.model) > nll(original)
@@ -89,7 +89,7 @@ def test_every_method_moves_the_forget_loss_the_right_way_on_a_copy(setup, metho
 
 def test_cure_updates_only_its_groups_slices(setup):
     ws, request, original, _ = setup
-    sets = ws.sets(request)
+    sets = ws.data.sets(request)
     table = pd.DataFrame(
         {
             "module": ["a0.h1", "m1", "a1.h0"],
@@ -100,7 +100,7 @@ def test_cure_updates_only_its_groups_slices(setup):
     groups = ModuleGroups(table=table, separability={}, settings=GroupSettings(), warnings=[])
     result = unlearn(
         original,
-        ws.samples,
+        ws.data.samples,
         sets,
         request,
         UnlearnConfig(method="cure", strength=3e-3, steps=4, batch_size=32, probe_size=32),
@@ -121,7 +121,7 @@ def test_cure_without_circuits_treats_every_head_and_mlp_as_shared(setup):
     """The ablation keeps CURE's rules but lets no circuit decide: the head the circuits left
     outside is updated too, the forget-specific user row is still reset."""
     ws, request, original, _ = setup
-    sets = ws.sets(request)
+    sets = ws.data.sets(request)
     row = f"u:{request.users[0]}"
     table = pd.DataFrame(
         {
@@ -143,7 +143,7 @@ def test_cure_without_circuits_treats_every_head_and_mlp_as_shared(setup):
         forget_loss="teacher",
         row_rule="reset",
     )
-    result = unlearn(original, ws.samples, sets, request, config, groups)
+    result = unlearn(original, ws.data.samples, sets, request, config, groups)
     masks = parameter_mask(original.model, ["a0.h1", "m1", "a1.h0", row], original.encoder.vocab.index)
     head = parameter_mask(original.model, ["a1.h0"], original.encoder.vocab.index)
     moved = {
@@ -161,7 +161,7 @@ def test_unknown_method_and_missing_groups_are_clear_errors(setup):
     with pytest.raises(ValidationError, match="cure-nocircuit"):  # the error lists the methods
         UnlearnConfig(method="magic")
     with pytest.raises(CureError, match="needs module groups"):
-        unlearn(original, ws.samples, ws.sets(request), request, UnlearnConfig(method="cure"))
+        unlearn(original, ws.data.samples, ws.data.sets(request), request, UnlearnConfig(method="cure"))
 
 
 def test_exploding_loss_stops_and_keeps_the_original(setup):
@@ -170,8 +170,8 @@ def test_exploding_loss_stops_and_keeps_the_original(setup):
     with pytest.raises(UnlearningDiverged, match="diverged"):
         unlearn(
             original,
-            ws.samples,
-            ws.sets(request),
+            ws.data.samples,
+            ws.data.sets(request),
             request,
             UnlearnConfig(method="ga", strength=5.0, steps=200, batch_size=32),
         )
@@ -179,10 +179,10 @@ def test_exploding_loss_stops_and_keeps_the_original(setup):
 
 
 def test_cli_unlearn_and_compare_keep_the_checkpoint_and_write_outputs(capsys, tmp_path, synthetic, monkeypatch):
-    monkeypatch.setattr("cure_core.workspace.Recipe", lambda: TINY_RECIPE)
+    monkeypatch.setattr("cure_core.model.backends.item.Recipe", lambda: TINY_RECIPE)
     data = str(write_grouplens(tmp_path / "ml", synthetic))
-    ws = Workspace(data=data, recipe=TINY_RECIPE)
-    original = ws.original(quiet=True)
+    ws = Workspace.open(data=data, recipe=TINY_RECIPE)
+    original = ws.models.original(quiet=True)
     checkpoint_sha = file_sha256(original.path / "model.safetensors")
     quick = ["--steps", "4", "--batch-size", "16", "--data", data]
     assert cli.main(["unlearn", "--method", "cure", "--strength", "1e-3", *quick]) == 0
@@ -220,21 +220,21 @@ def test_cure_row_reset_makes_forgotten_users_read_as_unknown(setup):
     """With only the forgotten users' rows in the forget group and the reset rule, the model
     answers their prompts exactly as the original answers an unknown user."""
     ws, request, original, _ = setup
-    sets = ws.sets(request)
+    sets = ws.data.sets(request)
     rows = [f"u:{u}" for u in request.users]
     table = pd.DataFrame({"module": rows, "kind": "user row", "group": "forget-specific"})
     groups = ModuleGroups(table=table, separability={}, settings=GroupSettings(), warnings=[])
     config = UnlearnConfig(method="cure", strength=1e-3, steps=2, batch_size=16, probe_size=16, row_rule="reset")
-    result = unlearn(original, ws.samples, sets, request, config, groups)
+    result = unlearn(original, ws.data.samples, sets, request, config, groups)
     idx = sets.forget[:100]
-    unknown = original.last_logits(original.encode(ws.samples, idx, np.zeros(len(idx), bool))).detach()
+    unknown = original.last_logits(original.encode(ws.data.samples, idx, np.zeros(len(idx), bool))).detach()
     expected = (unknown[:, original.encoder.yes_id] - unknown[:, original.encoder.no_id]).numpy()
-    assert_close(result.model.predict(ws.samples, idx).margin, expected)
+    assert_close(result.model.predict(ws.data.samples, idx).margin, expected)
     assert result.params_updated == len(rows) * original.model.config.n_embd
 
 
 def test_cli_groups_prints_the_table_separability_and_sizes(capsys, tmp_path, synthetic, monkeypatch):
-    monkeypatch.setattr("cure_core.workspace.Recipe", lambda: TINY_RECIPE)
+    monkeypatch.setattr("cure_core.model.backends.item.Recipe", lambda: TINY_RECIPE)
     data = str(write_grouplens(tmp_path / "ml", synthetic))
     argv = [
         "groups",
@@ -316,9 +316,9 @@ def test_random_groups_keep_each_kinds_group_sizes_and_the_run_acts_on_the_drawn
     assert drawn.table.equals(groups.shuffled(seed=3).table) and groups.table.equals(table), "seeded, original kept"
     assert any("control" in w for w in drawn.warnings)
     config = {"strength": 3e-3, "steps": 3, "batch_size": 32, "probe_size": 32, "forget_loss": "teacher", "seed": 3}
-    sets = ws.sets(request)
-    control = unlearn(original, ws.samples, sets, request, UnlearnConfig(method="cure-random", **config), groups)
-    direct = unlearn(original, ws.samples, sets, request, UnlearnConfig(method="cure", **config), drawn)
+    sets = ws.data.sets(request)
+    control = unlearn(original, ws.data.samples, sets, request, UnlearnConfig(method="cure-random", **config), groups)
+    direct = unlearn(original, ws.data.samples, sets, request, UnlearnConfig(method="cure", **config), drawn)
     assert all(
         torch.equal(a, b)
         for a, b in zip(control.model.model.parameters(), direct.model.model.parameters(), strict=True)

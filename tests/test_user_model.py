@@ -15,7 +15,7 @@ from cure_core.environment import read_environment
 from cure_core.errors import CureError
 from cure_core.evaluate import compare_to_retrain
 from cure_core.metrics import jsd
-from cure_core.model.user_model import fingerprint
+from cure_core.model.checkpoint_model import fingerprint
 from cure_core.model_source import ENVIRONMENT, MissingRetrainError, ModelSource
 from cure_core.requests import user_request
 from cure_core.workspace import Workspace
@@ -28,7 +28,7 @@ def qwen2(user_checkpoints):
 
 
 def _ws(synthetic, **source) -> Workspace:
-    return Workspace(dataset=synthetic, source=ModelSource(**source))
+    return Workspace.open(dataset=synthetic, source=ModelSource(**source))
 
 
 def test_source_checks_its_fields(qwen2, tmp_path):
@@ -47,12 +47,12 @@ def test_source_checks_its_fields(qwen2, tmp_path):
 
 def test_user_model_loads_through_the_profile(synthetic, qwen2):
     ws = _ws(synthetic, model=str(qwen2[0]), adapter=str(qwen2[1]), profile="tallrec", device="cpu")
-    rec = ws.original()
-    assert rec.text_mode and rec.known_users is None and ws.original() is rec  # loaded once
+    rec = ws.models.original()
+    assert rec.checkpoint is not None and rec.known_users is None and ws.models.original() is rec  # loaded once
     assert rec.card.checkpoint.n_kv_heads == 2 and rec.card.profile == "tallrec"
     idx = np.arange(12)
-    preds = rec.predict(ws.samples, idx)
-    batch = rec.encode(ws.samples, idx)
+    preds = rec.predict(ws.data.samples, idx)
+    batch = rec.encode(ws.data.samples, idx)
     with torch.no_grad():
         mask = batch.attention_mask
         logits = rec.model(batch.input_ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0)).logits
@@ -63,13 +63,13 @@ def test_user_model_loads_through_the_profile(synthetic, qwen2):
 
 def test_the_bridge_runs_the_same_weights(synthetic, qwen2):
     ws = _ws(synthetic, model=str(qwen2[0]), adapter=str(qwen2[1]), device="cpu")
-    rec = ws.original()
+    rec = ws.models.original()
     idx = np.arange(8)
-    before = rec.predict(ws.samples, idx).margin
+    before = rec.predict(ws.data.samples, idx).margin
     bridge = rec.bridge()
     assert rec.bridge() is bridge
-    assert_close(rec.predict(ws.samples, idx).margin, before)
-    batch = rec.encode(ws.samples, idx)
+    assert_close(rec.predict(ws.data.samples, idx).margin, before)
+    batch = rec.encode(ws.data.samples, idx)
     with torch.no_grad():
         logits = bridge(batch.input_ids, return_type="logits", attention_mask=batch.attention_mask)[:, -1]
     np.testing.assert_allclose(
@@ -79,14 +79,14 @@ def test_the_bridge_runs_the_same_weights(synthetic, qwen2):
 
 def test_without_retrain_the_reference_metrics_are_unavailable(synthetic, qwen2):
     ws = _ws(synthetic, model=str(qwen2[0]), profile="compact", device="cpu")
-    request = user_request(ws.dataset, ws.samples, fraction=0.1, seed=0)
-    original, retrain = ws.reference_models(request)
-    assert retrain is None and ws.load_model("retrain", request) is None
+    request = user_request(ws.data.dataset, ws.data.samples, fraction=0.1, seed=0)
+    original, retrain = ws.models.reference_models(request)
+    assert retrain is None and ws.models.load_model("retrain", request) is None
     with pytest.raises(MissingRetrainError, match="--retrain-model"):
-        ws.ensure_models(request)
+        ws.models.ensure_models(request)
     with pytest.raises(CureError, match="trained here only for the item-token recommender"):
-        ws.train_model("original")
-    report = compare_to_retrain(original, None, request, ws.samples, ws.sets(request), name="original")
+        ws.models.train_model("original")
+    report = compare_to_retrain(original, None, request, ws.data.samples, ws.data.sets(request), name="original")
     assert report.retrain is None and report.jsd_to_retrain is None and report.retrain_unavailable
     assert report.test_auc is not None and report.mia_auc is not None  # the model's own metrics stay
     assert report.forget_auc_gap is None and report.privleak == {}
@@ -96,13 +96,13 @@ def test_without_retrain_the_reference_metrics_are_unavailable(synthetic, qwen2)
 def test_retrain_as_another_adapter_on_the_same_base(synthetic, qwen2, monkeypatch):
     monkeypatch.setattr("cure_core.evaluate.TEXT_EVAL_PROMPTS", 7)
     ws = _ws(synthetic, model=str(qwen2[0]), retrain_adapter=str(qwen2[1]), profile="compact", device="cpu")
-    request = user_request(ws.dataset, ws.samples, fraction=0.1, seed=0)
-    original, retrain = ws.ensure_models(request)
+    request = user_request(ws.data.dataset, ws.data.samples, fraction=0.1, seed=0)
+    original, retrain = ws.models.ensure_models(request)
     assert retrain is not original
     assert retrain.card.checkpoint.adapter is not None and original.card.checkpoint.adapter is None
     assert retrain.card.fingerprint != original.card.fingerprint
-    sets = ws.sets(request)
-    report = compare_to_retrain(original, retrain, request, ws.samples, sets)
+    sets = ws.data.sets(request)
+    report = compare_to_retrain(original, retrain, request, ws.data.samples, sets)
     assert report.jsd_to_retrain is not None and report.jsd_to_retrain >= 0
     # a text model scores seeded draws of at most 7 prompts per set, the forget set whole
     assert report.evaluated == {
@@ -112,7 +112,7 @@ def test_retrain_as_another_adapter_on_the_same_base(synthetic, qwen2, monkeypat
         "retain": min(7, len(sets.retain)),
     }
     forget = sets.forget
-    expected = jsd(original.predict(ws.samples, forget), retrain.predict(ws.samples, forget))
+    expected = jsd(original.predict(ws.data.samples, forget), retrain.predict(ws.data.samples, forget))
     assert report.jsd_to_retrain == pytest.approx(expected, abs=1e-7)
 
 

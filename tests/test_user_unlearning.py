@@ -17,6 +17,7 @@ import pytest
 from cure_core.cli import main
 from cure_core.evaluate import TEXT_EVAL_PROMPTS
 from cure_core.metrics import utility
+from cure_core.model.backends.item import ITEM_CAPABILITIES
 from cure_core.model.card import ModelCard, read_card
 from cure_core.model_source import ModelSource
 from cure_core.requests import load_request
@@ -88,10 +89,10 @@ def test_unlearn_on_a_user_model_writes_only_into_the_cache(
     assert sorted(names) == sorted(f"{run}/{p.name}" for p in saved.iterdir())
 
     # the saved folder is a checkpoint of its own: as --model it scores what the report says
-    ws = Workspace(dataset=synthetic, source=ModelSource(model=str(saved), profile="compact", device="cpu"))
-    sets = ws.sets(load_request(report.request))
-    forget = ws.original().predict(ws.samples, sets.forget)
-    assert utility(ws.samples.label[sets.forget], forget)["auc"] == pytest.approx(report.forget_auc, abs=1e-6)
+    ws = Workspace.open(dataset=synthetic, source=ModelSource(model=str(saved), profile="compact", device="cpu"))
+    sets = ws.data.sets(load_request(report.request))
+    forget = ws.models.original().predict(ws.data.samples, sets.forget)
+    assert utility(ws.data.samples.label[sets.forget], forget)["auc"] == pytest.approx(report.forget_auc, abs=1e-6)
 
     assert main(argv) == 0  # the same run again: read back from the cache, not recomputed
     assert f"run {run}:" in capsys.readouterr().out
@@ -117,8 +118,8 @@ def test_compare_on_a_user_model_without_retrain(capsys, isolated_cache, data_di
 
 
 def test_run_ids_with_and_without_a_retrain():
-    original = SimpleNamespace(card=ModelCard(fingerprint="a" * 64), text_mode=False)
-    retrain = SimpleNamespace(card=ModelCard(fingerprint="b" * 64), text_mode=False)
+    original = SimpleNamespace(card=ModelCard(fingerprint="a" * 64), capabilities=ITEM_CAPABILITIES)
+    retrain = SimpleNamespace(card=ModelCard(fingerprint="b" * 64), capabilities=ITEM_CAPABILITIES)
     request, config = SimpleNamespace(id="users-abc"), json.dumps({"method": "npo", "strength": 1e-4})
     alone = run_id(original, None, request, config)
     assert alone == run_id(original, None, request, config) != run_id(original, retrain, request, config)
@@ -133,7 +134,7 @@ def test_run_ids_with_and_without_a_retrain():
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
     assert run_id(original, retrain, request, config) == f"npo-{digest}"
     # a text model's id also holds its evaluation cap (its reports score seeded draws)
-    text = SimpleNamespace(card=original.card, text_mode=True)
+    text = SimpleNamespace(card=original.card, embedding_rows=False)
     spec["evaluation_cap"] = TEXT_EVAL_PROMPTS
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
     assert run_id(text, retrain, request, config) == f"npo-{digest}"
@@ -217,8 +218,8 @@ def test_full_weight_cure_on_a_llama_checkpoint_saves_a_run_that_loads(isolated_
 
     model, adapter = user_checkpoints["llama"]
     source = ModelSource(model=str(model), adapter=str(adapter), profile="compact", device="cpu")
-    ws = Workspace(dataset=synthetic, source=source)
-    request = ws.default_request()
+    ws = Workspace.open(dataset=synthetic, source=source)
+    request = ws.data.default_request()
     few = AttributionSettings(corruption="history", steps=2, n_prompts=16, n_eval=8, batch_size=16)
     config = UnlearnConfig(method="cure", steps=2, batch_size=16)
     report = get_run(ws, request, config, attribution=few, quiet=True)
@@ -227,11 +228,11 @@ def test_full_weight_cure_on_a_llama_checkpoint_saves_a_run_that_loads(isolated_
     assert report.params_updated > 0
     saved = run_dir(report.run) / "model"
     assert read_card(saved).kind == "checkpoint"
-    unlearned = load_run_model(ws, report.run)
+    unlearned = load_run_model(ws.models, report.run)
     fresh = load_checkpoint(model, adapter, device="cpu").model  # the architecture's own tensors
     assert {n: t.shape for n, t in unlearned.model.state_dict().items()} == {
         n: t.shape for n, t in fresh.state_dict().items()
     }
-    forget = ws.sets(request).forget
-    auc = utility(ws.samples.label[forget], unlearned.predict(ws.samples, forget))["auc"]
+    forget = ws.data.sets(request).forget
+    auc = utility(ws.data.samples.label[forget], unlearned.predict(ws.data.samples, forget))["auc"]
     assert auc == pytest.approx(report.forget_auc, abs=1e-6)

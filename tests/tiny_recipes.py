@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cure_core.model.recipe import Recipe
-from cure_core.model.text_recipe import TextRecipe
+from cure_core.model.recipe import Recipe, TextRecipe
 
 TINY_SHAPE: dict[str, Any] = {"n_layer": 2, "n_head": 2, "d_model": 32, "d_mlp": 64}
 """The architecture both tiny recipes share."""

@@ -219,7 +219,7 @@ with right:
             keep = real_positions(batch.input_ids, batch.attention_mask)
             with ctx.rec.lock:  # the bridge is shared with other sessions' hooked runs
                 pattern = attention_pattern(ctx.bridge, batch.input_ids, layer, head)[np.ix_(keep, keep)]
-            labels = token_labels(ctx.rec, batch.input_ids, batch.attention_mask, ws.titles)
+            labels = token_labels(ctx.rec, batch.input_ids, batch.attention_mask, ws.data.titles)
             heat = go.Figure(go.Heatmap(z=pattern, x=labels, y=labels, colorscale="Blues"))
             heat.update_layout(
                 height=420 if len(labels) < 40 else 720,
@@ -229,9 +229,8 @@ with right:
                 margin={"t": 10},
             )
             st.plotly_chart(heat, width="stretch")
-            if ctx.rec.text_mode:
-                with st.expander("the prompt as text"):
-                    show_prompt(ctx.rec, ctx.samples, int(forget[which]), ws.titles, "Forget prompt")
+            with st.expander("the prompt as text"):
+                show_prompt(ctx.rec, ctx.samples, int(forget[which]), ws.data.titles, "Forget prompt")
 
 st.subheader("Export")
 doc = document(

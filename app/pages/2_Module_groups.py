@@ -10,7 +10,6 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 from state import analysis_page, context, start_gate
-from views import reads_text
 
 from analysis.ablation import MODES
 from cure_core.ablation import ablation_table
@@ -20,7 +19,7 @@ from cure_core.groups import (
     CIRCUIT_KINDS,
     EMBEDDING_KINDS,
     GROUPS,
-    TEXT_MODE_NOTE,
+    NO_ROWS_NOTE,
     GroupSettings,
     ModuleGroups,
     default_corruption,
@@ -80,8 +79,8 @@ def ablation(_ctx: CircuitContext, key: str, request_id: str, modules: tuple[str
     return ablation_table(_ctx, list(modules), mode, corruption)  # type: ignore[arg-type]
 
 
-if reads_text(ws):
-    st.info(f"{TEXT_MODE_NOTE[0].upper()}{TEXT_MODE_NOTE[1:]}. Heads, key/value heads and MLPs are grouped.")
+if not ws.models.backend.capabilities.embedding_rows:
+    st.info(f"{NO_ROWS_NOTE[0].upper()}{NO_ROWS_NOTE[1:]}. Heads, key/value heads and MLPs are grouped.")
 attribution_settings = AttributionSettings(corruption=corruption, n_prompts=n_prompts)
 group_settings = GroupSettings(threshold_rule=rule, threshold=float(threshold), null_draws=draws)
 start_gate(
@@ -151,7 +150,7 @@ st.caption(
     f"({attribution_settings.steps} steps), corruption {corruption}, signed metric."
 )
 for note in groups.warnings:
-    if note != TEXT_MODE_NOTE:  # said above, before grouping
+    if note != NO_ROWS_NOTE:  # said above, before grouping
         st.warning(note)
 
 table = groups.table

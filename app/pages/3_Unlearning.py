@@ -12,7 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 from state import analysis_page, poll_job, request_picker
-from views import NO_RETRAIN, reads_text
+from views import NO_RETRAIN
 
 from cure_core.errors import CureError
 from cure_core.jobs import BackgroundJob
@@ -37,7 +37,7 @@ if finished is not None and finished["job"].finished:
     else:
         session["runs"].append(finished["job"].result)
 
-lora_default = reads_text(ws)  # a user's or the text model: large, so an adapter by default
+lora_default = ws.models.backend.capabilities.costly_scoring  # a large model: an adapter by default
 with st.form("run_form"):
     cols = st.columns(4)
     method = cols[0].selectbox("method", list(METHODS), format_func=lambda m: METHODS[m].label, key="method")
@@ -170,7 +170,7 @@ if active is not None:
         )
         st.stop()
 
-if ws.user_model and not ws.source.has_retrain:
+if not ws.models.backend.capabilities.has_retrain:
     st.caption(NO_RETRAIN)
 if not session["runs"]:
     st.info(

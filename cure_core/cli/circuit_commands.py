@@ -31,10 +31,8 @@ def _context(args: argparse.Namespace, settings: AttributionSettings) -> tuple[C
     runtime = args.runtime
     with runtime.main_first():
         ws = workspace(args)
-        if ws.user_model and args.corruption is not None:  # checked before the request is saved
-            from cure_core.text_corruptions import check_corruption
-
-            check_corruption(ws.original().encoder, args.corruption)  # type: ignore[arg-type]
+        if args.corruption is not None:  # checked before the request is saved
+            ws.models.backend.check_corruption(args.corruption)
         request = request_of(args, ws)
         if args.corruption is None:
             settings = settings.model_copy(update={"corruption": default_corruption(request)})

@@ -8,19 +8,16 @@ import argparse
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from cure_core.cli import printers
 from cure_core.errors import CureError
 
 if TYPE_CHECKING:  # imported lazily at run time: torch is slow to import
     from cure_core.environment import Environment
-    from cure_core.model.recipe import Recipe
-    from cure_core.model.text_recipe import TextRecipe
+    from cure_core.model.recipe import Recipe, TextRecipe
     from cure_core.model_source import ModelSource
-    from cure_core.progress import ProgressFn
     from cure_core.requests import ForgetRequest
     from cure_core.workspace import Workspace
 
@@ -58,7 +55,7 @@ def recipe_of(args: argparse.Namespace) -> Recipe | TextRecipe | None:
 
     flags = getattr(args, "recipe_json", None), getattr(args, "recipe", None)
     recipe = recipe_from_json(*flags) if any(flags) else environment(args).recipe
-    if recipe is not None and model_source(args).is_user_model:
+    if recipe is not None and model_source(args).model is not None:
         given = "--recipe/--recipe-json" if any(flags) else "CURE_RECIPE"
         raise CureError(
             f"{given} choose a model trained here, but --model (or CURE_MODEL) gives your own checkpoint",
@@ -69,25 +66,19 @@ def recipe_of(args: argparse.Namespace) -> Recipe | TextRecipe | None:
 
 def workspace(args: argparse.Namespace) -> Workspace:
     """The data of ``--data`` with the model of ``--recipe``/``--recipe-json`` or ``--model``."""
-    from cure_core.data import SplitConfig
-    from cure_core.settings import json_object, validated
     from cure_core.workspace import Workspace
 
-    split = None
-    if getattr(args, "split_json", None):
-        split = validated(
-            SplitConfig, json_object(args.split_json, "--split-json"), "split", "give SplitConfig fields as JSON"
-        )
-    ws = Workspace(data=data_of(args), split=split, recipe=recipe_of(args), source=model_source(args))
-    if ws.user_model:  # a bad checkpoint, adapter, profile or Retrain fails here, before anything is written
-        ws.original()
-        ws.load_model("retrain")
+    ws = Workspace.open(data=data_of(args), recipe=recipe_of(args), source=model_source(args))
+    if not ws.models.backend.capabilities.trains_here:
+        # a bad checkpoint, adapter, profile or Retrain fails here, before anything is written
+        ws.models.original()
+        ws.models.load_model("retrain")
     return ws
 
 
 def item_model_only(args: argparse.Namespace, what: str) -> None:
     """Refuse ``what`` on a user's checkpoint (``--model``), where it is not available yet."""
-    if model_source(args).is_user_model:
+    if model_source(args).model is not None:
         raise CureError(
             f"{what} works on the item model trained here; on a user's checkpoint (--model) it is not available yet",
             "leave out --model (and --adapter/--profile) to run it on the item model",
@@ -95,13 +86,16 @@ def item_model_only(args: argparse.Namespace, what: str) -> None:
 
 
 def request_of(args: argparse.Namespace, ws: Workspace) -> ForgetRequest:
-    """The request of ``--request`` (loaded when parsed), or the default one (5% of users, seed 0)."""
-    return args.request if args.request is not None else ws.default_request()
+    """The request of ``--request`` (loaded when parsed), or the default one (5% of users,
+    seed 0), saved so that what the command writes about it can name it by id."""
+    from cure_core.requests import keep_request
+
+    return args.request if args.request is not None else keep_request(ws.data.default_request())
 
 
 def cmd_data(args: argparse.Namespace) -> None:
     ws = workspace(args)
-    printers.print_summary(ws.summary(), ws.samples.user_ids, ws.dataset.genres)
+    printers.print_summary(ws.data.summary(), ws.data.samples.user_ids, ws.data.dataset.genres)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -110,14 +104,13 @@ def cmd_train(args: argparse.Namespace) -> None:
     ws = workspace(args)
     request = args.retrain
     role = "retrain" if request else "original"
-    rec = None if args.force else ws.load_model(role, request)
+    rec = None if args.force else ws.models.load_model(role, request)
     if rec is None:
-        progress = _progress_file_writer(Path(args.progress_file)) if args.progress_file else None
-        rec = ws.train_model(role, request, threads=args.threads, progress=progress, force=args.force)
+        rec = ws.models.train_model(role, request, threads=args.threads, force=args.force)
     else:
         print(f"cached: {rec.path}")
-    sets = ws.train_sets(role, request)
-    printers.print_model(rec, baseline_aucs(ws.samples, sets.train, sets.test))
+    sets = ws.models.train_sets(role, request)
+    printers.print_model(rec, baseline_aucs(ws.data.samples, sets.train, sets.test))
 
 
 def cmd_forget(args: argparse.Namespace) -> None:
@@ -126,23 +119,24 @@ def cmd_forget(args: argparse.Namespace) -> None:
 
     ws = workspace(args)
     if args.user_ids is not None:
-        request = user_request(ws.dataset, ws.samples, user_ids=args.user_ids)
+        request = user_request(ws.data.dataset, ws.data.samples, user_ids=args.user_ids)
     elif args.genre is not None:
-        request = item_request(ws.dataset, ws.samples, genre=args.genre, scope=args.scope)
+        request = item_request(ws.data.dataset, ws.data.samples, genre=args.genre, scope=args.scope)
     elif args.items is not None:
-        request = item_request(ws.dataset, ws.samples, item_ids=args.items, scope=args.scope)
+        request = item_request(ws.data.dataset, ws.data.samples, item_ids=args.items, scope=args.scope)
     elif args.interactions is not None:
-        request = interaction_request(ws.dataset, ws.samples, args.interactions)
+        request = interaction_request(ws.data.dataset, ws.data.samples, args.interactions)
     else:
-        request = user_request(ws.dataset, ws.samples, fraction=args.users, seed=args.seed)
-    sets = ws.sets(request)
-    exporter = SetExporter(args.export[0], ws.dataset, ws.samples) if args.export else None
+        request = user_request(ws.data.dataset, ws.data.samples, fraction=args.users, seed=args.seed)
+    sets = ws.data.sets(request)
+    exporter = SetExporter(args.export[0], ws.data.dataset, ws.data.samples) if args.export else None
     save_request(request)
-    printers.print_request(request, sets.sizes(), user_model=ws.user_model)
-    if ws.user_model and len(sets.forget):
-        original = ws.original()
-        printers.print_model_card(ws.source, original)
-        printers.print_prompt(original, ws.samples, int(sets.forget[0]))
+    trains_here = ws.models.backend.capabilities.trains_here
+    printers.print_request(request, sets.sizes(), trains_here=trains_here)
+    if not trains_here and len(sets.forget):
+        original = ws.models.original()
+        printers.print_model_card(ws.models.backend.source, original)
+        printers.print_prompt(original, ws.data.samples, int(sets.forget[0]))
     if exporter is not None:
         folder = args.export[1]
         counts = exporter.write(request, sets, folder)
@@ -151,7 +145,6 @@ def cmd_forget(args: argparse.Namespace) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from cure_core.evaluate import compare_to_retrain
-    from cure_core.model.store import load_recommender
     from cure_core.model_source import MissingRetrainError
 
     which = args.which
@@ -162,20 +155,25 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
             "use original, retrain, or the model folder of a run under cache/runs",
         )
     ws = workspace(args)
-    if which == "retrain" and ws.user_model and not ws.source.has_retrain:
+    capabilities = ws.models.backend.capabilities
+    if which == "retrain" and not capabilities.has_retrain:
         raise MissingRetrainError()
     request = request_of(args, ws)
-    original, retrain = ws.reference_models(request, quiet=args.json)
+    original, retrain = ws.models.reference_models(request, quiet=args.json)
     if which == "retrain":
         rec = retrain  # present: a user's model without one was refused above
     else:
-        rec = original if which == "original" else load_recommender(model_dir, ws.samples)  # type: ignore[arg-type]
-    report = compare_to_retrain(rec, retrain, request, ws.samples, ws.sets(request), name=which)
+        rec = (
+            original
+            if which == "original"
+            else ws.models.backend.load_run_model(model_dir, ws.data.dataset, ws.data.samples)
+        )  # type: ignore[arg-type]
+    report = compare_to_retrain(rec, retrain, request, ws.data.samples, ws.data.sets(request), name=which)
     if args.json:
         printers.print_json(report)
         return
-    if ws.user_model:
-        printers.print_model_card(ws.source, original)
+    if not capabilities.trains_here:
+        printers.print_model_card(ws.models.backend.source, original)
     printers.print_evaluation(report, request)
 
 
@@ -250,18 +248,3 @@ def app_command(args: argparse.Namespace) -> tuple[list[str], dict[str, str], st
     env |= source.environment() | ({DATA: data} if data else {})
     env |= {RECIPE: chosen.model_dump_json()} if chosen is not None else {}
     return cmd, env, host
-
-
-def _progress_file_writer(path: Path) -> ProgressFn:
-    """Write progress as JSON (atomically, at most twice a second) for a parent process to poll."""
-    from cure_core.cache import atomic_write_json
-
-    last = [0.0]
-
-    def write(done: int, total: int, info: dict[str, Any]) -> None:
-        now = time.monotonic()
-        if now - last[0] > 0.5 or done == total:
-            last[0] = now
-            atomic_write_json(path, {"done": done, "total": total, "info": info})
-
-    return write

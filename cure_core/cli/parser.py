@@ -21,7 +21,7 @@ from cure_core.cli.options import (
 )
 from cure_core.cli.unlearn_parser import add_compare, add_unlearn
 from cure_core.cli.values import SetExport, id_list, interactions, nonblank, set_name
-from cure_core.model.text_recipe import RECIPES
+from cure_core.model.recipe import RECIPES
 from cure_core.settings import json_object
 
 HELP = {
@@ -116,9 +116,6 @@ def _train(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="retrain even if the model is cached (the old one is replaced only on success)",
     )
-    # Used by Workspace.ensure_models when it trains Original and Retrain side by side.
-    p.add_argument("--progress-file", help=argparse.SUPPRESS)
-    p.add_argument("--split-json", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_train)
 
 

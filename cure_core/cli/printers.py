@@ -68,11 +68,11 @@ def print_model(rec: Recommender, baselines: dict[str, float]) -> None:
         print(f"  baseline {name:<26} test AUC {auc:.4f}")
 
 
-def print_request(request: ForgetRequest, sizes: dict[str, int], user_model: bool = False) -> None:
+def print_request(request: ForgetRequest, sizes: dict[str, int], trains_here: bool = True) -> None:
     print(f"request {request.id}: {request.kind}-level, {request.description}")
     for name, size in sizes.items():
         print(f"  {name:>8}: {size:>6} samples")
-    if user_model:
+    if not trains_here:
         print(
             f"next: cure evaluate --request {request.id} --model ...   |   cure circuit --request {request.id} --model ..."
         )

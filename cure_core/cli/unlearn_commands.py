@@ -112,8 +112,8 @@ def cmd_unlearn(args: argparse.Namespace) -> None:
     if args.json:
         printers.print_json(report)
         return
-    original, retrain = ws.reference_models(request, quiet=True)
-    printers.print_run(report, reference_comparison(original, retrain, request, ws.samples, ws.sets(request)))
+    original, retrain = ws.models.reference_models(request, quiet=True)
+    printers.print_run(report, reference_comparison(original, retrain, request, ws.data.samples, ws.data.sets(request)))
 
 
 def cmd_compare(args: argparse.Namespace) -> None:

@@ -17,8 +17,7 @@ from pydantic import BaseModel, ConfigDict
 from cure_core.checkpoints.loading import CheckpointInfo
 from cure_core.data.samples import SplitConfig
 from cure_core.legacy import card_fields
-from cure_core.model.recipe import Recipe
-from cure_core.model.text_recipe import TextRecipe
+from cure_core.model.recipe import Recipe, TextRecipe
 
 CARD_VERSION = 1
 META = "meta.json"
@@ -53,7 +52,7 @@ class ModelCard(BaseModel):
       keys (run ids, study contexts, attribution folders, reference comparisons). For an item
       model it is the sha256 of its whole weights file; for a checkpoint (a user's, the text
       model trained here, a text run's folder, an adapter) it is the sampled
-      :func:`~cure_core.model.user_model.fingerprint` over its files, dtype and prompt profile,
+      :func:`~cure_core.model.checkpoint_model.fingerprint` over its files, dtype and prompt profile,
       so a 7B checkpoint is keyed in milliseconds. ``None``: a model never saved, never cached.
     - ``file_sha256`` is **integrity** only: the sha256 of every byte of the weights file this
       code wrote into the folder, checked when the folder is read back (a mismatch rebuilds it).

@@ -22,8 +22,7 @@ if TYPE_CHECKING:
     from peft import PeftModel
 
     from cure_core.checkpoints import LoadedCheckpoint
-
-ITEM_BATCH, TEXT_BATCH = 1024, 64
+    from cure_core.model.backends.base import Capabilities, ModelBackend
 
 
 class ModelLock:
@@ -44,16 +43,19 @@ class ModelLock:
 
 @dataclass
 class Recommender:
-    """An HF causal LM, the prompt format it reads, and which users it was trained on.
+    """An HF causal LM, the prompt format it reads, which users it was trained on, and the
+    :class:`~cure_core.model.backends.base.ModelBackend` of its kind.
 
     ``known_users`` (user codes) decides who is written with their own user token; everyone
-    else is ``<unk_user>``. ``None`` means every user is known (text mode). ``checkpoint`` is set
-    for a user's checkpoint (text mode): its tokenizer and what was loaded.
+    else is ``<unk_user>``. ``None`` means every user is known (prompts in words).
+    ``checkpoint`` is set for a model loaded as a Hugging Face checkpoint: its tokenizer and
+    what was loaded.
     """
 
     model: PreTrainedModel | PeftModel  # a PeftModel: a LoRA unlearning run's model, adapter active
     encoder: PromptEncoder
     known_users: np.ndarray | None
+    backend: ModelBackend
     card: ModelCard = field(default_factory=ModelCard)
     path: Path | None = None
     checkpoint: LoadedCheckpoint | None = None
@@ -66,35 +68,35 @@ class Recommender:
     has its own lock."""
 
     @property
-    def text_mode(self) -> bool:
-        """Prompted in words through a profile (a user's checkpoint), not item tokens."""
-        return self.checkpoint is not None
+    def capabilities(self) -> Capabilities:
+        return self.backend.capabilities
+
+    @property
+    def lora(self) -> bool:
+        """Whether this is a LoRA run's model: a ``PeftModel`` with its adapter active."""
+        from peft import PeftModel
+
+        return isinstance(self.model, PeftModel)
+
+    @property
+    def lm(self) -> PreTrainedModel:
+        """The causal LM itself: the model, or the LM a LoRA run's ``PeftModel`` wraps (the
+        adapter's layers sit inside it, active unless disabled)."""
+        return self.model.get_base_model() if self.lora else self.model  # type: ignore[operator, return-value]
+
+    def with_model(self, model: PreTrainedModel | PeftModel) -> Recommender:
+        """A recommender of another copy of this model's weights, reading prompts as this one
+        does (a loaded checkpoint's record points at the copy's LM); its own lock, no bridge."""
+        copy = Recommender(model=model, encoder=self.encoder, known_users=self.known_users, backend=self.backend)
+        if self.checkpoint is not None:
+            copy.checkpoint = replace(self.checkpoint, model=copy.lm)
+        return copy
 
     def bridge(self, device: str | None = None) -> Any:
-        """The model as a TransformerLens ``TransformerBridge`` (built once).
-
-        An item model is booted from its cache folder on ``device`` (default: CUDA when present);
-        a user's checkpoint is wrapped in place on its own device — the bridge runs the very
-        weights :meth:`predict` uses, so nothing is loaded twice. A LoRA run's model is bridged
-        as a merged copy: wrapped in place, GPT-2's bridged attention would read q/k/v copies
-        split from ``c_attn`` without its adapter, and :meth:`predict` would change with it.
-        """
+        """The model as a TransformerLens ``TransformerBridge``, built once by its backend:
+        the bridge runs the very weights :meth:`predict` uses."""
         if self._bridge is None:
-            if self.checkpoint is not None:
-                from cure_core.checkpoints import boot_bridge
-
-                loaded = self.checkpoint
-                if hasattr(self.model, "get_base_model"):
-                    from cure_core.checkpoints.copies import merged_copy
-
-                    loaded = replace(loaded, model=merged_copy(self.model))
-                self._bridge = boot_bridge(loaded)
-            else:
-                from cure_core.checkpoints.bridge import load_bridge
-
-                if self.path is None:
-                    raise ValueError("an item model needs its cache folder to boot a bridge")
-                self._bridge = load_bridge(self.path, device or ("cuda" if torch.cuda.is_available() else "cpu"))
+            self._bridge = self.backend.bridge(self, device)
         return self._bridge
 
     @property
@@ -116,7 +118,7 @@ class Recommender:
         ``PeftModel``, whose ``base_model`` is the whole wrapped LM: its trunk is that LM's (the
         adapter's layers sit inside it, active unless disabled).
         """
-        lm = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        lm = self.lm
         ids = batch.input_ids.to(self.device)
         kwargs: dict[str, torch.Tensor] = {}
         if batch.attention_mask is not None:
@@ -146,7 +148,7 @@ class Recommender:
     @torch.inference_mode()
     def predict(self, samples: Samples, idx: np.ndarray, batch_size: int | None = None) -> Predictions:
         """Score samples ``idx`` in eval mode (the model's train/eval state is restored after);
-        ``batch_size`` defaults to 1024 short item prompts, or 64 text prompts.
+        ``batch_size`` defaults to the backend's (1024 short item prompts, 64 in words).
 
         Every evaluation (AUC, JSD, MIA) scores through here, so it is built for many prompts:
         batched, under ``inference_mode`` (no autograd bookkeeping at all, unlike ``no_grad``),
@@ -155,7 +157,7 @@ class Recommender:
         upcast to float32: the full-vocabulary log-softmax that Min-K%++ needs (mean and std of
         log p) loses too much in bf16.
         """
-        batch_size = batch_size or (TEXT_BATCH if self.text_mode else ITEM_BATCH)
+        batch_size = batch_size or self.capabilities.score_batch
         parts: dict[str, list[np.ndarray]] = {k: [] for k in ("margin", "logp_yes", "logp_no", "logp_mean", "logp_std")}
         with self._eval_mode():
             for start in range(0, len(idx), batch_size):

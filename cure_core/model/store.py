@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from transformers import AutoModelForCausalLM
 
@@ -21,6 +22,9 @@ from cure_core.errors import CureError
 from cure_core.model.card import ModelCard, read_card, write_card
 from cure_core.model.recommender import Recommender
 from cure_core.prompts import ItemModeEncoder, ItemVocab
+
+if TYPE_CHECKING:
+    from cure_core.model.backends.base import ModelBackend
 
 WEIGHTS = "model.safetensors"
 
@@ -40,15 +44,11 @@ def file_sha256(path: Path) -> str:
 def save_recommender(rec: Recommender, folder: Path, samples: Samples, card: ModelCard) -> None:
     """Write the model folder atomically (a crash leaves the previous folder, if any). An item
     model's identity is its weights file's sha256 (``fingerprint`` and ``file_sha256`` agree)."""
-    if not isinstance(rec.encoder, ItemModeEncoder):
-        raise CureError(
-            "only item-mode models trained here can be saved to the cache",
-            "save a text-mode checkpoint with Hugging Face's save_pretrained",
-        )
     with atomic_directory(folder) as tmp:
         rec.model.save_pretrained(tmp, safe_serialization=True)
-        rec.encoder.vocab.to_hf_tokenizer().save_pretrained(tmp)
-        (tmp / "vocab.json").write_text(json.dumps(rec.encoder.vocab.tokens))
+        vocab: ItemVocab = rec.encoder.vocab  # type: ignore[attr-defined]
+        vocab.to_hf_tokenizer().save_pretrained(tmp)
+        (tmp / "vocab.json").write_text(json.dumps(vocab.tokens))
         known = [samples.user_ids[u] for u in rec.known_users] if rec.known_users is not None else None
         digest = file_sha256(tmp / WEIGHTS)
         card = card.model_copy(
@@ -58,7 +58,7 @@ def save_recommender(rec: Recommender, folder: Path, samples: Samples, card: Mod
     rec.card, rec.path = card, folder
 
 
-def load_recommender(folder: Path, samples: Samples) -> Recommender:
+def load_recommender(folder: Path, samples: Samples, backend: ModelBackend) -> Recommender:
     """Load a model folder of the cache (an item-mode model trained or unlearned here)."""
     folder = Path(folder)
     if not folder.is_dir():
@@ -70,7 +70,7 @@ def load_recommender(folder: Path, samples: Samples) -> Recommender:
             f"{folder} is not a model folder of this cache (no vocab.json / meta.json)",
             "to work on a Hugging Face checkpoint, pass it as --model PATH (with --adapter and --profile)",
         )
-    return load_item_model(folder, samples)
+    return load_item_model(folder, samples, backend)
 
 
 def _written_here(folder: Path) -> bool:
@@ -82,7 +82,7 @@ def _written_here(folder: Path) -> bool:
         return False
 
 
-def load_item_model(folder: Path, samples: Samples) -> Recommender:
+def load_item_model(folder: Path, samples: Samples, backend: ModelBackend) -> Recommender:
     """An item-mode folder written by :func:`save_recommender`; anything unreadable or
     inconsistent in it (weights, checksum, ``meta.json``, ``vocab.json``) is a
     :class:`CorruptModelError`, so a cache entry is rebuilt instead of failing later."""
@@ -113,4 +113,4 @@ def load_item_model(folder: Path, samples: Samples) -> Recommender:
     encoder = ItemModeEncoder(vocab, samples)
     known_codes = samples.user_codes(known) if known is not None else None
     model.eval()
-    return Recommender(model=model, encoder=encoder, known_users=known_codes, card=card, path=folder)
+    return Recommender(model=model, encoder=encoder, known_users=known_codes, backend=backend, card=card, path=folder)

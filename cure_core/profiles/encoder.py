@@ -131,6 +131,14 @@ class ProfileEncoder(PromptWriter):
             tokenizer, self.prompt(samples, 0), profile.yes, profile.no, profile.add_special_tokens
         )
 
+    def token_texts(self, ids: list[int], titles: dict[str, str]) -> list[str]:
+        """Each token as the tokenizer writes it (line breaks shown as ⏎)."""
+        return [self.tokenizer.decode([t]).replace("\n", "⏎") for t in ids]
+
+    def prompt_text(self, ids: list[int], titles: dict[str, str]) -> str:
+        """The prompt as it was written."""
+        return self.tokenizer.decode(ids)
+
     def token_ids(self, texts: list[str]) -> list[list[int]]:
         """``texts`` tokenized as prompts (with the profile's special tokens), unpadded."""
         if not texts:

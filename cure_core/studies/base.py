@@ -54,8 +54,8 @@ class StudyJob:
     def open_on(self, request: ForgetRequest) -> tuple[Recommender, Recommender]:
         """Original and Retrain of ``request`` (trained when missing), and the store opened on
         them: the context of a study of one request."""
-        original, retrain = self.ws.ensure_models(request, quiet=self.quiet)
-        self.open({"data": self.ws.dataset.content_hash, **model_context(original, retrain, request=request.id)})
+        original, retrain = self.ws.models.ensure_models(request, quiet=self.quiet)
+        self.open({"data": self.ws.data.dataset.content_hash, **model_context(original, retrain, request=request.id)})
         return original, retrain
 
     def bar(self, total: int, desc: str | None = None) -> Progress:
@@ -94,10 +94,9 @@ class Study(ABC):
     def command(self, ws: Workspace, settings: StudySettings) -> str:
         """The command line that reproduces this result: the recipe, the request and every
         setting that differs from the defaults (or from ``--quick``'s) spelled out."""
-        parts = ["cure study", self.name]
-        recipe = ws.recipe
-        if ws.text_recipe:
-            parts.append("--recipe text")
+        backend = ws.models.backend
+        parts = ["cure study", self.name, *backend.recipe_flags()]
+        recipe = backend.recipe
         changed = _changed(recipe.model_dump(), type(recipe)().model_dump())
         if changed:
             parts.append(f"--recipe-json '{json.dumps(changed)}'")

@@ -38,12 +38,14 @@ def resolve_request(ws: Workspace, spec: str) -> ForgetRequest:
     """``default`` (5% of users, seed 0), ``users:<share>`` (seed 0), ``genre:<name>``
     (target scope) or a saved request id; saved so every run can name it."""
     if spec == "default":
-        return ws.default_request()
+        return ws.data.default_request()
     kind, _, value = spec.partition(":")
     if kind == "users" and value:
-        request = user_request(ws.dataset, ws.samples, fraction=parse_share(value, "request spec users:"), seed=0)
+        request = user_request(
+            ws.data.dataset, ws.data.samples, fraction=parse_share(value, "request spec users:"), seed=0
+        )
     elif kind == "genre" and value:
-        request = item_request(ws.dataset, ws.samples, genre=value, scope="target")
+        request = item_request(ws.data.dataset, ws.data.samples, genre=value, scope="target")
     elif not value:
         return load_request(spec)
     else:

@@ -51,7 +51,7 @@ class DeletionRateSettings(StudySettings):
 def chosen_strengths(job: StudyJob, variants: list[Variant]) -> dict[str, float]:
     """Each variant's strength, chosen on the default request without the test set."""
     ws, settings = job.ws, job.settings
-    request = ws.default_request()
+    request = ws.data.default_request()
     chosen = {}
     for v in variants:
         chosen[v.label] = job.cell(
@@ -68,11 +68,11 @@ class DeletionRate(Study):
 
     def compute(self, job: StudyJob) -> StudyOutput:
         ws, settings = job.ws, job.settings
-        original, default_retrain = ws.ensure_models(
-            ws.default_request(), quiet=job.quiet
+        original, default_retrain = ws.models.ensure_models(
+            ws.data.default_request(), quiet=job.quiet
         )  # strengths are chosen against this Retrain
-        job.open({"data": ws.dataset.content_hash, **model_context(original, default_retrain)})
-        variants = variants_for(settings.variants, ws.text_mode)
+        job.open({"data": ws.data.dataset.content_hash, **model_context(original, default_retrain)})
+        variants = variants_for(settings.variants, ws.models.backend.capabilities.embedding_rows)
         job.bar(len(variants) * (1 + len(settings.rates)) + 2 * len(settings.rates))
         strengths = chosen_strengths(job, variants)
         rows = []
@@ -92,7 +92,7 @@ class DeletionRate(Study):
         """Original, Retrain and every variant on the request of ``rate`` of the users."""
         ws, settings = job.ws, job.settings
         request = resolve_request(ws, f"users:{rate}")
-        _, retrain = ws.ensure_models(request, quiet=job.quiet)  # Retrain of this rate, trained when missing
+        _, retrain = ws.models.ensure_models(request, quiet=job.quiet)  # Retrain of this rate, trained when missing
         reference = weights_key(retrain.card)
         job.tick(rate=rate, step="Retrain")
         refs = reference_points(ws, request)
@@ -108,7 +108,7 @@ class DeletionRate(Study):
         ]
         job.tick(rate=rate, step="references")
         group_settings = (
-            fitting_group_settings(request, ws.samples, ws.sets(request))
+            fitting_group_settings(request, ws.data.samples, ws.data.sets(request))
             if any(v.needs_groups for v in variants)
             else None
         )

@@ -74,20 +74,20 @@ def nll(preds: Predictions, labels: np.ndarray) -> float:
 
 def probe_rise(ws: Workspace, original: Recommender, user: str, idx: np.ndarray, settings: DifficultySettings) -> float:
     """NLL rise on the user's forget samples after a short GA on them alone (copy of Original)."""
-    request = user_request(ws.dataset, ws.samples, user_ids=[user])
+    request = user_request(ws.data.dataset, ws.data.samples, user_ids=[user])
     config = UnlearnConfig(
         method="ga", strength=settings.probe_strength, steps=settings.probe_steps, probe_every=settings.probe_steps
     )
-    probed = unlearn(original, ws.samples, ws.sets(request), request, config).model
-    labels = ws.samples.label[idx]
-    return nll(probed.predict(ws.samples, idx), labels) - nll(original.predict(ws.samples, idx), labels)
+    probed = unlearn(original, ws.data.samples, ws.data.sets(request), request, config).model
+    labels = ws.data.samples.label[idx]
+    return nll(probed.predict(ws.data.samples, idx), labels) - nll(original.predict(ws.data.samples, idx), labels)
 
 
 def user_circuit(ctx, ws: Workspace, idx: np.ndarray, settings: DifficultySettings) -> list[float]:
     """The user's EAP-IG edge scores over real edges, unit-normalised."""
     attribution = AttributionSettings(n_prompts=settings.n_prompts, steps=settings.attribution_steps)
     chosen = np.sort(np.random.default_rng(0).permutation(idx)[: settings.n_prompts])
-    batches = prompt_batches(ctx.rec, ws.samples, chosen, ctx.request, attribution)
+    batches = prompt_batches(ctx.rec, ws.data.samples, chosen, ctx.request, attribution)
     with ctx.rec.lock:
         result = attribute(ctx.bridge, batches, answer_metric(ctx.rec), "eap-ig", settings.attribution_steps)
     scores = result.scores[result.shape.real_edge_mask()]
@@ -118,9 +118,9 @@ class Difficulty(Study):
                 "use --request default or a `cure forget --users` request",
             )
         original, retrain = job.open_on(request)
-        sets = ws.sets(request)
-        codes = ws.samples.user[sets.forget]
-        users = [str(ws.samples.user_ids[c]) for c in np.unique(codes)]
+        sets = ws.data.sets(request)
+        codes = ws.data.samples.user[sets.forget]
+        users = [str(ws.data.samples.user_ids[c]) for c in np.unique(codes)]
         per_user_idx = {u: sets.forget[codes == code] for u, code in zip(users, np.unique(codes), strict=True)}
         job.bar(2 * len(users) + 1)
         ctx = circuit_context(ws, request)
@@ -136,16 +136,20 @@ class Difficulty(Study):
             "cure-run",
             lambda: (
                 chosen_run(
-                    ws, request, variant(settings.cure_variant, ws.text_mode), settings.steps, settings.grid_points
+                    ws,
+                    request,
+                    variant(settings.cure_variant, ws.models.backend.capabilities.embedding_rows),
+                    settings.steps,
+                    settings.grid_points,
                 ).report.run
             ),
         )
-        cure = load_run_model(ws, chosen)
+        cure = load_run_model(ws.models, chosen)
         job.tick(step="CURE run")
         for row in rows:
             idx = per_user_idx[row["user"]]
-            labels = ws.samples.label[idx]
-            before, after, ref = (model.predict(ws.samples, idx) for model in (original, cure, retrain))
+            labels = ws.data.samples.label[idx]
+            before, after, ref = (model.predict(ws.data.samples, idx) for model in (original, cure, retrain))
             row["cure_nll_rise"] = nll(after, labels) - nll(before, labels)
             row["cure_jsd_fall"] = jsd(before, ref) - jsd(after, ref)
         table = pd.DataFrame(rows)

@@ -49,7 +49,7 @@ class Pareto(Study):
         job.open_on(request)
         runs = [
             (v, s, seed)
-            for v in variants_for(settings.variants, ws.text_mode)
+            for v in variants_for(settings.variants, ws.models.backend.capabilities.embedding_rows)
             for s in v.grid()[: settings.grid_points]
             for seed in settings.seeds
         ]

@@ -32,8 +32,8 @@ def halves(ws: Workspace, request: ForgetRequest, sets: RequestSets, seed: int =
     """(selection, report) halves of the forget set: by user for user requests, else by sample."""
     rng = np.random.default_rng(seed)
     if request.kind == "user":
-        users = rng.permutation(np.unique(ws.samples.user[sets.forget]))
-        chosen = np.isin(ws.samples.user[sets.forget], users[: len(users) // 2])
+        users = rng.permutation(np.unique(ws.data.samples.user[sets.forget]))
+        chosen = np.isin(ws.data.samples.user[sets.forget], users[: len(users) // 2])
     else:
         chosen = np.zeros(len(sets.forget), dtype=bool)
         chosen[rng.permutation(len(sets.forget))[: len(sets.forget) // 2]] = True
@@ -54,18 +54,18 @@ class Selector:
     """Scores finished runs of one request on the selection half and validation, and picks."""
 
     def __init__(self, ws: Workspace, request: ForgetRequest, original: Recommender, retrain: Recommender) -> None:
-        sets = ws.sets(request)
+        sets = ws.data.sets(request)
         self.ws = ws
         self.select_idx, self.report_idx = halves(ws, request, sets)
         self.valid = drawn(sets.valid, evaluation_cap(original))
-        self.ref_select = retrain.predict(ws.samples, self.select_idx)
-        self.ref_report = retrain.predict(ws.samples, self.report_idx)
+        self.ref_select = retrain.predict(ws.data.samples, self.select_idx)
+        self.ref_report = retrain.predict(ws.data.samples, self.report_idx)
         self.valid_auc_original = (
-            utility(ws.samples.label[self.valid], original.predict(ws.samples, self.valid))["auc"] or 0.5
+            utility(ws.data.samples.label[self.valid], original.predict(ws.data.samples, self.valid))["auc"] or 0.5
         )
 
     def score_model(self, model: Recommender, report: RunReport) -> Candidate:
-        samples = self.ws.samples
+        samples = self.ws.data.samples
         drop = self.valid_auc_original - (
             utility(samples.label[self.valid], model.predict(samples, self.valid))["auc"] or 0.5
         )
@@ -77,7 +77,7 @@ class Selector:
         )
 
     def score(self, report: RunReport) -> Candidate:
-        return self.score_model(load_run_model(self.ws, str(report.run)), report)
+        return self.score_model(load_run_model(self.ws.models, str(report.run)), report)
 
 
 def choose(candidates: list[Candidate]) -> Candidate:
@@ -90,7 +90,7 @@ def chosen_run(
     ws: Workspace, request: ForgetRequest, v: Variant, steps: int = 60, grid_points: int | None = None
 ) -> Candidate:
     """Every strength of ``v``'s grid run on ``request`` (cached), scored, and the chosen one."""
-    original, retrain = ws.ensure_models(request, quiet=True)
+    original, retrain = ws.models.ensure_models(request, quiet=True)
     selector = Selector(ws, request, original, retrain)
     return choose(
         [selector.score(get_run(ws, request, v.config(s, steps=steps), quiet=True)) for s in v.grid()[:grid_points]]

@@ -67,7 +67,7 @@ def split_of(
     ws: Workspace, request_spec: str, model_seed: int, resample: int, settings: StabilitySettings
 ) -> dict[str, Any]:
     """Top-n forget/retain edges, group members and separability of one (model seed, resample)."""
-    seeded = ws.with_recipe(ws.recipe.model_copy(update={"seed": model_seed}))
+    seeded = ws.with_recipe(ws.models.backend.recipe.model_copy(update={"seed": model_seed}))
     request = resolve_request(seeded, request_spec)
     ctx = circuit_context(seeded, request)
     attribution = AttributionSettings(
@@ -98,7 +98,7 @@ class Stability(Study):
 
     def compute(self, job: StudyJob) -> StudyOutput:
         ws, settings = job.ws, job.settings
-        job.open({"data": ws.dataset.content_hash, "recipe": ws.recipe.cache_spec()})
+        job.open({"data": ws.data.dataset.content_hash, "recipe": ws.models.backend.recipe.cache_spec()})
         base_seed, base_resample = settings.model_seeds[0], settings.resamples[0]
         axes = {
             "model seed": [(s, base_resample) for s in settings.model_seeds],
@@ -110,7 +110,9 @@ class Stability(Study):
         for spec in settings.requests:
             for seed, resample in combos:  # models of other seeds are trained on first use (cached)
                 model = weights_key(
-                    ws.with_recipe(ws.recipe.model_copy(update={"seed": seed})).original(quiet=job.quiet).card
+                    ws.with_recipe(ws.models.backend.recipe.model_copy(update={"seed": seed}))
+                    .original(quiet=job.quiet)
+                    .card
                 )
                 splits[(spec, seed, resample)] = job.cell(  # "-weighted": cells from before it are recomputed
                     f"{spec}-seed{seed}-resample{resample}-{model}-weighted",

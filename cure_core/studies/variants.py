@@ -58,7 +58,7 @@ class Variant:
     def config(self, strength: float, **overrides: Any) -> UnlearnConfig:
         return UnlearnConfig(method=self.method, strength=strength, **{**self.arguments, **overrides})
 
-    def on_text_model(self) -> Variant:
+    def without_rows(self) -> Variant:
         """This variant on a model without embedding rows: unchanged, or its plain counterpart."""
         if self.text_label is None:
             return self
@@ -97,20 +97,20 @@ CONTROLS: list[Variant] = [
 rules on groups of its sizes drawn at random, each run's seed drawing its own groups."""
 
 _NAMED = {v.label: v for v in VARIANTS + CONTROLS}
-_AS_TABLES_NAME_THEM = {**{v.on_text_model().label: v.on_text_model() for v in VARIANTS + CONTROLS}, **_NAMED}
+_AS_TABLES_NAME_THEM = {**{v.without_rows().label: v.without_rows() for v in VARIANTS + CONTROLS}, **_NAMED}
 
 
-def variant(label: str, text_mode: bool = False) -> Variant:
-    """The variant of ``label``; on a text model (``text_mode``) as it runs there."""
-    return _NAMED[label].on_text_model() if text_mode else _NAMED[label]
+def variant(label: str, embedding_rows: bool = True) -> Variant:
+    """The variant of ``label`` as it runs on a model with or without ``embedding_rows``."""
+    return _NAMED[label] if embedding_rows else _NAMED[label].without_rows()
 
 
-def variants_for(labels: list[str], text_mode: bool) -> list[Variant]:
-    """The variants of ``labels`` as :func:`variant` gives them, each once (on a text model a
-    reset-rows variant and its plain counterpart are the same)."""
+def variants_for(labels: list[str], embedding_rows: bool) -> list[Variant]:
+    """The variants of ``labels`` as :func:`variant` gives them, each once (without embedding
+    rows a reset-rows variant and its plain counterpart are the same)."""
     chosen: dict[str, Variant] = {}
     for label in labels:
-        v = variant(label, text_mode)
+        v = variant(label, embedding_rows)
         chosen.setdefault(v.label, v)
     return list(chosen.values())
 

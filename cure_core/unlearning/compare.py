@@ -38,8 +38,8 @@ COLUMNS = {
 def reference_rows(ws: Workspace, request: ForgetRequest) -> list[dict[str, Any]]:
     """Original and Retrain as table rows, from the one cached Original-vs-Retrain reference
     (Original alone for a user's checkpoint given without a Retrain)."""
-    original, retrain = ws.reference_models(request, quiet=True)
-    reference = reference_comparison(original, retrain, request, ws.samples, ws.sets(request))
+    original, retrain = ws.models.reference_models(request, quiet=True)
+    reference = reference_comparison(original, retrain, request, ws.data.samples, ws.data.sets(request))
     return reference.reference_rows(
         original.card.train_seconds, retrain.card.train_seconds if retrain is not None else None
     )

@@ -1,10 +1,8 @@
 """The folder of a finished run, ``cache/runs/<id>/``: writing it and reading its files back.
 
-``model/`` holds the unlearned model: an item model as every cached model (:func:`~cure_core.
-model.store.save_recommender`); a user's checkpoint (text mode) as a Hugging Face folder —
-``save_pretrained`` safetensors weights, the checkpoint's tokenizer and ``meta.json`` (its
-:class:`~cure_core.model.card.ModelCard`) — that
-loads again as ``--model``; a LoRA run's new adapter alone (its base is the user's model). On
+``model/`` holds the unlearned model as its backend saves one (an item model as every cached
+model; a model prompted in words as a Hugging Face folder that loads again as ``--model``), or
+a LoRA run's new adapter alone (its base is the Original). On
 request a LoRA run also writes ``merged/``, the adapter merged into a copy of the model (not
 part of the run id: the same run with or without it). ``history.json`` is the per-step curve
 and ``report.json`` the report, written last: it marks the run complete. Every folder and file
@@ -22,15 +20,15 @@ from typing import TYPE_CHECKING, Any
 
 from cure_core.cache import atomic_directory, atomic_write_json, cache_dir
 from cure_core.model.card import Metrics, ModelCard, read_card, write_card
-from cure_core.model.store import save_recommender
+from cure_core.model.checkpoint_model import saved_fields
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
     from cure_core.data.samples import Samples
     from cure_core.model.recommender import Recommender
+    from cure_core.model.repository import ModelRepository
     from cure_core.unlearning.runner import UnlearnResult
-    from cure_core.workspace import Workspace
 
 MODEL, MERGED = "model", "merged"
 
@@ -56,7 +54,7 @@ def save_run(run: str, result: UnlearnResult, report: BaseModel, samples: Sample
         peft_model = result.model.model
         with atomic_directory(folder / MODEL) as tmp:
             save_adapter(peft_model, tmp)
-            write_card(tmp, card.model_copy(update={"kind": "lora", **_text_fields(result.model, tmp)}))
+            write_card(tmp, card.model_copy(update={"kind": "lora", **saved_fields(result.model, tmp)}))
         if save_merged:
             merged = dataclasses.replace(result.model, model=merged_copy(peft_model))
             save_model(merged, folder / MERGED, samples, card.model_copy(update={"merged_from": MODEL}))
@@ -68,38 +66,13 @@ def save_run(run: str, result: UnlearnResult, report: BaseModel, samples: Sample
 
 
 def save_model(rec: Recommender, folder: Path, samples: Samples, card: ModelCard) -> None:
-    """An item model as every cached model; a user's checkpoint as a Hugging Face folder."""
-    if rec.checkpoint is None:
-        save_recommender(rec, folder, samples, card)
-        return
-    with atomic_directory(folder) as tmp:
-        rec.model.save_pretrained(tmp, safe_serialization=True)
-        rec.checkpoint.tokenizer.save_pretrained(tmp)
-        write_card(tmp, card.model_copy(update={"kind": "checkpoint", **_text_fields(rec, tmp)}))
+    """A run's unlearned model, all its weights, as its backend saves one."""
+    rec.backend.save_run_model(rec, folder, samples, card)
 
 
-def _text_fields(rec: Recommender, folder: Path) -> dict[str, Any]:
-    """What a saved user-model folder records: the checkpoint it was unlearned from, the prompt
-    profile it answers in, and a key of the files written so far (the sampled
-    :func:`~cure_core.model.user_model.fingerprint`: a 7B model is keyed in milliseconds)."""
-    from cure_core.model.user_model import fingerprint
-
-    info = rec.checkpoint.info if rec.checkpoint is not None else None
-    profile = getattr(getattr(rec.encoder, "profile", None), "name", None)
-    dtype = info.dtype if info is not None else ""
-    return {
-        "unlearned_from": info,
-        "profile": profile,
-        "fingerprint": fingerprint(str(folder), None, dtype, str(profile)),
-    }
-
-
-def load_run_model(ws: Workspace, run: str) -> Recommender:
-    """The unlearned model of a finished run on ``ws``'s model, as :func:`save_run` wrote it: an
-    item model folder, a text-mode Hugging Face folder read with the workspace's profile, or a
-    LoRA adapter put on a copy of the workspace's Original (its base)."""
-    from cure_core.model.store import load_recommender
-
+def load_run_model(models: ModelRepository, run: str) -> Recommender:
+    """The unlearned model of a finished run on ``models``' kind, as :func:`save_run` wrote it:
+    as its backend saves one, or a LoRA adapter put on a copy of the Original (its base)."""
     folder = run_dir(run) / MODEL
     try:
         kind = read_card(folder).kind
@@ -108,19 +81,11 @@ def load_run_model(ws: Workspace, run: str) -> Recommender:
     if kind == "lora":
         from cure_core.unlearning.lora import load_saved
 
-        original = ws.original(quiet=True)
-        model = load_saved(original.model, folder)
-        checkpoint = None if original.checkpoint is None else dataclasses.replace(original.checkpoint, model=model)
-        return dataclasses.replace(original, model=model, path=folder, checkpoint=checkpoint, _bridge=None)
-    if kind == "checkpoint":
-        from cure_core.model.user_model import load_user_model
-        from cure_core.model_source import ModelSource
-
-        source = ws.source
-        profile = ws.recipe.profile if ws.text_recipe else source.profile  # type: ignore[union-attr]
-        run_source = ModelSource(model=str(folder), profile=profile, dtype=source.dtype, device=source.device)
-        return load_user_model(run_source, "original", ws.dataset, ws.samples)
-    return load_recommender(folder, ws.samples)
+        original = models.original(quiet=True)
+        rec = original.with_model(load_saved(original.model, folder))
+        rec.path = folder
+        return rec
+    return models.backend.load_run_model(folder, models.data.dataset, models.data.samples)
 
 
 def load_history(run: str) -> list[dict[str, Any]]:

@@ -31,7 +31,6 @@ with the adapter disabled.
 
 from __future__ import annotations
 
-import dataclasses
 import resource
 import time
 from collections.abc import Callable
@@ -138,19 +137,8 @@ class UnlearnRun:
         self.history: list[dict[str, Any]] = []
 
     def _student(self, model: torch.nn.Module) -> Recommender:
-        """The copy as a recommender reading prompts as the original does; a user's checkpoint
-        keeps its ``checkpoint`` (text mode), pointing at the copy's weights."""
-        original = self.original
-        checkpoint = original.checkpoint
-        if checkpoint is not None:
-            checkpoint = dataclasses.replace(checkpoint, model=model.get_base_model() if self.config.lora else model)
-        return Recommender(
-            model=model,
-            encoder=original.encoder,
-            known_users=original.known_users,
-            path=None,
-            checkpoint=checkpoint,
-        )
+        """The copy as a recommender reading prompts as the original does."""
+        return self.original.with_model(model)  # type: ignore[arg-type]
 
     def _reference_mode(self) -> AbstractContextManager[Any]:
         """Where the reference logits are computed: the adapter disabled in LoRA mode."""

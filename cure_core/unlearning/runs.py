@@ -165,15 +165,15 @@ def get_run(
     main = runtime.is_main
     quiet = quiet or not main
     with runtime.main_first():
-        original, retrain = ws.reference_models(request, quiet=quiet)
+        original, retrain = ws.models.reference_models(request, quiet=quiet)
     if runtime.device is not None:
         original.model.to(runtime.device)
-    sets = ws.sets(request)
+    sets = ws.data.sets(request)
     groups = None
     groups_key = ""
     if METHODS[config.method].needs_groups:
         attribution = attribution or AttributionSettings(corruption=default_corruption(request))
-        group_settings = group_settings or fitting_group_settings(request, ws.samples, sets)
+        group_settings = group_settings or fitting_group_settings(request, ws.data.samples, sets)
         groups_key = attribution.model_dump_json() + group_settings.model_dump_json()
     run = run_id(original, retrain, request, config.id_json(), groups_key)
     cached = None if force or not main else load_report(run)
@@ -193,7 +193,7 @@ def get_run(
             callback(row)
 
     try:
-        result = unlearn(original, ws.samples, sets, request, config, groups, on_step, runtime)
+        result = unlearn(original, ws.data.samples, sets, request, config, groups, on_step, runtime)
     finally:
         bar.close()
     report = (
@@ -215,10 +215,10 @@ def _finish(
     save_merged: bool = False,
 ) -> RunReport:
     """Evaluate the finished run next to Retrain and write it to the cache."""
-    report = evaluate_run(result, retrain, request, ws.samples, sets, model_label=ws.model_label)
+    report = evaluate_run(result, retrain, request, ws.data.samples, sets, model_label=ws.models.label)
     report.run = run
     if groups is not None:
         report.group_warnings = groups.warnings
         report.separability = groups.separability
-    save_run(run, result, report, ws.samples, save_merged=save_merged)
+    save_run(run, result, report, ws.data.samples, save_merged=save_merged)
     return report

@@ -1,5 +1,6 @@
-"""A user's checkpoint as a :class:`~cure_core.model.recommender.Recommender`: loaded through
-its prompt profile, checked against the model it is the Retrain of, and fingerprinted."""
+"""A Hugging Face checkpoint as a :class:`~cure_core.model.recommender.Recommender` — a user's,
+the text model trained here, a run's saved folder: loaded through its prompt profile, checked
+against the model it is the Retrain of, and fingerprinted."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import hashlib
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from cure_core.errors import CureError
 from cure_core.model.card import ModelCard
@@ -16,18 +17,22 @@ from cure_core.model_source import MissingRetrainError, ModelSource
 
 if TYPE_CHECKING:
     from cure_core.data import RatingsDataset, Samples
+    from cure_core.model.backends.base import ModelBackend
 
-UserRole = Literal["original", "retrain"]
+Role = Literal["original", "retrain"]
 SAMPLED_BLOCKS, BLOCK = 16, 1 << 16
 
 
-def load_user_model(source: ModelSource, role: UserRole, dataset: RatingsDataset, samples: Samples) -> Recommender:
-    """The user's original (``--model`` + ``--adapter``) or Retrain, prompted with the profile."""
+def load_checkpoint_model(
+    source: ModelSource, role: Role, dataset: RatingsDataset, samples: Samples, backend: ModelBackend
+) -> Recommender:
+    """The original (``--model`` + ``--adapter``) or Retrain of ``source``, prompted with its
+    profile, as a model of ``backend``."""
     from cure_core.checkpoints import load_checkpoint
     from cure_core.profiles import ProfileEncoder, load_profile
 
     if source.model is None:
-        raise ValueError("load_user_model needs a source with a model")
+        raise ValueError("load_checkpoint_model needs a source with a model")
     if role == "original":
         model, adapter = source.model, source.adapter
     elif not source.has_retrain:
@@ -48,7 +53,13 @@ def load_user_model(source: ModelSource, role: UserRole, dataset: RatingsDataset
         fingerprint=fingerprint(model, adapter, source.dtype, json.dumps(asdict(profile), sort_keys=True)),
     )
     return Recommender(
-        model=loaded.model, encoder=encoder, known_users=None, card=card, path=Path(model), checkpoint=loaded
+        model=loaded.model,
+        encoder=encoder,
+        known_users=None,
+        backend=backend,
+        card=card,
+        path=Path(model),
+        checkpoint=loaded,
     )
 
 
@@ -101,3 +112,17 @@ def fingerprint(model: str, adapter: str | None, dtype: str, profile_text: str) 
                     handle.seek(size * k // SAMPLED_BLOCKS)
                     digest.update(handle.read(BLOCK))
     return digest.hexdigest()
+
+
+def saved_fields(rec: Recommender, folder: Path) -> dict[str, Any]:
+    """What the card of a folder a run saved records of its model: the checkpoint it was
+    unlearned from and the prompt profile it answers in (``None`` for item tokens), and the
+    sampled :func:`fingerprint` of the files written so far (a 7B model is keyed in milliseconds)."""
+    info = rec.checkpoint.info if rec.checkpoint is not None else None
+    profile = getattr(getattr(rec.encoder, "profile", None), "name", None)
+    dtype = info.dtype if info is not None else ""
+    return {
+        "unlearned_from": info,
+        "profile": profile,
+        "fingerprint": fingerprint(str(folder), None, dtype, str(profile)),
+    }

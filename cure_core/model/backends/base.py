@@ -1,0 +1,165 @@
+"""What every kind of model offers: one :class:`ModelBackend` per kind, asked for capabilities.
+
+A backend holds what decides its models (a recipe, or the user's checkpoint options) and does
+what differs between kinds: training (batches and loss for the one loop of
+:mod:`cure_core.model.training`), saving and loading, the corrupted prompts of circuit
+discovery, the TransformerLens bridge and the names shown to users. Everything else asks it for
+:class:`Capabilities`, never for its kind. LoRA or full parameters is a property of an
+unlearning run, not of the backend.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from cure_core.errors import CureError
+
+if TYPE_CHECKING:
+    import torch
+
+    from cure_core.data import RatingsDataset, Samples
+    from cure_core.model.card import ModelCard
+    from cure_core.model.recipe import Recipe, TextRecipe
+    from cure_core.model.recommender import Recommender
+    from cure_core.model.training import TrainingPlan, TrainSets
+    from cure_core.model_source import ModelSource
+    from cure_core.requests import ForgetRequest
+    from cure_core.text_corruptions import PromptBatches
+
+Role = Literal["original", "retrain"]
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a kind of model can do, which is all that commands, pages and studies ask about.
+
+    - ``trains_here``: Original and Retrain are trained and cached here from a recipe (else
+      they are the user's, loaded from their folders and never written).
+    - ``has_retrain``: a Retrain reference exists (trained here, or given with the checkpoint).
+    - ``embedding_rows``: users and items have embedding rows of their own (item tokens), which
+      CURE can group and reset; words' token embeddings are shared by every user.
+    - ``costly_scoring``: a prompt costs a forward pass of ~100 tokens, so evaluations score
+      seeded draws of the large sets (:data:`cure_core.evaluate.TEXT_EVAL_PROMPTS`).
+    - ``score_batch``: prompts per scoring batch.
+    """
+
+    trains_here: bool
+    has_retrain: bool
+    embedding_rows: bool
+    costly_scoring: bool
+    score_batch: int
+
+
+class ModelBackend(ABC):
+    """One kind of model. Subclasses fill in the data (:attr:`capabilities`, :attr:`label`) and
+    the hooks that differ; the defaults refuse what a kind cannot do."""
+
+    capabilities: Capabilities
+    folder_prefix = ""
+    """Prefix of this kind's cache folders under ``cache/models/``."""
+
+    @property
+    @abstractmethod
+    def label(self) -> str:
+        """The model's name in tables and headers."""
+
+    @property
+    @abstractmethod
+    def description(self) -> str:
+        """One line naming the model the pages and commands work on."""
+
+    @property
+    def recipe(self) -> Recipe | TextRecipe | None:
+        """The recipe of the models trained here (``None``: nothing is trained here)."""
+        return None
+
+    @property
+    def source(self) -> ModelSource:
+        """The user's checkpoint options (empty for the models trained here)."""
+        from cure_core.model_source import ModelSource
+
+        return ModelSource()
+
+    def with_recipe(self, recipe: Recipe | TextRecipe) -> ModelBackend:
+        """This kind with another recipe (a study's seed sweep)."""
+        raise CureError(f"{self.label} has no recipe to change", "run this study on a model trained here")
+
+    def recipe_flags(self) -> list[str]:
+        """The command-line options that choose this model (a study's reproducing command)."""
+        return []
+
+    # --- models trained here ----------------------------------------------------------------
+
+    def training_plan(self, dataset: RatingsDataset, samples: Samples, sets: TrainSets) -> TrainingPlan:
+        """A fresh model and how to train it (seeded by the recipe)."""
+        raise self.not_trained_here()
+
+    def save(
+        self, rec: Recommender, folder: Path, dataset: RatingsDataset, samples: Samples, card: ModelCard
+    ) -> Recommender:
+        """Write a model trained here into its cache folder (atomically); returns the model as
+        every later use will see it (its card and path set)."""
+        raise self.not_trained_here()
+
+    def load(self, folder: Path, dataset: RatingsDataset, samples: Samples) -> Recommender:
+        """A cache folder written by :meth:`save`; anything unreadable is a
+        :class:`~cure_core.model.store.CorruptModelError` (the caller retrains it)."""
+        raise self.not_trained_here()
+
+    def not_trained_here(self) -> CureError:
+        """The error of asking this kind to train, save or load a model trained here."""
+        return CureError(
+            f"models are trained here only for the models of a recipe, not for {self.label}",
+            "leave out --model to train the item model, or train your checkpoint with your own code",
+        )
+
+    # --- a user's models ----------------------------------------------------------------------
+
+    def given(self, role: Role, dataset: RatingsDataset, samples: Samples) -> Recommender | None:
+        """The user's Original or Retrain (``None``: no Retrain was given)."""
+        raise NotImplementedError(f"{self.label} is trained here, not given")
+
+    def check_reference(self, original: Recommender, retrain: Recommender) -> None:
+        """Refuse a given Retrain that is not the same kind of model as ``original``."""
+        raise NotImplementedError(f"{self.label} is trained here, not given")
+
+    # --- unlearning runs ----------------------------------------------------------------------
+
+    @abstractmethod
+    def save_run_model(self, rec: Recommender, folder: Path, samples: Samples, card: ModelCard) -> None:
+        """Write a run's unlearned model (all its weights) into ``folder``."""
+
+    @abstractmethod
+    def load_run_model(self, folder: Path, dataset: RatingsDataset, samples: Samples) -> Recommender:
+        """A run's unlearned model as :meth:`save_run_model` wrote it."""
+
+    # --- circuits -----------------------------------------------------------------------------
+
+    @abstractmethod
+    def check_corruption(self, name: str) -> None:
+        """Refuse corruption ``name`` before any work when this kind's prompts cannot take it."""
+
+    @abstractmethod
+    def corrupted_batches(
+        self,
+        rec: Recommender,
+        samples: Samples,
+        idx: np.ndarray,
+        request: ForgetRequest,
+        corruption: str,
+        rng: np.random.Generator,
+        weight: Callable[[np.ndarray], torch.Tensor],
+        size: int,
+    ) -> PromptBatches:
+        """Clean/corrupted prompt pairs of samples ``idx`` in batches of ``size`` (``weight``:
+        the metric's weight of the samples kept); see :func:`cure_core.circuits.prompt_batches`."""
+
+    @abstractmethod
+    def bridge(self, rec: Recommender, device: str | None) -> Any:
+        """``rec`` as a TransformerLens ``TransformerBridge`` running the weights it scores with."""
