@@ -61,9 +61,7 @@ def default_models_job(_ws: Workspace, key: str) -> BackgroundJob:
 @st.cache_resource(show_spinner="Loading the model into TransformerLens ...")
 def context(_ws: Workspace, key: str, request_id: str) -> CircuitContext:
     """The Original model, its TransformerBridge and the request's sets (needs Original trained)."""
-    from cure_core.requests import load_request
-
-    return circuit_context(_ws, load_request(request_id))
+    return circuit_context(_ws, _ws.data.request(request_id))
 
 
 @st.cache_resource(show_spinner="Attributing (cached on disk after the first time) ...", max_entries=64)
@@ -143,16 +141,15 @@ def analysis_page(title: str) -> tuple[Workspace, ForgetRequest, ModelChoice]:
 @st.cache_resource
 def retrain_job(_ws: Workspace, key: str, request_id: str) -> BackgroundJob:
     """One shared background run (per model ``key``) training (or loading) the Retrain of a saved request."""
-    from cure_core.requests import load_request
-
-    request = load_request(request_id)
-    return BackgroundJob(f"retrain-{request_id}", lambda progress: _ws.models.retrain(request, progress=progress, quiet=True))
+    request = _ws.data.request(request_id)
+    return BackgroundJob(
+        f"retrain-{request_id}", lambda progress: _ws.models.retrain(request, progress=progress, quiet=True)
+    )
 
 
 def request_picker(ws: Workspace, default: ForgetRequest, key: str) -> ForgetRequest:
     """A sidebar field for a saved request id (default: ``default``); stops the page with a
     readable error for an unknown id or a request made for other data."""
-    from cure_core.requests import load_request
 
     request_id = st.text_input(
         "forget request id",
@@ -161,7 +158,7 @@ def request_picker(ws: Workspace, default: ForgetRequest, key: str) -> ForgetReq
         help="`cure forget` or the Home page's builder prints the id of a new request",
     )
     try:
-        request = load_request(request_id.strip())
+        request = ws.data.request(request_id.strip())
         ws.data.sets(request)
     except CureError as err:
         st.error(str(err))

@@ -41,7 +41,7 @@ RECIPES = {"default": Recipe(), "tiny": TINY, "v1": Recipe(**RECIPE_V1_OVERRIDES
 @pytest.mark.parametrize("name", MODEL_KEYS)
 def test_model_folders_keep_their_names(name):
     ws = Workspace.open(recipe=RECIPES[name])
-    ws.__dict__["dataset"] = DATA
+    ws.data.__dict__["dataset"] = DATA
     assert (ws.models.model_dir("original").name, ws.models.model_dir("retrain", REQUEST).name) == MODEL_KEYS[name]
 
 

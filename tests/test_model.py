@@ -67,7 +67,9 @@ def test_mixed_precision_keeps_float32_weights(trained, synthetic):
     test = mixed.data.samples.index(Samples.TEST)
     predictions = rec.predict(mixed.data.samples, test)
     assert np.isfinite(predictions.margin).all()
-    assert rec.card.metrics.test_auc == pytest.approx(utility(mixed.data.samples.label[test], predictions)["auc"], abs=1e-9)
+    assert rec.card.metrics.test_auc == pytest.approx(
+        utility(mixed.data.samples.label[test], predictions)["auc"], abs=1e-9
+    )
 
 
 def test_later_recipe_fields_leave_the_cache_key_while_at_their_old_value():
@@ -83,7 +85,9 @@ def test_removed_recipe_fields_keep_their_old_value_in_the_key():
 
 
 def test_training_is_seeded(synthetic):
-    a = Workspace.open(dataset=synthetic, recipe=TINY_RECIPE.model_copy(update={"max_epochs": 1})).models.original(quiet=True)
+    a = Workspace.open(dataset=synthetic, recipe=TINY_RECIPE.model_copy(update={"max_epochs": 1})).models.original(
+        quiet=True
+    )
     b = Workspace.open(dataset=synthetic, recipe=TINY_RECIPE.model_copy(update={"max_epochs": 1})).models.train_model(
         "original", quiet=True
     )

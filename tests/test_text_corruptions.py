@@ -20,7 +20,7 @@ from cure_core.circuits import AttributionSettings, CircuitContext, answer_metri
 from cure_core.corruptions import corrupt
 from cure_core.data import RatingsDataset, Samples, build_samples
 from cure_core.errors import CureError
-from cure_core.model.backends import TextBackend
+from cure_core.model.backends import ItemBackend, TextBackend
 from cure_core.model.example_checkpoint import tokenizer_corpus, train_tokenizer, write_example
 from cure_core.model.recommender import Recommender
 from cure_core.profiles import ProfileEncoder, load_profile
@@ -233,7 +233,7 @@ def test_item_mode_batches_are_unchanged(name, metric, synthetic, synthetic_samp
     samples = synthetic_samples
     encoder = ItemModeEncoder(ItemVocab.for_samples(samples), samples)
     rec = Recommender(
-        model=None, encoder=encoder, known_users=np.arange(0, len(samples.user_ids), 2), backend=TextBackend()
+        model=None, encoder=encoder, known_users=np.arange(0, len(samples.user_ids), 2), backend=ItemBackend()
     )
     request = item_request(synthetic, samples, item_ids=samples.item_ids[:3], scope="target")
     idx = _train_idx(samples, 70)

@@ -84,7 +84,7 @@ def test_without_retrain_the_reference_metrics_are_unavailable(synthetic, qwen2)
     assert retrain is None and ws.models.load_model("retrain", request) is None
     with pytest.raises(MissingRetrainError, match="--retrain-model"):
         ws.models.ensure_models(request)
-    with pytest.raises(CureError, match="trained here only for the item-token recommender"):
+    with pytest.raises(CureError, match="trained here only for the models of a recipe"):
         ws.models.train_model("original")
     report = compare_to_retrain(original, None, request, ws.data.samples, ws.data.sets(request), name="original")
     assert report.retrain is None and report.jsd_to_retrain is None and report.retrain_unavailable

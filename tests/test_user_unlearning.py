@@ -18,6 +18,7 @@ from cure_core.cli import main
 from cure_core.evaluate import TEXT_EVAL_PROMPTS
 from cure_core.metrics import utility
 from cure_core.model.backends.item import ITEM_CAPABILITIES
+from cure_core.model.backends.text import TEXT_CAPABILITIES
 from cure_core.model.card import ModelCard, read_card
 from cure_core.model_source import ModelSource
 from cure_core.requests import load_request
@@ -134,7 +135,7 @@ def test_run_ids_with_and_without_a_retrain():
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
     assert run_id(original, retrain, request, config) == f"npo-{digest}"
     # a text model's id also holds its evaluation cap (its reports score seeded draws)
-    text = SimpleNamespace(card=original.card, embedding_rows=False)
+    text = SimpleNamespace(card=original.card, capabilities=TEXT_CAPABILITIES)
     spec["evaluation_cap"] = TEXT_EVAL_PROMPTS
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
     assert run_id(text, retrain, request, config) == f"npo-{digest}"

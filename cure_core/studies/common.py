@@ -13,7 +13,15 @@ from cure_core.circuits import AttributionSettings, circuit_context
 from cure_core.errors import CureError
 from cure_core.evaluate import evaluation_key
 from cure_core.groups import GroupSettings, default_corruption, groups_for_request
-from cure_core.requests import ForgetRequest, item_request, load_request, parse_share, save_request, user_request
+from cure_core.requests import (
+    ForgetRequest,
+    item_request,
+    keep_request,
+    load_request,
+    parse_share,
+    save_request,
+    user_request,
+)
 from cure_core.unlearning.compare import reference_rows
 
 if TYPE_CHECKING:
@@ -38,7 +46,7 @@ def resolve_request(ws: Workspace, spec: str) -> ForgetRequest:
     """``default`` (5% of users, seed 0), ``users:<share>`` (seed 0), ``genre:<name>``
     (target scope) or a saved request id; saved so every run can name it."""
     if spec == "default":
-        return ws.data.default_request()
+        return keep_request(ws.data.default_request())
     kind, _, value = spec.partition(":")
     if kind == "users" and value:
         request = user_request(

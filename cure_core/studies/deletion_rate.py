@@ -51,7 +51,7 @@ class DeletionRateSettings(StudySettings):
 def chosen_strengths(job: StudyJob, variants: list[Variant]) -> dict[str, float]:
     """Each variant's strength, chosen on the default request without the test set."""
     ws, settings = job.ws, job.settings
-    request = ws.data.default_request()
+    request = resolve_request(ws, "default")
     chosen = {}
     for v in variants:
         chosen[v.label] = job.cell(
@@ -69,7 +69,7 @@ class DeletionRate(Study):
     def compute(self, job: StudyJob) -> StudyOutput:
         ws, settings = job.ws, job.settings
         original, default_retrain = ws.models.ensure_models(
-            ws.data.default_request(), quiet=job.quiet
+            resolve_request(ws, "default"), quiet=job.quiet
         )  # strengths are chosen against this Retrain
         job.open({"data": ws.data.dataset.content_hash, **model_context(original, default_retrain)})
         variants = variants_for(settings.variants, ws.models.backend.capabilities.embedding_rows)

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from cure_core.errors import CureError
+from cure_core.model import recipe as recipes
 from cure_core.model.backends.base import Capabilities, ModelBackend
 from cure_core.model.card import ModelCard
 from cure_core.model.recipe import Recipe
@@ -59,7 +60,7 @@ class ItemBackend(ModelBackend):
         return self._recipe
 
     def with_recipe(self, recipe: Recipe | TextRecipe) -> ItemBackend:
-        if not isinstance(recipe, Recipe):
+        if not isinstance(recipe, recipes.Recipe):
             raise TypeError("an item backend takes an item recipe")
         return ItemBackend(recipe)
 
@@ -194,7 +195,11 @@ def cut_short(card: ModelCard) -> bool:
     under the wall-clock budget of earlier versions on a busy machine. Such a model depends on
     the machine's load and must not serve as Original or Retrain."""
     recipe = card.recipe
-    if not isinstance(recipe, Recipe) or card.curve is None or any("valid_auc" not in row for row in card.curve):
+    if (
+        not isinstance(recipe, recipes.Recipe)
+        or card.curve is None
+        or any("valid_auc" not in row for row in card.curve)
+    ):
         raise CorruptModelError(
             "meta.json lacks the training curve or item recipe",
             "delete the folder; cached models are retrained on next use",
