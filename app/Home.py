@@ -27,7 +27,7 @@ def gap_table(
     """Original vs Retrain on the request; cached per ``key``: the request id and both models' weights
     hashes, so a retrained Retrain is not served from an old entry. Without a Retrain (a user's
     checkpoint given without one) the Retrain column says ``unavailable``."""
-    reference = reference_comparison(_original, _retrain, _request, _ws.samples, _ws.sets(_request))
+    reference = reference_comparison(_original, _retrain, _request, _ws.data.samples, _ws.data.sets(_request))
     rows = reference.versus(["test AUC", "forget AUC", "forget LogLoss"])
     if _retrain is None:
         return pd.DataFrame(
@@ -247,7 +247,7 @@ def gap_heading() -> None:
 if not job.finished:
     if capabilities.trains_here:
         st.info(
-            f"Training {model_source_label(ws)} and its Retrain reference side by side (first use only; cached "
+            f"Training the {ws.models.label.lower()} and its Retrain reference side by side (first use only; cached "
             "afterwards). The page stays usable."
         )
         poll_job(job, training_text)

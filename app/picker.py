@@ -18,11 +18,11 @@ from pydantic import BaseModel, ConfigDict
 
 from cure_core.environment import FOLDER_FIELDS, allowed_model_roots, check_allowed, read_environment
 from cure_core.errors import CureError
+from cure_core.model.backends import TRAINED_HERE
 from cure_core.model.recipe import Recipe, TextRecipe
 from cure_core.model_source import ENVIRONMENT, ModelSource
 from cure_core.profiles import SHIPPED_PROFILES
 from cure_core.settings import validated
-from cure_core.workspace import TRAINED_HERE
 
 Kind = Literal["item", "text", "checkpoint"]
 CHOICE = "model_choice"  # session key: the chosen model's key (not a widget's, so it survives page changes)

@@ -40,7 +40,7 @@ def workspace(key: str) -> Workspace:
     choice = ModelChoice.from_key(key)
     base = dataset_workspace()
     if choice.kind == "checkpoint":
-        ws = Workspace.open(data=base.data_source, source=choice.model_source())
+        ws = Workspace.open(data=base.data.source, source=choice.model_source())
         _ = ws.data.samples
         return ws
     recipe = choice.recipe()

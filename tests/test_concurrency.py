@@ -16,6 +16,7 @@ from tolerances import assert_close
 from analysis.circuit import select
 from cure_core.ablation import ablation_table
 from cure_core.circuits import AttributionSettings, circuit_context, get_attribution, measure_circuits
+from cure_core.model.repository import ModelRepository
 from cure_core.workspace import Workspace
 from tests.tiny_recipes import TINY_RECIPE
 
@@ -85,13 +86,13 @@ def test_faithfulness_beside_an_attribution_equals_its_sequential_result(ctx):
 def test_two_threads_training_one_model_train_it_once(synthetic, monkeypatch):
     ws = Workspace.open(dataset=synthetic, recipe=TINY_RECIPE)
     trained = []
-    train = Workspace._train
+    train = ModelRepository._train
 
     def counting(self, *args, **kwargs):
         trained.append(threading.get_ident())
         return train(self, *args, **kwargs)
 
-    monkeypatch.setattr(Workspace, "_train", counting)
+    monkeypatch.setattr(ModelRepository, "_train", counting)
     first, second = side_by_side(
         lambda: ws.models.train_model("original", quiet=True), lambda: ws.models.train_model("original", quiet=True)
     )

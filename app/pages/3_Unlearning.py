@@ -16,7 +16,6 @@ from views import NO_RETRAIN
 
 from cure_core.errors import CureError
 from cure_core.jobs import BackgroundJob
-from cure_core.requests import load_request
 from cure_core.settings import choices
 from cure_core.unlearning.compare import comparison_table, pareto_figure, reference_rows, run_mode
 from cure_core.unlearning.methods import METHODS, UnlearnConfig
@@ -183,7 +182,7 @@ if not session["runs"]:
 @st.cache_data(show_spinner="Evaluating Original and Retrain ...")
 def references(key: str, request_id: str) -> list[dict]:
     """Original and Retrain of the model ``key`` as table rows."""
-    return reference_rows(ws, load_request(request_id))
+    return reference_rows(ws, ws.data.request(request_id))
 
 
 runs = [r for r in session["runs"] if r.request == request.id]

@@ -27,7 +27,7 @@ from cure_core.cache_keys import cache_key
 from cure_core.data import Samples, SplitConfig
 from cure_core.errors import CureError
 from cure_core.metrics import utility
-from cure_core.model.backends import ModelBackend, Role
+from cure_core.model.backends import ModelBackend, Role, backend_for
 from cure_core.model.card import Metrics, ModelCard
 from cure_core.model.recipe import Recipe, TextRecipe
 from cure_core.model.recommender import Recommender
@@ -53,7 +53,7 @@ class ModelRepository:
         """The same data (loaded samples shared) with the models of another recipe."""
         if recipe == self.backend.recipe:
             return self
-        return ModelRepository(self.data, self.backend.with_recipe(recipe))
+        return ModelRepository(self.data, backend_for(recipe))
 
     @property
     def label(self) -> str:

@@ -78,7 +78,7 @@ def split_of(
         result = get_attribution(ctx, set_name, attribution, quiet=True)
         edges[set_name] = top_n(result.shape, result.scores, settings.top_n).edge_names()
     groups = groups_for_request(
-        ctx, attribution, fitting_group_settings(request, seeded.samples, seeded.sets(request)), quiet=True
+        ctx, attribution, fitting_group_settings(request, seeded.data.samples, seeded.data.sets(request)), quiet=True
     )
     return {
         "request": request.id,
@@ -111,7 +111,7 @@ class Stability(Study):
             for seed, resample in combos:  # models of other seeds are trained on first use (cached)
                 model = weights_key(
                     ws.with_recipe(ws.models.backend.recipe.model_copy(update={"seed": seed}))
-                    .original(quiet=job.quiet)
+                    .models.original(quiet=job.quiet)
                     .card
                 )
                 splits[(spec, seed, resample)] = job.cell(  # "-weighted": cells from before it are recomputed

@@ -32,7 +32,7 @@ from cure_core.evaluate import compare_to_retrain, evaluation_key
 from cure_core.groups import GroupSettings, ModuleGroups, default_corruption, fitting_group_settings, groups_for_request
 from cure_core.model.recommender import Recommender
 from cure_core.progress import Progress, ProgressFn
-from cure_core.requests import ForgetRequest, RequestSets
+from cure_core.requests import ForgetRequest, RequestSets, keep_request
 from cure_core.runtime import ONE_PROCESS, Runtime
 from cure_core.unlearning.methods import METHODS, UnlearnConfig
 from cure_core.unlearning.run_store import MERGED, checkpoint_archive, load_history, run_dir, save_run
@@ -220,5 +220,6 @@ def _finish(
     if groups is not None:
         report.group_warnings = groups.warnings
         report.separability = groups.separability
+    keep_request(request)  # the run names it by id
     save_run(run, result, report, ws.data.samples, save_merged=save_merged)
     return report

@@ -10,7 +10,20 @@ from cure_core.model.backends.text import TextBackend
 from cure_core.model.recipe import Recipe, TextRecipe
 from cure_core.model_source import ModelSource
 
-__all__ = ["Capabilities", "CheckpointBackend", "ItemBackend", "ModelBackend", "Role", "TextBackend", "backend_for"]
+__all__ = [
+    "TRAINED_HERE",
+    "Capabilities",
+    "CheckpointBackend",
+    "ItemBackend",
+    "ModelBackend",
+    "Role",
+    "TextBackend",
+    "backend_for",
+]
+
+
+TRAINED_HERE = {"item": ItemBackend().label, "text": TextBackend().label}
+"""The names of the models trained here, by recipe (the app's picker shows the same)."""
 
 
 def backend_for(recipe: Recipe | TextRecipe | None = None, source: ModelSource | None = None) -> ModelBackend:

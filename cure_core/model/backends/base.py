@@ -86,10 +86,6 @@ class ModelBackend(ABC):
 
         return ModelSource()
 
-    def with_recipe(self, recipe: Recipe | TextRecipe) -> ModelBackend:
-        """This kind with another recipe (a study's seed sweep)."""
-        raise CureError(f"{self.label} has no recipe to change", "run this study on a model trained here")
-
     def recipe_flags(self) -> list[str]:
         """The command-line options that choose this model (a study's reproducing command)."""
         return []

@@ -28,7 +28,6 @@ from cure_core.model.training import TrainingPlan, TrainSets, seed_everything, s
 
 if TYPE_CHECKING:
     from cure_core.data import RatingsDataset, Samples
-    from cure_core.model.recipe import TextRecipe
     from cure_core.requests import ForgetRequest
     from cure_core.text_corruptions import PromptBatches
 
@@ -58,11 +57,6 @@ class ItemBackend(ModelBackend):
     @property
     def recipe(self) -> Recipe:
         return self._recipe
-
-    def with_recipe(self, recipe: Recipe | TextRecipe) -> ItemBackend:
-        if not isinstance(recipe, recipes.Recipe):
-            raise TypeError("an item backend takes an item recipe")
-        return ItemBackend(recipe)
 
     def training_plan(self, dataset: RatingsDataset, samples: Samples, sets: TrainSets) -> TrainingPlan:
         from transformers import AutoModelForCausalLM

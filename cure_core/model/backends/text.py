@@ -33,7 +33,7 @@ from cure_core.model.backends.base import Capabilities
 from cure_core.model.backends.words import WordsBackend
 from cure_core.model.card import ModelCard, read_card, write_card
 from cure_core.model.checkpoint_model import load_checkpoint_model
-from cure_core.model.recipe import Recipe, TextRecipe
+from cure_core.model.recipe import TextRecipe
 from cure_core.model.recommender import Recommender
 from cure_core.model.store import WEIGHTS, CorruptModelError, file_sha256
 from cure_core.model.training import TrainingPlan, TrainSets, seed_everything
@@ -78,11 +78,6 @@ class TextBackend(WordsBackend):
     @property
     def profile_name(self) -> str:
         return self._recipe.profile
-
-    def with_recipe(self, recipe: Recipe | TextRecipe) -> TextBackend:
-        if not isinstance(recipe, TextRecipe):
-            raise TypeError("a text backend takes a text recipe")
-        return TextBackend(recipe)
 
     def recipe_flags(self) -> list[str]:
         return ["--recipe text"]
