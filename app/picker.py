@@ -83,7 +83,8 @@ class ModelChoice(BaseModel):
 
 def environment_recipe_kind() -> Literal["item", "text"]:
     """Which model ``CURE_RECIPE`` sets up: ``text`` for a text recipe, else ``item``."""
-    return "text" if isinstance(read_environment().recipe, TextRecipe) else "item"
+    recipe = read_environment().recipe
+    return "item" if recipe is None else recipe.name  # type: ignore[return-value]
 
 
 def default_choice() -> ModelChoice:

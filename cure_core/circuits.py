@@ -37,6 +37,7 @@ from cure_core.cache_keys import cache_key
 from cure_core.controls import control_set
 from cure_core.data.samples import Samples
 from cure_core.errors import CureError
+from cure_core.model.backends import Corruption
 from cure_core.model.recommender import Recommender
 from cure_core.progress import Progress, ProgressFn
 from cure_core.requests import ForgetRequest, RequestSets
@@ -111,7 +112,7 @@ def prompt_batches(
             else torch.from_numpy(2.0 * samples.label[held] - 1).float()
         )
 
-    return rec.backend.corrupted_batches(rec, samples, idx, request, settings.corruption, rng, weight, size)
+    return rec.backend.corrupted_batches(rec, Corruption(settings.corruption, samples, idx, request, rng, weight, size))
 
 
 def answer_metric(rec: Recommender) -> LogitDiff:

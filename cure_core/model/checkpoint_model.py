@@ -16,6 +16,7 @@ from cure_core.model.recommender import Recommender
 from cure_core.model_source import MissingRetrainError, ModelSource
 
 if TYPE_CHECKING:
+    from cure_core.checkpoints import CheckpointInfo
     from cure_core.data import RatingsDataset, Samples
     from cure_core.model.backends.base import ModelBackend
 
@@ -114,12 +115,10 @@ def fingerprint(model: str, adapter: str | None, dtype: str, profile_text: str) 
     return digest.hexdigest()
 
 
-def saved_fields(rec: Recommender, folder: Path) -> dict[str, Any]:
+def saved_fields(folder: Path, info: CheckpointInfo | None, profile: str | None) -> dict[str, Any]:
     """What the card of a folder a run saved records of its model: the checkpoint it was
     unlearned from and the prompt profile it answers in (``None`` for item tokens), and the
     sampled :func:`fingerprint` of the files written so far (a 7B model is keyed in milliseconds)."""
-    info = rec.checkpoint.info if rec.checkpoint is not None else None
-    profile = getattr(getattr(rec.encoder, "profile", None), "name", None)
     dtype = info.dtype if info is not None else ""
     return {
         "unlearned_from": info,

@@ -6,7 +6,7 @@ default, user id included so that a user can be memorised)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -18,10 +18,40 @@ if TYPE_CHECKING:  # transformers is imported when a config is built, not when t
     from transformers import PretrainedConfig
 
 
-class Recipe(BaseModel):
-    """Settings of a from-scratch item-mode recommender. Defaults are the project's default model."""
+class CausalLMRecipe(BaseModel):
+    """What both recipes share: their shape's checks and the Hugging Face config built from it
+    (a subclass adds its own config options in :meth:`config_options`)."""
 
     model_config = ConfigDict(extra="forbid")
+    name: ClassVar[str]
+    """The recipe's name in ``--recipe`` (:data:`RECIPES`); not a field, so not in cache keys."""
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> CausalLMRecipe:
+        if self.d_model % self.n_head:  # type: ignore[attr-defined]
+            raise ValueError(f"d_model {self.d_model} is not divisible by n_head {self.n_head}")  # type: ignore[attr-defined]
+        return self
+
+    def config_options(self) -> dict[str, object]:
+        """The :func:`~cure_core.model.lm_config.causal_lm_config` options beyond the shape."""
+        return {}
+
+    def hf_config(self, vocab_size: int, n_positions: int) -> PretrainedConfig:
+        """The Hugging Face config of this architecture (pre-LayerNorm, tied embeddings)."""
+        fields = ("n_layer", "n_head", "d_model", "d_mlp", "dropout")
+        return causal_lm_config(
+            self.arch,  # type: ignore[attr-defined]
+            vocab_size=vocab_size,
+            n_positions=n_positions,
+            **{name: getattr(self, name) for name in fields},
+            **self.config_options(),
+        )
+
+
+class Recipe(CausalLMRecipe):
+    """Settings of a from-scratch item-mode recommender. Defaults are the project's default model."""
+
+    name: ClassVar[str] = "item"
 
     arch: Literal["gpt2", "llama"] = "gpt2"
     n_layer: int = Field(4, ge=1, le=24)
@@ -61,31 +91,14 @@ class Recipe(BaseModel):
     patience: int = Field(3, ge=1, description="epochs without a better validation AUC before stopping")
     seed: Seed = 0
 
-    @model_validator(mode="after")
-    def _heads_divide_width(self) -> Recipe:
-        if self.d_model % self.n_head:
-            raise ValueError(f"d_model {self.d_model} is not divisible by n_head {self.n_head}")
-        return self
-
     def cache_spec(self) -> dict[str, object]:
         """The recipe as it enters model cache keys (fields added or removed since models were
         cached enter as :func:`~cure_core.legacy.item_recipe_key_spec` says)."""
         return item_recipe_key_spec(self.model_dump())
 
-    def hf_config(self, vocab_size: int, n_positions: int) -> PretrainedConfig:
-        """The Hugging Face config of this architecture (pre-LayerNorm, no grouped-query attention)."""
-        return causal_lm_config(
-            self.arch,
-            vocab_size=vocab_size,
-            n_positions=n_positions,
-            n_layer=self.n_layer,
-            n_head=self.n_head,
-            d_model=self.d_model,
-            d_mlp=self.d_mlp,
-            dropout=self.dropout,
-            attention_dropout=self.dropout,
-            activation=self.activation,
-        )
+    def config_options(self) -> dict[str, object]:
+        """Attention dropout as the residual's; no grouped-query attention."""
+        return {"attention_dropout": self.dropout, "activation": self.activation}
 
 
 RECIPES = ("item", "text")
@@ -94,11 +107,10 @@ RecipeName = Literal["item", "text"]
 PAD_ID, EOS_ID = 1, 0  # the ids train_tokenizer gives its special tokens
 
 
-class TextRecipe(BaseModel):
+class TextRecipe(CausalLMRecipe):
     """Settings of the text-mode recommender trained here (all part of its cache key)."""
 
-    model_config = ConfigDict(extra="forbid")
-
+    name: ClassVar[str] = "text"
     kind: Literal["text"] = "text"
     arch: Literal["gpt2", "llama"] = "gpt2"
     profile: Literal["compact", "e2urec"] = Field(
@@ -138,9 +150,7 @@ class TextRecipe(BaseModel):
     seed: Seed = 0
 
     @model_validator(mode="after")
-    def _heads_fit(self) -> TextRecipe:
-        if self.d_model % self.n_head:
-            raise ValueError(f"d_model {self.d_model} is not divisible by n_head {self.n_head}")
+    def _kv_heads_fit(self) -> TextRecipe:
         if self.n_kv_head is not None and (self.arch != "llama" or self.n_head % self.n_kv_head):
             raise ValueError("n_kv_head needs arch 'llama' and must divide n_head")
         return self
@@ -148,22 +158,9 @@ class TextRecipe(BaseModel):
     def cache_spec(self) -> dict[str, object]:
         return self.model_dump()
 
-    def hf_config(self, vocab_size: int, n_positions: int) -> PretrainedConfig:
-        """The Hugging Face config (pre-LayerNorm; tied embeddings; pad id 1, EOS id 0)."""
-        return causal_lm_config(
-            self.arch,
-            vocab_size=vocab_size,
-            n_positions=n_positions,
-            n_layer=self.n_layer,
-            n_head=self.n_head,
-            d_model=self.d_model,
-            d_mlp=self.d_mlp,
-            dropout=self.dropout,
-            attention_dropout=0.0,
-            n_kv_head=self.n_kv_head,
-            eos_id=EOS_ID,
-            pad_id=PAD_ID,
-        )
+    def config_options(self) -> dict[str, object]:
+        """No attention dropout; ``n_kv_head`` key/value heads; pad id 1, EOS id 0."""
+        return {"attention_dropout": 0.0, "n_kv_head": self.n_kv_head, "eos_id": EOS_ID, "pad_id": PAD_ID}
 
 
 #: The first default recipe (d_model 128; cache key ``original-ml-100k-11cf918927`` on ML-100K), kept

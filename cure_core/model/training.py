@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -22,6 +22,9 @@ from cure_core.data.samples import Samples
 from cure_core.metrics import utility
 from cure_core.model.recommender import Recommender
 from cure_core.progress import Progress, ProgressFn
+
+if TYPE_CHECKING:
+    from cure_core.model.recipe import Recipe, TextRecipe
 
 StopReason = Literal["patience", "max_epochs"]
 Curve = list[dict[str, float]]
@@ -89,6 +92,19 @@ class TrainingPlan:
     ema_decay: float = 0.0
     check_batch: int | None = None
     """Prompts per scoring batch of a check (``None``: the backend's)."""
+
+    @classmethod
+    def of_recipe(
+        cls,
+        recipe: Recipe | TextRecipe,
+        steps: tuple[Recommender, Samples, np.random.Generator, Iterator[np.ndarray], StepLoss],
+        **plan: Any,
+    ) -> TrainingPlan:
+        """A plan of ``steps`` (the model, its samples, the generator, the batches and the loss)
+        with the optimizer settings, patience and user dropout of ``recipe``."""
+        rec, samples, rng, batches, loss = steps
+        fields = ("lr", "weight_decay", "patience", "user_dropout")
+        return cls(rec, samples, rng, batches, loss, **{name: getattr(recipe, name) for name in fields}, **plan)
 
 
 def train(

@@ -95,7 +95,7 @@ class Study(ABC):
         """The command line that reproduces this result: the recipe, the request and every
         setting that differs from the defaults (or from ``--quick``'s) spelled out."""
         backend = ws.models.backend
-        parts = ["cure study", self.name, *backend.recipe_flags()]
+        parts = ["cure study", self.name, *backend.recipe_flags]
         recipe = backend.recipe
         changed = _changed(recipe.model_dump(), type(recipe)().model_dump())
         if changed:

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 from cure_core.cache import atomic_directory, atomic_write_json, cache_dir
 from cure_core.model.card import Metrics, ModelCard, read_card, write_card
-from cure_core.model.checkpoint_model import saved_fields
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -54,7 +53,9 @@ def save_run(run: str, result: UnlearnResult, report: BaseModel, samples: Sample
         peft_model = result.model.model
         with atomic_directory(folder / MODEL) as tmp:
             save_adapter(peft_model, tmp)
-            write_card(tmp, card.model_copy(update={"kind": "lora", **saved_fields(result.model, tmp)}))
+            write_card(
+                tmp, card.model_copy(update={"kind": "lora", **result.model.backend.saved_fields(result.model, tmp)})
+            )
         if save_merged:
             merged = dataclasses.replace(result.model, model=merged_copy(peft_model))
             save_model(merged, folder / MERGED, samples, card.model_copy(update={"merged_from": MODEL}))

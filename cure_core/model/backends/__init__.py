@@ -3,7 +3,7 @@ the user chose (a recipe trained here, or a checkpoint); everything else asks th
 
 from __future__ import annotations
 
-from cure_core.model.backends.base import Capabilities, ModelBackend, Role
+from cure_core.model.backends.base import Capabilities, Corruption, ModelBackend, Role
 from cure_core.model.backends.checkpoint import CheckpointBackend
 from cure_core.model.backends.item import ItemBackend
 from cure_core.model.backends.text import TextBackend
@@ -14,6 +14,7 @@ __all__ = [
     "TRAINED_HERE",
     "Capabilities",
     "CheckpointBackend",
+    "Corruption",
     "ItemBackend",
     "ModelBackend",
     "Role",

@@ -56,39 +56,49 @@ class Capabilities:
     score_batch: int
 
 
-class ModelBackend(ABC):
-    """One kind of model. Subclasses fill in the data (:attr:`capabilities`, :attr:`label`) and
-    the hooks that differ; the defaults refuse what a kind cannot do."""
+@dataclass(frozen=True)
+class Corruption:
+    """What circuit discovery asks to corrupt: samples ``idx`` of ``request`` under the
+    corruption ``name``, drawn with ``rng``, in batches of ``size``; ``weight`` gives the
+    metric's weight of the samples kept."""
 
-    capabilities: Capabilities
+    name: str
+    samples: Samples
+    idx: np.ndarray
+    request: ForgetRequest
+    rng: np.random.Generator
+    weight: Callable[[np.ndarray], torch.Tensor]
+    size: int
+
+
+class ModelBackend(ABC):
+    """One kind of model. Subclasses give the data to :meth:`__init__` and fill in the hooks
+    that differ; the defaults refuse what a kind cannot do."""
+
     folder_prefix = ""
     """Prefix of this kind's cache folders under ``cache/models/``."""
+    recipe_flags: tuple[str, ...] = ()
+    """The command-line options that choose this model beside ``--recipe-json`` (a study's
+    reproducing command)."""
 
-    @property
-    @abstractmethod
-    def label(self) -> str:
-        """The model's name in tables and headers."""
-
-    @property
-    @abstractmethod
-    def description(self) -> str:
-        """One line naming the model the pages and commands work on."""
-
-    @property
-    def recipe(self) -> Recipe | TextRecipe | None:
-        """The recipe of the models trained here (``None``: nothing is trained here)."""
-        return None
-
-    @property
-    def source(self) -> ModelSource:
-        """The user's checkpoint options (empty for the models trained here)."""
+    def __init__(
+        self,
+        label: str,
+        description: str,
+        capabilities: Capabilities,
+        recipe: Recipe | TextRecipe | None = None,
+        source: ModelSource | None = None,
+    ) -> None:
+        """``label``: the model's name in tables and headers; ``description``: one line naming
+        it on pages; ``recipe``: of the models trained here (``None``: nothing is trained here);
+        ``source``: the user's checkpoint options (empty for the models trained here)."""
         from cure_core.model_source import ModelSource
 
-        return ModelSource()
-
-    def recipe_flags(self) -> list[str]:
-        """The command-line options that choose this model (a study's reproducing command)."""
-        return []
+        self.label = label
+        self.description = description
+        self.capabilities = capabilities
+        self.recipe = recipe
+        self.source = source or ModelSource()
 
     # --- models trained here ----------------------------------------------------------------
 
@@ -135,6 +145,13 @@ class ModelBackend(ABC):
     def load_run_model(self, folder: Path, dataset: RatingsDataset, samples: Samples) -> Recommender:
         """A run's unlearned model as :meth:`save_run_model` wrote it."""
 
+    def saved_fields(self, rec: Recommender, folder: Path) -> dict[str, Any]:
+        """What the card of a folder a run saved in ``folder`` records of ``rec`` (see
+        :func:`~cure_core.model.checkpoint_model.saved_fields`): no checkpoint, no profile."""
+        from cure_core.model.checkpoint_model import saved_fields
+
+        return saved_fields(folder, None, None)
+
     # --- circuits -----------------------------------------------------------------------------
 
     @abstractmethod
@@ -142,19 +159,9 @@ class ModelBackend(ABC):
         """Refuse corruption ``name`` before any work when this kind's prompts cannot take it."""
 
     @abstractmethod
-    def corrupted_batches(
-        self,
-        rec: Recommender,
-        samples: Samples,
-        idx: np.ndarray,
-        request: ForgetRequest,
-        corruption: str,
-        rng: np.random.Generator,
-        weight: Callable[[np.ndarray], torch.Tensor],
-        size: int,
-    ) -> PromptBatches:
-        """Clean/corrupted prompt pairs of samples ``idx`` in batches of ``size`` (``weight``:
-        the metric's weight of the samples kept); see :func:`cure_core.circuits.prompt_batches`."""
+    def corrupted_batches(self, rec: Recommender, asked: Corruption) -> PromptBatches:
+        """Clean/corrupted prompt pairs of what is ``asked``, in batches; see
+        :func:`cure_core.circuits.prompt_batches`."""
 
     @abstractmethod
     def bridge(self, rec: Recommender, device: str | None) -> Any:

@@ -22,40 +22,22 @@ class CheckpointBackend(WordsBackend):
     def __init__(self, source: ModelSource) -> None:
         if source.model is None:
             raise ValueError("a checkpoint backend needs a source with a model")
-        self._source = source
-        self.capabilities = Capabilities(
-            trains_here=False,
-            has_retrain=source.has_retrain,
-            embedding_rows=False,
-            costly_scoring=True,
-            score_batch=64,
+        capabilities = Capabilities(
+            trains_here=False, has_retrain=source.has_retrain, embedding_rows=False, costly_scoring=True, score_batch=64
         )
-
-    @property
-    def label(self) -> str:
-        return self._source.label()
-
-    @property
-    def description(self) -> str:
-        return f"your checkpoint {self._source.label()}, prompted with the {self._source.profile} profile"
-
-    @property
-    def source(self) -> ModelSource:
-        return self._source
-
-    @property
-    def profile_name(self) -> str:
-        return self._source.profile
+        description = f"your checkpoint {source.label()}, prompted with the {source.profile} profile"
+        super().__init__(source.label(), description, capabilities, source=source)
+        self.profile_name = source.profile
 
     def given(self, role: Role, dataset: RatingsDataset, samples: Samples) -> Recommender | None:
-        if role == "retrain" and not self._source.has_retrain:
+        if role == "retrain" and not self.source.has_retrain:
             return None
-        return load_checkpoint_model(self._source, role, dataset, samples, self)
+        return load_checkpoint_model(self.source, role, dataset, samples, self)
 
     def check_reference(self, original: Recommender, retrain: Recommender) -> None:
         check_reference(original, retrain)
 
     def run_model_source(self, folder: Path) -> ModelSource:
         """A run's folder is read with the checkpoint's profile, dtype and device."""
-        source = self._source
+        source = self.source
         return ModelSource(model=str(folder), profile=source.profile, dtype=source.dtype, device=source.device)

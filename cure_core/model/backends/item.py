@@ -19,7 +19,7 @@ import torch
 
 from cure_core.errors import CureError
 from cure_core.model import recipe as recipes
-from cure_core.model.backends.base import Capabilities, ModelBackend
+from cure_core.model.backends.base import Capabilities, Corruption, ModelBackend
 from cure_core.model.card import ModelCard
 from cure_core.model.recipe import Recipe
 from cure_core.model.recommender import Recommender
@@ -28,7 +28,6 @@ from cure_core.model.training import TrainingPlan, TrainSets, seed_everything, s
 
 if TYPE_CHECKING:
     from cure_core.data import RatingsDataset, Samples
-    from cure_core.requests import ForgetRequest
     from cure_core.text_corruptions import PromptBatches
 
 ITEM_CAPABILITIES = Capabilities(
@@ -40,30 +39,19 @@ NAME = "Item model (trained here)"
 class ItemBackend(ModelBackend):
     """The item-token recommender of ``recipe`` (default: the project's default model)."""
 
-    capabilities = ITEM_CAPABILITIES
+    recipe: Recipe
 
     def __init__(self, recipe: Recipe | None = None) -> None:
-        self._recipe = recipe or Recipe()
-
-    @property
-    def label(self) -> str:
-        return NAME
-
-    @property
-    def description(self) -> str:
-        arch = {"gpt2": "GPT-2", "llama": "Llama"}[self._recipe.arch]
-        return f"the {arch} item-token recommender trained here"
-
-    @property
-    def recipe(self) -> Recipe:
-        return self._recipe
+        recipe = recipe or Recipe()
+        arch = {"gpt2": "GPT-2", "llama": "Llama"}[recipe.arch]
+        super().__init__(NAME, f"the {arch} item-token recommender trained here", ITEM_CAPABILITIES, recipe)
 
     def training_plan(self, dataset: RatingsDataset, samples: Samples, sets: TrainSets) -> TrainingPlan:
         from transformers import AutoModelForCausalLM
 
         from cure_core.prompts import ItemModeEncoder, ItemVocab
 
-        recipe = self._recipe
+        recipe = self.recipe
         seed_everything(recipe.seed)
         vocab = ItemVocab.for_samples(samples)
         encoder = ItemModeEncoder(vocab, samples)
@@ -90,19 +78,12 @@ class ItemBackend(ModelBackend):
                 logits = rec.last_logits(rec.encode(samples, idx, known))
             return torch.nn.functional.cross_entropy(logits.float(), targets[samples.label[idx]])
 
-        return TrainingPlan(
-            rec=rec,
-            samples=samples,
-            rng=rng,
-            batches=batches(),
-            loss=loss,
-            lr=recipe.lr,
-            weight_decay=recipe.weight_decay,
+        return TrainingPlan.of_recipe(
+            recipe,
+            (rec, samples, rng, batches(), loss),
             lr_factor=_warmup_cosine(warmup, total_steps),
             total_steps=total_steps,
             check_every=per_epoch,
-            patience=recipe.patience,
-            user_dropout=recipe.user_dropout,
             checked={"valid": sets.valid, "test": sets.test},
             position=lambda step: {"epoch": -(-step // per_epoch)},
             ema_decay=recipe.ema_decay,
@@ -135,25 +116,16 @@ class ItemBackend(ModelBackend):
 
         check_corruption(name)
 
-    def corrupted_batches(
-        self,
-        rec: Recommender,
-        samples: Samples,
-        idx: np.ndarray,
-        request: ForgetRequest,
-        corruption: str,
-        rng: np.random.Generator,
-        weight: Callable[[np.ndarray], torch.Tensor],
-        size: int,
-    ) -> PromptBatches:
+    def corrupted_batches(self, rec: Recommender, asked: Corruption) -> PromptBatches:
         """Fixed-length prompts corrupted in place: every sample is kept."""
         from analysis.prompts import PromptBatch
         from cure_core.corruptions import corrupt
         from cure_core.text_corruptions import PromptBatches
 
+        samples, idx, size = asked.samples, asked.idx, asked.size
         known = rec.user_known(samples, idx)
         clean = rec.encode(samples, idx)
-        bad = corrupt(corruption, samples, idx, known, request, rng)
+        bad = corrupt(asked.name, samples, idx, known, asked.request, asked.rng)
         corrupted = rec.encoder.encode(
             bad.samples, np.arange(len(idx)), bad.user_known if bad.user_known is not None else known
         )
@@ -163,7 +135,7 @@ class ItemBackend(ModelBackend):
                 "use a model trained here (`cure train`) or load the checkpoint with a prompt profile; this "
                 "encoder's prompts change length under corruption",
             )
-        w = weight(idx)
+        w = asked.weight(idx)
         batches = [
             PromptBatch(clean.input_ids[i : i + size], corrupted.input_ids[i : i + size], w[i : i + size])
             for i in range(0, len(idx), size)

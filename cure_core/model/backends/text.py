@@ -56,31 +56,15 @@ CHECK_BATCH = 1024  # prompts per batch of a training check (left padding depend
 class TextBackend(WordsBackend):
     """The text recommender of ``recipe``."""
 
-    capabilities = TEXT_CAPABILITIES
     folder_prefix = "text-"
+    recipe_flags = ("--recipe text",)
+    recipe: TextRecipe
 
     def __init__(self, recipe: TextRecipe | None = None) -> None:
-        self._recipe = recipe or TextRecipe()
-
-    @property
-    def label(self) -> str:
-        return NAME
-
-    @property
-    def description(self) -> str:
-        recipe = self._recipe
-        return f"the {recipe.arch} text model trained here, prompted with the {recipe.profile} profile"
-
-    @property
-    def recipe(self) -> TextRecipe:
-        return self._recipe
-
-    @property
-    def profile_name(self) -> str:
-        return self._recipe.profile
-
-    def recipe_flags(self) -> list[str]:
-        return ["--recipe text"]
+        recipe = recipe or TextRecipe()
+        description = f"the {recipe.arch} text model trained here, prompted with the {recipe.profile} profile"
+        super().__init__(NAME, description, TEXT_CAPABILITIES, recipe)
+        self.profile_name = recipe.profile
 
     def training_plan(self, dataset: RatingsDataset, samples: Samples, sets: TrainSets) -> TrainingPlan:
         """See the module docstring."""
@@ -88,7 +72,7 @@ class TextBackend(WordsBackend):
 
         from cure_core.profiles import ProfileEncoder, PromptWriter, load_profile
 
-        recipe = self._recipe
+        recipe = self.recipe
         seed_everything(recipe.seed)
         profile = load_profile(recipe.profile)
         writer = PromptWriter(profile, dataset, samples)
@@ -117,21 +101,14 @@ class TextBackend(WordsBackend):
         def loss(rec: Recommender, idx: np.ndarray, known: np.ndarray) -> torch.Tensor:
             return answer_and_rating_loss(rec, samples, idx, known, answers, ratings, recipe)
 
-        return TrainingPlan(
-            rec=rec,
-            samples=samples,
-            rng=rng,
-            batches=batches(),
-            loss=loss,
-            lr=recipe.lr,
-            weight_decay=recipe.weight_decay,
+        return TrainingPlan.of_recipe(
+            recipe,
+            (rec, samples, rng, batches(), loss),
             lr_factor=lambda s: (
                 min(1.0, (s + 1) / warmup) * max(0.05, 0.5 * (1 + math.cos(math.pi * min(1.0, s / recipe.max_steps))))
             ),
             total_steps=recipe.max_steps,
             check_every=recipe.eval_every,
-            patience=recipe.patience,
-            user_dropout=recipe.user_dropout,
             checked=checked,
             position=lambda step: {"step": step, "epoch": round(step * recipe.batch_size / len(sets.train), 3)},
             check_batch=CHECK_BATCH,
@@ -161,7 +138,7 @@ class TextBackend(WordsBackend):
                 raise ValueError("meta.json is not a text model's")
             if file_sha256(folder / WEIGHTS) != saved.file_sha256:
                 raise ValueError("weights do not match the checksum in meta.json")
-            source = ModelSource(model=str(folder), profile=self._recipe.profile)
+            source = ModelSource(model=str(folder), profile=self.profile_name)
             rec = load_checkpoint_model(source, "original", dataset, samples, self)
         except (OSError, ValueError, KeyError, CureError) as err:
             raise CorruptModelError(

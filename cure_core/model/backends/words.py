@@ -5,17 +5,13 @@ swaps, bridged in place, and a run's unlearned weights saved as a Hugging Face f
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import torch
-
 from cure_core.cache import atomic_directory
 from cure_core.errors import CureError
-from cure_core.model.backends.base import ModelBackend
+from cure_core.model.backends.base import Corruption, ModelBackend
 from cure_core.model.card import ModelCard, write_card
 from cure_core.model.checkpoint_model import load_checkpoint_model, saved_fields
 from cure_core.model.recommender import Recommender
@@ -24,17 +20,14 @@ if TYPE_CHECKING:
     from cure_core.data import RatingsDataset, Samples
     from cure_core.model_source import ModelSource
     from cure_core.profiles.encoder import ProfileEncoder
-    from cure_core.requests import ForgetRequest
     from cure_core.text_corruptions import PromptBatches
 
 
 class WordsBackend(ModelBackend):
     """A model whose prompts are written in words by a profile (see the module docstring)."""
 
-    @property
-    def profile_name(self) -> str:
-        """The prompt profile its models read: a shipped name or a ``.toml`` path."""
-        raise NotImplementedError
+    profile_name: str
+    """The prompt profile its models read: a shipped name or a ``.toml`` path."""
 
     def check_corruption(self, name: str) -> None:
         from cure_core.profiles import load_profile
@@ -42,24 +35,15 @@ class WordsBackend(ModelBackend):
 
         check_corruption(load_profile(self.profile_name), name)
 
-    def corrupted_batches(
-        self,
-        rec: Recommender,
-        samples: Samples,
-        idx: np.ndarray,
-        request: ForgetRequest,
-        corruption: str,
-        rng: np.random.Generator,
-        weight: Callable[[np.ndarray], torch.Tensor],
-        size: int,
-    ) -> PromptBatches:
+    def corrupted_batches(self, rec: Recommender, asked: Corruption) -> PromptBatches:
         """Titles swapped for same-length ones (:mod:`cure_core.text_corruptions`), left padded
         with attention masks; samples without a same-length pair are dropped — a warning says
         how many, and the result's ``idx`` / ``dropped`` say which samples the batches hold."""
         from cure_core.text_corruptions import PromptBatches, pair_batches, text_pairs
 
         encoder: ProfileEncoder = rec.encoder  # type: ignore[assignment]
-        pairs = text_pairs(encoder, corruption, samples, idx, rec.user_known(samples, idx), request, rng)
+        samples, idx, corruption = asked.samples, asked.idx, asked.name
+        pairs = text_pairs(encoder, corruption, samples, idx, rec.user_known(samples, idx), asked.request, asked.rng)
         if not len(pairs.kept):
             raise CureError(
                 f"none of the {len(idx)} prompt(s) has a {corruption}-corrupted partner of the same token length",
@@ -72,7 +56,7 @@ class WordsBackend(ModelBackend):
                 stacklevel=3,
             )
         held = idx[pairs.kept]
-        return PromptBatches(pair_batches(pairs, weight(held), size, encoder.pad_id), held, pairs.dropped)
+        return PromptBatches(pair_batches(pairs, asked.weight(held), asked.size, encoder.pad_id), held, pairs.dropped)
 
     def bridge(self, rec: Recommender, device: str | None) -> Any:
         """Wrapped in place on the model's own device, so nothing is loaded twice. A LoRA run's
@@ -94,6 +78,10 @@ class WordsBackend(ModelBackend):
 
         return ModelSource(model=str(folder), profile=self.profile_name)
 
+    def saved_fields(self, rec: Recommender, folder: Path) -> dict[str, Any]:
+        info = rec.checkpoint.info if rec.checkpoint is not None else None
+        return saved_fields(folder, info, rec.encoder.profile.name)  # type: ignore[attr-defined]
+
     def save_run_model(self, rec: Recommender, folder: Path, samples: Samples, card: ModelCard) -> None:
         """A Hugging Face folder (``save_pretrained`` safetensors, the tokenizer, ``meta.json``)
         that loads again as ``--model``; its card says what
@@ -104,7 +92,7 @@ class WordsBackend(ModelBackend):
         with atomic_directory(folder) as tmp:
             rec.model.save_pretrained(tmp, safe_serialization=True)
             loaded.tokenizer.save_pretrained(tmp)
-            write_card(tmp, card.model_copy(update={"kind": "checkpoint", **saved_fields(rec, tmp)}))
+            write_card(tmp, card.model_copy(update={"kind": "checkpoint", **self.saved_fields(rec, tmp)}))
 
     def load_run_model(self, folder: Path, dataset: RatingsDataset, samples: Samples) -> Recommender:
         return load_checkpoint_model(self.run_model_source(folder), "original", dataset, samples, self)
