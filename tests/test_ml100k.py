@@ -34,7 +34,7 @@ def isolated_cache(module_cache):
 
 @pytest.fixture(scope="module")
 def ws(module_cache):
-    return Workspace()
+    return Workspace.open()
 
 
 def test_summary_numbers(ws):

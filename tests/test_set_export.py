@@ -115,7 +115,7 @@ def test_tallrec_export_on_movielens(capsys, tmp_path):
     """The default request on MovieLens-100K: the retain set as TALLRec records, none of a forget user's."""
     out = tmp_path / "export"
     assert cli.main(["forget", "--export", "tallrec", str(out)]) == 0, capsys.readouterr().err
-    ws = Workspace()
+    ws = Workspace.open()
     request = ws.data.default_request()
     sets = ws.data.sets(request)
     records, manifest = _load(out)
